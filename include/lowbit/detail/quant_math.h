@@ -1,0 +1,107 @@
+// The element-wise math of every quantizer, written once for the scalar reference, SIMD tails and GPU.
+// Formulas and rounding rules: ../shared/spec/quantizers.md and docs/quantizers.md.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define LOWBIT_HD __host__ __device__ __forceinline__
+#else
+#define LOWBIT_HD inline
+#endif
+
+namespace lowbit {
+namespace detail {
+
+// Nudged range of a TF fake quant (spec section 1). `degenerate` marks min == max == 0, where the
+// output is 0 and the input gradient passes through; its other fields are then all 0.
+template <class T>
+struct FakeQuantParams {
+  T nudged_min = 0;
+  T nudged_max = 0;
+  T scale = 0;
+  T inv_scale = 0;
+  T quant_zero = 0;
+  bool degenerate = false;
+};
+
+// NaN goes through every forward: each function below returns x itself for a NaN x.
+template <class T>
+LOWBIT_HD T sign0_scaled(T x, T s) {
+  return x >= T(0) ? s : (x < T(0) ? -s : x);
+}
+
+template <class T>
+LOWBIT_HD T tfsign(T x) {
+  return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == T(0) ? T(0) : x));
+}
+
+template <class T>
+LOWBIT_HD T heaviside(T x) {
+  return x > T(0) ? T(1) : (x <= T(0) ? T(0) : x);
+}
+
+// Larq's ste_tern: tfsign(tfsign(x + D) + tfsign(x - D)).
+template <class T>
+LOWBIT_HD T ternary(T x, T threshold) {
+  return tfsign(tfsign(x + threshold) + tfsign(x - threshold));
+}
+
+// TF's clamp order: min first, then max. Written so that a NaN x stays NaN.
+template <class T>
+LOWBIT_HD T clamp_tf(T x, T lo, T hi) {
+  const T a = (hi < x) ? hi : x;
+  return (lo > a) ? lo : a;
+}
+
+// args and per-channel: multiply by the inverse scale.
+template <class T>
+LOWBIT_HD T fake_quant_mul(T x, const FakeQuantParams<T>& p) {
+  const T shifted = clamp_tf(x, p.nudged_min, p.nudged_max) - p.nudged_min;
+  const T v = shifted * p.inv_scale - p.quant_zero + T(0.5);
+  return std::floor(v) * p.scale;
+}
+
+// vars: divide by the scale.
+template <class T>
+LOWBIT_HD T fake_quant_div(T x, const FakeQuantParams<T>& p) {
+  const T shifted = clamp_tf(x, p.nudged_min, p.nudged_max) - p.nudged_min;
+  const T v = shifted / p.scale - p.quant_zero + T(0.5);
+  return std::floor(v) * p.scale;
+}
+
+// g * 1[lo <= x <= hi] (closed) or g * 1[lo < x < hi] (open), as a multiplication like the sources.
+template <class T>
+LOWBIT_HD T masked_grad(T g, T x, T lo, T hi, bool open) {
+  const bool in = open ? (lo < x && x < hi) : (lo <= x && x <= hi);
+  return g * (in ? T(1) : T(0));
+}
+
+template <class T>
+LOWBIT_HD T approx_sign_grad(T g, T x) {
+  const T ax = std::fabs(x);
+  return g * (ax <= T(1) ? T(2) - T(2) * ax : T(0));
+}
+
+template <class T>
+LOWBIT_HD T swish_sign_grad(T g, T x, T beta) {
+  const T bx = beta * x;
+  return g * (beta * (T(2) - bx * std::tanh(bx / T(2))) / (T(1) + std::cosh(bx)));
+}
+
+// Larq's dorefa, activations: half-even rounding of clip(x, 0, 1) * n, divided by n.
+template <class T>
+LOWBIT_HD T dorefa_activations(T x, T levels) {
+  return std::nearbyint(clamp_tf(x, T(0), T(1)) * levels) / levels;
+}
+
+// Blueoil's linear mid-tread half, in the source's order of operations.
+template <class T>
+LOWBIT_HD T linear_mid_tread(T x, T levels, T max_value) {
+  const T c = clamp_tf(x, T(0), max_value);
+  return std::floor((c / max_value) * levels + T(0.5)) / levels * max_value;
+}
+
+}  // namespace detail
+}  // namespace lowbit

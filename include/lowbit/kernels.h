@@ -1,0 +1,122 @@
+// Torch-free quantizer kernels: raw pointers and sizes, a scalar reference and run-time chosen SIMD.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowbit/detail/quant_math.h"
+
+namespace lowbit {
+namespace kernels {
+
+using detail::FakeQuantParams;
+
+enum class FakeQuantRounding { kMulInvScale, kDivScale };
+enum class Interval { kClosed, kOpen };
+
+// Lanes of a kernel's partial sums: element i of a call's span adds to lane i % kSumLanes, in order, and
+// the lanes are added in lane order in double. Every kernel set does exactly this, so sums are
+// bit-identical across instruction sets; callers split work into fixed spans for the same reason.
+constexpr int kSumLanes = 16;
+
+// TF's nudging (spec section 1), in T. Throws std::invalid_argument on a bad num_bits or range.
+template <class T>
+FakeQuantParams<T> nudge(T min, T max, int num_bits, bool narrow_range);
+
+// The float32 kernels of one instruction set. Arrays are contiguous; "rows x channels" is a row-major
+// matrix whose last dimension is the channel. Per-channel sums accumulate into the caller's arrays.
+struct F32Kernels {
+  const char* isa;  // "ref", "avx2", "avx512"
+  void (*fake_quant)(const float* x, float* y, int64_t n, const FakeQuantParams<float>& p,
+                     FakeQuantRounding r);
+  void (*fake_quant_per_channel)(const float* x, float* y, int64_t rows, int64_t channels,
+                                 const FakeQuantParams<float>* p, FakeQuantRounding r);
+  // dx = g * 1[x in (lo, hi)]; *below += sum(g * 1[x < lo]), *above += sum(g * 1[x > hi]) when not null.
+  void (*masked_grad)(const float* g, const float* x, float* dx, int64_t n, float lo, float hi,
+                      Interval iv, double* below, double* above);
+  void (*masked_grad_per_channel)(const float* g, const float* x, float* dx, int64_t rows,
+                                  int64_t channels, const float* lo, const float* hi, float* below,
+                                  float* above);
+  void (*sign)(const float* x, float* y, int64_t n, float scale);
+  void (*sign_per_channel)(const float* x, float* y, int64_t rows, int64_t channels,
+                           const float* scale);
+  void (*heaviside)(const float* x, float* y, int64_t n);
+  void (*ternary)(const float* x, float* y, int64_t n, float threshold);
+  void (*dorefa_activations)(const float* x, float* y, int64_t n, float levels);
+  void (*linear_mid_tread)(const float* x, float* y, int64_t n, float levels, float max_value);
+  void (*approx_sign_grad)(const float* g, const float* x, float* dx, int64_t n);
+};
+
+// Every kernel set this CPU can run, the scalar reference first. Tests and benchmarks walk this list.
+const std::vector<const F32Kernels*>& supported_f32_kernels();
+// The set the operators use: the widest supported, or the one named by LOWBIT_ISA (ref, avx2, avx512).
+const F32Kernels& f32_kernels();
+
+// The scalar reference in any floating type: the contract every other kernel is tested against.
+namespace ref {
+template <class T>
+void fake_quant(const T* x, T* y, int64_t n, const FakeQuantParams<T>& p, FakeQuantRounding r);
+template <class T>
+void fake_quant_per_channel(const T* x, T* y, int64_t rows, int64_t channels,
+                            const FakeQuantParams<T>* p, FakeQuantRounding r);
+template <class T>
+void masked_grad(const T* g, const T* x, T* dx, int64_t n, T lo, T hi, Interval iv, double* below,
+                 double* above);
+template <class T>
+void masked_grad_per_channel(const T* g, const T* x, T* dx, int64_t rows, int64_t channels,
+                             const T* lo, const T* hi, T* below, T* above);
+template <class T>
+void sign(const T* x, T* y, int64_t n, T scale);
+template <class T>
+void sign_per_channel(const T* x, T* y, int64_t rows, int64_t channels, const T* scale);
+template <class T>
+void heaviside(const T* x, T* y, int64_t n);
+template <class T>
+void ternary(const T* x, T* y, int64_t n, T threshold);
+template <class T>
+void dorefa_activations(const T* x, T* y, int64_t n, T levels);
+template <class T>
+void linear_mid_tread(const T* x, T* y, int64_t n, T levels, T max_value);
+template <class T>
+void approx_sign_grad(const T* g, const T* x, T* dx, int64_t n);
+
+// Scalar-only kernels (transcendentals or whole-tensor statistics of weights).
+template <class T>
+void swish_sign_grad(const T* g, const T* x, T* dx, int64_t n, T beta);
+// dorefa weights: y = 2 * half_even((tanh(x) / (2M) + 0.5) * n) / n - 1 with M = max|tanh(x)|.
+template <class T>
+void dorefa_weights(const T* x, T* y, int64_t n, T levels, T max_abs_tanh);
+template <class T>
+void dorefa_weights_grad(const T* g, const T* x, T* dx, int64_t n, T max_abs_tanh);
+template <class T>
+T max_abs_tanh(const T* x, int64_t n);
+template <class T>
+T max_abs(const T* x, int64_t n);
+// mean(|x|) over [outer, channels, inner] for each channel (channels == 1: over everything).
+template <class T>
+void mean_abs_per_channel(const T* x, int64_t outer, int64_t channels, int64_t inner, T* out);
+// Blueoil's TWN: y = a * tfsign(x) where |x| > D, else 0; a = mean(|x|) over those elements.
+template <class T>
+void twn_weight(const T* x, T* y, int64_t n, T threshold);
+// Blueoil's TTQ forward and gradient (sums into d_positive / d_negative, in double).
+template <class T>
+void ttq_weight(const T* x, T* y, int64_t n, T positive, T negative, T threshold_abs);
+template <class T>
+void ttq_weight_grad(const T* g, const T* x, T* dx, int64_t n, T positive, T negative,
+                     T threshold_abs, double* d_positive, double* d_negative);
+}  // namespace ref
+
+// Power-of-2 symmetric range (spec section 4), computed in T; kNoMaxExponent means "none".
+template <class T>
+struct Pow2Range {
+  T min;
+  T max;
+  int exponent;
+};
+constexpr int kNoMaxExponent = INT32_MIN;
+template <class T>
+Pow2Range<T> pow2_range(T min, T max, int num_bits, int max_exponent);
+
+}  // namespace kernels
+}  // namespace lowbit

@@ -1,0 +1,15 @@
+"""lowbit: low-bit quantizers (binary, ternary, n-bit, power-of-2) as native PyTorch operators.
+
+The operators are C++ (registered as ``torch.ops.lowbit.*``); this package loads the compiled
+library and gives each operator a documented Python function. Numerics: docs/quantizers.md.
+"""
+import os as _os
+
+import torch as _torch
+
+from ._library import library_path
+from ._ops import *  # noqa: F401,F403
+from ._ops import __all__ as _ops_all
+
+__all__ = ["library_path"] + list(_ops_all)
+__version__ = "0.1.0"

@@ -1,0 +1,77 @@
+// Chooses the float32 kernel set at run time from the CPU's features (or LOWBIT_ISA).
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+
+#if defined(LOWBIT_HAVE_X86_KERNELS)
+namespace avx2 {
+extern const F32Kernels kKernels;
+}
+namespace avx512 {
+extern const F32Kernels kKernels;
+}
+#endif
+
+namespace {
+
+const F32Kernels kRefKernels{"ref",
+                             &ref::fake_quant<float>,
+                             &ref::fake_quant_per_channel<float>,
+                             &ref::masked_grad<float>,
+                             &ref::masked_grad_per_channel<float>,
+                             &ref::sign<float>,
+                             &ref::sign_per_channel<float>,
+                             &ref::heaviside<float>,
+                             &ref::ternary<float>,
+                             &ref::dorefa_activations<float>,
+                             &ref::linear_mid_tread<float>,
+                             &ref::approx_sign_grad<float>};
+
+std::vector<const F32Kernels*> detect() {
+  std::vector<const F32Kernels*> sets{&kRefKernels};
+#if defined(LOWBIT_HAVE_X86_KERNELS)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    sets.push_back(&avx2::kKernels);
+  }
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    sets.push_back(&avx512::kKernels);
+  }
+#endif
+  return sets;
+}
+
+const F32Kernels& choose() {
+  const auto& sets = supported_f32_kernels();
+  const char* wanted = std::getenv("LOWBIT_ISA");
+  if (wanted == nullptr || *wanted == '\0') return *sets.back();
+  for (const F32Kernels* k : sets) {
+    if (std::strcmp(k->isa, wanted) == 0) return *k;
+  }
+  std::string names;
+  for (const F32Kernels* k : sets) names += std::string(names.empty() ? "" : ", ") + k->isa;
+  throw std::runtime_error("LOWBIT_ISA=" + std::string(wanted) +
+                           " is not a kernel set this CPU supports (" + names + ")");
+}
+
+}  // namespace
+
+const std::vector<const F32Kernels*>& supported_f32_kernels() {
+  static const std::vector<const F32Kernels*> sets = detect();
+  return sets;
+}
+
+const F32Kernels& f32_kernels() {
+  static const F32Kernels& chosen = choose();
+  return chosen;
+}
+
+}  // namespace kernels
+}  // namespace lowbit

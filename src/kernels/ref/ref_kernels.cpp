@@ -1,0 +1,300 @@
+// The scalar reference kernels: the contract every SIMD kernel is tested against, in float and double.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+
+template <class T>
+FakeQuantParams<T> nudge(T min, T max, int num_bits, bool narrow_range) {
+  if (num_bits < 2 || num_bits > 16) {
+    throw std::invalid_argument("num_bits must be between 2 and 16, inclusive, got " +
+                                std::to_string(num_bits));
+  }
+  FakeQuantParams<T> p;
+  if (min == T(0) && max == T(0)) {
+    p.degenerate = true;
+    return p;
+  }
+  if (!(min < max)) {
+    throw std::invalid_argument("min has to be smaller than max, got min = " + std::to_string(min) +
+                                ", max = " + std::to_string(max));
+  }
+  const T qmin = narrow_range ? T(1) : T(0);
+  const T qmax = static_cast<T>((1 << num_bits) - 1);
+  p.scale = (max - min) / (qmax - qmin);
+  p.inv_scale = (qmax - qmin) / (max - min);
+  const T zp_from_min = qmin - min / p.scale;
+  const T zp = zp_from_min < qmin ? qmin : (zp_from_min > qmax ? qmax : std::round(zp_from_min));
+  p.nudged_min = (qmin - zp) * p.scale;
+  p.nudged_max = (qmax - zp) * p.scale;
+  p.quant_zero = std::floor(-p.nudged_min * p.inv_scale + T(0.5));
+  return p;
+}
+template FakeQuantParams<float> nudge(float, float, int, bool);
+template FakeQuantParams<double> nudge(double, double, int, bool);
+
+namespace {
+// ceil(log2(v)) for v > 0, exactly: v = m * 2^p with m in [0.5, 1).
+template <class T>
+int ceil_log2(T v) {
+  int p = 0;
+  const T m = std::frexp(v, &p);
+  return m == T(0.5) ? p - 1 : p;
+}
+}  // namespace
+
+template <class T>
+Pow2Range<T> pow2_range(T min, T max, int num_bits, int max_exponent) {
+  if (num_bits < 2 || num_bits > 16) {
+    throw std::invalid_argument("num_bits must be between 2 and 16, inclusive, got " +
+                                std::to_string(num_bits));
+  }
+  if (std::isnan(min) || std::isnan(max)) throw std::invalid_argument("min and max must not be NaN");
+  const T tiny = static_cast<T>(1e-7);
+  const T lo = std::min(min, -tiny);
+  const T hi = std::max(max, tiny);
+  if (std::isinf(lo) || std::isinf(hi)) throw std::invalid_argument("min and max must be finite");
+  int e = std::max(ceil_log2(std::fabs(lo)), ceil_log2(std::fabs(hi)));
+  if (max_exponent != kNoMaxExponent) e = std::min(e, max_exponent);
+  Pow2Range<T> r;
+  r.exponent = e;
+  r.min = -std::ldexp(T(1), e);
+  r.max = std::ldexp(T(1), e) - std::ldexp(T(1), e + 1 - num_bits);
+  return r;
+}
+template Pow2Range<float> pow2_range(float, float, int, int);
+template Pow2Range<double> pow2_range(double, double, int, int);
+
+namespace ref {
+
+template <class T>
+void fake_quant(const T* x, T* y, int64_t n, const FakeQuantParams<T>& p, FakeQuantRounding r) {
+  if (r == FakeQuantRounding::kMulInvScale) {
+    for (int64_t i = 0; i < n; ++i) y[i] = detail::fake_quant_mul(x[i], p);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = detail::fake_quant_div(x[i], p);
+  }
+}
+
+template <class T>
+void fake_quant_per_channel(const T* x, T* y, int64_t rows, int64_t channels,
+                            const FakeQuantParams<T>* p, FakeQuantRounding r) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t k = i * channels + c;
+      y[k] = r == FakeQuantRounding::kMulInvScale ? detail::fake_quant_mul(x[k], p[c])
+                                                  : detail::fake_quant_div(x[k], p[c]);
+    }
+  }
+}
+
+template <class T>
+void masked_grad(const T* g, const T* x, T* dx, int64_t n, T lo, T hi, Interval iv, double* below,
+                 double* above) {
+  const bool open = iv == Interval::kOpen;
+  T lanes_below[kSumLanes] = {};
+  T lanes_above[kSumLanes] = {};
+  for (int64_t i = 0; i < n; ++i) {
+    dx[i] = detail::masked_grad(g[i], x[i], lo, hi, open);
+    lanes_below[i % kSumLanes] += g[i] * (x[i] < lo ? T(1) : T(0));
+    lanes_above[i % kSumLanes] += g[i] * (x[i] > hi ? T(1) : T(0));
+  }
+  for (int l = 0; l < kSumLanes; ++l) {
+    if (below) *below += static_cast<double>(lanes_below[l]);
+    if (above) *above += static_cast<double>(lanes_above[l]);
+  }
+}
+
+template <class T>
+void masked_grad_per_channel(const T* g, const T* x, T* dx, int64_t rows, int64_t channels,
+                             const T* lo, const T* hi, T* below, T* above) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t k = i * channels + c;
+      dx[k] = detail::masked_grad(g[k], x[k], lo[c], hi[c], false);
+      below[c] += g[k] * (x[k] < lo[c] ? T(1) : T(0));
+      above[c] += g[k] * (x[k] > hi[c] ? T(1) : T(0));
+    }
+  }
+}
+
+template <class T>
+void sign(const T* x, T* y, int64_t n, T scale) {
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::sign0_scaled(x[i], scale);
+}
+
+template <class T>
+void sign_per_channel(const T* x, T* y, int64_t rows, int64_t channels, const T* scale) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t c = 0; c < channels; ++c) {
+      y[i * channels + c] = detail::sign0_scaled(x[i * channels + c], scale[c]);
+    }
+  }
+}
+
+template <class T>
+void heaviside(const T* x, T* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::heaviside(x[i]);
+}
+
+template <class T>
+void ternary(const T* x, T* y, int64_t n, T threshold) {
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::ternary(x[i], threshold);
+}
+
+template <class T>
+void dorefa_activations(const T* x, T* y, int64_t n, T levels) {
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::dorefa_activations(x[i], levels);
+}
+
+template <class T>
+void linear_mid_tread(const T* x, T* y, int64_t n, T levels, T max_value) {
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::linear_mid_tread(x[i], levels, max_value);
+}
+
+template <class T>
+void approx_sign_grad(const T* g, const T* x, T* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = detail::approx_sign_grad(g[i], x[i]);
+}
+
+template <class T>
+void swish_sign_grad(const T* g, const T* x, T* dx, int64_t n, T beta) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = detail::swish_sign_grad(g[i], x[i], beta);
+}
+
+template <class T>
+T max_abs_tanh(const T* x, int64_t n) {
+  T m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = std::fabs(std::tanh(x[i]));
+    m = (a > m || std::isnan(a)) ? a : m;
+  }
+  return m;
+}
+
+template <class T>
+T max_abs(const T* x, int64_t n) {
+  T m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = std::fabs(x[i]);
+    m = (a > m || std::isnan(a)) ? a : m;
+  }
+  return m;
+}
+
+template <class T>
+void dorefa_weights(const T* x, T* y, int64_t n, T levels, T max_abs_tanh) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T p = max_abs_tanh == T(0) ? T(0.5) : std::tanh(x[i]) / (T(2) * max_abs_tanh) + T(0.5);
+    y[i] = T(2) * std::nearbyint(p * levels) / levels - T(1);
+  }
+}
+
+template <class T>
+void dorefa_weights_grad(const T* g, const T* x, T* dx, int64_t n, T max_abs_tanh) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (max_abs_tanh == T(0)) {
+      dx[i] = g[i] * T(0);
+    } else {
+      const T t = std::tanh(x[i]);
+      dx[i] = g[i] * (T(1) - t * t) / max_abs_tanh;
+    }
+  }
+}
+
+template <class T>
+void mean_abs_per_channel(const T* x, int64_t outer, int64_t channels, int64_t inner, T* out) {
+  const double count = static_cast<double>(outer) * static_cast<double>(inner);
+  for (int64_t c = 0; c < channels; ++c) {
+    double s = 0;
+    for (int64_t o = 0; o < outer; ++o) {
+      const T* row = x + (o * channels + c) * inner;
+      for (int64_t j = 0; j < inner; ++j) s += std::fabs(static_cast<double>(row[j]));
+    }
+    out[c] = static_cast<T>(count > 0 ? s / count : std::numeric_limits<double>::quiet_NaN());
+  }
+}
+
+template <class T>
+void twn_weight(const T* x, T* y, int64_t n, T threshold) {
+  T mean = 0;
+  mean_abs_per_channel(x, 1, 1, n, &mean);
+  const T d = threshold * mean;
+  double s = 0;
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > d) {
+      s += std::fabs(static_cast<double>(x[i]));
+      ++count;
+    }
+  }
+  const T a = count > 0 ? static_cast<T>(s / static_cast<double>(count)) : T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = std::isnan(x[i]) ? x[i] : (std::fabs(x[i]) > d ? a * detail::tfsign(x[i]) : T(0));
+  }
+}
+
+template <class T>
+void ttq_weight(const T* x, T* y, int64_t n, T positive, T negative, T threshold_abs) {
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = x[i] > threshold_abs ? positive
+                                : (x[i] < -threshold_abs ? -negative : (std::isnan(x[i]) ? x[i] : T(0)));
+  }
+}
+
+template <class T>
+void ttq_weight_grad(const T* g, const T* x, T* dx, int64_t n, T positive, T negative,
+                     T threshold_abs, double* d_positive, double* d_negative) {
+  double sp = 0, sn = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (x[i] > threshold_abs) {
+      dx[i] = positive * g[i];
+      sp += static_cast<double>(g[i]);
+    } else if (x[i] < -threshold_abs) {
+      dx[i] = negative * g[i];
+      sn += static_cast<double>(g[i]);
+    } else {
+      dx[i] = g[i];
+    }
+  }
+  *d_positive += sp;
+  *d_negative += sn;
+}
+
+#define LOWBIT_INSTANTIATE_REF(T)                                                                  \
+  template void fake_quant<T>(const T*, T*, int64_t, const FakeQuantParams<T>&, FakeQuantRounding); \
+  template void fake_quant_per_channel<T>(const T*, T*, int64_t, int64_t, const FakeQuantParams<T>*, \
+                                          FakeQuantRounding);                                      \
+  template void masked_grad<T>(const T*, const T*, T*, int64_t, T, T, Interval, double*, double*); \
+  template void masked_grad_per_channel<T>(const T*, const T*, T*, int64_t, int64_t, const T*,     \
+                                           const T*, T*, T*);                                      \
+  template void sign<T>(const T*, T*, int64_t, T);                                                 \
+  template void sign_per_channel<T>(const T*, T*, int64_t, int64_t, const T*);                     \
+  template void heaviside<T>(const T*, T*, int64_t);                                               \
+  template void ternary<T>(const T*, T*, int64_t, T);                                              \
+  template void dorefa_activations<T>(const T*, T*, int64_t, T);                                   \
+  template void linear_mid_tread<T>(const T*, T*, int64_t, T, T);                                  \
+  template void approx_sign_grad<T>(const T*, const T*, T*, int64_t);                              \
+  template void swish_sign_grad<T>(const T*, const T*, T*, int64_t, T);                            \
+  template void dorefa_weights<T>(const T*, T*, int64_t, T, T);                                    \
+  template void dorefa_weights_grad<T>(const T*, const T*, T*, int64_t, T);                        \
+  template T max_abs_tanh<T>(const T*, int64_t);                                                   \
+  template T max_abs<T>(const T*, int64_t);                                                        \
+  template void mean_abs_per_channel<T>(const T*, int64_t, int64_t, int64_t, T*);                  \
+  template void twn_weight<T>(const T*, T*, int64_t, T);                                           \
+  template void ttq_weight<T>(const T*, T*, int64_t, T, T, T);                                     \
+  template void ttq_weight_grad<T>(const T*, const T*, T*, int64_t, T, T, T, double*, double*);
+
+LOWBIT_INSTANTIATE_REF(float)
+LOWBIT_INSTANTIATE_REF(double)
+#undef LOWBIT_INSTANTIATE_REF
+
+}  // namespace ref
+}  // namespace kernels
+}  // namespace lowbit

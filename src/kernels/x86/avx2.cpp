@@ -1,0 +1,51 @@
+// The AVX2 kernel set (compiled with -mavx2 -mfma; only run where the CPU has AVX2 and FMA).
+#include <immintrin.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+namespace avx2 {
+namespace {
+
+struct V {
+  using reg = __m256;
+  using mask = __m256;
+  static constexpr int W = 8;
+  static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static reg set1(float v) { return _mm256_set1_ps(v); }
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
+  static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static reg abs(reg a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static reg neg(reg a) { return _mm256_xor_ps(_mm256_set1_ps(-0.0f), a); }
+  static reg floor(reg a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  static reg nearbyint(reg a) {
+    return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  static mask lt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static mask le(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+  static mask eq(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+  static mask and_mask(mask a, mask b) { return _mm256_and_ps(a, b); }
+  static reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
+  static reg one_if(mask m) { return _mm256_and_ps(m, _mm256_set1_ps(1.0f)); }
+};
+
+#include "simd_body.h"
+
+}  // namespace
+
+extern const F32Kernels kKernels;
+const F32Kernels kKernels = make_kernel_set<V>("avx2");
+
+}  // namespace avx2
+}  // namespace kernels
+}  // namespace lowbit

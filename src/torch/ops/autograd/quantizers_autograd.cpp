@@ -1,0 +1,317 @@
+// The Autograd kernels of every differentiable operator: forward below autograd, backward through the
+// private `_..._backward` ops (so each backend supplies both passes). x is saved, never a mask: the
+// backward recomputes what it needs from x in one pass.
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include "lowbit/ops.h"
+
+namespace lowbit {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::Function;
+using torch::autograd::variable_list;
+using Below = at::AutoDispatchBelowADInplaceOrView;
+
+at::Tensor saved_x(AutogradContext* ctx) { return ctx->get_saved_variables()[0]; }
+
+// Gradient of a straight-through op with n non-tensor arguments after x.
+variable_list grad_x_only(at::Tensor dx, size_t n_other) {
+  variable_list out{std::move(dx)};
+  out.resize(1 + n_other);
+  return out;
+}
+
+// ---- TF fake quant -----------------------------------------------------------------------------
+
+struct FakeQuantArgs : Function<FakeQuantArgs> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double min, double max,
+                            int64_t num_bits, bool narrow_range) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["min"] = min;
+    ctx->saved_data["max"] = max;
+    ctx->saved_data["num_bits"] = num_bits;
+    ctx->saved_data["narrow_range"] = narrow_range;
+    Below guard;
+    return fake_quant_with_min_max_args(x, min, max, num_bits, narrow_range);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    auto& d = ctx->saved_data;
+    return grad_x_only(fake_quant_with_min_max_args_gradient(
+                           g[0], saved_x(ctx), d["min"].toDouble(), d["max"].toDouble(),
+                           d["num_bits"].toInt(), d["narrow_range"].toBool()),
+                       4);
+  }
+};
+
+// vars and per-channel: differentiable w.r.t. inputs, min and max.
+template <bool kPerChannel>
+struct FakeQuantVars : Function<FakeQuantVars<kPerChannel>> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& min,
+                            const at::Tensor& max, int64_t num_bits, bool narrow_range) {
+    ctx->save_for_backward({x, min, max});
+    ctx->saved_data["num_bits"] = num_bits;
+    ctx->saved_data["narrow_range"] = narrow_range;
+    Below guard;
+    return kPerChannel ? fake_quant_with_min_max_vars_per_channel(x, min, max, num_bits, narrow_range)
+                       : fake_quant_with_min_max_vars(x, min, max, num_bits, narrow_range);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    const auto s = ctx->get_saved_variables();
+    const int64_t nb = ctx->saved_data["num_bits"].toInt();
+    const bool nr = ctx->saved_data["narrow_range"].toBool();
+    auto [dx, dmin, dmax] =
+        kPerChannel ? fake_quant_with_min_max_vars_per_channel_gradient(g[0], s[0], s[1], s[2], nb, nr)
+                    : fake_quant_with_min_max_vars_gradient(g[0], s[0], s[1], s[2], nb, nr);
+    return {dx, dmin, dmax, at::Tensor(), at::Tensor()};
+  }
+};
+
+struct FakeQuantPow2 : Function<FakeQuantPow2> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& min,
+                            const at::Tensor& max, int64_t num_bits,
+                            c10::optional<int64_t> max_exponent) {
+    Below guard;
+    auto [lo, hi] = pow2_range(min, max, num_bits, max_exponent);
+    ctx->save_for_backward({x, lo, hi});
+    ctx->saved_data["num_bits"] = num_bits;
+    return fake_quant_pow2(x, min, max, num_bits, max_exponent);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    const auto s = ctx->get_saved_variables();
+    const int64_t nb = ctx->saved_data["num_bits"].toInt();
+    // The power-of-2 range is never nudged, so the window of the vars gradient is exactly [lo, hi].
+    at::Tensor dx =
+        s[1].numel() == 1
+            ? std::get<0>(fake_quant_with_min_max_vars_gradient(g[0], s[0], s[1], s[2], nb, false))
+            : std::get<0>(
+                  fake_quant_with_min_max_vars_per_channel_gradient(g[0], s[0], s[1], s[2], nb, false));
+    return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// ---- Larq --------------------------------------------------------------------------------------
+
+struct SteSign : Function<SteSign> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> clip) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["clip"] = clip;
+    Below guard;
+    return ste_sign(x, clip);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return grad_x_only(internal::clipped_ste_backward(g[0], saved_x(ctx),
+                                                      ctx->saved_data["clip"].toOptional<double>()),
+                       1);
+  }
+};
+
+struct ApproxSign : Function<ApproxSign> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
+    ctx->save_for_backward({x});
+    Below guard;
+    return approx_sign(x);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return {internal::approx_sign_backward(g[0], saved_x(ctx))};
+  }
+};
+
+struct SwishSign : Function<SwishSign> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double beta) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["beta"] = beta;
+    Below guard;
+    return swish_sign(x, beta);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return grad_x_only(
+        internal::swish_sign_backward(g[0], saved_x(ctx), ctx->saved_data["beta"].toDouble()), 1);
+  }
+};
+
+struct SteHeaviside : Function<SteHeaviside> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> clip) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["clip"] = clip;
+    Below guard;
+    return ste_heaviside(x, clip);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return grad_x_only(internal::clipped_ste_backward(g[0], saved_x(ctx),
+                                                      ctx->saved_data["clip"].toOptional<double>()),
+                       1);
+  }
+};
+
+// The scale broadcast along `axis` of x.
+at::Tensor along_axis(const at::Tensor& s, const at::Tensor& x, int64_t axis) {
+  if (x.dim() == 0) return s.reshape({});
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[static_cast<size_t>(c10::maybe_wrap_dim(axis, x.dim()))] = s.numel();
+  return s.reshape(shape);
+}
+
+struct MagnitudeAwareSign : Function<MagnitudeAwareSign> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> clip,
+                            int64_t axis) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["clip"] = clip;
+    ctx->saved_data["axis"] = axis;
+    Below guard;
+    return magnitude_aware_sign(x, clip, axis);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    const at::Tensor x = saved_x(ctx);
+    const int64_t axis = ctx->saved_data["axis"].toInt();
+    // No gradient flows through the scale: dx = s * clipped STE.
+    const at::Tensor s = along_axis(internal::mean_abs(x, axis), x, axis);
+    const at::Tensor ste =
+        internal::clipped_ste_backward(g[0], x, ctx->saved_data["clip"].toOptional<double>());
+    return grad_x_only(ste * s, 2);
+  }
+};
+
+struct SteTern : Function<SteTern> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double threshold_value,
+                            bool twn, c10::optional<double> clip) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["clip"] = clip;
+    Below guard;
+    return ste_tern(x, threshold_value, twn, clip);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return grad_x_only(internal::clipped_ste_backward(g[0], saved_x(ctx),
+                                                      ctx->saved_data["clip"].toOptional<double>()),
+                       3);
+  }
+};
+
+struct Dorefa : Function<Dorefa> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t k_bit,
+                            c10::string_view mode) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["k_bit"] = k_bit;
+    ctx->saved_data["mode"] = std::string(mode.data(), mode.size());
+    Below guard;
+    return dorefa(x, k_bit, std::string(mode.data(), mode.size()));
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return grad_x_only(internal::dorefa_backward(g[0], saved_x(ctx), ctx->saved_data["k_bit"].toInt(),
+                                                 ctx->saved_data["mode"].toStringRef()),
+                       2);
+  }
+};
+
+// ---- Blueoil -----------------------------------------------------------------------------------
+
+// Blueoil's weight quantizers whose default gradient is the identity.
+struct BinaryMeanScaling : Function<BinaryMeanScaling> {
+  static at::Tensor forward(AutogradContext*, const at::Tensor& x) {
+    Below guard;
+    return binary_mean_scaling(x);
+  }
+  static variable_list backward(AutogradContext*, variable_list g) { return {g[0]}; }
+};
+
+struct BinaryChannelWiseMeanScaling : Function<BinaryChannelWiseMeanScaling> {
+  static at::Tensor forward(AutogradContext*, const at::Tensor& x, int64_t axis) {
+    Below guard;
+    return binary_channel_wise_mean_scaling(x, axis);
+  }
+  static variable_list backward(AutogradContext*, variable_list g) { return grad_x_only(g[0], 1); }
+};
+
+struct TwnWeight : Function<TwnWeight> {
+  static at::Tensor forward(AutogradContext*, const at::Tensor& x, double threshold) {
+    Below guard;
+    return twn_weight(x, threshold);
+  }
+  static variable_list backward(AutogradContext*, variable_list g) { return grad_x_only(g[0], 1); }
+};
+
+struct LinearMidTreadHalf : Function<LinearMidTreadHalf> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t bit,
+                            double max_value) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["bit"] = bit;
+    ctx->saved_data["max_value"] = max_value;
+    Below guard;
+    return linear_mid_tread_half(x, bit, max_value);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return grad_x_only(internal::linear_mid_tread_half_backward(
+                           g[0], saved_x(ctx), ctx->saved_data["bit"].toInt(),
+                           ctx->saved_data["max_value"].toDouble()),
+                       2);
+  }
+};
+
+struct TtqWeight : Function<TtqWeight> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& positive,
+                            const at::Tensor& negative, double threshold) {
+    ctx->save_for_backward({x, positive, negative});
+    ctx->saved_data["threshold"] = threshold;
+    Below guard;
+    return ttq_weight(x, positive, negative, threshold);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    const auto s = ctx->get_saved_variables();
+    auto [dx, dp, dn] = internal::ttq_weight_backward(g[0], s[0], s[1], s[2],
+                                                      ctx->saved_data["threshold"].toDouble());
+    return {dx, dp, dn, at::Tensor()};
+  }
+};
+
+// ---- registration ------------------------------------------------------------------------------
+
+TORCH_LIBRARY_IMPL(lowbit, Autograd, m) {
+  m.impl("fake_quant_with_min_max_args",
+         [](const at::Tensor& x, double min, double max, int64_t nb, bool nr) {
+           return FakeQuantArgs::apply(x, min, max, nb, nr);
+         });
+  m.impl("fake_quant_with_min_max_vars", [](const at::Tensor& x, const at::Tensor& min,
+                                            const at::Tensor& max, int64_t nb, bool nr) {
+    return FakeQuantVars<false>::apply(x, min, max, nb, nr);
+  });
+  m.impl("fake_quant_with_min_max_vars_per_channel",
+         [](const at::Tensor& x, const at::Tensor& min, const at::Tensor& max, int64_t nb, bool nr) {
+           return FakeQuantVars<true>::apply(x, min, max, nb, nr);
+         });
+  m.impl("fake_quant_pow2", [](const at::Tensor& x, const at::Tensor& min, const at::Tensor& max,
+                               int64_t nb, c10::optional<int64_t> me) {
+    return FakeQuantPow2::apply(x, min, max, nb, me);
+  });
+  m.impl("ste_sign", [](const at::Tensor& x, c10::optional<double> clip) {
+    return SteSign::apply(x, clip);
+  });
+  m.impl("approx_sign", [](const at::Tensor& x) { return ApproxSign::apply(x); });
+  m.impl("swish_sign", [](const at::Tensor& x, double beta) { return SwishSign::apply(x, beta); });
+  m.impl("ste_heaviside", [](const at::Tensor& x, c10::optional<double> clip) {
+    return SteHeaviside::apply(x, clip);
+  });
+  m.impl("magnitude_aware_sign", [](const at::Tensor& x, c10::optional<double> clip, int64_t axis) {
+    return MagnitudeAwareSign::apply(x, clip, axis);
+  });
+  m.impl("ste_tern", [](const at::Tensor& x, double t, bool twn, c10::optional<double> clip) {
+    return SteTern::apply(x, t, twn, clip);
+  });
+  m.impl("dorefa", [](const at::Tensor& x, int64_t k_bit, c10::string_view mode) {
+    return Dorefa::apply(x, k_bit, mode);
+  });
+  m.impl("binary_mean_scaling", [](const at::Tensor& x) { return BinaryMeanScaling::apply(x); });
+  m.impl("binary_channel_wise_mean_scaling", [](const at::Tensor& x, int64_t axis) {
+    return BinaryChannelWiseMeanScaling::apply(x, axis);
+  });
+  m.impl("linear_mid_tread_half", [](const at::Tensor& x, int64_t bit, double max_value) {
+    return LinearMidTreadHalf::apply(x, bit, max_value);
+  });
+  m.impl("twn_weight", [](const at::Tensor& x, double t) { return TwnWeight::apply(x, t); });
+  m.impl("ttq_weight", [](const at::Tensor& x, const at::Tensor& p, const at::Tensor& n, double t) {
+    return TtqWeight::apply(x, p, n, t);
+  });
+}
+
+}  // namespace
+}  // namespace lowbit

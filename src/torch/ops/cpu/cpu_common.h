@@ -1,0 +1,188 @@
+// Shared plumbing of the CPU operators: argument checks, dtype rules, contiguity, threading, and the
+// typed view of the kernel library (float32 SIMD sets or the scalar reference for float64).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace cpu {
+
+namespace k = ::lowbit::kernels;
+
+// Elements per task of an element-wise kernel, and per fixed span of a reduction. Reductions are split
+// at fixed offsets (never by thread count) so that their sums do not depend on the number of threads.
+constexpr int64_t kGrain = 1 << 15;
+constexpr int64_t kSumSpan = 1 << 16;
+
+inline void check_floating(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name,
+                   " must be a floating point tensor (float32, float64, float16 or bfloat16), got ",
+                   t.scalar_type());
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor here, got ", t.device());
+}
+
+inline void check_same_size(const at::Tensor& grad, const at::Tensor& x) {
+  TORCH_CHECK_VALUE(grad.sizes() == x.sizes(), "gradient and input must be the same size, got ",
+                    grad.sizes(), " and ", x.sizes());
+}
+
+// float16 and bfloat16 are computed in float32; everything is computed on contiguous memory.
+inline at::ScalarType compute_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+inline at::Tensor to_compute(const at::Tensor& t, at::ScalarType ct) {
+  return t.to(ct).contiguous();
+}
+
+// Run a kernel library call that throws std::invalid_argument, as a torch ValueError.
+template <class F>
+auto checked(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK_VALUE(false, e.what());
+  }
+}
+
+// Calls f(T{}) with T the compute type of `t` (float or double).
+template <class F>
+void with_compute_type(at::ScalarType ct, F&& f) {
+  if (ct == at::kDouble) {
+    f(double{});
+  } else {
+    f(float{});
+  }
+}
+
+// y = f(x) element-wise in parallel; f(const T* x, T* y, int64_t n) is called on sub-ranges.
+template <class F>
+at::Tensor map_unary(const at::Tensor& x, const char* name, F&& f) {
+  check_floating(x, name);
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    at::parallel_for(0, xc.numel(), kGrain,
+                     [&](int64_t b, int64_t e) { f(xp + b, yp + b, e - b); });
+  });
+  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+}
+
+// dx = f(g, x) element-wise in parallel, f(const T* g, const T* x, T* dx, int64_t n).
+template <class F>
+at::Tensor map_binary_grad(const at::Tensor& grad, const at::Tensor& x, F&& f) {
+  check_floating(grad, "gradients");
+  check_floating(x, "inputs");
+  check_same_size(grad, x);
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor gc = to_compute(grad, ct), xc = to_compute(x, ct);
+  at::Tensor dx = at::empty(xc.sizes(), xc.options());
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T* gp = gc.data_ptr<T>();
+    const T* xp = xc.data_ptr<T>();
+    T* dp = dx.data_ptr<T>();
+    at::parallel_for(0, xc.numel(), kGrain,
+                     [&](int64_t b, int64_t e) { f(gp + b, xp + b, dp + b, e - b); });
+  });
+  return dx.scalar_type() == x.scalar_type() ? dx : dx.to(x.scalar_type());
+}
+
+// The kernels for compute type T: float32 uses the chosen SIMD set, float64 the scalar reference.
+template <class T>
+struct Kernels;
+
+template <>
+struct Kernels<double> {
+  template <class... A>
+  static void fake_quant(A... a) { k::ref::fake_quant<double>(a...); }
+  template <class... A>
+  static void fake_quant_per_channel(A... a) { k::ref::fake_quant_per_channel<double>(a...); }
+  template <class... A>
+  static void masked_grad(A... a) { k::ref::masked_grad<double>(a...); }
+  template <class... A>
+  static void masked_grad_per_channel(A... a) { k::ref::masked_grad_per_channel<double>(a...); }
+  template <class... A>
+  static void sign(A... a) { k::ref::sign<double>(a...); }
+  template <class... A>
+  static void sign_per_channel(A... a) { k::ref::sign_per_channel<double>(a...); }
+  template <class... A>
+  static void heaviside(A... a) { k::ref::heaviside<double>(a...); }
+  template <class... A>
+  static void ternary(A... a) { k::ref::ternary<double>(a...); }
+  template <class... A>
+  static void dorefa_activations(A... a) { k::ref::dorefa_activations<double>(a...); }
+  template <class... A>
+  static void linear_mid_tread(A... a) { k::ref::linear_mid_tread<double>(a...); }
+  template <class... A>
+  static void approx_sign_grad(A... a) { k::ref::approx_sign_grad<double>(a...); }
+};
+
+template <>
+struct Kernels<float> {
+  template <class... A>
+  static void fake_quant(A... a) { k::f32_kernels().fake_quant(a...); }
+  template <class... A>
+  static void fake_quant_per_channel(A... a) { k::f32_kernels().fake_quant_per_channel(a...); }
+  template <class... A>
+  static void masked_grad(A... a) { k::f32_kernels().masked_grad(a...); }
+  template <class... A>
+  static void masked_grad_per_channel(A... a) { k::f32_kernels().masked_grad_per_channel(a...); }
+  template <class... A>
+  static void sign(A... a) { k::f32_kernels().sign(a...); }
+  template <class... A>
+  static void sign_per_channel(A... a) { k::f32_kernels().sign_per_channel(a...); }
+  template <class... A>
+  static void heaviside(A... a) { k::f32_kernels().heaviside(a...); }
+  template <class... A>
+  static void ternary(A... a) { k::f32_kernels().ternary(a...); }
+  template <class... A>
+  static void dorefa_activations(A... a) { k::f32_kernels().dorefa_activations(a...); }
+  template <class... A>
+  static void linear_mid_tread(A... a) { k::f32_kernels().linear_mid_tread(a...); }
+  template <class... A>
+  static void approx_sign_grad(A... a) { k::f32_kernels().approx_sign_grad(a...); }
+};
+
+// A tensor viewed as [outer, channels, inner] around dimension `axis` (0-dim counts as [1]).
+struct ChannelLayout {
+  int64_t outer = 1;
+  int64_t channels = 1;
+  int64_t inner = 1;
+  int64_t dim = 0;
+};
+inline ChannelLayout channel_layout(const at::Tensor& x, int64_t axis) {
+  const int64_t rank = x.dim();
+  const int64_t r = rank == 0 ? 1 : rank;
+  TORCH_CHECK_INDEX(axis >= -r && axis < r, "axis ", axis, " is out of range for a tensor of rank ",
+                    rank);
+  ChannelLayout l;
+  l.dim = axis < 0 ? axis + r : axis;
+  if (rank == 0) return l;
+  for (int64_t d = 0; d < l.dim; ++d) l.outer *= x.size(d);
+  l.channels = x.size(l.dim);
+  for (int64_t d = l.dim + 1; d < rank; ++d) l.inner *= x.size(d);
+  return l;
+}
+
+// Reads a 1-element tensor argument (min, max, positive, negative) as a double.
+inline double scalar_arg(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_VALUE(t.numel() == 1, name, " must be a 0-dim or 1-element tensor, got shape ",
+                    t.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name,
+                   " must be a floating point tensor, got ", t.scalar_type());
+  return t.item<double>();
+}
+
+}  // namespace cpu
+}  // namespace lowbit

@@ -1,0 +1,302 @@
+// CPU kernels of the TF fake quant operators and the power-of-2 ones (spec sections 1 and 4).
+#include <torch/library.h>
+
+#include <limits>
+#include <tuple>
+
+#include "cpu_common.h"
+
+namespace lowbit {
+namespace cpu {
+namespace {
+
+using Rounding = k::FakeQuantRounding;
+
+void check_num_bits(int64_t num_bits) {
+  TORCH_CHECK_VALUE(num_bits >= 2 && num_bits <= 16,
+                    "num_bits must be between 2 and 16, inclusive, got ", num_bits);
+}
+
+// Nudged parameters of one range in both compute types, computed once per call.
+struct Nudged {
+  k::FakeQuantParams<float> f;
+  k::FakeQuantParams<double> d;
+  const k::FakeQuantParams<float>& get(float) const { return f; }
+  const k::FakeQuantParams<double>& get(double) const { return d; }
+};
+
+Nudged nudge_both(double min, double max, int64_t num_bits, bool narrow_range) {
+  check_num_bits(num_bits);
+  return checked([&] {
+    return Nudged{k::nudge<float>(static_cast<float>(min), static_cast<float>(max),
+                                  static_cast<int>(num_bits), narrow_range),
+                  k::nudge<double>(min, max, static_cast<int>(num_bits), narrow_range)};
+  });
+}
+
+// The straight-through window of the gradient: the nudged range, or everything when degenerate.
+template <class T>
+std::pair<T, T> grad_window(const k::FakeQuantParams<T>& p) {
+  if (p.degenerate) return {-std::numeric_limits<T>::infinity(), std::numeric_limits<T>::infinity()};
+  return {p.nudged_min, p.nudged_max};
+}
+
+at::Tensor fake_quant_per_tensor(const at::Tensor& inputs, const Nudged& n, Rounding r) {
+  // The degenerate range (min == max == 0) has all-zero parameters: multiplying gives exactly 0.
+  const Rounding rr = n.f.degenerate ? Rounding::kMulInvScale : r;
+  return map_unary(inputs, "inputs", [&](const auto* x, auto* y, int64_t len) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+    Kernels<T>::fake_quant(x, y, len, n.get(T{}), rr);
+  });
+}
+
+// dx and the summed gradients below / above the window, split at fixed spans for determinism.
+std::tuple<at::Tensor, double, double> masked_grad_sums(const at::Tensor& grad,
+                                                        const at::Tensor& inputs, const Nudged& n) {
+  check_floating(grad, "gradients");
+  check_floating(inputs, "inputs");
+  check_same_size(grad, inputs);
+  const auto ct = compute_type(inputs.scalar_type());
+  const at::Tensor gc = to_compute(grad, ct), xc = to_compute(inputs, ct);
+  at::Tensor dx = at::empty(xc.sizes(), xc.options());
+  const int64_t numel = xc.numel();
+  const int64_t spans = (numel + kSumSpan - 1) / kSumSpan;
+  std::vector<double> below(static_cast<size_t>(spans), 0.0), above(static_cast<size_t>(spans), 0.0);
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const auto window = grad_window(n.get(T{}));
+    const T* gp = gc.data_ptr<T>();
+    const T* xp = xc.data_ptr<T>();
+    T* dp = dx.data_ptr<T>();
+    at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {
+      for (int64_t s = b; s < e; ++s) {
+        const int64_t start = s * kSumSpan;
+        const int64_t len = std::min(kSumSpan, numel - start);
+        Kernels<T>::masked_grad(gp + start, xp + start, dp + start, len, window.first,
+                                window.second, k::Interval::kClosed, &below[s], &above[s]);
+      }
+    });
+  });
+  double sb = 0, sa = 0;
+  for (int64_t s = 0; s < spans; ++s) {
+    sb += below[s];
+    sa += above[s];
+  }
+  return {dx.to(inputs.scalar_type()), sb, sa};
+}
+
+// ---- args --------------------------------------------------------------------------------------
+
+Nudged args_range(double min, double max, int64_t num_bits, bool narrow_range) {
+  check_num_bits(num_bits);
+  TORCH_CHECK_VALUE(min < max, "min has to be smaller than max, got min = ", min, ", max = ", max);
+  return nudge_both(min, max, num_bits, narrow_range);
+}
+
+at::Tensor fq_args(const at::Tensor& inputs, double min, double max, int64_t num_bits,
+                   bool narrow_range) {
+  check_floating(inputs, "inputs");
+  return fake_quant_per_tensor(inputs, args_range(min, max, num_bits, narrow_range),
+                               Rounding::kMulInvScale);
+}
+
+at::Tensor fq_args_gradient(const at::Tensor& gradients, const at::Tensor& inputs, double min,
+                            double max, int64_t num_bits, bool narrow_range) {
+  const Nudged n = args_range(min, max, num_bits, narrow_range);
+  return map_binary_grad(gradients, inputs, [&](const auto* g, const auto* x, auto* dx, int64_t len) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+    const auto& p = n.get(T{});
+    Kernels<T>::masked_grad(g, x, dx, len, p.nudged_min, p.nudged_max, k::Interval::kClosed,
+                            nullptr, nullptr);
+  });
+}
+
+// ---- vars --------------------------------------------------------------------------------------
+
+Nudged vars_range(const at::Tensor& min, const at::Tensor& max, int64_t num_bits,
+                  bool narrow_range) {
+  check_num_bits(num_bits);
+  return nudge_both(scalar_arg(min, "min"), scalar_arg(max, "max"), num_bits, narrow_range);
+}
+
+at::Tensor fq_vars(const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max,
+                   int64_t num_bits, bool narrow_range) {
+  check_floating(inputs, "inputs");
+  return fake_quant_per_tensor(inputs, vars_range(min, max, num_bits, narrow_range),
+                               Rounding::kDivScale);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_vars_gradient(const at::Tensor& gradients,
+                                                                const at::Tensor& inputs,
+                                                                const at::Tensor& min,
+                                                                const at::Tensor& max,
+                                                                int64_t num_bits,
+                                                                bool narrow_range) {
+  const Nudged n = vars_range(min, max, num_bits, narrow_range);
+  auto [dx, below, above] = masked_grad_sums(gradients, inputs, n);
+  return {dx, at::full_like(min, below, at::MemoryFormat::Contiguous),
+          at::full_like(max, above, at::MemoryFormat::Contiguous)};
+}
+
+// ---- per channel (the last dimension) ----------------------------------------------------------
+
+struct ChannelRanges {
+  std::vector<k::FakeQuantParams<float>> f;
+  std::vector<k::FakeQuantParams<double>> d;
+  const k::FakeQuantParams<float>* get(float) const { return f.data(); }
+  const k::FakeQuantParams<double>* get(double) const { return d.data(); }
+};
+
+ChannelRanges channel_ranges(const at::Tensor& inputs, const at::Tensor& min,
+                             const at::Tensor& max, int64_t num_bits, bool narrow_range) {
+  check_num_bits(num_bits);
+  TORCH_CHECK_VALUE(inputs.dim() >= 1,
+                    "inputs must have rank >= 1 for per-channel fake quant, got a 0-dim tensor");
+  const int64_t depth = inputs.size(-1);
+  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{min, "min"}, {max, "max"}}) {
+    TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == depth, name,
+                      " must be a 1-D tensor whose size is the last dimension of inputs (", depth,
+                      "), got shape ", t.sizes());
+    TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name,
+                     " must be a floating point tensor, got ", t.scalar_type());
+  }
+  const at::Tensor mn = min.to(at::kDouble).contiguous(), mx = max.to(at::kDouble).contiguous();
+  const double* mnp = mn.data_ptr<double>();
+  const double* mxp = mx.data_ptr<double>();
+  ChannelRanges r;
+  r.f.reserve(static_cast<size_t>(depth));
+  r.d.reserve(static_cast<size_t>(depth));
+  for (int64_t c = 0; c < depth; ++c) {
+    try {
+      const Nudged n = nudge_both(mnp[c], mxp[c], num_bits, narrow_range);
+      r.f.push_back(n.f);
+      r.d.push_back(n.d);
+    } catch (const c10::ValueError& e) {
+      TORCH_CHECK_VALUE(false, "channel ", c, ": ", e.msg());
+    }
+  }
+  return r;
+}
+
+at::Tensor fq_per_channel(const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max,
+                          int64_t num_bits, bool narrow_range) {
+  check_floating(inputs, "inputs");
+  const ChannelRanges r = channel_ranges(inputs, min, max, num_bits, narrow_range);
+  const int64_t depth = inputs.size(-1);
+  const auto ct = compute_type(inputs.scalar_type());
+  const at::Tensor xc = to_compute(inputs, ct);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  if (depth == 0 || xc.numel() == 0) return y.to(inputs.scalar_type());
+  const int64_t rows = xc.numel() / depth;
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    const auto* p = r.get(T{});
+    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / depth), [&](int64_t b, int64_t e) {
+      Kernels<T>::fake_quant_per_channel(xp + b * depth, yp + b * depth, e - b, depth, p,
+                                         Rounding::kMulInvScale);
+    });
+  });
+  return y.to(inputs.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_per_channel_gradient(
+    const at::Tensor& gradients, const at::Tensor& inputs, const at::Tensor& min,
+    const at::Tensor& max, int64_t num_bits, bool narrow_range) {
+  check_floating(gradients, "gradients");
+  check_floating(inputs, "inputs");
+  check_same_size(gradients, inputs);
+  const ChannelRanges r = channel_ranges(inputs, min, max, num_bits, narrow_range);
+  const int64_t depth = inputs.size(-1);
+  const auto ct = compute_type(inputs.scalar_type());
+  const at::Tensor gc = to_compute(gradients, ct), xc = to_compute(inputs, ct);
+  at::Tensor dx = at::empty(xc.sizes(), xc.options());
+  std::vector<double> below(static_cast<size_t>(depth), 0.0), above(static_cast<size_t>(depth), 0.0);
+  if (depth > 0 && xc.numel() > 0) {
+    const int64_t rows = xc.numel() / depth;
+    const int64_t span_rows = std::max<int64_t>(1, kSumSpan / depth);
+    const int64_t spans = (rows + span_rows - 1) / span_rows;
+    with_compute_type(ct, [&](auto tag) {
+      using T = decltype(tag);
+      std::vector<T> lo(static_cast<size_t>(depth)), hi(static_cast<size_t>(depth));
+      for (int64_t c = 0; c < depth; ++c) std::tie(lo[c], hi[c]) = grad_window(r.get(T{})[c]);
+      std::vector<T> partial(static_cast<size_t>(spans * depth * 2), T(0));
+      const T* gp = gc.data_ptr<T>();
+      const T* xp = xc.data_ptr<T>();
+      T* dp = dx.data_ptr<T>();
+      at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {
+        for (int64_t s = b; s < e; ++s) {
+          const int64_t row = s * span_rows;
+          const int64_t nrows = std::min(span_rows, rows - row);
+          T* pb = partial.data() + s * depth * 2;
+          Kernels<T>::masked_grad_per_channel(gp + row * depth, xp + row * depth, dp + row * depth,
+                                              nrows, depth, lo.data(), hi.data(), pb, pb + depth);
+        }
+      });
+      for (int64_t s = 0; s < spans; ++s) {
+        const T* pb = partial.data() + s * depth * 2;
+        for (int64_t c = 0; c < depth; ++c) {
+          below[c] += static_cast<double>(pb[c]);
+          above[c] += static_cast<double>(pb[depth + c]);
+        }
+      }
+    });
+  }
+  auto as_tensor = [&](const std::vector<double>& v, const at::Tensor& like) {
+    return at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(like.scalar_type()).view(
+        like.sizes());
+  };
+  return {dx.to(inputs.scalar_type()), as_tensor(below, min), as_tensor(above, max)};
+}
+
+// ---- power of 2 --------------------------------------------------------------------------------
+
+std::tuple<at::Tensor, at::Tensor> pow2_range(const at::Tensor& min, const at::Tensor& max,
+                                              int64_t num_bits, c10::optional<int64_t> max_exponent) {
+  check_num_bits(num_bits);
+  check_floating(min, "min");
+  check_floating(max, "max");
+  TORCH_CHECK_VALUE(min.sizes() == max.sizes(), "min and max must have the same shape, got ",
+                    min.sizes(), " and ", max.sizes());
+  const auto ct = compute_type(min.scalar_type());
+  const at::Tensor mn = to_compute(min, ct), mx = to_compute(max.to(min.scalar_type()), ct);
+  at::Tensor lo = at::empty(mn.sizes(), mn.options()), hi = at::empty(mn.sizes(), mn.options());
+  const int me = max_exponent ? static_cast<int>(*max_exponent) : k::kNoMaxExponent;
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t i = 0; i < mn.numel(); ++i) {
+      const auto r = checked([&] {
+        return k::pow2_range<T>(mn.data_ptr<T>()[i], mx.data_ptr<T>()[i], static_cast<int>(num_bits),
+                                me);
+      });
+      lo.data_ptr<T>()[i] = r.min;
+      hi.data_ptr<T>()[i] = r.max;
+    }
+  });
+  return {lo.to(min.scalar_type()), hi.to(min.scalar_type())};
+}
+
+at::Tensor fq_pow2(const at::Tensor& x, const at::Tensor& min, const at::Tensor& max,
+                   int64_t num_bits, c10::optional<int64_t> max_exponent) {
+  check_floating(x, "x");
+  auto [lo, hi] = pow2_range(min, max, num_bits, max_exponent);
+  if (lo.numel() == 1) return fq_vars(x, lo, hi, num_bits, false);
+  return fq_per_channel(x, lo, hi, num_bits, false);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
+  m.impl("fake_quant_with_min_max_args", fq_args);
+  m.impl("fake_quant_with_min_max_args_gradient", fq_args_gradient);
+  m.impl("fake_quant_with_min_max_vars", fq_vars);
+  m.impl("fake_quant_with_min_max_vars_gradient", fq_vars_gradient);
+  m.impl("fake_quant_with_min_max_vars_per_channel", fq_per_channel);
+  m.impl("fake_quant_with_min_max_vars_per_channel_gradient", fq_per_channel_gradient);
+  m.impl("pow2_range", pow2_range);
+  m.impl("fake_quant_pow2", fq_pow2);
+}
+
+}  // namespace cpu
+}  // namespace lowbit

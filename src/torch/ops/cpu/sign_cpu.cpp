@@ -1,0 +1,340 @@
+// CPU kernels of the Larq and Blueoil quantizers (spec sections 2 and 3) and their backward passes.
+#include <torch/library.h>
+
+#include <cmath>
+#include <tuple>
+
+#include "cpu_common.h"
+
+namespace lowbit {
+namespace cpu {
+namespace {
+
+template <class P>
+using elem_t = std::remove_const_t<std::remove_pointer_t<P>>;
+
+// ---- statistics --------------------------------------------------------------------------------
+
+// mean(|x|) over all elements (axis None: a 0-dim tensor) or over all dims but `axis` ([size(axis)]).
+at::Tensor mean_abs(const at::Tensor& x, c10::optional<int64_t> axis) {
+  check_floating(x, "x");
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct);
+  ChannelLayout l;
+  l.inner = xc.numel();
+  if (axis) l = channel_layout(xc, *axis);
+  at::Tensor s = axis ? at::empty({l.channels}, xc.options()) : at::empty({}, xc.options());
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    k::ref::mean_abs_per_channel<T>(xc.data_ptr<T>(), l.outer, l.channels, l.inner,
+                                    s.data_ptr<T>());
+  });
+  return s.to(x.scalar_type());
+}
+
+// y = sign0(x) * s[c] with one scale per index of `axis` (s in the compute type of x).
+at::Tensor sign_per_axis(const at::Tensor& x, const at::Tensor& s, int64_t axis) {
+  check_floating(x, "x");
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct), sc = to_compute(s, ct);
+  const ChannelLayout l = channel_layout(xc, axis);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = xc.data_ptr<T>();
+    const T* sp = sc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    if (l.inner == 1) {
+      at::parallel_for(0, l.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, l.channels)),
+                       [&](int64_t b, int64_t e) {
+                         Kernels<T>::sign_per_channel(xp + b * l.channels, yp + b * l.channels,
+                                                      e - b, l.channels, sp);
+                       });
+    } else {
+      at::parallel_for(0, l.outer * l.channels, std::max<int64_t>(1, kGrain / l.inner),
+                       [&](int64_t b, int64_t e) {
+                         for (int64_t i = b; i < e; ++i) {
+                           Kernels<T>::sign(xp + i * l.inner, yp + i * l.inner, l.inner,
+                                            sp[i % l.channels]);
+                         }
+                       });
+    }
+  });
+  return y.to(x.scalar_type());
+}
+
+at::Tensor sign_scaled(const at::Tensor& x, double scale_for_double, float scale_for_float) {
+  return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
+    using T = elem_t<decltype(xp)>;
+    if constexpr (std::is_same_v<T, double>) {
+      Kernels<T>::sign(xp, yp, n, scale_for_double);
+    } else {
+      Kernels<T>::sign(xp, yp, n, scale_for_float);
+    }
+  });
+}
+
+// The scale of a whole-tensor mean, as the compute type would hold it.
+template <class T>
+T whole_mean_abs(const at::Tensor& x) {
+  return mean_abs(x, c10::nullopt).to(c10::CppTypeToScalarType<T>::value).template item<T>();
+}
+
+// ---- Larq --------------------------------------------------------------------------------------
+
+at::Tensor ste_sign(const at::Tensor& x, c10::optional<double>) { return sign_scaled(x, 1.0, 1.0f); }
+at::Tensor approx_sign(const at::Tensor& x) { return sign_scaled(x, 1.0, 1.0f); }
+at::Tensor swish_sign(const at::Tensor& x, double) { return sign_scaled(x, 1.0, 1.0f); }
+
+at::Tensor ste_heaviside(const at::Tensor& x, c10::optional<double>) {
+  return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
+    Kernels<elem_t<decltype(xp)>>::heaviside(xp, yp, n);
+  });
+}
+
+at::Tensor magnitude_aware_sign(const at::Tensor& x, c10::optional<double>, int64_t axis) {
+  check_floating(x, "x");
+  return sign_per_axis(x, mean_abs(x, axis), axis);
+}
+
+at::Tensor ste_tern(const at::Tensor& x, double threshold_value, bool ternary_weight_networks,
+                    c10::optional<double>) {
+  check_floating(x, "x");
+  double td = threshold_value;
+  float tf = static_cast<float>(threshold_value);
+  if (ternary_weight_networks) {
+    if (compute_type(x.scalar_type()) == at::kDouble) {
+      td = 0.7 * whole_mean_abs<double>(x);
+    } else {
+      tf = 0.7f * whole_mean_abs<float>(x);
+    }
+  }
+  return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
+    using T = elem_t<decltype(xp)>;
+    if constexpr (std::is_same_v<T, double>) {
+      Kernels<T>::ternary(xp, yp, n, td);
+    } else {
+      Kernels<T>::ternary(xp, yp, n, tf);
+    }
+  });
+}
+
+void check_dorefa(int64_t k_bit, const std::string& mode) {
+  TORCH_CHECK_VALUE(mode == "activations" || mode == "weights",
+                    "mode must be \"activations\" or \"weights\", got \"", mode, "\"");
+  TORCH_CHECK_VALUE(k_bit >= 1 && k_bit <= 32, "k_bit must be between 1 and 32, got ", k_bit);
+}
+
+template <class T>
+T dorefa_levels(int64_t k_bit) {
+  return static_cast<T>(std::ldexp(1.0, static_cast<int>(k_bit)) - 1.0);
+}
+
+at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view) {
+  const std::string mode(mode_view.data(), mode_view.size());
+  check_dorefa(k_bit, mode);
+  check_floating(x, "x");
+  if (mode == "activations") {
+    return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
+      using T = elem_t<decltype(xp)>;
+      Kernels<T>::dorefa_activations(xp, yp, n, dorefa_levels<T>(k_bit));
+    });
+  }
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T m = k::ref::max_abs_tanh<T>(xc.data_ptr<T>(), xc.numel());
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
+      k::ref::dorefa_weights<T>(xp + b, yp + b, e - b, dorefa_levels<T>(k_bit), m);
+    });
+  });
+  return y.to(x.scalar_type());
+}
+
+// ---- Blueoil -----------------------------------------------------------------------------------
+
+at::Tensor binary_mean_scaling(const at::Tensor& x) {
+  check_floating(x, "x");
+  const bool dbl = compute_type(x.scalar_type()) == at::kDouble;
+  return sign_scaled(x, dbl ? whole_mean_abs<double>(x) : 0.0, dbl ? 0.0f : whole_mean_abs<float>(x));
+}
+
+at::Tensor binary_channel_wise_mean_scaling(const at::Tensor& x, int64_t axis) {
+  check_floating(x, "x");
+  return sign_per_axis(x, mean_abs(x, axis), axis);
+}
+
+void check_linear_mid_tread(int64_t bit, double max_value) {
+  TORCH_CHECK_VALUE(bit >= 1 && bit <= 32, "bit must be between 1 and 32 (32: no quantization), got ",
+                    bit);
+  TORCH_CHECK_VALUE(max_value > 0 && std::isfinite(max_value),
+                    "max_value must be positive and finite, got ", max_value);
+}
+
+at::Tensor linear_mid_tread_half(const at::Tensor& x, int64_t bit, double max_value) {
+  check_linear_mid_tread(bit, max_value);
+  return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
+    using T = elem_t<decltype(xp)>;
+    const T mv = static_cast<T>(max_value);
+    if (bit == 32) {
+      for (int64_t i = 0; i < n; ++i) yp[i] = detail::clamp_tf(xp[i], T(0), mv);
+    } else {
+      Kernels<T>::linear_mid_tread(xp, yp, n, dorefa_levels<T>(bit), mv);
+    }
+  });
+}
+
+at::Tensor twn_weight(const at::Tensor& x, double threshold) {
+  check_floating(x, "x");
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    k::ref::twn_weight<T>(xc.data_ptr<T>(), y.data_ptr<T>(), xc.numel(), static_cast<T>(threshold));
+  });
+  return y.to(x.scalar_type());
+}
+
+// D = threshold * max|x|, in the compute type.
+template <class T>
+T ttq_threshold(const at::Tensor& xc, double threshold) {
+  return static_cast<T>(threshold) * k::ref::max_abs<T>(xc.data_ptr<T>(), xc.numel());
+}
+
+at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative,
+                      double threshold) {
+  check_floating(x, "x");
+  const double wp = scalar_arg(positive, "positive"), wn = scalar_arg(negative, "negative");
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T d = ttq_threshold<T>(xc, threshold);
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
+      k::ref::ttq_weight<T>(xp + b, yp + b, e - b, static_cast<T>(wp), static_cast<T>(wn), d);
+    });
+  });
+  return y.to(x.scalar_type());
+}
+
+// ---- backward passes ---------------------------------------------------------------------------
+
+at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
+                                c10::optional<double> clip_value) {
+  if (!clip_value) {
+    check_floating(x, "x");
+    check_same_size(grad, x);
+    return grad.to(x.scalar_type()).clone(at::MemoryFormat::Contiguous);
+  }
+  const double c = *clip_value;
+  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
+    using T = elem_t<decltype(xp)>;
+    Kernels<T>::masked_grad(g, xp, dx, n, static_cast<T>(-c), static_cast<T>(c),
+                            k::Interval::kClosed, nullptr, nullptr);
+  });
+}
+
+at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x) {
+  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
+    Kernels<elem_t<decltype(xp)>>::approx_sign_grad(g, xp, dx, n);
+  });
+}
+
+at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, double beta) {
+  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
+    using T = elem_t<decltype(xp)>;
+    k::ref::swish_sign_grad<T>(g, xp, dx, n, static_cast<T>(beta));
+  });
+}
+
+at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit,
+                           c10::string_view mode_view) {
+  const std::string mode(mode_view.data(), mode_view.size());
+  check_dorefa(k_bit, mode);
+  if (mode == "activations") {
+    return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
+      using T = elem_t<decltype(xp)>;
+      Kernels<T>::masked_grad(g, xp, dx, n, T(0), T(1), k::Interval::kClosed, nullptr, nullptr);
+    });
+  }
+  check_floating(x, "x");
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct);
+  double m = 0;
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    m = static_cast<double>(k::ref::max_abs_tanh<T>(xc.data_ptr<T>(), xc.numel()));
+  });
+  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
+    using T = elem_t<decltype(xp)>;
+    k::ref::dorefa_weights_grad<T>(g, xp, dx, n, static_cast<T>(m));
+  });
+}
+
+at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit,
+                                          double max_value) {
+  check_linear_mid_tread(bit, max_value);
+  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
+    using T = elem_t<decltype(xp)>;
+    Kernels<T>::masked_grad(g, xp, dx, n, T(0), static_cast<T>(max_value), k::Interval::kOpen,
+                            nullptr, nullptr);
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Tensor& grad,
+                                                                   const at::Tensor& x,
+                                                                   const at::Tensor& positive,
+                                                                   const at::Tensor& negative,
+                                                                   double threshold) {
+  check_floating(grad, "gradients");
+  check_floating(x, "x");
+  check_same_size(grad, x);
+  const double wp = scalar_arg(positive, "positive"), wn = scalar_arg(negative, "negative");
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor gc = to_compute(grad, ct), xc = to_compute(x, ct);
+  at::Tensor dx = at::empty(xc.sizes(), xc.options());
+  double dp = 0, dn = 0;
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    k::ref::ttq_weight_grad<T>(gc.data_ptr<T>(), xc.data_ptr<T>(), dx.data_ptr<T>(), xc.numel(),
+                               static_cast<T>(wp), static_cast<T>(wn), ttq_threshold<T>(xc, threshold),
+                               &dp, &dn);
+  });
+  return {dx.to(x.scalar_type()), at::full_like(positive, dp, at::MemoryFormat::Contiguous),
+          at::full_like(negative, dn, at::MemoryFormat::Contiguous)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
+  m.impl("ste_sign", ste_sign);
+  m.impl("approx_sign", approx_sign);
+  m.impl("swish_sign", swish_sign);
+  m.impl("ste_heaviside", ste_heaviside);
+  m.impl("magnitude_aware_sign", magnitude_aware_sign);
+  m.impl("ste_tern", ste_tern);
+  m.impl("dorefa", dorefa);
+  m.impl("binary_mean_scaling", binary_mean_scaling);
+  m.impl("binary_channel_wise_mean_scaling", binary_channel_wise_mean_scaling);
+  m.impl("linear_mid_tread_half", linear_mid_tread_half);
+  m.impl("twn_weight", twn_weight);
+  m.impl("ttq_weight", ttq_weight);
+  m.impl("_mean_abs", mean_abs);
+  m.impl("_clipped_ste_backward", clipped_ste_backward);
+  m.impl("_approx_sign_backward", approx_sign_backward);
+  m.impl("_swish_sign_backward", swish_sign_backward);
+  m.impl("_dorefa_backward", dorefa_backward);
+  m.impl("_linear_mid_tread_half_backward", linear_mid_tread_half_backward);
+  m.impl("_ttq_weight_backward", ttq_weight_backward);
+}
+
+}  // namespace cpu
+}  // namespace lowbit
