@@ -46,6 +46,19 @@ struct F32Kernels {
   void (*dorefa_activations)(const float* x, float* y, int64_t n, float levels);
   void (*linear_mid_tread)(const float* x, float* y, int64_t n, float levels, float max_value);
   void (*approx_sign_grad)(const float* g, const float* x, float* dx, int64_t n);
+  // Forwards that also write each element's window code for [lo, hi] (detail::window_code), and the
+  // backward from those codes: the same dx and sums as masked_grad with the closed window.
+  void (*fake_quant_coded)(const float* x, float* y, uint8_t* code, int64_t n,
+                           const FakeQuantParams<float>& p, FakeQuantRounding r, float lo, float hi);
+  void (*fake_quant_per_channel_coded)(const float* x, float* y, uint8_t* code, int64_t rows,
+                                       int64_t channels, const FakeQuantParams<float>* p,
+                                       FakeQuantRounding r, const float* lo, const float* hi);
+  void (*sign_coded)(const float* x, float* y, uint8_t* code, int64_t n, float scale, float lo,
+                     float hi);
+  void (*coded_grad)(const float* g, const uint8_t* code, float* dx, int64_t n, double* below,
+                     double* above);
+  void (*coded_grad_per_channel)(const float* g, const uint8_t* code, float* dx, int64_t rows,
+                                 int64_t channels, float* below, float* above);
 };
 
 // Every kernel set this CPU can run, the scalar reference first. Tests and benchmarks walk this list.
@@ -80,6 +93,20 @@ template <class T>
 void linear_mid_tread(const T* x, T* y, int64_t n, T levels, T max_value);
 template <class T>
 void approx_sign_grad(const T* g, const T* x, T* dx, int64_t n);
+template <class T>
+void fake_quant_coded(const T* x, T* y, uint8_t* code, int64_t n, const FakeQuantParams<T>& p,
+                      FakeQuantRounding r, T lo, T hi);
+template <class T>
+void fake_quant_per_channel_coded(const T* x, T* y, uint8_t* code, int64_t rows, int64_t channels,
+                                  const FakeQuantParams<T>* p, FakeQuantRounding r, const T* lo,
+                                  const T* hi);
+template <class T>
+void sign_coded(const T* x, T* y, uint8_t* code, int64_t n, T scale, T lo, T hi);
+template <class T>
+void coded_grad(const T* g, const uint8_t* code, T* dx, int64_t n, double* below, double* above);
+template <class T>
+void coded_grad_per_channel(const T* g, const uint8_t* code, T* dx, int64_t rows, int64_t channels,
+                            T* below, T* above);
 
 // Scalar-only kernels (transcendentals or whole-tensor statistics of weights).
 template <class T>

@@ -70,6 +70,8 @@ at::Tensor mean_abs(const at::Tensor& x, c10::optional<int64_t> axis);
 at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
                                 c10::optional<double> clip_value);
 at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x);
+at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tensor& x,
+                                         c10::optional<double> clip_value, int64_t axis);
 at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, double beta);
 at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit,
                            const std::string& mode);
@@ -80,6 +82,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Ten
                                                                    const at::Tensor& positive,
                                                                    const at::Tensor& negative,
                                                                    double threshold);
+// Forwards that also return the window codes of x (uint8, see detail::window_code), and the
+// backward from them: (dx, sum of grad below the window, sum above), sums as float64 tensors.
+std::tuple<at::Tensor, at::Tensor> fake_quant_with_min_max_args_coded(const at::Tensor& inputs,
+                                                                      double min, double max,
+                                                                      int64_t num_bits,
+                                                                      bool narrow_range);
+std::tuple<at::Tensor, at::Tensor> fake_quant_with_min_max_vars_coded(const at::Tensor& inputs,
+                                                                      const at::Tensor& min,
+                                                                      const at::Tensor& max,
+                                                                      int64_t num_bits,
+                                                                      bool narrow_range);
+std::tuple<at::Tensor, at::Tensor> fake_quant_with_min_max_vars_per_channel_coded(
+    const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max, int64_t num_bits,
+    bool narrow_range);
+std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double clip_value);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& grad,
+                                                              const at::Tensor& code, bool sums);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward_per_channel(const at::Tensor& grad,
+                                                                          const at::Tensor& code);
 }  // namespace internal
 
 }  // namespace lowbit

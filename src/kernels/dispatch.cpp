@@ -31,7 +31,12 @@ const F32Kernels kRefKernels{"ref",
                              &ref::ternary<float>,
                              &ref::dorefa_activations<float>,
                              &ref::linear_mid_tread<float>,
-                             &ref::approx_sign_grad<float>};
+                             &ref::approx_sign_grad<float>,
+                             &ref::fake_quant_coded<float>,
+                             &ref::fake_quant_per_channel_coded<float>,
+                             &ref::sign_coded<float>,
+                             &ref::coded_grad<float>,
+                             &ref::coded_grad_per_channel<float>};
 
 std::vector<const F32Kernels*> detect() {
   std::vector<const F32Kernels*> sets{&kRefKernels};

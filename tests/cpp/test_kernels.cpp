@@ -22,8 +22,8 @@ namespace kernels {
 namespace {
 
 // A kernel added to F32Kernels must get a comparison against the reference below; this stops the
-// build until it does (isa plus 11 function pointers today).
-static_assert(sizeof(F32Kernels) == sizeof(const char*) + 11 * sizeof(void (*)()),
+// build until it does (isa plus 16 function pointers today).
+static_assert(sizeof(F32Kernels) == sizeof(const char*) + 16 * sizeof(void (*)()),
               "F32Kernels changed: add the new kernel to the F32KernelSet tests, then update this");
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -313,6 +313,11 @@ TEST_P(F32KernelSet, EveryKernelIsPresent) {
   EXPECT_NE(s.dorefa_activations, nullptr);
   EXPECT_NE(s.linear_mid_tread, nullptr);
   EXPECT_NE(s.approx_sign_grad, nullptr);
+  EXPECT_NE(s.fake_quant_coded, nullptr);
+  EXPECT_NE(s.fake_quant_per_channel_coded, nullptr);
+  EXPECT_NE(s.sign_coded, nullptr);
+  EXPECT_NE(s.coded_grad, nullptr);
+  EXPECT_NE(s.coded_grad_per_channel, nullptr);
 }
 
 TEST_P(F32KernelSet, FakeQuantMatchesReference) {
@@ -576,6 +581,147 @@ INSTANTIATE_TEST_SUITE_P(AllSupported, F32KernelSet, ::testing::ValuesIn(support
                          [](const ::testing::TestParamInfo<const F32Kernels*>& info) {
                            return std::string(info.param->isa);
                          });
+
+// ---- the coded forwards and the backward from window codes ---------------------------------------
+
+::testing::AssertionResult SameCodes(const std::vector<uint8_t>& want, const std::vector<uint8_t>& got,
+                                     const float* x) {
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (want[i] != got[i]) {
+      return ::testing::AssertionFailure() << "code " << i << " differs for input " << show(x[i])
+                                           << ": ref " << int{want[i]} << ", got " << int{got[i]};
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST_P(F32KernelSet, CodedForwardsMatchReference) {
+  std::mt19937 rng(111);
+  InputMaker in(1011);
+  const std::vector<NamedParams> all = fake_quant_params();
+  for (size_t j = 0; j < all.size(); j += 3) {
+    const FakeQuantParams<float>& p = all[j].p;
+    const float lo = p.degenerate ? -kInf : p.nudged_min, hi = p.degenerate ? kInf : p.nudged_max;
+    const std::vector<float> specials = fake_quant_specials(p, rng);
+    for (FakeQuantRounding r : {FakeQuantRounding::kMulInvScale, FakeQuantRounding::kDivScale}) {
+      for (int64_t n : sizes()) {
+        for (int trial = 0; trial < trials_for(n); ++trial) {
+          SCOPED_TRACE(all[j].name + ", " + rounding_name(r) + ", n " + std::to_string(n));
+          const Array x = in.flat(n, specials, trial);
+          Array want(n, false, kRefFill), got(n, false, kGotFill);
+          std::vector<uint8_t> want_code(static_cast<size_t>(n), 0xee), got_code(want_code.size(), 0xdd);
+          ref().fake_quant_coded(x.data(), want.data(), want_code.data(), n, p, r, lo, hi);
+          k().fake_quant_coded(x.data(), got.data(), got_code.data(), n, p, r, lo, hi);
+          ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
+          ASSERT_TRUE(SameCodes(want_code, got_code, x.data()));
+          // The coded forward computes what the plain one does.
+          Array plain(n, false, kGotFill);
+          k().fake_quant(x.data(), plain.data(), n, p, r);
+          ASSERT_TRUE(BitwiseEqual(want.data(), plain.data(), n, x.data()));
+          // Sign with the clip window [-1, 1].
+          ref().sign_coded(x.data(), want.data(), want_code.data(), n, 0.5f, -1.0f, 1.0f);
+          k().sign_coded(x.data(), got.data(), got_code.data(), n, 0.5f, -1.0f, 1.0f);
+          ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
+          ASSERT_TRUE(SameCodes(want_code, got_code, x.data()));
+        }
+      }
+    }
+  }
+  for (int64_t channels : kChannelCounts) {
+    for (int64_t rows : kRowCounts) {
+      std::vector<FakeQuantParams<float>> p;
+      std::vector<float> lo, hi;
+      std::vector<std::vector<float>> specials;
+      for (int64_t c = 0; c < channels; ++c) {
+        p.push_back(all[static_cast<size_t>(c * 7) % all.size()].p);
+        lo.push_back(p.back().degenerate ? -kInf : p.back().nudged_min);
+        hi.push_back(p.back().degenerate ? kInf : p.back().nudged_max);
+        specials.push_back(fake_quant_specials(p.back(), rng));
+      }
+      const int64_t n = rows * channels;
+      const Array x = in.per_channel(rows, channels, specials, 1);
+      Array want(n, false, kRefFill), got(n, false, kGotFill);
+      std::vector<uint8_t> want_code(static_cast<size_t>(n), 0xee), got_code(want_code.size(), 0xdd);
+      ref().fake_quant_per_channel_coded(x.data(), want.data(), want_code.data(), rows, channels,
+                                         p.data(), FakeQuantRounding::kMulInvScale, lo.data(),
+                                         hi.data());
+      k().fake_quant_per_channel_coded(x.data(), got.data(), got_code.data(), rows, channels,
+                                       p.data(), FakeQuantRounding::kMulInvScale, lo.data(),
+                                       hi.data());
+      SCOPED_TRACE("rows " + std::to_string(rows) + ", channels " + std::to_string(channels));
+      ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data(), channels));
+      ASSERT_TRUE(SameCodes(want_code, got_code, x.data()));
+    }
+  }
+}
+
+// The backward from codes gives exactly what masked_grad computes from x (closed window), in every
+// set: dx bit for bit and the same sums, per tensor and per channel.
+TEST_P(F32KernelSet, CodedGradEqualsMaskedGradFromX) {
+  InputMaker in(1012);
+  const float lo = -0.75f, hi = 1.5f;
+  std::vector<float> specials = common_specials();
+  add_with_neighbours(&specials, lo);
+  add_with_neighbours(&specials, hi);
+  for (int64_t n : sizes()) {
+    for (int trial = 0; trial < trials_for(n); ++trial) {
+      SCOPED_TRACE("n " + std::to_string(n) + ", trial " + std::to_string(trial));
+      const Array x = in.flat(n, specials, trial);
+      const Array g = in.flat(n, gradient_specials(), trial == 1 ? 0 : trial);
+      std::vector<uint8_t> code(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) code[static_cast<size_t>(i)] = detail::window_code(x.data()[i], lo, hi);
+      Array want(n, false, kRefFill), got(n, false, kGotFill);
+      double want_below = 0.5, want_above = -2.0, got_below = 0.5, got_above = -2.0;
+      ref().masked_grad(g.data(), x.data(), want.data(), n, lo, hi, Interval::kClosed, &want_below,
+                        &want_above);
+      k().coded_grad(g.data(), code.data(), got.data(), n, &got_below, &got_above);
+      ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
+      ASSERT_TRUE(SameSum(want_below, got_below)) << "below";
+      ASSERT_TRUE(SameSum(want_above, got_above)) << "above";
+    }
+  }
+  for (int64_t channels : kChannelCounts) {
+    for (int64_t rows : kRowCounts) {
+      std::vector<float> clo, chi;
+      std::vector<std::vector<float>> cspecials;
+      for (int64_t c = 0; c < channels; ++c) {
+        clo.push_back(-0.25f * static_cast<float>(c + 1));
+        chi.push_back(0.5f * static_cast<float>(c + 1));
+        std::vector<float> s = common_specials();
+        add_with_neighbours(&s, clo.back());
+        add_with_neighbours(&s, chi.back());
+        cspecials.push_back(s);
+      }
+      const int64_t n = rows * channels;
+      const Array x = in.per_channel(rows, channels, cspecials, 1);
+      const Array g = in.flat(n, gradient_specials(), 0);
+      std::vector<uint8_t> code(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        code[static_cast<size_t>(i)] = detail::window_code(x.data()[i], clo[i % channels], chi[i % channels]);
+      }
+      Array want(n, false, kRefFill), got(n, false, kGotFill);
+      std::vector<float> want_below(channels, 1.0f), want_above(channels, -1.0f);
+      std::vector<float> got_below = want_below, got_above = want_above;
+      ref().masked_grad_per_channel(g.data(), x.data(), want.data(), rows, channels, clo.data(),
+                                    chi.data(), want_below.data(), want_above.data());
+      k().coded_grad_per_channel(g.data(), code.data(), got.data(), rows, channels,
+                                 got_below.data(), got_above.data());
+      SCOPED_TRACE("rows " + std::to_string(rows) + ", channels " + std::to_string(channels));
+      ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data(), channels));
+      ASSERT_TRUE(SameSums(want_below.data(), got_below.data(), channels)) << "below";
+      ASSERT_TRUE(SameSums(want_above.data(), got_above.data(), channels)) << "above";
+    }
+  }
+}
+
+TEST(WindowCode, ClosedWindowAndNaN) {
+  EXPECT_EQ(detail::window_code(1.0f, -1.0f, 1.0f), detail::kCodeIn);
+  EXPECT_EQ(detail::window_code(-1.0f, -1.0f, 1.0f), detail::kCodeIn);
+  EXPECT_EQ(detail::window_code(std::nextafter(1.0f, 2.0f), -1.0f, 1.0f), detail::kCodeAbove);
+  EXPECT_EQ(detail::window_code(-kInf, -1.0f, 1.0f), detail::kCodeBelow);
+  EXPECT_EQ(detail::window_code(kNaN, -1.0f, 1.0f), 0);
+  EXPECT_EQ(detail::window_code(kInf, -kInf, kInf), detail::kCodeIn);
+}
 
 TEST(KernelDispatch, ReferenceComesFirstAndTheChosenSetIsSupported) {
   const auto& sets = supported_f32_kernels();

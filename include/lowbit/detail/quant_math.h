@@ -78,6 +78,23 @@ LOWBIT_HD T masked_grad(T g, T x, T lo, T hi, bool open) {
   return g * (in ? T(1) : T(0));
 }
 
+// The window code of x, one byte the forward saves for the backward (so the backward reads a byte per
+// element instead of x): in [lo, hi] (closed), below lo, above hi, or none of them (NaN).
+constexpr uint8_t kCodeIn = 1;
+constexpr uint8_t kCodeBelow = 2;
+constexpr uint8_t kCodeAbove = 4;
+
+template <class T>
+LOWBIT_HD uint8_t window_code(T x, T lo, T hi) {
+  return (lo <= x && x <= hi) ? kCodeIn : (x < lo ? kCodeBelow : (x > hi ? kCodeAbove : 0));
+}
+
+// The masked gradient from a window code: g * 1[in], as masked_grad computes it from x.
+template <class T>
+LOWBIT_HD T coded_grad(T g, uint8_t code) {
+  return g * ((code & kCodeIn) ? T(1) : T(0));
+}
+
 template <class T>
 LOWBIT_HD T approx_sign_grad(T g, T x) {
   const T ax = std::fabs(x);

@@ -164,6 +164,59 @@ void approx_sign_grad(const T* g, const T* x, T* dx, int64_t n) {
 }
 
 template <class T>
+void fake_quant_coded(const T* x, T* y, uint8_t* code, int64_t n, const FakeQuantParams<T>& p,
+                      FakeQuantRounding r, T lo, T hi) {
+  fake_quant(x, y, n, p, r);
+  for (int64_t i = 0; i < n; ++i) code[i] = detail::window_code(x[i], lo, hi);
+}
+
+template <class T>
+void fake_quant_per_channel_coded(const T* x, T* y, uint8_t* code, int64_t rows, int64_t channels,
+                                  const FakeQuantParams<T>* p, FakeQuantRounding r, const T* lo,
+                                  const T* hi) {
+  fake_quant_per_channel(x, y, rows, channels, p, r);
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t c = 0; c < channels; ++c) {
+      code[i * channels + c] = detail::window_code(x[i * channels + c], lo[c], hi[c]);
+    }
+  }
+}
+
+template <class T>
+void sign_coded(const T* x, T* y, uint8_t* code, int64_t n, T scale, T lo, T hi) {
+  sign(x, y, n, scale);
+  for (int64_t i = 0; i < n; ++i) code[i] = detail::window_code(x[i], lo, hi);
+}
+
+template <class T>
+void coded_grad(const T* g, const uint8_t* code, T* dx, int64_t n, double* below, double* above) {
+  T lanes_below[kSumLanes] = {};
+  T lanes_above[kSumLanes] = {};
+  for (int64_t i = 0; i < n; ++i) {
+    dx[i] = detail::coded_grad(g[i], code[i]);
+    lanes_below[i % kSumLanes] += g[i] * ((code[i] & detail::kCodeBelow) ? T(1) : T(0));
+    lanes_above[i % kSumLanes] += g[i] * ((code[i] & detail::kCodeAbove) ? T(1) : T(0));
+  }
+  for (int l = 0; l < kSumLanes; ++l) {
+    if (below) *below += static_cast<double>(lanes_below[l]);
+    if (above) *above += static_cast<double>(lanes_above[l]);
+  }
+}
+
+template <class T>
+void coded_grad_per_channel(const T* g, const uint8_t* code, T* dx, int64_t rows, int64_t channels,
+                            T* below, T* above) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t k = i * channels + c;
+      dx[k] = detail::coded_grad(g[k], code[k]);
+      below[c] += g[k] * ((code[k] & detail::kCodeBelow) ? T(1) : T(0));
+      above[c] += g[k] * ((code[k] & detail::kCodeAbove) ? T(1) : T(0));
+    }
+  }
+}
+
+template <class T>
 void swish_sign_grad(const T* g, const T* x, T* dx, int64_t n, T beta) {
   for (int64_t i = 0; i < n; ++i) dx[i] = detail::swish_sign_grad(g[i], x[i], beta);
 }
@@ -281,6 +334,14 @@ void ttq_weight_grad(const T* g, const T* x, T* dx, int64_t n, T positive, T neg
   template void dorefa_activations<T>(const T*, T*, int64_t, T);                                   \
   template void linear_mid_tread<T>(const T*, T*, int64_t, T, T);                                  \
   template void approx_sign_grad<T>(const T*, const T*, T*, int64_t);                              \
+  template void fake_quant_coded<T>(const T*, T*, uint8_t*, int64_t, const FakeQuantParams<T>&,    \
+                                    FakeQuantRounding, T, T);                                      \
+  template void fake_quant_per_channel_coded<T>(const T*, T*, uint8_t*, int64_t, int64_t,          \
+                                                const FakeQuantParams<T>*, FakeQuantRounding,      \
+                                                const T*, const T*);                               \
+  template void sign_coded<T>(const T*, T*, uint8_t*, int64_t, T, T, T);                           \
+  template void coded_grad<T>(const T*, const uint8_t*, T*, int64_t, double*, double*);            \
+  template void coded_grad_per_channel<T>(const T*, const uint8_t*, T*, int64_t, int64_t, T*, T*); \
   template void swish_sign_grad<T>(const T*, const T*, T*, int64_t, T);                            \
   template void dorefa_weights<T>(const T*, T*, int64_t, T, T);                                    \
   template void dorefa_weights_grad<T>(const T*, const T*, T*, int64_t, T);                        \

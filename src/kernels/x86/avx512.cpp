@@ -1,6 +1,7 @@
 // The AVX-512 kernel set (compiled with -mavx512f/bw/dq/vl; only run where the CPU has them).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -39,6 +40,19 @@ struct V {
   static mask and_mask(mask a, mask b) { return static_cast<mask>(a & b); }
   static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }
   static reg one_if(mask m) { return _mm512_maskz_mov_ps(m, _mm512_set1_ps(1.0f)); }
+  // Window codes: one byte per lane.
+  using codes = __m512i;
+  static void store_codes(uint8_t* p, mask in, mask below, mask above) {
+    const __m512i c = _mm512_or_si512(
+        _mm512_or_si512(_mm512_maskz_mov_epi32(in, _mm512_set1_epi32(1)),
+                        _mm512_maskz_mov_epi32(below, _mm512_set1_epi32(2))),
+        _mm512_maskz_mov_epi32(above, _mm512_set1_epi32(4)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(c));
+  }
+  static codes load_codes(const uint8_t* p) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static mask code_has(codes c, int bit) { return _mm512_test_epi32_mask(c, _mm512_set1_epi32(bit)); }
 };
 
 #include "simd_body.h"

@@ -53,8 +53,16 @@ void fake_quant(const float* x, float* y, int64_t n, const FakeQuantParams<float
 }
 
 template <class V>
-void fake_quant_per_channel(const float* x, float* y, int64_t rows, int64_t channels,
-                            const FakeQuantParams<float>* p, FakeQuantRounding r) {
+inline void store_window_codes(uint8_t* code, typename V::reg x, typename V::reg lo,
+                               typename V::reg hi) {
+  V::store_codes(code, V::and_mask(V::le(lo, x), V::le(x, hi)), V::lt(x, lo), V::lt(hi, x));
+}
+
+// Per-channel fake quant; with kCoded it also writes the window codes for [lo[c], hi[c]].
+template <class V, bool kCoded>
+void fake_quant_per_channel_impl(const float* x, float* y, uint8_t* code, int64_t rows,
+                                 int64_t channels, const FakeQuantParams<float>* p,
+                                 FakeQuantRounding r, const float* lo, const float* hi) {
   const bool div = r == FakeQuantRounding::kDivScale;
   // Structure of arrays so that a vector of channels loads its parameters with plain loads.
   std::vector<float> soa(static_cast<size_t>(channels) * 5);
@@ -70,21 +78,41 @@ void fake_quant_per_channel(const float* x, float* y, int64_t rows, int64_t chan
     inv[c] = p[c].inv_scale;
     qz[c] = p[c].quant_zero;
   }
-  for (int64_t row = 0; row < rows; ++row) {
-    const float* xr = x + row * channels;
-    float* yr = y + row * channels;
+  // Blocks of kRowBlock rows share each load of a channel vector's parameters.
+  constexpr int64_t kRowBlock = 4;
+  for (int64_t row0 = 0; row0 < rows; row0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - row0);
     int64_t c = 0;
     for (; c + V::W <= channels; c += V::W) {
-      const auto v = V::load(xr + c);
       const auto a = V::load(nmin + c), b = V::load(nmax + c), s = V::load(scale + c);
-      const auto out = div ? fake_quant_vec<V, true>(v, a, b, s, V::load(inv + c), V::load(qz + c))
-                           : fake_quant_vec<V, false>(v, a, b, s, V::load(inv + c), V::load(qz + c));
-      V::store(yr + c, out);
+      const auto iv = V::load(inv + c), q = V::load(qz + c);
+      typename V::reg vlo = V::zero(), vhi = V::zero();
+      if (kCoded) {
+        vlo = V::load(lo + c);
+        vhi = V::load(hi + c);
+      }
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t k = (row0 + r) * channels + c;
+        const auto v = V::load(x + k);
+        V::store(y + k, div ? fake_quant_vec<V, true>(v, a, b, s, iv, q)
+                            : fake_quant_vec<V, false>(v, a, b, s, iv, q));
+        if (kCoded) store_window_codes<V>(code + k, v, vlo, vhi);
+      }
     }
     for (; c < channels; ++c) {
-      yr[c] = div ? detail::fake_quant_div(xr[c], p[c]) : detail::fake_quant_mul(xr[c], p[c]);
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t k = (row0 + r) * channels + c;
+        y[k] = div ? detail::fake_quant_div(x[k], p[c]) : detail::fake_quant_mul(x[k], p[c]);
+        if (kCoded) code[k] = detail::window_code(x[k], lo[c], hi[c]);
+      }
     }
   }
+}
+
+template <class V>
+void fake_quant_per_channel(const float* x, float* y, int64_t rows, int64_t channels,
+                            const FakeQuantParams<float>* p, FakeQuantRounding r) {
+  fake_quant_per_channel_impl<V, false>(x, y, nullptr, rows, channels, p, r, nullptr, nullptr);
 }
 
 template <class V>
@@ -128,22 +156,32 @@ template <class V>
 void masked_grad_per_channel(const float* g, const float* x, float* dx, int64_t rows,
                              int64_t channels, const float* lo, const float* hi, float* below,
                              float* above) {
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t base = row * channels;
+  // Blocks of rows share the loads of a channel vector's window and sums; each channel still adds
+  // its rows in row order, as the reference does.
+  constexpr int64_t kRowBlock = 4;
+  for (int64_t row0 = 0; row0 < rows; row0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - row0);
     int64_t c = 0;
     for (; c + V::W <= channels; c += V::W) {
-      const auto xv = V::load(x + base + c), gv = V::load(g + base + c);
       const auto vlo = V::load(lo + c), vhi = V::load(hi + c);
-      V::store(dx + base + c,
-               V::mul(gv, V::one_if(V::and_mask(V::le(vlo, xv), V::le(xv, vhi)))));
-      V::store(below + c, V::add(V::load(below + c), V::mul(gv, V::one_if(V::lt(xv, vlo)))));
-      V::store(above + c, V::add(V::load(above + c), V::mul(gv, V::one_if(V::lt(vhi, xv)))));
+      auto acc_below = V::load(below + c), acc_above = V::load(above + c);
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t k = (row0 + r) * channels + c;
+        const auto xv = V::load(x + k), gv = V::load(g + k);
+        V::store(dx + k, V::mul(gv, V::one_if(V::and_mask(V::le(vlo, xv), V::le(xv, vhi)))));
+        acc_below = V::add(acc_below, V::mul(gv, V::one_if(V::lt(xv, vlo))));
+        acc_above = V::add(acc_above, V::mul(gv, V::one_if(V::lt(vhi, xv))));
+      }
+      V::store(below + c, acc_below);
+      V::store(above + c, acc_above);
     }
     for (; c < channels; ++c) {
-      const int64_t k = base + c;
-      dx[k] = detail::masked_grad(g[k], x[k], lo[c], hi[c], false);
-      below[c] += g[k] * (x[k] < lo[c] ? 1.0f : 0.0f);
-      above[c] += g[k] * (x[k] > hi[c] ? 1.0f : 0.0f);
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t k = (row0 + r) * channels + c;
+        dx[k] = detail::masked_grad(g[k], x[k], lo[c], hi[c], false);
+        below[c] += g[k] * (x[k] < lo[c] ? 1.0f : 0.0f);
+        above[c] += g[k] * (x[k] > hi[c] ? 1.0f : 0.0f);
+      }
     }
   }
 }
@@ -248,6 +286,114 @@ void approx_sign_grad(const float* g, const float* x, float* dx, int64_t n) {
   for (; i < n; ++i) dx[i] = detail::approx_sign_grad(g[i], x[i]);
 }
 
+// ---- forwards that write window codes, and the backward from the codes ---------------------------
+
+template <class V>
+void fake_quant_coded(const float* x, float* y, uint8_t* code, int64_t n,
+                      const FakeQuantParams<float>& p, FakeQuantRounding r, float lo, float hi) {
+  const bool div = r == FakeQuantRounding::kDivScale;
+  const auto nmin = V::set1(p.nudged_min), nmax = V::set1(p.nudged_max);
+  const auto scale = V::set1(p.scale), inv = V::set1(p.inv_scale), qz = V::set1(p.quant_zero);
+  const auto vlo = V::set1(lo), vhi = V::set1(hi);
+  int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) {
+    const auto v = V::load(x + i);
+    V::store(y + i, div ? fake_quant_vec<V, true>(v, nmin, nmax, scale, inv, qz)
+                        : fake_quant_vec<V, false>(v, nmin, nmax, scale, inv, qz));
+    store_window_codes<V>(code + i, v, vlo, vhi);
+  }
+  for (; i < n; ++i) {
+    y[i] = div ? detail::fake_quant_div(x[i], p) : detail::fake_quant_mul(x[i], p);
+    code[i] = detail::window_code(x[i], lo, hi);
+  }
+}
+
+template <class V>
+void fake_quant_per_channel_coded(const float* x, float* y, uint8_t* code, int64_t rows,
+                                  int64_t channels, const FakeQuantParams<float>* p,
+                                  FakeQuantRounding r, const float* lo, const float* hi) {
+  fake_quant_per_channel_impl<V, true>(x, y, code, rows, channels, p, r, lo, hi);
+}
+
+template <class V>
+void sign_coded(const float* x, float* y, uint8_t* code, int64_t n, float scale, float lo,
+                float hi) {
+  const auto s = V::set1(scale), ns = V::set1(-scale), vlo = V::set1(lo), vhi = V::set1(hi);
+  int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) {
+    const auto v = V::load(x + i);
+    V::store(y + i, sign_vec<V>(v, s, ns));
+    store_window_codes<V>(code + i, v, vlo, vhi);
+  }
+  for (; i < n; ++i) {
+    y[i] = detail::sign0_scaled(x[i], scale);
+    code[i] = detail::window_code(x[i], lo, hi);
+  }
+}
+
+template <class V>
+void coded_grad(const float* g, const uint8_t* code, float* dx, int64_t n, double* below,
+                double* above) {
+  constexpr int kRegs = kSumLanes / V::W;
+  typename V::reg acc_below[kRegs], acc_above[kRegs];
+  for (int k = 0; k < kRegs; ++k) acc_below[k] = acc_above[k] = V::zero();
+  int64_t i = 0;
+  for (; i + kSumLanes <= n; i += kSumLanes) {
+    for (int k = 0; k < kRegs; ++k) {
+      const auto c = V::load_codes(code + i + k * V::W);
+      const auto gv = V::load(g + i + k * V::W);
+      V::store(dx + i + k * V::W, V::mul(gv, V::one_if(V::code_has(c, detail::kCodeIn))));
+      acc_below[k] = V::add(acc_below[k], V::mul(gv, V::one_if(V::code_has(c, detail::kCodeBelow))));
+      acc_above[k] = V::add(acc_above[k], V::mul(gv, V::one_if(V::code_has(c, detail::kCodeAbove))));
+    }
+  }
+  float lanes_below[kSumLanes], lanes_above[kSumLanes];
+  for (int k = 0; k < kRegs; ++k) {
+    V::store(lanes_below + k * V::W, acc_below[k]);
+    V::store(lanes_above + k * V::W, acc_above[k]);
+  }
+  for (int64_t j = 0; i < n; ++i, ++j) {
+    dx[i] = detail::coded_grad(g[i], code[i]);
+    lanes_below[j] += g[i] * ((code[i] & detail::kCodeBelow) ? 1.0f : 0.0f);
+    lanes_above[j] += g[i] * ((code[i] & detail::kCodeAbove) ? 1.0f : 0.0f);
+  }
+  for (int l = 0; l < kSumLanes; ++l) {
+    if (below) *below += static_cast<double>(lanes_below[l]);
+    if (above) *above += static_cast<double>(lanes_above[l]);
+  }
+}
+
+template <class V>
+void coded_grad_per_channel(const float* g, const uint8_t* code, float* dx, int64_t rows,
+                            int64_t channels, float* below, float* above) {
+  constexpr int64_t kRowBlock = 4;
+  for (int64_t row0 = 0; row0 < rows; row0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - row0);
+    int64_t c = 0;
+    for (; c + V::W <= channels; c += V::W) {
+      auto acc_below = V::load(below + c), acc_above = V::load(above + c);
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t k = (row0 + r) * channels + c;
+        const auto cv = V::load_codes(code + k);
+        const auto gv = V::load(g + k);
+        V::store(dx + k, V::mul(gv, V::one_if(V::code_has(cv, detail::kCodeIn))));
+        acc_below = V::add(acc_below, V::mul(gv, V::one_if(V::code_has(cv, detail::kCodeBelow))));
+        acc_above = V::add(acc_above, V::mul(gv, V::one_if(V::code_has(cv, detail::kCodeAbove))));
+      }
+      V::store(below + c, acc_below);
+      V::store(above + c, acc_above);
+    }
+    for (; c < channels; ++c) {
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t k = (row0 + r) * channels + c;
+        dx[k] = detail::coded_grad(g[k], code[k]);
+        below[c] += g[k] * ((code[k] & detail::kCodeBelow) ? 1.0f : 0.0f);
+        above[c] += g[k] * ((code[k] & detail::kCodeAbove) ? 1.0f : 0.0f);
+      }
+    }
+  }
+}
+
 template <class V>
 constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
   return lowbit::kernels::F32Kernels{isa,
@@ -261,5 +407,10 @@ constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
                                      &ternary<V>,
                                      &dorefa_activations<V>,
                                      &linear_mid_tread<V>,
-                                     &approx_sign_grad<V>};
+                                     &approx_sign_grad<V>,
+                                     &fake_quant_coded<V>,
+                                     &fake_quant_per_channel_coded<V>,
+                                     &sign_coded<V>,
+                                     &coded_grad<V>,
+                                     &coded_grad_per_channel<V>};
 }

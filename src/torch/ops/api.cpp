@@ -128,6 +128,14 @@ at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x) {
   return op.call(grad, x);
 }
 
+at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tensor& x,
+                                         c10::optional<double> clip_value, int64_t axis) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, c10::optional<double>, int64_t)>(
+          "lowbit::_magnitude_aware_sign_backward");
+  return op.call(grad, x, clip_value, axis);
+}
+
 at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, double beta) {
   static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, double)>("lowbit::_swish_sign_backward");
   return op.call(grad, x, beta);
@@ -146,6 +154,58 @@ at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tens
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative, double threshold) {
   static const auto op = handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>("lowbit::_ttq_weight_backward");
   return op.call(grad, x, positive, negative, threshold);
+}
+
+std::tuple<at::Tensor, at::Tensor> fake_quant_with_min_max_args_coded(const at::Tensor& inputs,
+                                                                      double min, double max,
+                                                                      int64_t num_bits,
+                                                                      bool narrow_range) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, double, double, int64_t, bool)>(
+          "lowbit::_fake_quant_with_min_max_args_coded");
+  return op.call(inputs, min, max, num_bits, narrow_range);
+}
+
+std::tuple<at::Tensor, at::Tensor> fake_quant_with_min_max_vars_coded(const at::Tensor& inputs,
+                                                                      const at::Tensor& min,
+                                                                      const at::Tensor& max,
+                                                                      int64_t num_bits,
+                                                                      bool narrow_range) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>(
+      "lowbit::_fake_quant_with_min_max_vars_coded");
+  return op.call(inputs, min, max, num_bits, narrow_range);
+}
+
+std::tuple<at::Tensor, at::Tensor> fake_quant_with_min_max_vars_per_channel_coded(
+    const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max, int64_t num_bits,
+    bool narrow_range) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>(
+      "lowbit::_fake_quant_with_min_max_vars_per_channel_coded");
+  return op.call(inputs, min, max, num_bits, narrow_range);
+}
+
+std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double clip_value) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, double)>(
+      "lowbit::_ste_sign_coded");
+  return op.call(x, clip_value);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& grad,
+                                                              const at::Tensor& code, bool sums) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                            bool)>("lowbit::_coded_backward");
+  return op.call(grad, code, sums);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward_per_channel(const at::Tensor& grad,
+                                                                          const at::Tensor& code) {
+  static const auto op =
+      handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&)>(
+          "lowbit::_coded_backward_per_channel");
+  return op.call(grad, code);
 }
 
 }  // namespace internal

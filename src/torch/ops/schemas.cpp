@@ -40,9 +40,20 @@ TORCH_LIBRARY(lowbit, m) {
   m.def("_mean_abs(Tensor x, int? axis=None) -> Tensor");
   m.def("_clipped_ste_backward(Tensor grad, Tensor x, float? clip_value) -> Tensor");
   m.def("_approx_sign_backward(Tensor grad, Tensor x) -> Tensor");
+  m.def("_magnitude_aware_sign_backward(Tensor grad, Tensor x, float? clip_value, int axis) -> Tensor");
   m.def("_swish_sign_backward(Tensor grad, Tensor x, float beta) -> Tensor");
   m.def("_dorefa_backward(Tensor grad, Tensor x, int k_bit, str mode) -> Tensor");
   m.def("_linear_mid_tread_half_backward(Tensor grad, Tensor x, int bit, float max_value) -> Tensor");
+  // Forwards that also return the window codes of x (uint8), and the backward from those codes.
+  m.def("_fake_quant_with_min_max_args_coded(Tensor inputs, float min, float max, int num_bits, "
+        "bool narrow_range) -> (Tensor, Tensor)");
+  m.def("_fake_quant_with_min_max_vars_coded(Tensor inputs, Tensor min, Tensor max, int num_bits, "
+        "bool narrow_range) -> (Tensor, Tensor)");
+  m.def("_fake_quant_with_min_max_vars_per_channel_coded(Tensor inputs, Tensor min, Tensor max, "
+        "int num_bits, bool narrow_range) -> (Tensor, Tensor)");
+  m.def("_ste_sign_coded(Tensor x, float clip_value) -> (Tensor, Tensor)");
+  m.def("_coded_backward(Tensor grad, Tensor code, bool sums) -> (Tensor, Tensor, Tensor)");
+  m.def("_coded_backward_per_channel(Tensor grad, Tensor code) -> (Tensor, Tensor, Tensor)");
   m.def("_ttq_weight_backward(Tensor grad, Tensor x, Tensor positive, Tensor negative, "
         "float threshold) -> (Tensor, Tensor, Tensor)");
 }

@@ -25,23 +25,19 @@ variable_list grad_x_only(at::Tensor dx, size_t n_other) {
 
 // ---- TF fake quant -----------------------------------------------------------------------------
 
+// The fake quant forwards save one window-code byte per element, not x: the backward then reads a
+// byte instead of a float per element.
 struct FakeQuantArgs : Function<FakeQuantArgs> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double min, double max,
                             int64_t num_bits, bool narrow_range) {
-    ctx->save_for_backward({x});
-    ctx->saved_data["min"] = min;
-    ctx->saved_data["max"] = max;
-    ctx->saved_data["num_bits"] = num_bits;
-    ctx->saved_data["narrow_range"] = narrow_range;
     Below guard;
-    return fake_quant_with_min_max_args(x, min, max, num_bits, narrow_range);
+    auto [y, code] = internal::fake_quant_with_min_max_args_coded(x, min, max, num_bits, narrow_range);
+    ctx->save_for_backward({code});
+    return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    auto& d = ctx->saved_data;
-    return grad_x_only(fake_quant_with_min_max_args_gradient(
-                           g[0], saved_x(ctx), d["min"].toDouble(), d["max"].toDouble(),
-                           d["num_bits"].toInt(), d["narrow_range"].toBool()),
-                       4);
+    return grad_x_only(
+        std::get<0>(internal::coded_backward(g[0], ctx->get_saved_variables()[0], false)), 4);
   }
 };
 
@@ -50,21 +46,23 @@ template <bool kPerChannel>
 struct FakeQuantVars : Function<FakeQuantVars<kPerChannel>> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& min,
                             const at::Tensor& max, int64_t num_bits, bool narrow_range) {
-    ctx->save_for_backward({x, min, max});
-    ctx->saved_data["num_bits"] = num_bits;
-    ctx->saved_data["narrow_range"] = narrow_range;
     Below guard;
-    return kPerChannel ? fake_quant_with_min_max_vars_per_channel(x, min, max, num_bits, narrow_range)
-                       : fake_quant_with_min_max_vars(x, min, max, num_bits, narrow_range);
+    auto [y, code] =
+        kPerChannel
+            ? internal::fake_quant_with_min_max_vars_per_channel_coded(x, min, max, num_bits,
+                                                                       narrow_range)
+            : internal::fake_quant_with_min_max_vars_coded(x, min, max, num_bits, narrow_range);
+    ctx->save_for_backward({code, min, max});
+    return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
     const auto s = ctx->get_saved_variables();
-    const int64_t nb = ctx->saved_data["num_bits"].toInt();
-    const bool nr = ctx->saved_data["narrow_range"].toBool();
-    auto [dx, dmin, dmax] =
-        kPerChannel ? fake_quant_with_min_max_vars_per_channel_gradient(g[0], s[0], s[1], s[2], nb, nr)
-                    : fake_quant_with_min_max_vars_gradient(g[0], s[0], s[1], s[2], nb, nr);
-    return {dx, dmin, dmax, at::Tensor(), at::Tensor()};
+    const bool sums = ctx->needs_input_grad(1) || ctx->needs_input_grad(2);
+    auto [dx, below, above] = kPerChannel ? internal::coded_backward_per_channel(g[0], s[0])
+                                          : internal::coded_backward(g[0], s[0], sums);
+    if (!sums) return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dx, below.to(s[1].scalar_type()).reshape(s[1].sizes()),
+            above.to(s[2].scalar_type()).reshape(s[2].sizes()), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -95,15 +93,17 @@ struct FakeQuantPow2 : Function<FakeQuantPow2> {
 
 struct SteSign : Function<SteSign> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> clip) {
-    ctx->save_for_backward({x});
-    ctx->saved_data["clip"] = clip;
     Below guard;
-    return ste_sign(x, clip);
+    ctx->saved_data["clip"] = clip;
+    if (!clip) return ste_sign(x, clip);
+    auto [y, code] = internal::ste_sign_coded(x, *clip);
+    ctx->save_for_backward({code});
+    return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    return grad_x_only(internal::clipped_ste_backward(g[0], saved_x(ctx),
-                                                      ctx->saved_data["clip"].toOptional<double>()),
-                       1);
+    if (!ctx->saved_data["clip"].toOptional<double>()) return grad_x_only(g[0], 1);
+    return grad_x_only(
+        std::get<0>(internal::coded_backward(g[0], ctx->get_saved_variables()[0], false)), 1);
   }
 };
 
@@ -145,14 +145,6 @@ struct SteHeaviside : Function<SteHeaviside> {
   }
 };
 
-// The scale broadcast along `axis` of x.
-at::Tensor along_axis(const at::Tensor& s, const at::Tensor& x, int64_t axis) {
-  if (x.dim() == 0) return s.reshape({});
-  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-  shape[static_cast<size_t>(c10::maybe_wrap_dim(axis, x.dim()))] = s.numel();
-  return s.reshape(shape);
-}
-
 struct MagnitudeAwareSign : Function<MagnitudeAwareSign> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> clip,
                             int64_t axis) {
@@ -163,13 +155,10 @@ struct MagnitudeAwareSign : Function<MagnitudeAwareSign> {
     return magnitude_aware_sign(x, clip, axis);
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    const at::Tensor x = saved_x(ctx);
-    const int64_t axis = ctx->saved_data["axis"].toInt();
-    // No gradient flows through the scale: dx = s * clipped STE.
-    const at::Tensor s = along_axis(internal::mean_abs(x, axis), x, axis);
-    const at::Tensor ste =
-        internal::clipped_ste_backward(g[0], x, ctx->saved_data["clip"].toOptional<double>());
-    return grad_x_only(ste * s, 2);
+    return grad_x_only(internal::magnitude_aware_sign_backward(
+                           g[0], saved_x(ctx), ctx->saved_data["clip"].toOptional<double>(),
+                           ctx->saved_data["axis"].toInt()),
+                       2);
   }
 };
 

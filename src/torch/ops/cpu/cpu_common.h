@@ -126,6 +126,16 @@ struct Kernels<double> {
   static void linear_mid_tread(A... a) { k::ref::linear_mid_tread<double>(a...); }
   template <class... A>
   static void approx_sign_grad(A... a) { k::ref::approx_sign_grad<double>(a...); }
+  template <class... A>
+  static void fake_quant_coded(A... a) { k::ref::fake_quant_coded<double>(a...); }
+  template <class... A>
+  static void fake_quant_per_channel_coded(A... a) { k::ref::fake_quant_per_channel_coded<double>(a...); }
+  template <class... A>
+  static void sign_coded(A... a) { k::ref::sign_coded<double>(a...); }
+  template <class... A>
+  static void coded_grad(A... a) { k::ref::coded_grad<double>(a...); }
+  template <class... A>
+  static void coded_grad_per_channel(A... a) { k::ref::coded_grad_per_channel<double>(a...); }
 };
 
 template <>
@@ -152,7 +162,65 @@ struct Kernels<float> {
   static void linear_mid_tread(A... a) { k::f32_kernels().linear_mid_tread(a...); }
   template <class... A>
   static void approx_sign_grad(A... a) { k::f32_kernels().approx_sign_grad(a...); }
+  template <class... A>
+  static void fake_quant_coded(A... a) { k::f32_kernels().fake_quant_coded(a...); }
+  template <class... A>
+  static void fake_quant_per_channel_coded(A... a) { k::f32_kernels().fake_quant_per_channel_coded(a...); }
+  template <class... A>
+  static void sign_coded(A... a) { k::f32_kernels().sign_coded(a...); }
+  template <class... A>
+  static void coded_grad(A... a) { k::f32_kernels().coded_grad(a...); }
+  template <class... A>
+  static void coded_grad_per_channel(A... a) { k::f32_kernels().coded_grad_per_channel(a...); }
 };
+
+// Sums of a reduction over `numel` elements split at fixed spans of kSumSpan (never by thread count):
+// f(start, len, &below, &above) adds one span's sums; the spans' sums are then added in span order.
+template <class F>
+std::pair<double, double> span_sums(int64_t numel, F&& f) {
+  const int64_t spans = (numel + kSumSpan - 1) / kSumSpan;
+  std::vector<double> below(static_cast<size_t>(spans), 0.0), above(below);
+  at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {
+    for (int64_t s = b; s < e; ++s) {
+      const int64_t start = s * kSumSpan;
+      f(start, std::min(kSumSpan, numel - start), &below[s], &above[s]);
+    }
+  });
+  double sb = 0, sa = 0;
+  for (int64_t s = 0; s < spans; ++s) {
+    sb += below[s];
+    sa += above[s];
+  }
+  return {sb, sa};
+}
+
+// The same per channel for a [rows, depth] matrix: spans of whole rows (about kSumSpan elements),
+// each summing into its own T arrays f(row, nrows, below[depth], above[depth]); the spans' arrays are
+// then added in double, in span order. Returns the two float64 tensors of shape [depth].
+template <class T, class F>
+std::pair<at::Tensor, at::Tensor> channel_span_sums(int64_t rows, int64_t depth, F&& f) {
+  at::Tensor below = at::zeros({depth}, at::kDouble), above = at::zeros({depth}, at::kDouble);
+  if (rows == 0 || depth == 0) return {below, above};
+  const int64_t span_rows = std::max<int64_t>(1, kSumSpan / depth);
+  const int64_t spans = (rows + span_rows - 1) / span_rows;
+  std::vector<T> partial(static_cast<size_t>(spans * depth * 2), T(0));
+  at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {
+    for (int64_t s = b; s < e; ++s) {
+      T* pb = partial.data() + s * depth * 2;
+      f(s * span_rows, std::min(span_rows, rows - s * span_rows), pb, pb + depth);
+    }
+  });
+  double* bp = below.data_ptr<double>();
+  double* ap = above.data_ptr<double>();
+  for (int64_t s = 0; s < spans; ++s) {
+    const T* pb = partial.data() + s * depth * 2;
+    for (int64_t c = 0; c < depth; ++c) {
+      bp[c] += static_cast<double>(pb[c]);
+      ap[c] += static_cast<double>(pb[depth + c]);
+    }
+  }
+  return {below, above};
+}
 
 // A tensor viewed as [outer, channels, inner] around dimension `axis` (0-dim counts as [1]).
 struct ChannelLayout {

@@ -50,7 +50,7 @@ at::Tensor fake_quant_per_tensor(const at::Tensor& inputs, const Nudged& n, Roun
   });
 }
 
-// dx and the summed gradients below / above the window, split at fixed spans for determinism.
+// dx and the summed gradients below / above the window (in double).
 std::tuple<at::Tensor, double, double> masked_grad_sums(const at::Tensor& grad,
                                                         const at::Tensor& inputs, const Nudged& n) {
   check_floating(grad, "gradients");
@@ -59,30 +59,43 @@ std::tuple<at::Tensor, double, double> masked_grad_sums(const at::Tensor& grad,
   const auto ct = compute_type(inputs.scalar_type());
   const at::Tensor gc = to_compute(grad, ct), xc = to_compute(inputs, ct);
   at::Tensor dx = at::empty(xc.sizes(), xc.options());
-  const int64_t numel = xc.numel();
-  const int64_t spans = (numel + kSumSpan - 1) / kSumSpan;
-  std::vector<double> below(static_cast<size_t>(spans), 0.0), above(static_cast<size_t>(spans), 0.0);
+  std::pair<double, double> sums;
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
     const auto window = grad_window(n.get(T{}));
     const T* gp = gc.data_ptr<T>();
     const T* xp = xc.data_ptr<T>();
     T* dp = dx.data_ptr<T>();
-    at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {
-      for (int64_t s = b; s < e; ++s) {
-        const int64_t start = s * kSumSpan;
-        const int64_t len = std::min(kSumSpan, numel - start);
-        Kernels<T>::masked_grad(gp + start, xp + start, dp + start, len, window.first,
-                                window.second, k::Interval::kClosed, &below[s], &above[s]);
-      }
+    sums = span_sums(xc.numel(), [&](int64_t start, int64_t len, double* below, double* above) {
+      Kernels<T>::masked_grad(gp + start, xp + start, dp + start, len, window.first, window.second,
+                              k::Interval::kClosed, below, above);
     });
   });
-  double sb = 0, sa = 0;
-  for (int64_t s = 0; s < spans; ++s) {
-    sb += below[s];
-    sa += above[s];
-  }
-  return {dx.to(inputs.scalar_type()), sb, sa};
+  return {dx.to(inputs.scalar_type()), sums.first, sums.second};
+}
+
+// Forward that also returns the window codes (uint8, the shape of inputs) for the backward.
+std::tuple<at::Tensor, at::Tensor> fake_quant_per_tensor_coded(const at::Tensor& inputs,
+                                                               const Nudged& n, Rounding r) {
+  check_floating(inputs, "inputs");
+  const Rounding rr = n.f.degenerate ? Rounding::kMulInvScale : r;
+  const auto ct = compute_type(inputs.scalar_type());
+  const at::Tensor xc = to_compute(inputs, ct);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  at::Tensor code = at::empty(xc.sizes(), xc.options().dtype(at::kByte));
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const auto& p = n.get(T{});
+    const auto window = grad_window(p);
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    uint8_t* cp = code.data_ptr<uint8_t>();
+    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
+      Kernels<T>::fake_quant_coded(xp + b, yp + b, cp + b, e - b, p, rr, window.first,
+                                   window.second);
+    });
+  });
+  return {y.to(inputs.scalar_type()), code};
 }
 
 // ---- args --------------------------------------------------------------------------------------
@@ -111,6 +124,12 @@ at::Tensor fq_args_gradient(const at::Tensor& gradients, const at::Tensor& input
   });
 }
 
+std::tuple<at::Tensor, at::Tensor> fq_args_coded(const at::Tensor& inputs, double min, double max,
+                                                 int64_t num_bits, bool narrow_range) {
+  return fake_quant_per_tensor_coded(inputs, args_range(min, max, num_bits, narrow_range),
+                                     Rounding::kMulInvScale);
+}
+
 // ---- vars --------------------------------------------------------------------------------------
 
 Nudged vars_range(const at::Tensor& min, const at::Tensor& max, int64_t num_bits,
@@ -124,6 +143,13 @@ at::Tensor fq_vars(const at::Tensor& inputs, const at::Tensor& min, const at::Te
   check_floating(inputs, "inputs");
   return fake_quant_per_tensor(inputs, vars_range(min, max, num_bits, narrow_range),
                                Rounding::kDivScale);
+}
+
+std::tuple<at::Tensor, at::Tensor> fq_vars_coded(const at::Tensor& inputs, const at::Tensor& min,
+                                                 const at::Tensor& max, int64_t num_bits,
+                                                 bool narrow_range) {
+  return fake_quant_per_tensor_coded(inputs, vars_range(min, max, num_bits, narrow_range),
+                                     Rounding::kDivScale);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_vars_gradient(const at::Tensor& gradients,
@@ -212,42 +238,107 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_per_channel_gradient(
   const auto ct = compute_type(inputs.scalar_type());
   const at::Tensor gc = to_compute(gradients, ct), xc = to_compute(inputs, ct);
   at::Tensor dx = at::empty(xc.sizes(), xc.options());
-  std::vector<double> below(static_cast<size_t>(depth), 0.0), above(static_cast<size_t>(depth), 0.0);
-  if (depth > 0 && xc.numel() > 0) {
-    const int64_t rows = xc.numel() / depth;
-    const int64_t span_rows = std::max<int64_t>(1, kSumSpan / depth);
-    const int64_t spans = (rows + span_rows - 1) / span_rows;
-    with_compute_type(ct, [&](auto tag) {
-      using T = decltype(tag);
-      std::vector<T> lo(static_cast<size_t>(depth)), hi(static_cast<size_t>(depth));
-      for (int64_t c = 0; c < depth; ++c) std::tie(lo[c], hi[c]) = grad_window(r.get(T{})[c]);
-      std::vector<T> partial(static_cast<size_t>(spans * depth * 2), T(0));
-      const T* gp = gc.data_ptr<T>();
-      const T* xp = xc.data_ptr<T>();
-      T* dp = dx.data_ptr<T>();
-      at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {
-        for (int64_t s = b; s < e; ++s) {
-          const int64_t row = s * span_rows;
-          const int64_t nrows = std::min(span_rows, rows - row);
-          T* pb = partial.data() + s * depth * 2;
-          Kernels<T>::masked_grad_per_channel(gp + row * depth, xp + row * depth, dp + row * depth,
-                                              nrows, depth, lo.data(), hi.data(), pb, pb + depth);
-        }
-      });
-      for (int64_t s = 0; s < spans; ++s) {
-        const T* pb = partial.data() + s * depth * 2;
-        for (int64_t c = 0; c < depth; ++c) {
-          below[c] += static_cast<double>(pb[c]);
-          above[c] += static_cast<double>(pb[depth + c]);
-        }
-      }
+  const int64_t rows = depth == 0 ? 0 : xc.numel() / depth;
+  std::pair<at::Tensor, at::Tensor> sums;
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T> lo(static_cast<size_t>(depth)), hi(static_cast<size_t>(depth));
+    for (int64_t c = 0; c < depth; ++c) std::tie(lo[c], hi[c]) = grad_window(r.get(T{})[c]);
+    const T* gp = gc.data_ptr<T>();
+    const T* xp = xc.data_ptr<T>();
+    T* dp = dx.data_ptr<T>();
+    sums = channel_span_sums<T>(rows, depth, [&](int64_t row, int64_t nrows, T* below, T* above) {
+      Kernels<T>::masked_grad_per_channel(gp + row * depth, xp + row * depth, dp + row * depth,
+                                          nrows, depth, lo.data(), hi.data(), below, above);
     });
-  }
-  auto as_tensor = [&](const std::vector<double>& v, const at::Tensor& like) {
-    return at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(like.scalar_type()).view(
-        like.sizes());
-  };
-  return {dx.to(inputs.scalar_type()), as_tensor(below, min), as_tensor(above, max)};
+  });
+  return {dx.to(inputs.scalar_type()), sums.first.to(min.scalar_type()).view(min.sizes()),
+          sums.second.to(max.scalar_type()).view(max.sizes())};
+}
+
+std::tuple<at::Tensor, at::Tensor> fq_per_channel_coded(const at::Tensor& inputs,
+                                                        const at::Tensor& min,
+                                                        const at::Tensor& max, int64_t num_bits,
+                                                        bool narrow_range) {
+  check_floating(inputs, "inputs");
+  const ChannelRanges r = channel_ranges(inputs, min, max, num_bits, narrow_range);
+  const int64_t depth = inputs.size(-1);
+  const auto ct = compute_type(inputs.scalar_type());
+  const at::Tensor xc = to_compute(inputs, ct);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  at::Tensor code = at::empty(xc.sizes(), xc.options().dtype(at::kByte));
+  if (depth == 0 || xc.numel() == 0) return {y.to(inputs.scalar_type()), code};
+  const int64_t rows = xc.numel() / depth;
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T> lo(static_cast<size_t>(depth)), hi(static_cast<size_t>(depth));
+    for (int64_t c = 0; c < depth; ++c) std::tie(lo[c], hi[c]) = grad_window(r.get(T{})[c]);
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    uint8_t* cp = code.data_ptr<uint8_t>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / depth), [&](int64_t b, int64_t e) {
+      Kernels<T>::fake_quant_per_channel_coded(xp + b * depth, yp + b * depth, cp + b * depth,
+                                               e - b, depth, r.get(T{}), Rounding::kMulInvScale,
+                                               lo.data(), hi.data());
+    });
+  });
+  return {y.to(inputs.scalar_type()), code};
+}
+
+// ---- backward from window codes ----------------------------------------------------------------
+
+void check_codes(const at::Tensor& grad, const at::Tensor& code) {
+  check_floating(grad, "grad");
+  TORCH_CHECK_TYPE(code.scalar_type() == at::kByte, "code must be a uint8 tensor, got ",
+                   code.scalar_type());
+  TORCH_CHECK_VALUE(grad.sizes() == code.sizes(), "grad and code must be the same size, got ",
+                    grad.sizes(), " and ", code.sizes());
+}
+
+// (dx, sum below, sum above) with the sums as 0-dim float64 tensors (zeros unless `sums`).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& grad,
+                                                              const at::Tensor& code, bool sums) {
+  check_codes(grad, code);
+  const auto ct = compute_type(grad.scalar_type());
+  const at::Tensor gc = to_compute(grad, ct), cc = code.contiguous();
+  at::Tensor dx = at::empty(gc.sizes(), gc.options());
+  std::pair<double, double> s{0.0, 0.0};
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T* gp = gc.data_ptr<T>();
+    const uint8_t* cp = cc.data_ptr<uint8_t>();
+    T* dp = dx.data_ptr<T>();
+    s = span_sums(gc.numel(), [&](int64_t start, int64_t len, double* below, double* above) {
+      Kernels<T>::coded_grad(gp + start, cp + start, dp + start, len, sums ? below : nullptr,
+                             sums ? above : nullptr);
+    });
+  });
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  return {dx.to(grad.scalar_type()), at::scalar_tensor(s.first, f64),
+          at::scalar_tensor(s.second, f64)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward_per_channel(const at::Tensor& grad,
+                                                                          const at::Tensor& code) {
+  check_codes(grad, code);
+  TORCH_CHECK_VALUE(grad.dim() >= 1, "grad must have rank >= 1 for the per-channel backward");
+  const int64_t depth = grad.size(-1);
+  const auto ct = compute_type(grad.scalar_type());
+  const at::Tensor gc = to_compute(grad, ct), cc = code.contiguous();
+  at::Tensor dx = at::empty(gc.sizes(), gc.options());
+  const int64_t rows = depth == 0 ? 0 : gc.numel() / depth;
+  std::pair<at::Tensor, at::Tensor> sums;
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T* gp = gc.data_ptr<T>();
+    const uint8_t* cp = cc.data_ptr<uint8_t>();
+    T* dp = dx.data_ptr<T>();
+    sums = channel_span_sums<T>(rows, depth, [&](int64_t row, int64_t nrows, T* below, T* above) {
+      Kernels<T>::coded_grad_per_channel(gp + row * depth, cp + row * depth, dp + row * depth,
+                                         nrows, depth, below, above);
+    });
+  });
+  return {dx.to(grad.scalar_type()), sums.first, sums.second};
 }
 
 // ---- power of 2 --------------------------------------------------------------------------------
@@ -295,6 +386,11 @@ TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
   m.impl("fake_quant_with_min_max_vars_per_channel", fq_per_channel);
   m.impl("fake_quant_with_min_max_vars_per_channel_gradient", fq_per_channel_gradient);
   m.impl("pow2_range", pow2_range);
+  m.impl("_fake_quant_with_min_max_args_coded", fq_args_coded);
+  m.impl("_fake_quant_with_min_max_vars_coded", fq_vars_coded);
+  m.impl("_fake_quant_with_min_max_vars_per_channel_coded", fq_per_channel_coded);
+  m.impl("_coded_backward", coded_backward);
+  m.impl("_coded_backward_per_channel", coded_backward_per_channel);
   m.impl("fake_quant_pow2", fq_pow2);
 }
 

@@ -15,21 +15,24 @@ using elem_t = std::remove_const_t<std::remove_pointer_t<P>>;
 
 // ---- statistics --------------------------------------------------------------------------------
 
-// mean(|x|) over all elements (axis None: a 0-dim tensor) or over all dims but `axis` ([size(axis)]).
-at::Tensor mean_abs(const at::Tensor& x, c10::optional<int64_t> axis) {
-  check_floating(x, "x");
-  const auto ct = compute_type(x.scalar_type());
-  const at::Tensor xc = to_compute(x, ct);
+// mean(|x|) of xc (already in its compute type and contiguous) over all elements (axis None: a
+// 0-dim tensor) or over all dims but `axis` (shape [size(axis)]), in the compute type.
+at::Tensor mean_abs_compute(const at::Tensor& xc, c10::optional<int64_t> axis) {
   ChannelLayout l;
   l.inner = xc.numel();
   if (axis) l = channel_layout(xc, *axis);
   at::Tensor s = axis ? at::empty({l.channels}, xc.options()) : at::empty({}, xc.options());
-  with_compute_type(ct, [&](auto tag) {
+  with_compute_type(xc.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     k::ref::mean_abs_per_channel<T>(xc.data_ptr<T>(), l.outer, l.channels, l.inner,
                                     s.data_ptr<T>());
   });
-  return s.to(x.scalar_type());
+  return s;
+}
+
+at::Tensor mean_abs(const at::Tensor& x, c10::optional<int64_t> axis) {
+  check_floating(x, "x");
+  return mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), axis).to(x.scalar_type());
 }
 
 // y = sign0(x) * s[c] with one scale per index of `axis` (s in the compute type of x).
@@ -74,15 +77,36 @@ at::Tensor sign_scaled(const at::Tensor& x, double scale_for_double, float scale
   });
 }
 
-// The scale of a whole-tensor mean, as the compute type would hold it.
+// The scale of a whole-tensor mean, in the compute type T of x.
 template <class T>
 T whole_mean_abs(const at::Tensor& x) {
-  return mean_abs(x, c10::nullopt).to(c10::CppTypeToScalarType<T>::value).template item<T>();
+  return mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), c10::nullopt)
+      .template item<T>();
 }
 
 // ---- Larq --------------------------------------------------------------------------------------
 
 at::Tensor ste_sign(const at::Tensor& x, c10::optional<double>) { return sign_scaled(x, 1.0, 1.0f); }
+// ste_sign's forward with the window codes of [-clip, clip] for its backward.
+std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double clip_value) {
+  check_floating(x, "x");
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  at::Tensor code = at::empty(xc.sizes(), xc.options().dtype(at::kByte));
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    uint8_t* cp = code.data_ptr<uint8_t>();
+    const T c = static_cast<T>(clip_value);
+    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
+      Kernels<T>::sign_coded(xp + b, yp + b, cp + b, e - b, T(1), -c, c);
+    });
+  });
+  return {y.to(x.scalar_type()), code};
+}
+
 at::Tensor approx_sign(const at::Tensor& x) { return sign_scaled(x, 1.0, 1.0f); }
 at::Tensor swish_sign(const at::Tensor& x, double) { return sign_scaled(x, 1.0, 1.0f); }
 
@@ -94,7 +118,8 @@ at::Tensor ste_heaviside(const at::Tensor& x, c10::optional<double>) {
 
 at::Tensor magnitude_aware_sign(const at::Tensor& x, c10::optional<double>, int64_t axis) {
   check_floating(x, "x");
-  return sign_per_axis(x, mean_abs(x, axis), axis);
+  return sign_per_axis(x, mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), axis),
+                       axis);
 }
 
 at::Tensor ste_tern(const at::Tensor& x, double threshold_value, bool ternary_weight_networks,
@@ -165,7 +190,8 @@ at::Tensor binary_mean_scaling(const at::Tensor& x) {
 
 at::Tensor binary_channel_wise_mean_scaling(const at::Tensor& x, int64_t axis) {
   check_floating(x, "x");
-  return sign_per_axis(x, mean_abs(x, axis), axis);
+  return sign_per_axis(x, mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), axis),
+                       axis);
 }
 
 void check_linear_mid_tread(int64_t bit, double max_value) {
@@ -240,6 +266,24 @@ at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
     Kernels<T>::masked_grad(g, xp, dx, n, static_cast<T>(-c), static_cast<T>(c),
                             k::Interval::kClosed, nullptr, nullptr);
   });
+}
+
+// s * clipped STE, with s = mean(|x|) along `axis` (no gradient through s), in the compute type.
+at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tensor& x,
+                                         c10::optional<double> clip_value, int64_t axis) {
+  check_floating(x, "x");
+  check_same_size(grad, x);
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct);
+  const ChannelLayout l = channel_layout(xc, axis);
+  at::Tensor s = mean_abs_compute(xc, axis);
+  if (xc.dim() > 0) {
+    std::vector<int64_t> shape(static_cast<size_t>(xc.dim()), 1);
+    shape[static_cast<size_t>(l.dim)] = l.channels;
+    s = s.reshape(shape);
+  }
+  const at::Tensor ste = clipped_ste_backward(grad.to(ct), xc, clip_value);
+  return (ste * s).to(x.scalar_type());
 }
 
 at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x) {
@@ -328,8 +372,10 @@ TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
   m.impl("twn_weight", twn_weight);
   m.impl("ttq_weight", ttq_weight);
   m.impl("_mean_abs", mean_abs);
+  m.impl("_ste_sign_coded", ste_sign_coded);
   m.impl("_clipped_ste_backward", clipped_ste_backward);
   m.impl("_approx_sign_backward", approx_sign_backward);
+  m.impl("_magnitude_aware_sign_backward", magnitude_aware_sign_backward);
   m.impl("_swish_sign_backward", swish_sign_backward);
   m.impl("_dorefa_backward", dorefa_backward);
   m.impl("_linear_mid_tread_half_backward", linear_mid_tread_half_backward);
