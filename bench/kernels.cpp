@@ -1,12 +1,13 @@
-// Google Benchmark of every float32 kernel set on the same inputs: ref vs avx2 vs avx512, in place of
-// the operators' overheads. Walks supported_f32_kernels(), so a new set is benchmarked automatically.
+// Google Benchmark of every float32 kernel set on the same inputs: ref vs avx2 vs avx512, in place
+// of the operators' overheads. Walks supported_f32_kernels(), so a new set is benchmarked
+// automatically.
+#include "lowbit/kernels.h"
+
 #include <benchmark/benchmark.h>
 
 #include <random>
 #include <string>
 #include <vector>
-
-#include "lowbit/kernels.h"
 
 namespace {
 
@@ -28,8 +29,9 @@ void register_all() {
   const auto p = k::nudge<float>(-6.0f, 6.0f, 8, false);
   for (const k::F32Kernels* set : k::supported_f32_kernels()) {
     const std::string isa = set->isa;
-    for (int64_t n : {int64_t{1} << 16, int64_t{1} << 20}) {
-      benchmark::RegisterBenchmark(("fake_quant_div/" + isa).c_str(), [set, n, p](benchmark::State& s) {
+    for (int64_t n : {int64_t{1} << 16, int64_t{1} << 20, int64_t{1} << 24}) {
+      benchmark::RegisterBenchmark(("fake_quant_div/" + isa).c_str(), [set, n,
+                                                                       p](benchmark::State& s) {
         Data d(static_cast<size_t>(n));
         for (auto _ : s) {
           set->fake_quant(d.x.data(), d.y.data(), n, p, k::FakeQuantRounding::kDivScale);
@@ -37,7 +39,8 @@ void register_all() {
         }
         s.SetBytesProcessed(s.iterations() * n * 8);
       })->Arg(n);
-      benchmark::RegisterBenchmark(("masked_grad_sums/" + isa).c_str(), [set, n, p](benchmark::State& s) {
+      benchmark::RegisterBenchmark(("masked_grad_sums/" + isa).c_str(), [set, n,
+                                                                         p](benchmark::State& s) {
         Data d(static_cast<size_t>(n));
         for (auto _ : s) {
           double below = 0, above = 0;
@@ -47,6 +50,73 @@ void register_all() {
         }
         s.SetBytesProcessed(s.iterations() * n * 12);
       })->Arg(n);
+      benchmark::RegisterBenchmark(("fake_quant_coded/" + isa).c_str(), [set, n,
+                                                                         p](benchmark::State& s) {
+        Data d(static_cast<size_t>(n));
+        std::vector<uint8_t> code(static_cast<size_t>(n));
+        for (auto _ : s) {
+          set->fake_quant_coded(d.x.data(), d.y.data(), code.data(), n, p,
+                                k::FakeQuantRounding::kDivScale, p.nudged_min, p.nudged_max);
+          benchmark::DoNotOptimize(d.y.data());
+        }
+        s.SetBytesProcessed(s.iterations() * n * 9);
+      })->Arg(n);
+      benchmark::RegisterBenchmark(("coded_grad_sums/" + isa).c_str(), [set,
+                                                                        n](benchmark::State& s) {
+        Data d(static_cast<size_t>(n));
+        std::vector<uint8_t> code(static_cast<size_t>(n), 1);
+        for (auto _ : s) {
+          double below = 0, above = 0;
+          set->coded_grad(d.g.data(), code.data(), d.y.data(), n, &below, &above);
+          benchmark::DoNotOptimize(below);
+        }
+        s.SetBytesProcessed(s.iterations() * n * 9);
+      })->Arg(n);
+      for (int64_t channels : {int64_t{256}}) {
+        const std::vector<k::FakeQuantParams<float>> pc(static_cast<size_t>(channels), p);
+        const std::vector<float> lo(static_cast<size_t>(channels), p.nudged_min);
+        const std::vector<float> hi(static_cast<size_t>(channels), p.nudged_max);
+        benchmark::RegisterBenchmark(("fake_quant_per_channel_256/" + isa).c_str(),
+                                     [set, n, pc, channels](benchmark::State& s) {
+                                       Data d(static_cast<size_t>(n));
+                                       for (auto _ : s) {
+                                         set->fake_quant_per_channel(
+                                             d.x.data(), d.y.data(), n / channels, channels,
+                                             pc.data(), k::FakeQuantRounding::kMulInvScale);
+                                         benchmark::DoNotOptimize(d.y.data());
+                                       }
+                                       s.SetBytesProcessed(s.iterations() * n * 8);
+                                     })
+            ->Arg(n);
+        benchmark::RegisterBenchmark(
+            ("fake_quant_per_channel_coded_256/" + isa).c_str(),
+            [set, n, pc, lo, hi, channels](benchmark::State& s) {
+              Data d(static_cast<size_t>(n));
+              std::vector<uint8_t> code(static_cast<size_t>(n));
+              for (auto _ : s) {
+                set->fake_quant_per_channel_coded(
+                    d.x.data(), d.y.data(), code.data(), n / channels, channels, pc.data(),
+                    k::FakeQuantRounding::kMulInvScale, lo.data(), hi.data());
+                benchmark::DoNotOptimize(d.y.data());
+              }
+              s.SetBytesProcessed(s.iterations() * n * 9);
+            })
+            ->Arg(n);
+        benchmark::RegisterBenchmark(
+            ("coded_grad_per_channel_256/" + isa).c_str(),
+            [set, n, channels](benchmark::State& s) {
+              Data d(static_cast<size_t>(n));
+              std::vector<uint8_t> code(static_cast<size_t>(n), 1);
+              std::vector<float> below(static_cast<size_t>(channels)), above(below);
+              for (auto _ : s) {
+                set->coded_grad_per_channel(d.g.data(), code.data(), d.y.data(), n / channels,
+                                            channels, below.data(), above.data());
+                benchmark::DoNotOptimize(d.y.data());
+              }
+              s.SetBytesProcessed(s.iterations() * n * 9);
+            })
+            ->Arg(n);
+      }
       benchmark::RegisterBenchmark(("sign/" + isa).c_str(), [set, n](benchmark::State& s) {
         Data d(static_cast<size_t>(n));
         for (auto _ : s) {

@@ -1,4 +1,5 @@
-// Torch-free quantizer kernels: raw pointers and sizes, a scalar reference and run-time chosen SIMD.
+// Torch-free quantizer kernels: raw pointers and sizes, a scalar reference and run-time chosen
+// SIMD.
 #pragma once
 
 #include <cstdint>
@@ -15,24 +16,27 @@ using detail::FakeQuantParams;
 enum class FakeQuantRounding { kMulInvScale, kDivScale };
 enum class Interval { kClosed, kOpen };
 
-// Lanes of a kernel's partial sums: element i of a call's span adds to lane i % kSumLanes, in order, and
-// the lanes are added in lane order in double. Every kernel set does exactly this, so sums are
-// bit-identical across instruction sets; callers split work into fixed spans for the same reason.
+// Lanes of a kernel's partial sums: element i of a call's span adds to lane i % kSumLanes, in
+// order, and the lanes are added in lane order in double. Every kernel set does exactly this, so
+// sums are bit-identical across instruction sets; callers split work into fixed spans for the same
+// reason.
 constexpr int kSumLanes = 16;
 
 // TF's nudging (spec section 1), in T. Throws std::invalid_argument on a bad num_bits or range.
 template <class T>
 FakeQuantParams<T> nudge(T min, T max, int num_bits, bool narrow_range);
 
-// The float32 kernels of one instruction set. Arrays are contiguous; "rows x channels" is a row-major
-// matrix whose last dimension is the channel. Per-channel sums accumulate into the caller's arrays.
+// The float32 kernels of one instruction set. Arrays are contiguous; "rows x channels" is a
+// row-major matrix whose last dimension is the channel. Per-channel sums accumulate into the
+// caller's arrays.
 struct F32Kernels {
   const char* isa;  // "ref", "avx2", "avx512"
   void (*fake_quant)(const float* x, float* y, int64_t n, const FakeQuantParams<float>& p,
                      FakeQuantRounding r);
   void (*fake_quant_per_channel)(const float* x, float* y, int64_t rows, int64_t channels,
                                  const FakeQuantParams<float>* p, FakeQuantRounding r);
-  // dx = g * 1[x in (lo, hi)]; *below += sum(g * 1[x < lo]), *above += sum(g * 1[x > hi]) when not null.
+  // dx = g * 1[x in (lo, hi)]; *below += sum(g * 1[x < lo]), *above += sum(g * 1[x > hi]) when not
+  // null.
   void (*masked_grad)(const float* g, const float* x, float* dx, int64_t n, float lo, float hi,
                       Interval iv, double* below, double* above);
   void (*masked_grad_per_channel)(const float* g, const float* x, float* dx, int64_t rows,
@@ -49,7 +53,8 @@ struct F32Kernels {
   // Forwards that also write each element's window code for [lo, hi] (detail::window_code), and the
   // backward from those codes: the same dx and sums as masked_grad with the closed window.
   void (*fake_quant_coded)(const float* x, float* y, uint8_t* code, int64_t n,
-                           const FakeQuantParams<float>& p, FakeQuantRounding r, float lo, float hi);
+                           const FakeQuantParams<float>& p, FakeQuantRounding r, float lo,
+                           float hi);
   void (*fake_quant_per_channel_coded)(const float* x, float* y, uint8_t* code, int64_t rows,
                                        int64_t channels, const FakeQuantParams<float>* p,
                                        FakeQuantRounding r, const float* lo, const float* hi);
@@ -61,10 +66,19 @@ struct F32Kernels {
                                  int64_t channels, float* below, float* above);
 };
 
-// Every kernel set this CPU can run, the scalar reference first. Tests and benchmarks walk this list.
+// Every kernel set this CPU can run, the scalar reference first; each SIMD set is followed by its
+// "_nt" variant, which writes float outputs with non-temporal stores. Tests and benchmarks walk
+// this.
 const std::vector<const F32Kernels*>& supported_f32_kernels();
-// The set the operators use: the widest supported, or the one named by LOWBIT_ISA (ref, avx2, avx512).
-const F32Kernels& f32_kernels();
+
+// From this many output floats (16 MiB) on, the operators write with non-temporal stores: such an
+// output does not fit in cache, and bypassing it saves reading each line before it is written.
+constexpr int64_t kStreamingElements = int64_t{1} << 22;
+
+// The set the operators use for an output of `output_elements` floats: the widest supported set (or
+// the one named by LOWBIT_ISA: ref, avx2, avx512, or an _nt set to force non-temporal stores), as
+// its _nt variant from kStreamingElements on.
+const F32Kernels& f32_kernels(int64_t output_elements = 0);
 
 // The scalar reference in any floating type: the contract every other kernel is tested against.
 namespace ref {

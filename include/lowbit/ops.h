@@ -1,5 +1,6 @@
-// lowbit's quantizer operators from C++: each call goes through the PyTorch dispatcher (so autograd,
-// CPU and CUDA kernels apply), with the names and defaults of ../shared/spec/quantizers.md.
+// lowbit's quantizer operators from C++: each call goes through the PyTorch dispatcher (so
+// autograd, CPU and CUDA kernels apply), with the names and defaults of
+// ../shared/spec/quantizers.md.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -11,8 +12,9 @@
 namespace lowbit {
 
 // TensorFlow fake quantization.
-at::Tensor fake_quant_with_min_max_args(const at::Tensor& inputs, double min = -6.0, double max = 6.0,
-                                        int64_t num_bits = 8, bool narrow_range = false);
+at::Tensor fake_quant_with_min_max_args(const at::Tensor& inputs, double min = -6.0,
+                                        double max = 6.0, int64_t num_bits = 8,
+                                        bool narrow_range = false);
 at::Tensor fake_quant_with_min_max_args_gradient(const at::Tensor& gradients,
                                                  const at::Tensor& inputs, double min = -6.0,
                                                  double max = 6.0, int64_t num_bits = 8,
@@ -54,10 +56,11 @@ std::tuple<at::Tensor, at::Tensor> pow2_range(const at::Tensor& min, const at::T
                                               int64_t num_bits = 8,
                                               c10::optional<int64_t> max_exponent = c10::nullopt);
 at::Tensor fake_quant_pow2(const at::Tensor& x, const at::Tensor& min, const at::Tensor& max,
-                           int64_t num_bits = 8, c10::optional<int64_t> max_exponent = c10::nullopt);
+                           int64_t num_bits = 8,
+                           c10::optional<int64_t> max_exponent = c10::nullopt);
 
-// Blueoil's `backward=` override: y = forward(x) with d/dx replaced by backward(x, grad_y). Gradients
-// of anything else `forward` uses (min, max, positive, ...) keep their defaults. Example:
+// Blueoil's `backward=` override: y = forward(x) with d/dx replaced by backward(x, grad_y).
+// Gradients of anything else `forward` uses (min, max, positive, ...) keep their defaults. Example:
 //   auto y = lowbit::with_backward(x, [](const at::Tensor& t) { return lowbit::ste_sign(t); },
 //                                  [](const at::Tensor& x, const at::Tensor& g) { return g * 2; });
 using ForwardFn = std::function<at::Tensor(const at::Tensor& x)>;

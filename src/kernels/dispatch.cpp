@@ -3,6 +3,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "lowbit/kernels.h"
 
@@ -12,10 +13,12 @@ namespace kernels {
 #if defined(LOWBIT_HAVE_X86_KERNELS)
 namespace avx2 {
 extern const F32Kernels kKernels;
-}
+extern const F32Kernels kStreamingKernels;
+}  // namespace avx2
 namespace avx512 {
 extern const F32Kernels kKernels;
-}
+extern const F32Kernels kStreamingKernels;
+}  // namespace avx512
 #endif
 
 namespace {
@@ -44,26 +47,50 @@ std::vector<const F32Kernels*> detect() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     sets.push_back(&avx2::kKernels);
+    sets.push_back(&avx2::kStreamingKernels);
   }
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
     sets.push_back(&avx512::kKernels);
+    sets.push_back(&avx512::kStreamingKernels);
   }
 #endif
   return sets;
 }
 
-const F32Kernels& choose() {
+const F32Kernels* find(const std::string& isa) {
+  for (const F32Kernels* k : supported_f32_kernels()) {
+    if (isa == k->isa) return k;
+  }
+  return nullptr;
+}
+
+bool is_streaming(const F32Kernels& k) {
+  const std::string isa = k.isa;
+  return isa.size() > 3 && isa.compare(isa.size() - 3, 3, "_nt") == 0;
+}
+
+// {regular, streaming}: the widest supported set, or LOWBIT_ISA's.
+std::pair<const F32Kernels*, const F32Kernels*> choose() {
   const auto& sets = supported_f32_kernels();
   const char* wanted = std::getenv("LOWBIT_ISA");
-  if (wanted == nullptr || *wanted == '\0') return *sets.back();
-  for (const F32Kernels* k : sets) {
-    if (std::strcmp(k->isa, wanted) == 0) return *k;
+  const F32Kernels* base = nullptr;
+  if (wanted == nullptr || *wanted == '\0') {
+    for (const F32Kernels* k : sets) {
+      if (!is_streaming(*k)) base = k;
+    }
+  } else {
+    base = find(wanted);
+    if (base == nullptr) {
+      std::string names;
+      for (const F32Kernels* k : sets) names += std::string(names.empty() ? "" : ", ") + k->isa;
+      throw std::runtime_error("LOWBIT_ISA=" + std::string(wanted) +
+                               " is not a kernel set this CPU supports (" + names + ")");
+    }
+    if (is_streaming(*base)) return {base, base};
   }
-  std::string names;
-  for (const F32Kernels* k : sets) names += std::string(names.empty() ? "" : ", ") + k->isa;
-  throw std::runtime_error("LOWBIT_ISA=" + std::string(wanted) +
-                           " is not a kernel set this CPU supports (" + names + ")");
+  const F32Kernels* streaming = find(std::string(base->isa) + "_nt");
+  return {base, streaming != nullptr ? streaming : base};
 }
 
 }  // namespace
@@ -73,9 +100,9 @@ const std::vector<const F32Kernels*>& supported_f32_kernels() {
   return sets;
 }
 
-const F32Kernels& f32_kernels() {
-  static const F32Kernels& chosen = choose();
-  return chosen;
+const F32Kernels& f32_kernels(int64_t output_elements) {
+  static const auto chosen = choose();
+  return output_elements >= kStreamingElements ? *chosen.second : *chosen.first;
 }
 
 }  // namespace kernels

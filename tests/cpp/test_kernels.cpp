@@ -582,10 +582,11 @@ INSTANTIATE_TEST_SUITE_P(AllSupported, F32KernelSet, ::testing::ValuesIn(support
                            return std::string(info.param->isa);
                          });
 
-// ---- the coded forwards and the backward from window codes ---------------------------------------
+// ---- the coded forwards and the backward from window codes
+// ---------------------------------------
 
-::testing::AssertionResult SameCodes(const std::vector<uint8_t>& want, const std::vector<uint8_t>& got,
-                                     const float* x) {
+::testing::AssertionResult SameCodes(const std::vector<uint8_t>& want,
+                                     const std::vector<uint8_t>& got, const float* x) {
   for (size_t i = 0; i < want.size(); ++i) {
     if (want[i] != got[i]) {
       return ::testing::AssertionFailure() << "code " << i << " differs for input " << show(x[i])
@@ -609,7 +610,8 @@ TEST_P(F32KernelSet, CodedForwardsMatchReference) {
           SCOPED_TRACE(all[j].name + ", " + rounding_name(r) + ", n " + std::to_string(n));
           const Array x = in.flat(n, specials, trial);
           Array want(n, false, kRefFill), got(n, false, kGotFill);
-          std::vector<uint8_t> want_code(static_cast<size_t>(n), 0xee), got_code(want_code.size(), 0xdd);
+          std::vector<uint8_t> want_code(static_cast<size_t>(n), 0xee),
+              got_code(want_code.size(), 0xdd);
           ref().fake_quant_coded(x.data(), want.data(), want_code.data(), n, p, r, lo, hi);
           k().fake_quant_coded(x.data(), got.data(), got_code.data(), n, p, r, lo, hi);
           ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
@@ -641,7 +643,8 @@ TEST_P(F32KernelSet, CodedForwardsMatchReference) {
       const int64_t n = rows * channels;
       const Array x = in.per_channel(rows, channels, specials, 1);
       Array want(n, false, kRefFill), got(n, false, kGotFill);
-      std::vector<uint8_t> want_code(static_cast<size_t>(n), 0xee), got_code(want_code.size(), 0xdd);
+      std::vector<uint8_t> want_code(static_cast<size_t>(n), 0xee),
+          got_code(want_code.size(), 0xdd);
       ref().fake_quant_per_channel_coded(x.data(), want.data(), want_code.data(), rows, channels,
                                          p.data(), FakeQuantRounding::kMulInvScale, lo.data(),
                                          hi.data());
@@ -669,7 +672,8 @@ TEST_P(F32KernelSet, CodedGradEqualsMaskedGradFromX) {
       const Array x = in.flat(n, specials, trial);
       const Array g = in.flat(n, gradient_specials(), trial == 1 ? 0 : trial);
       std::vector<uint8_t> code(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) code[static_cast<size_t>(i)] = detail::window_code(x.data()[i], lo, hi);
+      for (int64_t i = 0; i < n; ++i)
+        code[static_cast<size_t>(i)] = detail::window_code(x.data()[i], lo, hi);
       Array want(n, false, kRefFill), got(n, false, kGotFill);
       double want_below = 0.5, want_above = -2.0, got_below = 0.5, got_above = -2.0;
       ref().masked_grad(g.data(), x.data(), want.data(), n, lo, hi, Interval::kClosed, &want_below,
@@ -697,7 +701,8 @@ TEST_P(F32KernelSet, CodedGradEqualsMaskedGradFromX) {
       const Array g = in.flat(n, gradient_specials(), 0);
       std::vector<uint8_t> code(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) {
-        code[static_cast<size_t>(i)] = detail::window_code(x.data()[i], clo[i % channels], chi[i % channels]);
+        code[static_cast<size_t>(i)] =
+            detail::window_code(x.data()[i], clo[i % channels], chi[i % channels]);
       }
       Array want(n, false, kRefFill), got(n, false, kGotFill);
       std::vector<float> want_below(channels, 1.0f), want_above(channels, -1.0f);

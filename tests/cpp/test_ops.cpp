@@ -26,7 +26,8 @@ void expect_error_naming(F&& f, const std::string& needle) {
 }
 
 TEST(Schemas, NamesAndDefaultsFollowTheSpec) {
-  EXPECT_EQ(schema_of("lowbit::ste_sign"), "lowbit::ste_sign(Tensor x, float? clip_value=1.) -> Tensor");
+  EXPECT_EQ(schema_of("lowbit::ste_sign"),
+            "lowbit::ste_sign(Tensor x, float? clip_value=1.) -> Tensor");
   EXPECT_EQ(schema_of("lowbit::fake_quant_with_min_max_args"),
             "lowbit::fake_quant_with_min_max_args(Tensor inputs, float min=-6., float max=6., "
             "int num_bits=8, bool narrow_range=False) -> Tensor");
@@ -81,8 +82,8 @@ TEST(Ops, VarsGradientFromAutogradMatchesTheExplicitOp) {
   auto mx = torch::tensor(1.5f).requires_grad_();
   auto g = torch::randn({37, 5});
   lowbit::fake_quant_with_min_max_vars(x, mn, mx, 4).backward(g);
-  auto [dx, dmin, dmax] = lowbit::fake_quant_with_min_max_vars_gradient(g, x.detach(), mn.detach(),
-                                                                         mx.detach(), 4);
+  auto [dx, dmin, dmax] =
+      lowbit::fake_quant_with_min_max_vars_gradient(g, x.detach(), mn.detach(), mx.detach(), 4);
   EXPECT_TRUE(torch::equal(x.grad(), dx));
   EXPECT_TRUE(torch::equal(mn.grad(), dmin));
   EXPECT_TRUE(torch::equal(mx.grad(), dmax));
@@ -119,9 +120,7 @@ TEST(Ops, ErrorsNameTheArgument) {
   expect_error_naming([&] { lowbit::dorefa(x, 2, "bias"); }, "mode");
   expect_error_naming([&] { lowbit::dorefa(x, 0); }, "k_bit");
   expect_error_naming(
-      [&] {
-        lowbit::fake_quant_with_min_max_args_gradient(torch::ones({3}), torch::ones({4}));
-      },
+      [&] { lowbit::fake_quant_with_min_max_args_gradient(torch::ones({3}), torch::ones({4})); },
       "same size");
 }
 

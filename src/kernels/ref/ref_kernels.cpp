@@ -1,4 +1,5 @@
-// The scalar reference kernels: the contract every SIMD kernel is tested against, in float and double.
+// The scalar reference kernels: the contract every SIMD kernel is tested against, in float and
+// double.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -55,7 +56,8 @@ Pow2Range<T> pow2_range(T min, T max, int num_bits, int max_exponent) {
     throw std::invalid_argument("num_bits must be between 2 and 16, inclusive, got " +
                                 std::to_string(num_bits));
   }
-  if (std::isnan(min) || std::isnan(max)) throw std::invalid_argument("min and max must not be NaN");
+  if (std::isnan(min) || std::isnan(max))
+    throw std::invalid_argument("min and max must not be NaN");
   const T tiny = static_cast<T>(1e-7);
   const T lo = std::min(min, -tiny);
   const T hi = std::max(max, tiny);
@@ -296,8 +298,9 @@ void twn_weight(const T* x, T* y, int64_t n, T threshold) {
 template <class T>
 void ttq_weight(const T* x, T* y, int64_t n, T positive, T negative, T threshold_abs) {
   for (int64_t i = 0; i < n; ++i) {
-    y[i] = x[i] > threshold_abs ? positive
-                                : (x[i] < -threshold_abs ? -negative : (std::isnan(x[i]) ? x[i] : T(0)));
+    y[i] = x[i] > threshold_abs
+               ? positive
+               : (x[i] < -threshold_abs ? -negative : (std::isnan(x[i]) ? x[i] : T(0)));
   }
 }
 
@@ -321,9 +324,10 @@ void ttq_weight_grad(const T* g, const T* x, T* dx, int64_t n, T positive, T neg
 }
 
 #define LOWBIT_INSTANTIATE_REF(T)                                                                  \
-  template void fake_quant<T>(const T*, T*, int64_t, const FakeQuantParams<T>&, FakeQuantRounding); \
-  template void fake_quant_per_channel<T>(const T*, T*, int64_t, int64_t, const FakeQuantParams<T>*, \
-                                          FakeQuantRounding);                                      \
+  template void fake_quant<T>(const T*, T*, int64_t, const FakeQuantParams<T>&,                    \
+                              FakeQuantRounding);                                                  \
+  template void fake_quant_per_channel<T>(const T*, T*, int64_t, int64_t,                          \
+                                          const FakeQuantParams<T>*, FakeQuantRounding);           \
   template void masked_grad<T>(const T*, const T*, T*, int64_t, T, T, Interval, double*, double*); \
   template void masked_grad_per_channel<T>(const T*, const T*, T*, int64_t, int64_t, const T*,     \
                                            const T*, T*, T*);                                      \

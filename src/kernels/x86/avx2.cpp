@@ -18,6 +18,8 @@ struct V {
   static constexpr int W = 8;
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static void stream(float* p, reg v) { _mm256_stream_ps(p, v); }
+  static void fence() { _mm_sfence(); }
   static reg set1(float v) { return _mm256_set1_ps(v); }
   static reg zero() { return _mm256_setzero_ps(); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
@@ -62,7 +64,9 @@ struct V {
 }  // namespace
 
 extern const F32Kernels kKernels;
-const F32Kernels kKernels = make_kernel_set<V>("avx2");
+extern const F32Kernels kStreamingKernels;
+const F32Kernels kKernels = make_kernel_set<V, false>("avx2");
+const F32Kernels kStreamingKernels = make_kernel_set<V, true>("avx2_nt");
 
 }  // namespace avx2
 }  // namespace kernels

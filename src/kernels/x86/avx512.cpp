@@ -18,6 +18,8 @@ struct V {
   static constexpr int W = 16;
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static void stream(float* p, reg v) { _mm512_stream_ps(p, v); }
+  static void fence() { _mm_sfence(); }
   static reg set1(float v) { return _mm512_set1_ps(v); }
   static reg zero() { return _mm512_setzero_ps(); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
@@ -40,19 +42,20 @@ struct V {
   static mask and_mask(mask a, mask b) { return static_cast<mask>(a & b); }
   static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }
   static reg one_if(mask m) { return _mm512_maskz_mov_ps(m, _mm512_set1_ps(1.0f)); }
-  // Window codes: one byte per lane.
-  using codes = __m512i;
+  // Window codes: one byte per lane, set and tested straight from the compare masks (AVX512BW+VL).
+  using codes = __m128i;
   static void store_codes(uint8_t* p, mask in, mask below, mask above) {
-    const __m512i c = _mm512_or_si512(
-        _mm512_or_si512(_mm512_maskz_mov_epi32(in, _mm512_set1_epi32(1)),
-                        _mm512_maskz_mov_epi32(below, _mm512_set1_epi32(2))),
-        _mm512_maskz_mov_epi32(above, _mm512_set1_epi32(4)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(c));
+    __m128i c = _mm_maskz_mov_epi8(in, _mm_set1_epi8(1));
+    c = _mm_mask_mov_epi8(c, below, _mm_set1_epi8(2));
+    c = _mm_mask_mov_epi8(c, above, _mm_set1_epi8(4));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), c);
   }
   static codes load_codes(const uint8_t* p) {
-    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   }
-  static mask code_has(codes c, int bit) { return _mm512_test_epi32_mask(c, _mm512_set1_epi32(bit)); }
+  static mask code_has(codes c, int bit) {
+    return _mm_test_epi8_mask(c, _mm_set1_epi8(static_cast<char>(bit)));
+  }
 };
 
 #include "simd_body.h"
@@ -60,7 +63,9 @@ struct V {
 }  // namespace
 
 extern const F32Kernels kKernels;
-const F32Kernels kKernels = make_kernel_set<V>("avx512");
+extern const F32Kernels kStreamingKernels;
+const F32Kernels kKernels = make_kernel_set<V, false>("avx512");
+const F32Kernels kStreamingKernels = make_kernel_set<V, true>("avx512_nt");
 
 }  // namespace avx512
 }  // namespace kernels

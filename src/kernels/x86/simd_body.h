@@ -1,14 +1,56 @@
 // The float32 SIMD kernels written once over a vector traits class V; included by avx2.cpp and
 // avx512.cpp inside an anonymous namespace, each compiled with its own instruction-set flags.
 // Every vector step performs the same IEEE operations, in the same order, as the scalar formula in
-// lowbit/detail/quant_math.h, and tails use that formula: results equal the reference bit for bit.
-// The includer includes <vector> and lowbit/kernels.h first (this file is textually nested).
+// lowbit/detail/quant_math.h, and heads and tails use that formula: results equal the reference bit
+// for bit. kS ("streaming") builds the variant that writes its float outputs with non-temporal
+// stores, for outputs too large to stay in cache (see docs/design.md).
+// The includer includes <algorithm>, <vector> and lowbit/kernels.h first (this file is nested).
 
 using lowbit::detail::FakeQuantParams;
 using lowbit::kernels::FakeQuantRounding;
 using lowbit::kernels::Interval;
 using lowbit::kernels::kSumLanes;
 namespace detail = lowbit::detail;
+
+// ---- stores -------------------------------------------------------------------------------------
+
+// Stores one vector of outputs; with kS a non-temporal store where p is aligned for one.
+template <class V, bool kS>
+inline void put(float* p, typename V::reg v) {
+  if (kS && (reinterpret_cast<uintptr_t>(p) & (sizeof(float) * V::W - 1)) == 0) {
+    V::stream(p, v);
+  } else {
+    V::store(p, v);
+  }
+}
+
+// How many elements to do one by one before y + i is aligned for non-temporal stores (0 without
+// kS).
+template <class V, bool kS>
+inline int64_t aligning_head(const float* y, int64_t n) {
+  if (!kS) return 0;
+  const auto misaligned = static_cast<int64_t>((reinterpret_cast<uintptr_t>(y) / sizeof(float)) %
+                                               static_cast<uintptr_t>(V::W));
+  return std::min<int64_t>(n, misaligned == 0 ? 0 : V::W - misaligned);
+}
+
+// Non-temporal stores are weakly ordered: fence them before another thread may read the output.
+template <class V, bool kS>
+inline void finish() {
+  if (kS) V::fence();
+}
+
+// y[i] for i in [0, n): vec(i) gives the vector of outputs at i, scalar(i) writes element i.
+template <class V, bool kS, class Vec, class Scalar>
+inline void map_flat(float* y, int64_t n, Vec&& vec, Scalar&& scalar) {
+  int64_t i = 0;
+  for (const int64_t head = aligning_head<V, kS>(y, n); i < head; ++i) scalar(i);
+  for (; i + V::W <= n; i += V::W) put<V, kS>(y + i, vec(i));
+  for (; i < n; ++i) scalar(i);
+  finish<V, kS>();
+}
+
+// ---- element math in vectors --------------------------------------------------------------------
 
 template <class V>
 inline typename V::reg clamp_tf(typename V::reg x, typename V::reg lo, typename V::reg hi) {
@@ -25,31 +67,18 @@ inline typename V::reg fake_quant_vec(typename V::reg x, typename V::reg nmin, t
   return V::mul(V::floor(V::add(V::sub(t, qz), V::set1(0.5f))), scale);
 }
 
-template <class V, bool kDiv>
-void fake_quant_impl(const float* x, float* y, int64_t n, const FakeQuantParams<float>& p) {
-  const auto nmin = V::set1(p.nudged_min), nmax = V::set1(p.nudged_max);
-  const auto scale = V::set1(p.scale), inv = V::set1(p.inv_scale), qz = V::set1(p.quant_zero);
-  int64_t i = 0;
-  for (; i + 2 * V::W <= n; i += 2 * V::W) {
-    const auto a = fake_quant_vec<V, kDiv>(V::load(x + i), nmin, nmax, scale, inv, qz);
-    const auto b = fake_quant_vec<V, kDiv>(V::load(x + i + V::W), nmin, nmax, scale, inv, qz);
-    V::store(y + i, a);
-    V::store(y + i + V::W, b);
-  }
-  for (; i + V::W <= n; i += V::W) {
-    V::store(y + i, fake_quant_vec<V, kDiv>(V::load(x + i), nmin, nmax, scale, inv, qz));
-  }
-  for (; i < n; ++i) y[i] = kDiv ? detail::fake_quant_div(x[i], p) : detail::fake_quant_mul(x[i], p);
+// sign0(x) * s, NaN through: select(x >= 0, s, select(x < 0, -s, x)).
+template <class V>
+inline typename V::reg sign_vec(typename V::reg x, typename V::reg s, typename V::reg neg_s) {
+  return V::select(V::le(V::zero(), x), s, V::select(V::lt(x, V::zero()), neg_s, x));
 }
 
 template <class V>
-void fake_quant(const float* x, float* y, int64_t n, const FakeQuantParams<float>& p,
-                FakeQuantRounding r) {
-  if (r == FakeQuantRounding::kDivScale) {
-    fake_quant_impl<V, true>(x, y, n, p);
-  } else {
-    fake_quant_impl<V, false>(x, y, n, p);
-  }
+inline typename V::reg tfsign_vec(typename V::reg x) {
+  const auto z = V::zero();
+  // +1, -1, 0, or x itself (NaN).
+  return V::select(V::lt(z, x), V::set1(1.0f),
+                   V::select(V::lt(x, z), V::set1(-1.0f), V::select(V::eq(x, z), z, x)));
 }
 
 template <class V>
@@ -58,11 +87,49 @@ inline void store_window_codes(uint8_t* code, typename V::reg x, typename V::reg
   V::store_codes(code, V::and_mask(V::le(lo, x), V::le(x, hi)), V::lt(x, lo), V::lt(hi, x));
 }
 
-// Per-channel fake quant; with kCoded it also writes the window codes for [lo[c], hi[c]].
-template <class V, bool kCoded>
-void fake_quant_per_channel_impl(const float* x, float* y, uint8_t* code, int64_t rows,
-                                 int64_t channels, const FakeQuantParams<float>* p,
-                                 FakeQuantRounding r, const float* lo, const float* hi) {
+// ---- fake quant ---------------------------------------------------------------------------------
+
+// Per tensor; with a code array it also writes the window codes of [lo, hi].
+template <class V, bool kS, bool kDiv>
+void fake_quant_flat(const float* x, float* y, uint8_t* code, int64_t n,
+                     const FakeQuantParams<float>& p, float lo, float hi) {
+  const auto nmin = V::set1(p.nudged_min), nmax = V::set1(p.nudged_max);
+  const auto scale = V::set1(p.scale), inv = V::set1(p.inv_scale), qz = V::set1(p.quant_zero);
+  const auto vlo = V::set1(lo), vhi = V::set1(hi);
+  map_flat<V, kS>(
+      y, n,
+      [&](int64_t i) {
+        const auto v = V::load(x + i);
+        if (code) store_window_codes<V>(code + i, v, vlo, vhi);
+        return fake_quant_vec<V, kDiv>(v, nmin, nmax, scale, inv, qz);
+      },
+      [&](int64_t i) {
+        y[i] = kDiv ? detail::fake_quant_div(x[i], p) : detail::fake_quant_mul(x[i], p);
+        if (code) code[i] = detail::window_code(x[i], lo, hi);
+      });
+}
+
+template <class V, bool kS>
+void fake_quant_coded(const float* x, float* y, uint8_t* code, int64_t n,
+                      const FakeQuantParams<float>& p, FakeQuantRounding r, float lo, float hi) {
+  if (r == FakeQuantRounding::kDivScale) {
+    fake_quant_flat<V, kS, true>(x, y, code, n, p, lo, hi);
+  } else {
+    fake_quant_flat<V, kS, false>(x, y, code, n, p, lo, hi);
+  }
+}
+
+template <class V, bool kS>
+void fake_quant(const float* x, float* y, int64_t n, const FakeQuantParams<float>& p,
+                FakeQuantRounding r) {
+  fake_quant_coded<V, kS>(x, y, nullptr, n, p, r, 0.0f, 0.0f);
+}
+
+// Per channel; with a code array it also writes the window codes of [lo[c], hi[c]].
+template <class V, bool kS>
+void fake_quant_per_channel_coded(const float* x, float* y, uint8_t* code, int64_t rows,
+                                  int64_t channels, const FakeQuantParams<float>* p,
+                                  FakeQuantRounding r, const float* lo, const float* hi) {
   const bool div = r == FakeQuantRounding::kDivScale;
   // Structure of arrays so that a vector of channels loads its parameters with plain loads.
   std::vector<float> soa(static_cast<size_t>(channels) * 5);
@@ -78,62 +145,63 @@ void fake_quant_per_channel_impl(const float* x, float* y, uint8_t* code, int64_
     inv[c] = p[c].inv_scale;
     qz[c] = p[c].quant_zero;
   }
-  // Blocks of kRowBlock rows share each load of a channel vector's parameters.
-  constexpr int64_t kRowBlock = 4;
+  // In cache, blocks of rows share each load of a channel vector's parameters; streaming from
+  // memory, one row at a time keeps to as few access streams as the prefetchers follow.
+  constexpr int64_t kRowBlock = kS ? 1 : 4;
   for (int64_t row0 = 0; row0 < rows; row0 += kRowBlock) {
     const int64_t nr = std::min(kRowBlock, rows - row0);
     int64_t c = 0;
     for (; c + V::W <= channels; c += V::W) {
       const auto a = V::load(nmin + c), b = V::load(nmax + c), s = V::load(scale + c);
       const auto iv = V::load(inv + c), q = V::load(qz + c);
-      typename V::reg vlo = V::zero(), vhi = V::zero();
-      if (kCoded) {
-        vlo = V::load(lo + c);
-        vhi = V::load(hi + c);
-      }
+      const auto vlo = code ? V::load(lo + c) : V::zero(), vhi = code ? V::load(hi + c) : V::zero();
       for (int64_t r = 0; r < nr; ++r) {
         const int64_t k = (row0 + r) * channels + c;
         const auto v = V::load(x + k);
-        V::store(y + k, div ? fake_quant_vec<V, true>(v, a, b, s, iv, q)
-                            : fake_quant_vec<V, false>(v, a, b, s, iv, q));
-        if (kCoded) store_window_codes<V>(code + k, v, vlo, vhi);
+        put<V, kS>(y + k, div ? fake_quant_vec<V, true>(v, a, b, s, iv, q)
+                              : fake_quant_vec<V, false>(v, a, b, s, iv, q));
+        if (code) store_window_codes<V>(code + k, v, vlo, vhi);
       }
     }
     for (; c < channels; ++c) {
       for (int64_t r = 0; r < nr; ++r) {
         const int64_t k = (row0 + r) * channels + c;
         y[k] = div ? detail::fake_quant_div(x[k], p[c]) : detail::fake_quant_mul(x[k], p[c]);
-        if (kCoded) code[k] = detail::window_code(x[k], lo[c], hi[c]);
+        if (code) code[k] = detail::window_code(x[k], lo[c], hi[c]);
       }
     }
   }
+  finish<V, kS>();
 }
 
-template <class V>
+template <class V, bool kS>
 void fake_quant_per_channel(const float* x, float* y, int64_t rows, int64_t channels,
                             const FakeQuantParams<float>* p, FakeQuantRounding r) {
-  fake_quant_per_channel_impl<V, false>(x, y, nullptr, rows, channels, p, r, nullptr, nullptr);
+  fake_quant_per_channel_coded<V, kS>(x, y, nullptr, rows, channels, p, r, nullptr, nullptr);
 }
 
-template <class V>
-void masked_grad(const float* g, const float* x, float* dx, int64_t n, float lo, float hi,
-                 Interval iv, double* below, double* above) {
+// ---- straight-through gradients with sums -------------------------------------------------------
+
+// dx = g * 1[in], with the sums of g below and above into kSumLanes lanes (element i of the call in
+// lane i % kSumLanes), the lanes then added in lane order in double. Masks come from x (InX) or
+// from window codes (InCode); dx starts aligned whenever the caller's spans do.
+template <class V, bool kS, class Masks, class ScalarMasks>
+void grad_with_sums(const float* g, float* dx, int64_t n, double* below, double* above,
+                    Masks&& masks, ScalarMasks&& scalar_masks) {
   constexpr int kRegs = kSumLanes / V::W;
   static_assert(kRegs * V::W == kSumLanes, "sum lanes must be a whole number of vectors");
-  const bool open = iv == Interval::kOpen;
-  const auto vlo = V::set1(lo), vhi = V::set1(hi);
   typename V::reg acc_below[kRegs], acc_above[kRegs];
   for (int k = 0; k < kRegs; ++k) acc_below[k] = acc_above[k] = V::zero();
   int64_t i = 0;
   for (; i + kSumLanes <= n; i += kSumLanes) {
     for (int k = 0; k < kRegs; ++k) {
-      const auto xv = V::load(x + i + k * V::W);
-      const auto gv = V::load(g + i + k * V::W);
-      const auto in = open ? V::and_mask(V::lt(vlo, xv), V::lt(xv, vhi))
-                           : V::and_mask(V::le(vlo, xv), V::le(xv, vhi));
-      V::store(dx + i + k * V::W, V::mul(gv, V::one_if(in)));
-      acc_below[k] = V::add(acc_below[k], V::mul(gv, V::one_if(V::lt(xv, vlo))));
-      acc_above[k] = V::add(acc_above[k], V::mul(gv, V::one_if(V::lt(vhi, xv))));
+      const int64_t j = i + k * V::W;
+      const auto gv = V::load(g + j);
+      typename V::mask in, lo, hi;
+      masks(j, &in, &lo, &hi);
+      put<V, kS>(dx + j, V::mul(gv, V::one_if(in)));
+      acc_below[k] = V::add(acc_below[k], V::mul(gv, V::one_if(lo)));
+      acc_above[k] = V::add(acc_above[k], V::mul(gv, V::one_if(hi)));
     }
   }
   float lanes_below[kSumLanes], lanes_above[kSumLanes];
@@ -142,35 +210,77 @@ void masked_grad(const float* g, const float* x, float* dx, int64_t n, float lo,
     V::store(lanes_above + k * V::W, acc_above[k]);
   }
   for (int64_t j = 0; i < n; ++i, ++j) {
-    dx[i] = detail::masked_grad(g[i], x[i], lo, hi, open);
-    lanes_below[j] += g[i] * (x[i] < lo ? 1.0f : 0.0f);
-    lanes_above[j] += g[i] * (x[i] > hi ? 1.0f : 0.0f);
+    bool in, lo, hi;
+    scalar_masks(i, &in, &lo, &hi);
+    dx[i] = g[i] * (in ? 1.0f : 0.0f);
+    lanes_below[j] += g[i] * (lo ? 1.0f : 0.0f);
+    lanes_above[j] += g[i] * (hi ? 1.0f : 0.0f);
   }
   for (int l = 0; l < kSumLanes; ++l) {
     if (below) *below += static_cast<double>(lanes_below[l]);
     if (above) *above += static_cast<double>(lanes_above[l]);
   }
+  finish<V, kS>();
 }
 
-template <class V>
-void masked_grad_per_channel(const float* g, const float* x, float* dx, int64_t rows,
-                             int64_t channels, const float* lo, const float* hi, float* below,
-                             float* above) {
-  // Blocks of rows share the loads of a channel vector's window and sums; each channel still adds
-  // its rows in row order, as the reference does.
-  constexpr int64_t kRowBlock = 4;
+template <class V, bool kS>
+void masked_grad(const float* g, const float* x, float* dx, int64_t n, float lo, float hi,
+                 Interval iv, double* below, double* above) {
+  const bool open = iv == Interval::kOpen;
+  const auto vlo = V::set1(lo), vhi = V::set1(hi);
+  grad_with_sums<V, kS>(
+      g, dx, n, below, above,
+      [&](int64_t j, typename V::mask* in, typename V::mask* b, typename V::mask* a) {
+        const auto xv = V::load(x + j);
+        *in = open ? V::and_mask(V::lt(vlo, xv), V::lt(xv, vhi))
+                   : V::and_mask(V::le(vlo, xv), V::le(xv, vhi));
+        *b = V::lt(xv, vlo);
+        *a = V::lt(vhi, xv);
+      },
+      [&](int64_t i, bool* in, bool* b, bool* a) {
+        *in = open ? (lo < x[i] && x[i] < hi) : (lo <= x[i] && x[i] <= hi);
+        *b = x[i] < lo;
+        *a = x[i] > hi;
+      });
+}
+
+template <class V, bool kS>
+void coded_grad(const float* g, const uint8_t* code, float* dx, int64_t n, double* below,
+                double* above) {
+  grad_with_sums<V, kS>(
+      g, dx, n, below, above,
+      [&](int64_t j, typename V::mask* in, typename V::mask* b, typename V::mask* a) {
+        const auto c = V::load_codes(code + j);
+        *in = V::code_has(c, detail::kCodeIn);
+        *b = V::code_has(c, detail::kCodeBelow);
+        *a = V::code_has(c, detail::kCodeAbove);
+      },
+      [&](int64_t i, bool* in, bool* b, bool* a) {
+        *in = (code[i] & detail::kCodeIn) != 0;
+        *b = (code[i] & detail::kCodeBelow) != 0;
+        *a = (code[i] & detail::kCodeAbove) != 0;
+      });
+}
+
+// Per channel: each channel's sums accumulate over the rows in row order, as in the reference.
+template <class V, bool kS, class Masks, class ScalarMasks>
+void grad_with_sums_per_channel(const float* g, float* dx, int64_t rows, int64_t channels,
+                                float* below, float* above, Masks&& masks,
+                                ScalarMasks&& scalar_masks) {
+  constexpr int64_t kRowBlock = kS ? 1 : 4;  // as in fake_quant_per_channel_coded
   for (int64_t row0 = 0; row0 < rows; row0 += kRowBlock) {
     const int64_t nr = std::min(kRowBlock, rows - row0);
     int64_t c = 0;
     for (; c + V::W <= channels; c += V::W) {
-      const auto vlo = V::load(lo + c), vhi = V::load(hi + c);
       auto acc_below = V::load(below + c), acc_above = V::load(above + c);
       for (int64_t r = 0; r < nr; ++r) {
-        const int64_t k = (row0 + r) * channels + c;
-        const auto xv = V::load(x + k), gv = V::load(g + k);
-        V::store(dx + k, V::mul(gv, V::one_if(V::and_mask(V::le(vlo, xv), V::le(xv, vhi)))));
-        acc_below = V::add(acc_below, V::mul(gv, V::one_if(V::lt(xv, vlo))));
-        acc_above = V::add(acc_above, V::mul(gv, V::one_if(V::lt(vhi, xv))));
+        const int64_t base = (row0 + r) * channels;
+        const auto gv = V::load(g + base + c);
+        typename V::mask in, lo, hi;
+        masks(base, c, &in, &lo, &hi);
+        put<V, kS>(dx + base + c, V::mul(gv, V::one_if(in)));
+        acc_below = V::add(acc_below, V::mul(gv, V::one_if(lo)));
+        acc_above = V::add(acc_above, V::mul(gv, V::one_if(hi)));
       }
       V::store(below + c, acc_below);
       V::store(above + c, acc_above);
@@ -178,35 +288,80 @@ void masked_grad_per_channel(const float* g, const float* x, float* dx, int64_t 
     for (; c < channels; ++c) {
       for (int64_t r = 0; r < nr; ++r) {
         const int64_t k = (row0 + r) * channels + c;
-        dx[k] = detail::masked_grad(g[k], x[k], lo[c], hi[c], false);
-        below[c] += g[k] * (x[k] < lo[c] ? 1.0f : 0.0f);
-        above[c] += g[k] * (x[k] > hi[c] ? 1.0f : 0.0f);
+        bool in, lo, hi;
+        scalar_masks(k, c, &in, &lo, &hi);
+        dx[k] = g[k] * (in ? 1.0f : 0.0f);
+        below[c] += g[k] * (lo ? 1.0f : 0.0f);
+        above[c] += g[k] * (hi ? 1.0f : 0.0f);
       }
     }
   }
+  finish<V, kS>();
 }
 
-// sign0(x) * s, NaN through: select(x >= 0, s, select(x < 0, -s, x)).
-template <class V>
-inline typename V::reg sign_vec(typename V::reg x, typename V::reg s, typename V::reg neg_s) {
-  return V::select(V::le(V::zero(), x), s, V::select(V::lt(x, V::zero()), neg_s, x));
+template <class V, bool kS>
+void masked_grad_per_channel(const float* g, const float* x, float* dx, int64_t rows,
+                             int64_t channels, const float* lo, const float* hi, float* below,
+                             float* above) {
+  grad_with_sums_per_channel<V, kS>(
+      g, dx, rows, channels, below, above,
+      [&](int64_t base, int64_t c, typename V::mask* in, typename V::mask* b, typename V::mask* a) {
+        const auto xv = V::load(x + base + c);
+        const auto vlo = V::load(lo + c), vhi = V::load(hi + c);
+        *in = V::and_mask(V::le(vlo, xv), V::le(xv, vhi));
+        *b = V::lt(xv, vlo);
+        *a = V::lt(vhi, xv);
+      },
+      [&](int64_t k, int64_t c, bool* in, bool* b, bool* a) {
+        *in = lo[c] <= x[k] && x[k] <= hi[c];
+        *b = x[k] < lo[c];
+        *a = x[k] > hi[c];
+      });
 }
 
-template <class V>
+template <class V, bool kS>
+void coded_grad_per_channel(const float* g, const uint8_t* code, float* dx, int64_t rows,
+                            int64_t channels, float* below, float* above) {
+  grad_with_sums_per_channel<V, kS>(
+      g, dx, rows, channels, below, above,
+      [&](int64_t base, int64_t c, typename V::mask* in, typename V::mask* b, typename V::mask* a) {
+        const auto cv = V::load_codes(code + base + c);
+        *in = V::code_has(cv, detail::kCodeIn);
+        *b = V::code_has(cv, detail::kCodeBelow);
+        *a = V::code_has(cv, detail::kCodeAbove);
+      },
+      [&](int64_t k, int64_t, bool* in, bool* b, bool* a) {
+        *in = (code[k] & detail::kCodeIn) != 0;
+        *b = (code[k] & detail::kCodeBelow) != 0;
+        *a = (code[k] & detail::kCodeAbove) != 0;
+      });
+}
+
+// ---- sign-like and activation quantizers --------------------------------------------------------
+
+template <class V, bool kS>
+void sign_coded(const float* x, float* y, uint8_t* code, int64_t n, float scale, float lo,
+                float hi) {
+  const auto s = V::set1(scale), ns = V::set1(-scale), vlo = V::set1(lo), vhi = V::set1(hi);
+  map_flat<V, kS>(
+      y, n,
+      [&](int64_t i) {
+        const auto v = V::load(x + i);
+        if (code) store_window_codes<V>(code + i, v, vlo, vhi);
+        return sign_vec<V>(v, s, ns);
+      },
+      [&](int64_t i) {
+        y[i] = detail::sign0_scaled(x[i], scale);
+        if (code) code[i] = detail::window_code(x[i], lo, hi);
+      });
+}
+
+template <class V, bool kS>
 void sign(const float* x, float* y, int64_t n, float scale) {
-  const auto s = V::set1(scale), ns = V::set1(-scale);
-  int64_t i = 0;
-  for (; i + 2 * V::W <= n; i += 2 * V::W) {
-    const auto a = sign_vec<V>(V::load(x + i), s, ns);
-    const auto b = sign_vec<V>(V::load(x + i + V::W), s, ns);
-    V::store(y + i, a);
-    V::store(y + i + V::W, b);
-  }
-  for (; i + V::W <= n; i += V::W) V::store(y + i, sign_vec<V>(V::load(x + i), s, ns));
-  for (; i < n; ++i) y[i] = detail::sign0_scaled(x[i], scale);
+  sign_coded<V, kS>(x, y, nullptr, n, scale, 0.0f, 0.0f);
 }
 
-template <class V>
+template <class V, bool kS>
 void sign_per_channel(const float* x, float* y, int64_t rows, int64_t channels,
                       const float* scale) {
   for (int64_t row = 0; row < rows; ++row) {
@@ -214,203 +369,92 @@ void sign_per_channel(const float* x, float* y, int64_t rows, int64_t channels,
     int64_t c = 0;
     for (; c + V::W <= channels; c += V::W) {
       const auto s = V::load(scale + c);
-      V::store(y + base + c, sign_vec<V>(V::load(x + base + c), s, V::neg(s)));
+      put<V, kS>(y + base + c, sign_vec<V>(V::load(x + base + c), s, V::neg(s)));
     }
     for (; c < channels; ++c) y[base + c] = detail::sign0_scaled(x[base + c], scale[c]);
   }
+  finish<V, kS>();
 }
 
-template <class V>
-inline typename V::reg tfsign_vec(typename V::reg x) {
-  const auto one = V::set1(1.0f);
-  const auto z = V::zero();
-  // +1, -1, 0, or x itself (NaN).
-  return V::select(V::lt(z, x), one,
-                   V::select(V::lt(x, z), V::set1(-1.0f), V::select(V::eq(x, z), z, x)));
-}
-
-template <class V>
+template <class V, bool kS>
 void heaviside(const float* x, float* y, int64_t n) {
   const auto one = V::set1(1.0f), z = V::zero();
-  int64_t i = 0;
-  for (; i + V::W <= n; i += V::W) {
-    const auto v = V::load(x + i);
-    V::store(y + i, V::select(V::lt(z, v), one, V::select(V::le(v, z), z, v)));
-  }
-  for (; i < n; ++i) y[i] = detail::heaviside(x[i]);
+  map_flat<V, kS>(
+      y, n,
+      [&](int64_t i) {
+        const auto v = V::load(x + i);
+        return V::select(V::lt(z, v), one, V::select(V::le(v, z), z, v));
+      },
+      [&](int64_t i) { y[i] = detail::heaviside(x[i]); });
 }
 
-template <class V>
+template <class V, bool kS>
 void ternary(const float* x, float* y, int64_t n, float threshold) {
   const auto d = V::set1(threshold);
-  int64_t i = 0;
-  for (; i + V::W <= n; i += V::W) {
-    const auto v = V::load(x + i);
-    V::store(y + i, tfsign_vec<V>(V::add(tfsign_vec<V>(V::add(v, d)), tfsign_vec<V>(V::sub(v, d)))));
-  }
-  for (; i < n; ++i) y[i] = detail::ternary(x[i], threshold);
+  map_flat<V, kS>(
+      y, n,
+      [&](int64_t i) {
+        const auto v = V::load(x + i);
+        return tfsign_vec<V>(V::add(tfsign_vec<V>(V::add(v, d)), tfsign_vec<V>(V::sub(v, d))));
+      },
+      [&](int64_t i) { y[i] = detail::ternary(x[i], threshold); });
 }
 
-template <class V>
+template <class V, bool kS>
 void dorefa_activations(const float* x, float* y, int64_t n, float levels) {
   const auto lv = V::set1(levels), z = V::zero(), one = V::set1(1.0f);
-  int64_t i = 0;
-  for (; i + V::W <= n; i += V::W) {
-    const auto c = clamp_tf<V>(V::load(x + i), z, one);
-    V::store(y + i, V::div(V::nearbyint(V::mul(c, lv)), lv));
-  }
-  for (; i < n; ++i) y[i] = detail::dorefa_activations(x[i], levels);
+  map_flat<V, kS>(
+      y, n,
+      [&](int64_t i) {
+        const auto c = clamp_tf<V>(V::load(x + i), z, one);
+        return V::div(V::nearbyint(V::mul(c, lv)), lv);
+      },
+      [&](int64_t i) { y[i] = detail::dorefa_activations(x[i], levels); });
 }
 
-template <class V>
+template <class V, bool kS>
 void linear_mid_tread(const float* x, float* y, int64_t n, float levels, float max_value) {
   const auto lv = V::set1(levels), mv = V::set1(max_value), z = V::zero(), half = V::set1(0.5f);
-  int64_t i = 0;
-  for (; i + V::W <= n; i += V::W) {
-    const auto c = clamp_tf<V>(V::load(x + i), z, mv);
-    const auto q = V::floor(V::add(V::mul(V::div(c, mv), lv), half));
-    V::store(y + i, V::mul(V::div(q, lv), mv));
-  }
-  for (; i < n; ++i) y[i] = detail::linear_mid_tread(x[i], levels, max_value);
+  map_flat<V, kS>(
+      y, n,
+      [&](int64_t i) {
+        const auto c = clamp_tf<V>(V::load(x + i), z, mv);
+        const auto q = V::floor(V::add(V::mul(V::div(c, mv), lv), half));
+        return V::mul(V::div(q, lv), mv);
+      },
+      [&](int64_t i) { y[i] = detail::linear_mid_tread(x[i], levels, max_value); });
 }
 
-template <class V>
+template <class V, bool kS>
 void approx_sign_grad(const float* g, const float* x, float* dx, int64_t n) {
   const auto one = V::set1(1.0f), two = V::set1(2.0f);
-  int64_t i = 0;
-  for (; i + V::W <= n; i += V::W) {
-    const auto ax = V::abs(V::load(x + i));
-    const auto f = V::select(V::le(ax, one), V::sub(two, V::mul(two, ax)), V::zero());
-    V::store(dx + i, V::mul(V::load(g + i), f));
-  }
-  for (; i < n; ++i) dx[i] = detail::approx_sign_grad(g[i], x[i]);
+  map_flat<V, kS>(
+      dx, n,
+      [&](int64_t i) {
+        const auto ax = V::abs(V::load(x + i));
+        const auto f = V::select(V::le(ax, one), V::sub(two, V::mul(two, ax)), V::zero());
+        return V::mul(V::load(g + i), f);
+      },
+      [&](int64_t i) { dx[i] = detail::approx_sign_grad(g[i], x[i]); });
 }
 
-// ---- forwards that write window codes, and the backward from the codes ---------------------------
-
-template <class V>
-void fake_quant_coded(const float* x, float* y, uint8_t* code, int64_t n,
-                      const FakeQuantParams<float>& p, FakeQuantRounding r, float lo, float hi) {
-  const bool div = r == FakeQuantRounding::kDivScale;
-  const auto nmin = V::set1(p.nudged_min), nmax = V::set1(p.nudged_max);
-  const auto scale = V::set1(p.scale), inv = V::set1(p.inv_scale), qz = V::set1(p.quant_zero);
-  const auto vlo = V::set1(lo), vhi = V::set1(hi);
-  int64_t i = 0;
-  for (; i + V::W <= n; i += V::W) {
-    const auto v = V::load(x + i);
-    V::store(y + i, div ? fake_quant_vec<V, true>(v, nmin, nmax, scale, inv, qz)
-                        : fake_quant_vec<V, false>(v, nmin, nmax, scale, inv, qz));
-    store_window_codes<V>(code + i, v, vlo, vhi);
-  }
-  for (; i < n; ++i) {
-    y[i] = div ? detail::fake_quant_div(x[i], p) : detail::fake_quant_mul(x[i], p);
-    code[i] = detail::window_code(x[i], lo, hi);
-  }
-}
-
-template <class V>
-void fake_quant_per_channel_coded(const float* x, float* y, uint8_t* code, int64_t rows,
-                                  int64_t channels, const FakeQuantParams<float>* p,
-                                  FakeQuantRounding r, const float* lo, const float* hi) {
-  fake_quant_per_channel_impl<V, true>(x, y, code, rows, channels, p, r, lo, hi);
-}
-
-template <class V>
-void sign_coded(const float* x, float* y, uint8_t* code, int64_t n, float scale, float lo,
-                float hi) {
-  const auto s = V::set1(scale), ns = V::set1(-scale), vlo = V::set1(lo), vhi = V::set1(hi);
-  int64_t i = 0;
-  for (; i + V::W <= n; i += V::W) {
-    const auto v = V::load(x + i);
-    V::store(y + i, sign_vec<V>(v, s, ns));
-    store_window_codes<V>(code + i, v, vlo, vhi);
-  }
-  for (; i < n; ++i) {
-    y[i] = detail::sign0_scaled(x[i], scale);
-    code[i] = detail::window_code(x[i], lo, hi);
-  }
-}
-
-template <class V>
-void coded_grad(const float* g, const uint8_t* code, float* dx, int64_t n, double* below,
-                double* above) {
-  constexpr int kRegs = kSumLanes / V::W;
-  typename V::reg acc_below[kRegs], acc_above[kRegs];
-  for (int k = 0; k < kRegs; ++k) acc_below[k] = acc_above[k] = V::zero();
-  int64_t i = 0;
-  for (; i + kSumLanes <= n; i += kSumLanes) {
-    for (int k = 0; k < kRegs; ++k) {
-      const auto c = V::load_codes(code + i + k * V::W);
-      const auto gv = V::load(g + i + k * V::W);
-      V::store(dx + i + k * V::W, V::mul(gv, V::one_if(V::code_has(c, detail::kCodeIn))));
-      acc_below[k] = V::add(acc_below[k], V::mul(gv, V::one_if(V::code_has(c, detail::kCodeBelow))));
-      acc_above[k] = V::add(acc_above[k], V::mul(gv, V::one_if(V::code_has(c, detail::kCodeAbove))));
-    }
-  }
-  float lanes_below[kSumLanes], lanes_above[kSumLanes];
-  for (int k = 0; k < kRegs; ++k) {
-    V::store(lanes_below + k * V::W, acc_below[k]);
-    V::store(lanes_above + k * V::W, acc_above[k]);
-  }
-  for (int64_t j = 0; i < n; ++i, ++j) {
-    dx[i] = detail::coded_grad(g[i], code[i]);
-    lanes_below[j] += g[i] * ((code[i] & detail::kCodeBelow) ? 1.0f : 0.0f);
-    lanes_above[j] += g[i] * ((code[i] & detail::kCodeAbove) ? 1.0f : 0.0f);
-  }
-  for (int l = 0; l < kSumLanes; ++l) {
-    if (below) *below += static_cast<double>(lanes_below[l]);
-    if (above) *above += static_cast<double>(lanes_above[l]);
-  }
-}
-
-template <class V>
-void coded_grad_per_channel(const float* g, const uint8_t* code, float* dx, int64_t rows,
-                            int64_t channels, float* below, float* above) {
-  constexpr int64_t kRowBlock = 4;
-  for (int64_t row0 = 0; row0 < rows; row0 += kRowBlock) {
-    const int64_t nr = std::min(kRowBlock, rows - row0);
-    int64_t c = 0;
-    for (; c + V::W <= channels; c += V::W) {
-      auto acc_below = V::load(below + c), acc_above = V::load(above + c);
-      for (int64_t r = 0; r < nr; ++r) {
-        const int64_t k = (row0 + r) * channels + c;
-        const auto cv = V::load_codes(code + k);
-        const auto gv = V::load(g + k);
-        V::store(dx + k, V::mul(gv, V::one_if(V::code_has(cv, detail::kCodeIn))));
-        acc_below = V::add(acc_below, V::mul(gv, V::one_if(V::code_has(cv, detail::kCodeBelow))));
-        acc_above = V::add(acc_above, V::mul(gv, V::one_if(V::code_has(cv, detail::kCodeAbove))));
-      }
-      V::store(below + c, acc_below);
-      V::store(above + c, acc_above);
-    }
-    for (; c < channels; ++c) {
-      for (int64_t r = 0; r < nr; ++r) {
-        const int64_t k = (row0 + r) * channels + c;
-        dx[k] = detail::coded_grad(g[k], code[k]);
-        below[c] += g[k] * ((code[k] & detail::kCodeBelow) ? 1.0f : 0.0f);
-        above[c] += g[k] * ((code[k] & detail::kCodeAbove) ? 1.0f : 0.0f);
-      }
-    }
-  }
-}
-
-template <class V>
+template <class V, bool kS>
 constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
   return lowbit::kernels::F32Kernels{isa,
-                                     &fake_quant<V>,
-                                     &fake_quant_per_channel<V>,
-                                     &masked_grad<V>,
-                                     &masked_grad_per_channel<V>,
-                                     &sign<V>,
-                                     &sign_per_channel<V>,
-                                     &heaviside<V>,
-                                     &ternary<V>,
-                                     &dorefa_activations<V>,
-                                     &linear_mid_tread<V>,
-                                     &approx_sign_grad<V>,
-                                     &fake_quant_coded<V>,
-                                     &fake_quant_per_channel_coded<V>,
-                                     &sign_coded<V>,
-                                     &coded_grad<V>,
-                                     &coded_grad_per_channel<V>};
+                                     &fake_quant<V, kS>,
+                                     &fake_quant_per_channel<V, kS>,
+                                     &masked_grad<V, kS>,
+                                     &masked_grad_per_channel<V, kS>,
+                                     &sign<V, kS>,
+                                     &sign_per_channel<V, kS>,
+                                     &heaviside<V, kS>,
+                                     &ternary<V, kS>,
+                                     &dorefa_activations<V, kS>,
+                                     &linear_mid_tread<V, kS>,
+                                     &approx_sign_grad<V, kS>,
+                                     &fake_quant_coded<V, kS>,
+                                     &fake_quant_per_channel_coded<V, kS>,
+                                     &sign_coded<V, kS>,
+                                     &coded_grad<V, kS>,
+                                     &coded_grad_per_channel<V, kS>};
 }

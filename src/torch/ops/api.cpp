@@ -11,38 +11,61 @@ c10::TypedOperatorHandle<Sig> handle(const char* name) {
 }
 }  // namespace
 
-at::Tensor fake_quant_with_min_max_args(const at::Tensor& inputs, double min, double max, int64_t num_bits, bool narrow_range) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, double, double, int64_t, bool)>("lowbit::fake_quant_with_min_max_args");
+at::Tensor fake_quant_with_min_max_args(const at::Tensor& inputs, double min, double max,
+                                        int64_t num_bits, bool narrow_range) {
+  static const auto op = handle<at::Tensor(const at::Tensor&, double, double, int64_t, bool)>(
+      "lowbit::fake_quant_with_min_max_args");
   return op.call(inputs, min, max, num_bits, narrow_range);
 }
 
-at::Tensor fake_quant_with_min_max_args_gradient(const at::Tensor& gradients, const at::Tensor& inputs, double min, double max, int64_t num_bits, bool narrow_range) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, double, double, int64_t, bool)>("lowbit::fake_quant_with_min_max_args_gradient");
+at::Tensor fake_quant_with_min_max_args_gradient(const at::Tensor& gradients,
+                                                 const at::Tensor& inputs, double min, double max,
+                                                 int64_t num_bits, bool narrow_range) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, double, double, int64_t, bool)>(
+          "lowbit::fake_quant_with_min_max_args_gradient");
   return op.call(gradients, inputs, min, max, num_bits, narrow_range);
 }
 
-at::Tensor fake_quant_with_min_max_vars(const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max, int64_t num_bits, bool narrow_range) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>("lowbit::fake_quant_with_min_max_vars");
+at::Tensor fake_quant_with_min_max_vars(const at::Tensor& inputs, const at::Tensor& min,
+                                        const at::Tensor& max, int64_t num_bits,
+                                        bool narrow_range) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>(
+          "lowbit::fake_quant_with_min_max_vars");
   return op.call(inputs, min, max, num_bits, narrow_range);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_with_min_max_vars_gradient(const at::Tensor& gradients, const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max, int64_t num_bits, bool narrow_range) {
-  static const auto op = handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>("lowbit::fake_quant_with_min_max_vars_gradient");
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_with_min_max_vars_gradient(
+    const at::Tensor& gradients, const at::Tensor& inputs, const at::Tensor& min,
+    const at::Tensor& max, int64_t num_bits, bool narrow_range) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>(
+      "lowbit::fake_quant_with_min_max_vars_gradient");
   return op.call(gradients, inputs, min, max, num_bits, narrow_range);
 }
 
-at::Tensor fake_quant_with_min_max_vars_per_channel(const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max, int64_t num_bits, bool narrow_range) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>("lowbit::fake_quant_with_min_max_vars_per_channel");
+at::Tensor fake_quant_with_min_max_vars_per_channel(const at::Tensor& inputs, const at::Tensor& min,
+                                                    const at::Tensor& max, int64_t num_bits,
+                                                    bool narrow_range) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>(
+          "lowbit::fake_quant_with_min_max_vars_per_channel");
   return op.call(inputs, min, max, num_bits, narrow_range);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_with_min_max_vars_per_channel_gradient(const at::Tensor& gradients, const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max, int64_t num_bits, bool narrow_range) {
-  static const auto op = handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>("lowbit::fake_quant_with_min_max_vars_per_channel_gradient");
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_with_min_max_vars_per_channel_gradient(
+    const at::Tensor& gradients, const at::Tensor& inputs, const at::Tensor& min,
+    const at::Tensor& max, int64_t num_bits, bool narrow_range) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, bool)>(
+      "lowbit::fake_quant_with_min_max_vars_per_channel_gradient");
   return op.call(gradients, inputs, min, max, num_bits, narrow_range);
 }
 
 at::Tensor ste_sign(const at::Tensor& x, c10::optional<double> clip_value) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, c10::optional<double>)>("lowbit::ste_sign");
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, c10::optional<double>)>("lowbit::ste_sign");
   return op.call(x, clip_value);
 }
 
@@ -57,22 +80,28 @@ at::Tensor swish_sign(const at::Tensor& x, double beta) {
 }
 
 at::Tensor ste_heaviside(const at::Tensor& x, c10::optional<double> clip_value) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, c10::optional<double>)>("lowbit::ste_heaviside");
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, c10::optional<double>)>("lowbit::ste_heaviside");
   return op.call(x, clip_value);
 }
 
-at::Tensor magnitude_aware_sign(const at::Tensor& x, c10::optional<double> clip_value, int64_t axis) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, c10::optional<double>, int64_t)>("lowbit::magnitude_aware_sign");
+at::Tensor magnitude_aware_sign(const at::Tensor& x, c10::optional<double> clip_value,
+                                int64_t axis) {
+  static const auto op = handle<at::Tensor(const at::Tensor&, c10::optional<double>, int64_t)>(
+      "lowbit::magnitude_aware_sign");
   return op.call(x, clip_value, axis);
 }
 
-at::Tensor ste_tern(const at::Tensor& x, double threshold_value, bool ternary_weight_networks, c10::optional<double> clip_value) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, double, bool, c10::optional<double>)>("lowbit::ste_tern");
+at::Tensor ste_tern(const at::Tensor& x, double threshold_value, bool ternary_weight_networks,
+                    c10::optional<double> clip_value) {
+  static const auto op = handle<at::Tensor(const at::Tensor&, double, bool, c10::optional<double>)>(
+      "lowbit::ste_tern");
   return op.call(x, threshold_value, ternary_weight_networks, clip_value);
 }
 
 at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, const std::string& mode) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, int64_t, c10::string_view)>("lowbit::dorefa");
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, int64_t, c10::string_view)>("lowbit::dorefa");
   return op.call(x, k_bit, c10::string_view(mode));
 }
 
@@ -82,12 +111,14 @@ at::Tensor binary_mean_scaling(const at::Tensor& x) {
 }
 
 at::Tensor binary_channel_wise_mean_scaling(const at::Tensor& x, int64_t axis) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, int64_t)>("lowbit::binary_channel_wise_mean_scaling");
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, int64_t)>("lowbit::binary_channel_wise_mean_scaling");
   return op.call(x, axis);
 }
 
 at::Tensor linear_mid_tread_half(const at::Tensor& x, int64_t bit, double max_value) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, int64_t, double)>("lowbit::linear_mid_tread_half");
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, int64_t, double)>("lowbit::linear_mid_tread_half");
   return op.call(x, bit, max_value);
 }
 
@@ -96,35 +127,49 @@ at::Tensor twn_weight(const at::Tensor& x, double threshold) {
   return op.call(x, threshold);
 }
 
-at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative, double threshold) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>("lowbit::ttq_weight");
+at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative,
+                      double threshold) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>(
+          "lowbit::ttq_weight");
   return op.call(x, positive, negative, threshold);
 }
 
-std::tuple<at::Tensor, at::Tensor> pow2_range(const at::Tensor& min, const at::Tensor& max, int64_t num_bits, c10::optional<int64_t> max_exponent) {
-  static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, int64_t, c10::optional<int64_t>)>("lowbit::pow2_range");
+std::tuple<at::Tensor, at::Tensor> pow2_range(const at::Tensor& min, const at::Tensor& max,
+                                              int64_t num_bits,
+                                              c10::optional<int64_t> max_exponent) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, int64_t, c10::optional<int64_t>)>("lowbit::pow2_range");
   return op.call(min, max, num_bits, max_exponent);
 }
 
-at::Tensor fake_quant_pow2(const at::Tensor& x, const at::Tensor& min, const at::Tensor& max, int64_t num_bits, c10::optional<int64_t> max_exponent) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, c10::optional<int64_t>)>("lowbit::fake_quant_pow2");
+at::Tensor fake_quant_pow2(const at::Tensor& x, const at::Tensor& min, const at::Tensor& max,
+                           int64_t num_bits, c10::optional<int64_t> max_exponent) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
+                        c10::optional<int64_t>)>("lowbit::fake_quant_pow2");
   return op.call(x, min, max, num_bits, max_exponent);
 }
 
 namespace internal {
 
 at::Tensor mean_abs(const at::Tensor& x, c10::optional<int64_t> axis) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, c10::optional<int64_t>)>("lowbit::_mean_abs");
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, c10::optional<int64_t>)>("lowbit::_mean_abs");
   return op.call(x, axis);
 }
 
-at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x, c10::optional<double> clip_value) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, c10::optional<double>)>("lowbit::_clipped_ste_backward");
+at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
+                                c10::optional<double> clip_value) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, c10::optional<double>)>(
+          "lowbit::_clipped_ste_backward");
   return op.call(grad, x, clip_value);
 }
 
 at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&)>("lowbit::_approx_sign_backward");
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&)>("lowbit::_approx_sign_backward");
   return op.call(grad, x);
 }
 
@@ -137,22 +182,34 @@ at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tenso
 }
 
 at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, double beta) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, double)>("lowbit::_swish_sign_backward");
+  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, double)>(
+      "lowbit::_swish_sign_backward");
   return op.call(grad, x, beta);
 }
 
-at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit, const std::string& mode) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, c10::string_view)>("lowbit::_dorefa_backward");
+at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit,
+                           const std::string& mode) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, c10::string_view)>(
+          "lowbit::_dorefa_backward");
   return op.call(grad, x, k_bit, c10::string_view(mode));
 }
 
-at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit, double max_value) {
-  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, double)>("lowbit::_linear_mid_tread_half_backward");
+at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit,
+                                          double max_value) {
+  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, double)>(
+      "lowbit::_linear_mid_tread_half_backward");
   return op.call(grad, x, bit, max_value);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative, double threshold) {
-  static const auto op = handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>("lowbit::_ttq_weight_backward");
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Tensor& grad,
+                                                                   const at::Tensor& x,
+                                                                   const at::Tensor& positive,
+                                                                   const at::Tensor& negative,
+                                                                   double threshold) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>(
+      "lowbit::_ttq_weight_backward");
   return op.call(grad, x, positive, negative, threshold);
 }
 
@@ -194,9 +251,8 @@ std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double cl
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& grad,
                                                               const at::Tensor& code, bool sums) {
-  static const auto op =
-      handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                            bool)>("lowbit::_coded_backward");
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, bool)>("lowbit::_coded_backward");
   return op.call(grad, code, sums);
 }
 

@@ -35,7 +35,8 @@ class OverrideBackward : public torch::autograd::Node {
 
 }  // namespace
 
-at::Tensor with_backward(const at::Tensor& x, const ForwardFn& forward, const BackwardFn& backward) {
+at::Tensor with_backward(const at::Tensor& x, const ForwardFn& forward,
+                         const BackwardFn& backward) {
   TORCH_CHECK_VALUE(static_cast<bool>(forward), "forward must be a function");
   TORCH_CHECK_VALUE(static_cast<bool>(backward), "backward must be a function");
   at::Tensor y = forward(x.detach());

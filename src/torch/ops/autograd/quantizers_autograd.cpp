@@ -1,6 +1,6 @@
-// The Autograd kernels of every differentiable operator: forward below autograd, backward through the
-// private `_..._backward` ops (so each backend supplies both passes). x is saved, never a mask: the
-// backward recomputes what it needs from x in one pass.
+// The Autograd kernels of every differentiable operator: forward below autograd, backward through
+// the private `_..._backward` ops (so each backend supplies both passes). x is saved, never a mask:
+// the backward recomputes what it needs from x in one pass.
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -31,7 +31,8 @@ struct FakeQuantArgs : Function<FakeQuantArgs> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double min, double max,
                             int64_t num_bits, bool narrow_range) {
     Below guard;
-    auto [y, code] = internal::fake_quant_with_min_max_args_coded(x, min, max, num_bits, narrow_range);
+    auto [y, code] =
+        internal::fake_quant_with_min_max_args_coded(x, min, max, num_bits, narrow_range);
     ctx->save_for_backward({code});
     return y;
   }
@@ -47,11 +48,10 @@ struct FakeQuantVars : Function<FakeQuantVars<kPerChannel>> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& min,
                             const at::Tensor& max, int64_t num_bits, bool narrow_range) {
     Below guard;
-    auto [y, code] =
-        kPerChannel
-            ? internal::fake_quant_with_min_max_vars_per_channel_coded(x, min, max, num_bits,
-                                                                       narrow_range)
-            : internal::fake_quant_with_min_max_vars_coded(x, min, max, num_bits, narrow_range);
+    auto [y, code] = kPerChannel ? internal::fake_quant_with_min_max_vars_per_channel_coded(
+                                       x, min, max, num_bits, narrow_range)
+                                 : internal::fake_quant_with_min_max_vars_coded(
+                                       x, min, max, num_bits, narrow_range);
     ctx->save_for_backward({code, min, max});
     return y;
   }
@@ -83,8 +83,8 @@ struct FakeQuantPow2 : Function<FakeQuantPow2> {
     at::Tensor dx =
         s[1].numel() == 1
             ? std::get<0>(fake_quant_with_min_max_vars_gradient(g[0], s[0], s[1], s[2], nb, false))
-            : std::get<0>(
-                  fake_quant_with_min_max_vars_per_channel_gradient(g[0], s[0], s[1], s[2], nb, false));
+            : std::get<0>(fake_quant_with_min_max_vars_per_channel_gradient(g[0], s[0], s[1], s[2],
+                                                                            nb, false));
     return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -187,9 +187,10 @@ struct Dorefa : Function<Dorefa> {
     return dorefa(x, k_bit, std::string(mode.data(), mode.size()));
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    return grad_x_only(internal::dorefa_backward(g[0], saved_x(ctx), ctx->saved_data["k_bit"].toInt(),
-                                                 ctx->saved_data["mode"].toStringRef()),
-                       2);
+    return grad_x_only(
+        internal::dorefa_backward(g[0], saved_x(ctx), ctx->saved_data["k_bit"].toInt(),
+                                  ctx->saved_data["mode"].toStringRef()),
+        2);
   }
 };
 
@@ -230,10 +231,10 @@ struct LinearMidTreadHalf : Function<LinearMidTreadHalf> {
     return linear_mid_tread_half(x, bit, max_value);
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    return grad_x_only(internal::linear_mid_tread_half_backward(
-                           g[0], saved_x(ctx), ctx->saved_data["bit"].toInt(),
-                           ctx->saved_data["max_value"].toDouble()),
-                       2);
+    return grad_x_only(
+        internal::linear_mid_tread_half_backward(g[0], saved_x(ctx), ctx->saved_data["bit"].toInt(),
+                                                 ctx->saved_data["max_value"].toDouble()),
+        2);
   }
 };
 
@@ -253,26 +254,51 @@ struct TtqWeight : Function<TtqWeight> {
   }
 };
 
+// Whether autograd will need a backward: otherwise the coded forwards' codes are not worth writing.
+bool any_requires_grad(std::initializer_list<const at::Tensor*> ts) {
+  if (!torch::autograd::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : ts) {
+    if (t->requires_grad()) return true;
+  }
+  return false;
+}
+
 // ---- registration ------------------------------------------------------------------------------
 
 TORCH_LIBRARY_IMPL(lowbit, Autograd, m) {
   m.impl("fake_quant_with_min_max_args",
          [](const at::Tensor& x, double min, double max, int64_t nb, bool nr) {
+           if (!any_requires_grad({&x})) {
+             Below guard;
+             return fake_quant_with_min_max_args(x, min, max, nb, nr);
+           }
            return FakeQuantArgs::apply(x, min, max, nb, nr);
          });
   m.impl("fake_quant_with_min_max_vars", [](const at::Tensor& x, const at::Tensor& min,
                                             const at::Tensor& max, int64_t nb, bool nr) {
+    if (!any_requires_grad({&x, &min, &max})) {
+      Below guard;
+      return fake_quant_with_min_max_vars(x, min, max, nb, nr);
+    }
     return FakeQuantVars<false>::apply(x, min, max, nb, nr);
   });
-  m.impl("fake_quant_with_min_max_vars_per_channel",
-         [](const at::Tensor& x, const at::Tensor& min, const at::Tensor& max, int64_t nb, bool nr) {
-           return FakeQuantVars<true>::apply(x, min, max, nb, nr);
-         });
-  m.impl("fake_quant_pow2", [](const at::Tensor& x, const at::Tensor& min, const at::Tensor& max,
-                               int64_t nb, c10::optional<int64_t> me) {
-    return FakeQuantPow2::apply(x, min, max, nb, me);
-  });
+  m.impl(
+      "fake_quant_with_min_max_vars_per_channel",
+      [](const at::Tensor& x, const at::Tensor& min, const at::Tensor& max, int64_t nb, bool nr) {
+        if (!any_requires_grad({&x, &min, &max})) {
+          Below guard;
+          return fake_quant_with_min_max_vars_per_channel(x, min, max, nb, nr);
+        }
+        return FakeQuantVars<true>::apply(x, min, max, nb, nr);
+      });
+  m.impl("fake_quant_pow2",
+         [](const at::Tensor& x, const at::Tensor& min, const at::Tensor& max, int64_t nb,
+            c10::optional<int64_t> me) { return FakeQuantPow2::apply(x, min, max, nb, me); });
   m.impl("ste_sign", [](const at::Tensor& x, c10::optional<double> clip) {
+    if (!any_requires_grad({&x})) {
+      Below guard;
+      return ste_sign(x, clip);
+    }
     return SteSign::apply(x, clip);
   });
   m.impl("approx_sign", [](const at::Tensor& x) { return ApproxSign::apply(x); });

@@ -1,5 +1,5 @@
-// Shared plumbing of the CPU operators: argument checks, dtype rules, contiguity, threading, and the
-// typed view of the kernel library (float32 SIMD sets or the scalar reference for float64).
+// Shared plumbing of the CPU operators: argument checks, dtype rules, contiguity, threading, and
+// the typed view of the kernel library (float32 SIMD sets or the scalar reference for float64).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -16,8 +16,9 @@ namespace cpu {
 
 namespace k = ::lowbit::kernels;
 
-// Elements per task of an element-wise kernel, and per fixed span of a reduction. Reductions are split
-// at fixed offsets (never by thread count) so that their sums do not depend on the number of threads.
+// Elements per task of an element-wise kernel, and per fixed span of a reduction. Reductions are
+// split at fixed offsets (never by thread count) so that their sums do not depend on the number of
+// threads.
 constexpr int64_t kGrain = 1 << 15;
 constexpr int64_t kSumSpan = 1 << 16;
 
@@ -61,7 +62,151 @@ void with_compute_type(at::ScalarType ct, F&& f) {
   }
 }
 
-// y = f(x) element-wise in parallel; f(const T* x, T* y, int64_t n) is called on sub-ranges.
+// The kernels for compute type T and an output of `elements` values: float32 uses the chosen SIMD
+// set (its non-temporal variant for large outputs), float64 the scalar reference.
+template <class T>
+struct Kernels;
+
+template <>
+struct Kernels<double> {
+  explicit Kernels(int64_t) {}
+  template <class... A>
+  void fake_quant(A... a) const {
+    k::ref::fake_quant<double>(a...);
+  }
+  template <class... A>
+  void fake_quant_per_channel(A... a) const {
+    k::ref::fake_quant_per_channel<double>(a...);
+  }
+  template <class... A>
+  void masked_grad(A... a) const {
+    k::ref::masked_grad<double>(a...);
+  }
+  template <class... A>
+  void masked_grad_per_channel(A... a) const {
+    k::ref::masked_grad_per_channel<double>(a...);
+  }
+  template <class... A>
+  void sign(A... a) const {
+    k::ref::sign<double>(a...);
+  }
+  template <class... A>
+  void sign_per_channel(A... a) const {
+    k::ref::sign_per_channel<double>(a...);
+  }
+  template <class... A>
+  void heaviside(A... a) const {
+    k::ref::heaviside<double>(a...);
+  }
+  template <class... A>
+  void ternary(A... a) const {
+    k::ref::ternary<double>(a...);
+  }
+  template <class... A>
+  void dorefa_activations(A... a) const {
+    k::ref::dorefa_activations<double>(a...);
+  }
+  template <class... A>
+  void linear_mid_tread(A... a) const {
+    k::ref::linear_mid_tread<double>(a...);
+  }
+  template <class... A>
+  void approx_sign_grad(A... a) const {
+    k::ref::approx_sign_grad<double>(a...);
+  }
+  template <class... A>
+  void fake_quant_coded(A... a) const {
+    k::ref::fake_quant_coded<double>(a...);
+  }
+  template <class... A>
+  void fake_quant_per_channel_coded(A... a) const {
+    k::ref::fake_quant_per_channel_coded<double>(a...);
+  }
+  template <class... A>
+  void sign_coded(A... a) const {
+    k::ref::sign_coded<double>(a...);
+  }
+  template <class... A>
+  void coded_grad(A... a) const {
+    k::ref::coded_grad<double>(a...);
+  }
+  template <class... A>
+  void coded_grad_per_channel(A... a) const {
+    k::ref::coded_grad_per_channel<double>(a...);
+  }
+};
+
+template <>
+struct Kernels<float> {
+  explicit Kernels(int64_t elements) : set(&k::f32_kernels(elements)) {}
+  const k::F32Kernels* set;
+  template <class... A>
+  void fake_quant(A... a) const {
+    set->fake_quant(a...);
+  }
+  template <class... A>
+  void fake_quant_per_channel(A... a) const {
+    set->fake_quant_per_channel(a...);
+  }
+  template <class... A>
+  void masked_grad(A... a) const {
+    set->masked_grad(a...);
+  }
+  template <class... A>
+  void masked_grad_per_channel(A... a) const {
+    set->masked_grad_per_channel(a...);
+  }
+  template <class... A>
+  void sign(A... a) const {
+    set->sign(a...);
+  }
+  template <class... A>
+  void sign_per_channel(A... a) const {
+    set->sign_per_channel(a...);
+  }
+  template <class... A>
+  void heaviside(A... a) const {
+    set->heaviside(a...);
+  }
+  template <class... A>
+  void ternary(A... a) const {
+    set->ternary(a...);
+  }
+  template <class... A>
+  void dorefa_activations(A... a) const {
+    set->dorefa_activations(a...);
+  }
+  template <class... A>
+  void linear_mid_tread(A... a) const {
+    set->linear_mid_tread(a...);
+  }
+  template <class... A>
+  void approx_sign_grad(A... a) const {
+    set->approx_sign_grad(a...);
+  }
+  template <class... A>
+  void fake_quant_coded(A... a) const {
+    set->fake_quant_coded(a...);
+  }
+  template <class... A>
+  void fake_quant_per_channel_coded(A... a) const {
+    set->fake_quant_per_channel_coded(a...);
+  }
+  template <class... A>
+  void sign_coded(A... a) const {
+    set->sign_coded(a...);
+  }
+  template <class... A>
+  void coded_grad(A... a) const {
+    set->coded_grad(a...);
+  }
+  template <class... A>
+  void coded_grad_per_channel(A... a) const {
+    set->coded_grad_per_channel(a...);
+  }
+};
+
+// y = f(kernels, x, y, n) element-wise in parallel, f called on sub-ranges with T* pointers.
 template <class F>
 at::Tensor map_unary(const at::Tensor& x, const char* name, F&& f) {
   check_floating(x, name);
@@ -72,13 +217,14 @@ at::Tensor map_unary(const at::Tensor& x, const char* name, F&& f) {
     using T = decltype(tag);
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
+    const Kernels<T> kern(xc.numel());
     at::parallel_for(0, xc.numel(), kGrain,
-                     [&](int64_t b, int64_t e) { f(xp + b, yp + b, e - b); });
+                     [&](int64_t b, int64_t e) { f(kern, xp + b, yp + b, e - b); });
   });
   return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
 }
 
-// dx = f(g, x) element-wise in parallel, f(const T* g, const T* x, T* dx, int64_t n).
+// dx = f(kernels, g, x, dx, n) element-wise in parallel, on sub-ranges.
 template <class F>
 at::Tensor map_binary_grad(const at::Tensor& grad, const at::Tensor& x, F&& f) {
   check_floating(grad, "gradients");
@@ -92,90 +238,16 @@ at::Tensor map_binary_grad(const at::Tensor& grad, const at::Tensor& x, F&& f) {
     const T* gp = gc.data_ptr<T>();
     const T* xp = xc.data_ptr<T>();
     T* dp = dx.data_ptr<T>();
+    const Kernels<T> kern(xc.numel());
     at::parallel_for(0, xc.numel(), kGrain,
-                     [&](int64_t b, int64_t e) { f(gp + b, xp + b, dp + b, e - b); });
+                     [&](int64_t b, int64_t e) { f(kern, gp + b, xp + b, dp + b, e - b); });
   });
   return dx.scalar_type() == x.scalar_type() ? dx : dx.to(x.scalar_type());
 }
 
-// The kernels for compute type T: float32 uses the chosen SIMD set, float64 the scalar reference.
-template <class T>
-struct Kernels;
-
-template <>
-struct Kernels<double> {
-  template <class... A>
-  static void fake_quant(A... a) { k::ref::fake_quant<double>(a...); }
-  template <class... A>
-  static void fake_quant_per_channel(A... a) { k::ref::fake_quant_per_channel<double>(a...); }
-  template <class... A>
-  static void masked_grad(A... a) { k::ref::masked_grad<double>(a...); }
-  template <class... A>
-  static void masked_grad_per_channel(A... a) { k::ref::masked_grad_per_channel<double>(a...); }
-  template <class... A>
-  static void sign(A... a) { k::ref::sign<double>(a...); }
-  template <class... A>
-  static void sign_per_channel(A... a) { k::ref::sign_per_channel<double>(a...); }
-  template <class... A>
-  static void heaviside(A... a) { k::ref::heaviside<double>(a...); }
-  template <class... A>
-  static void ternary(A... a) { k::ref::ternary<double>(a...); }
-  template <class... A>
-  static void dorefa_activations(A... a) { k::ref::dorefa_activations<double>(a...); }
-  template <class... A>
-  static void linear_mid_tread(A... a) { k::ref::linear_mid_tread<double>(a...); }
-  template <class... A>
-  static void approx_sign_grad(A... a) { k::ref::approx_sign_grad<double>(a...); }
-  template <class... A>
-  static void fake_quant_coded(A... a) { k::ref::fake_quant_coded<double>(a...); }
-  template <class... A>
-  static void fake_quant_per_channel_coded(A... a) { k::ref::fake_quant_per_channel_coded<double>(a...); }
-  template <class... A>
-  static void sign_coded(A... a) { k::ref::sign_coded<double>(a...); }
-  template <class... A>
-  static void coded_grad(A... a) { k::ref::coded_grad<double>(a...); }
-  template <class... A>
-  static void coded_grad_per_channel(A... a) { k::ref::coded_grad_per_channel<double>(a...); }
-};
-
-template <>
-struct Kernels<float> {
-  template <class... A>
-  static void fake_quant(A... a) { k::f32_kernels().fake_quant(a...); }
-  template <class... A>
-  static void fake_quant_per_channel(A... a) { k::f32_kernels().fake_quant_per_channel(a...); }
-  template <class... A>
-  static void masked_grad(A... a) { k::f32_kernels().masked_grad(a...); }
-  template <class... A>
-  static void masked_grad_per_channel(A... a) { k::f32_kernels().masked_grad_per_channel(a...); }
-  template <class... A>
-  static void sign(A... a) { k::f32_kernels().sign(a...); }
-  template <class... A>
-  static void sign_per_channel(A... a) { k::f32_kernels().sign_per_channel(a...); }
-  template <class... A>
-  static void heaviside(A... a) { k::f32_kernels().heaviside(a...); }
-  template <class... A>
-  static void ternary(A... a) { k::f32_kernels().ternary(a...); }
-  template <class... A>
-  static void dorefa_activations(A... a) { k::f32_kernels().dorefa_activations(a...); }
-  template <class... A>
-  static void linear_mid_tread(A... a) { k::f32_kernels().linear_mid_tread(a...); }
-  template <class... A>
-  static void approx_sign_grad(A... a) { k::f32_kernels().approx_sign_grad(a...); }
-  template <class... A>
-  static void fake_quant_coded(A... a) { k::f32_kernels().fake_quant_coded(a...); }
-  template <class... A>
-  static void fake_quant_per_channel_coded(A... a) { k::f32_kernels().fake_quant_per_channel_coded(a...); }
-  template <class... A>
-  static void sign_coded(A... a) { k::f32_kernels().sign_coded(a...); }
-  template <class... A>
-  static void coded_grad(A... a) { k::f32_kernels().coded_grad(a...); }
-  template <class... A>
-  static void coded_grad_per_channel(A... a) { k::f32_kernels().coded_grad_per_channel(a...); }
-};
-
-// Sums of a reduction over `numel` elements split at fixed spans of kSumSpan (never by thread count):
-// f(start, len, &below, &above) adds one span's sums; the spans' sums are then added in span order.
+// Sums of a reduction over `numel` elements split at fixed spans of kSumSpan (never by thread
+// count): f(start, len, &below, &above) adds one span's sums; the spans' sums are then added in
+// span order.
 template <class F>
 std::pair<double, double> span_sums(int64_t numel, F&& f) {
   const int64_t spans = (numel + kSumSpan - 1) / kSumSpan;
@@ -195,8 +267,8 @@ std::pair<double, double> span_sums(int64_t numel, F&& f) {
 }
 
 // The same per channel for a [rows, depth] matrix: spans of whole rows (about kSumSpan elements),
-// each summing into its own T arrays f(row, nrows, below[depth], above[depth]); the spans' arrays are
-// then added in double, in span order. Returns the two float64 tensors of shape [depth].
+// each summing into its own T arrays f(row, nrows, below[depth], above[depth]); the spans' arrays
+// are then added in double, in span order. Returns the two float64 tensors of shape [depth].
 template <class T, class F>
 std::pair<at::Tensor, at::Tensor> channel_span_sums(int64_t rows, int64_t depth, F&& f) {
   at::Tensor below = at::zeros({depth}, at::kDouble), above = at::zeros({depth}, at::kDouble);

@@ -37,16 +37,17 @@ Nudged nudge_both(double min, double max, int64_t num_bits, bool narrow_range) {
 // The straight-through window of the gradient: the nudged range, or everything when degenerate.
 template <class T>
 std::pair<T, T> grad_window(const k::FakeQuantParams<T>& p) {
-  if (p.degenerate) return {-std::numeric_limits<T>::infinity(), std::numeric_limits<T>::infinity()};
+  if (p.degenerate)
+    return {-std::numeric_limits<T>::infinity(), std::numeric_limits<T>::infinity()};
   return {p.nudged_min, p.nudged_max};
 }
 
 at::Tensor fake_quant_per_tensor(const at::Tensor& inputs, const Nudged& n, Rounding r) {
   // The degenerate range (min == max == 0) has all-zero parameters: multiplying gives exactly 0.
   const Rounding rr = n.f.degenerate ? Rounding::kMulInvScale : r;
-  return map_unary(inputs, "inputs", [&](const auto* x, auto* y, int64_t len) {
+  return map_unary(inputs, "inputs", [&](const auto& kern, const auto* x, auto* y, int64_t len) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
-    Kernels<T>::fake_quant(x, y, len, n.get(T{}), rr);
+    kern.fake_quant(x, y, len, n.get(T{}), rr);
   });
 }
 
@@ -66,9 +67,10 @@ std::tuple<at::Tensor, double, double> masked_grad_sums(const at::Tensor& grad,
     const T* gp = gc.data_ptr<T>();
     const T* xp = xc.data_ptr<T>();
     T* dp = dx.data_ptr<T>();
+    const Kernels<T> kern(xc.numel());
     sums = span_sums(xc.numel(), [&](int64_t start, int64_t len, double* below, double* above) {
-      Kernels<T>::masked_grad(gp + start, xp + start, dp + start, len, window.first, window.second,
-                              k::Interval::kClosed, below, above);
+      kern.masked_grad(gp + start, xp + start, dp + start, len, window.first, window.second,
+                       k::Interval::kClosed, below, above);
     });
   });
   return {dx.to(inputs.scalar_type()), sums.first, sums.second};
@@ -90,9 +92,9 @@ std::tuple<at::Tensor, at::Tensor> fake_quant_per_tensor_coded(const at::Tensor&
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
     uint8_t* cp = code.data_ptr<uint8_t>();
+    const Kernels<T> kern(xc.numel());
     at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
-      Kernels<T>::fake_quant_coded(xp + b, yp + b, cp + b, e - b, p, rr, window.first,
-                                   window.second);
+      kern.fake_quant_coded(xp + b, yp + b, cp + b, e - b, p, rr, window.first, window.second);
     });
   });
   return {y.to(inputs.scalar_type()), code};
@@ -116,12 +118,14 @@ at::Tensor fq_args(const at::Tensor& inputs, double min, double max, int64_t num
 at::Tensor fq_args_gradient(const at::Tensor& gradients, const at::Tensor& inputs, double min,
                             double max, int64_t num_bits, bool narrow_range) {
   const Nudged n = args_range(min, max, num_bits, narrow_range);
-  return map_binary_grad(gradients, inputs, [&](const auto* g, const auto* x, auto* dx, int64_t len) {
-    using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
-    const auto& p = n.get(T{});
-    Kernels<T>::masked_grad(g, x, dx, len, p.nudged_min, p.nudged_max, k::Interval::kClosed,
-                            nullptr, nullptr);
-  });
+  return map_binary_grad(
+      gradients, inputs,
+      [&](const auto& kern, const auto* g, const auto* x, auto* dx, int64_t len) {
+        using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+        const auto& p = n.get(T{});
+        kern.masked_grad(g, x, dx, len, p.nudged_min, p.nudged_max, k::Interval::kClosed, nullptr,
+                         nullptr);
+      });
 }
 
 std::tuple<at::Tensor, at::Tensor> fq_args_coded(const at::Tensor& inputs, double min, double max,
@@ -152,12 +156,9 @@ std::tuple<at::Tensor, at::Tensor> fq_vars_coded(const at::Tensor& inputs, const
                                      Rounding::kDivScale);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_vars_gradient(const at::Tensor& gradients,
-                                                                const at::Tensor& inputs,
-                                                                const at::Tensor& min,
-                                                                const at::Tensor& max,
-                                                                int64_t num_bits,
-                                                                bool narrow_range) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_vars_gradient(
+    const at::Tensor& gradients, const at::Tensor& inputs, const at::Tensor& min,
+    const at::Tensor& max, int64_t num_bits, bool narrow_range) {
   const Nudged n = vars_range(min, max, num_bits, narrow_range);
   auto [dx, below, above] = masked_grad_sums(gradients, inputs, n);
   return {dx, at::full_like(min, below, at::MemoryFormat::Contiguous),
@@ -173,13 +174,14 @@ struct ChannelRanges {
   const k::FakeQuantParams<double>* get(double) const { return d.data(); }
 };
 
-ChannelRanges channel_ranges(const at::Tensor& inputs, const at::Tensor& min,
-                             const at::Tensor& max, int64_t num_bits, bool narrow_range) {
+ChannelRanges channel_ranges(const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max,
+                             int64_t num_bits, bool narrow_range) {
   check_num_bits(num_bits);
   TORCH_CHECK_VALUE(inputs.dim() >= 1,
                     "inputs must have rank >= 1 for per-channel fake quant, got a 0-dim tensor");
   const int64_t depth = inputs.size(-1);
-  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{min, "min"}, {max, "max"}}) {
+  for (const auto& [t, name] :
+       {std::pair<const at::Tensor&, const char*>{min, "min"}, {max, "max"}}) {
     TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == depth, name,
                       " must be a 1-D tensor whose size is the last dimension of inputs (", depth,
                       "), got shape ", t.sizes());
@@ -219,9 +221,10 @@ at::Tensor fq_per_channel(const at::Tensor& inputs, const at::Tensor& min, const
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
     const auto* p = r.get(T{});
+    const Kernels<T> kern(xc.numel());
     at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / depth), [&](int64_t b, int64_t e) {
-      Kernels<T>::fake_quant_per_channel(xp + b * depth, yp + b * depth, e - b, depth, p,
-                                         Rounding::kMulInvScale);
+      kern.fake_quant_per_channel(xp + b * depth, yp + b * depth, e - b, depth, p,
+                                  Rounding::kMulInvScale);
     });
   });
   return y.to(inputs.scalar_type());
@@ -247,9 +250,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_per_channel_gradient(
     const T* gp = gc.data_ptr<T>();
     const T* xp = xc.data_ptr<T>();
     T* dp = dx.data_ptr<T>();
+    const Kernels<T> kern(xc.numel());
     sums = channel_span_sums<T>(rows, depth, [&](int64_t row, int64_t nrows, T* below, T* above) {
-      Kernels<T>::masked_grad_per_channel(gp + row * depth, xp + row * depth, dp + row * depth,
-                                          nrows, depth, lo.data(), hi.data(), below, above);
+      kern.masked_grad_per_channel(gp + row * depth, xp + row * depth, dp + row * depth, nrows,
+                                   depth, lo.data(), hi.data(), below, above);
     });
   });
   return {dx.to(inputs.scalar_type()), sums.first.to(min.scalar_type()).view(min.sizes()),
@@ -276,10 +280,11 @@ std::tuple<at::Tensor, at::Tensor> fq_per_channel_coded(const at::Tensor& inputs
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
     uint8_t* cp = code.data_ptr<uint8_t>();
+    const Kernels<T> kern(xc.numel());
     at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / depth), [&](int64_t b, int64_t e) {
-      Kernels<T>::fake_quant_per_channel_coded(xp + b * depth, yp + b * depth, cp + b * depth,
-                                               e - b, depth, r.get(T{}), Rounding::kMulInvScale,
-                                               lo.data(), hi.data());
+      kern.fake_quant_per_channel_coded(xp + b * depth, yp + b * depth, cp + b * depth, e - b,
+                                        depth, r.get(T{}), Rounding::kMulInvScale, lo.data(),
+                                        hi.data());
     });
   });
   return {y.to(inputs.scalar_type()), code};
@@ -308,9 +313,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& 
     const T* gp = gc.data_ptr<T>();
     const uint8_t* cp = cc.data_ptr<uint8_t>();
     T* dp = dx.data_ptr<T>();
+    const Kernels<T> kern(gc.numel());
     s = span_sums(gc.numel(), [&](int64_t start, int64_t len, double* below, double* above) {
-      Kernels<T>::coded_grad(gp + start, cp + start, dp + start, len, sums ? below : nullptr,
-                             sums ? above : nullptr);
+      kern.coded_grad(gp + start, cp + start, dp + start, len, sums ? below : nullptr,
+                      sums ? above : nullptr);
     });
   });
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
@@ -333,9 +339,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward_per_channel(const 
     const T* gp = gc.data_ptr<T>();
     const uint8_t* cp = cc.data_ptr<uint8_t>();
     T* dp = dx.data_ptr<T>();
+    const Kernels<T> kern(gc.numel());
     sums = channel_span_sums<T>(rows, depth, [&](int64_t row, int64_t nrows, T* below, T* above) {
-      Kernels<T>::coded_grad_per_channel(gp + row * depth, cp + row * depth, dp + row * depth,
-                                         nrows, depth, below, above);
+      kern.coded_grad_per_channel(gp + row * depth, cp + row * depth, dp + row * depth, nrows,
+                                  depth, below, above);
     });
   });
   return {dx.to(grad.scalar_type()), sums.first, sums.second};
@@ -344,7 +351,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward_per_channel(const 
 // ---- power of 2 --------------------------------------------------------------------------------
 
 std::tuple<at::Tensor, at::Tensor> pow2_range(const at::Tensor& min, const at::Tensor& max,
-                                              int64_t num_bits, c10::optional<int64_t> max_exponent) {
+                                              int64_t num_bits,
+                                              c10::optional<int64_t> max_exponent) {
   check_num_bits(num_bits);
   check_floating(min, "min");
   check_floating(max, "max");
@@ -358,8 +366,8 @@ std::tuple<at::Tensor, at::Tensor> pow2_range(const at::Tensor& min, const at::T
     using T = decltype(tag);
     for (int64_t i = 0; i < mn.numel(); ++i) {
       const auto r = checked([&] {
-        return k::pow2_range<T>(mn.data_ptr<T>()[i], mx.data_ptr<T>()[i], static_cast<int>(num_bits),
-                                me);
+        return k::pow2_range<T>(mn.data_ptr<T>()[i], mx.data_ptr<T>()[i],
+                                static_cast<int>(num_bits), me);
       });
       lo.data_ptr<T>()[i] = r.min;
       hi.data_ptr<T>()[i] = r.max;

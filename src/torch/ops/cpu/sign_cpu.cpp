@@ -47,18 +47,19 @@ at::Tensor sign_per_axis(const at::Tensor& x, const at::Tensor& s, int64_t axis)
     const T* xp = xc.data_ptr<T>();
     const T* sp = sc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
+    const Kernels<T> kern(xc.numel());
     if (l.inner == 1) {
       at::parallel_for(0, l.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, l.channels)),
                        [&](int64_t b, int64_t e) {
-                         Kernels<T>::sign_per_channel(xp + b * l.channels, yp + b * l.channels,
-                                                      e - b, l.channels, sp);
+                         kern.sign_per_channel(xp + b * l.channels, yp + b * l.channels, e - b,
+                                               l.channels, sp);
                        });
     } else {
       at::parallel_for(0, l.outer * l.channels, std::max<int64_t>(1, kGrain / l.inner),
                        [&](int64_t b, int64_t e) {
                          for (int64_t i = b; i < e; ++i) {
-                           Kernels<T>::sign(xp + i * l.inner, yp + i * l.inner, l.inner,
-                                            sp[i % l.channels]);
+                           kern.sign(xp + i * l.inner, yp + i * l.inner, l.inner,
+                                     sp[i % l.channels]);
                          }
                        });
     }
@@ -67,12 +68,12 @@ at::Tensor sign_per_axis(const at::Tensor& x, const at::Tensor& s, int64_t axis)
 }
 
 at::Tensor sign_scaled(const at::Tensor& x, double scale_for_double, float scale_for_float) {
-  return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
+  return map_unary(x, "x", [&](const auto& kern, const auto* xp, auto* yp, int64_t n) {
     using T = elem_t<decltype(xp)>;
     if constexpr (std::is_same_v<T, double>) {
-      Kernels<T>::sign(xp, yp, n, scale_for_double);
+      kern.sign(xp, yp, n, scale_for_double);
     } else {
-      Kernels<T>::sign(xp, yp, n, scale_for_float);
+      kern.sign(xp, yp, n, scale_for_float);
     }
   });
 }
@@ -86,7 +87,9 @@ T whole_mean_abs(const at::Tensor& x) {
 
 // ---- Larq --------------------------------------------------------------------------------------
 
-at::Tensor ste_sign(const at::Tensor& x, c10::optional<double>) { return sign_scaled(x, 1.0, 1.0f); }
+at::Tensor ste_sign(const at::Tensor& x, c10::optional<double>) {
+  return sign_scaled(x, 1.0, 1.0f);
+}
 // ste_sign's forward with the window codes of [-clip, clip] for its backward.
 std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double clip_value) {
   check_floating(x, "x");
@@ -100,8 +103,9 @@ std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double cl
     T* yp = y.data_ptr<T>();
     uint8_t* cp = code.data_ptr<uint8_t>();
     const T c = static_cast<T>(clip_value);
+    const Kernels<T> kern(xc.numel());
     at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
-      Kernels<T>::sign_coded(xp + b, yp + b, cp + b, e - b, T(1), -c, c);
+      kern.sign_coded(xp + b, yp + b, cp + b, e - b, T(1), -c, c);
     });
   });
   return {y.to(x.scalar_type()), code};
@@ -111,8 +115,8 @@ at::Tensor approx_sign(const at::Tensor& x) { return sign_scaled(x, 1.0, 1.0f); 
 at::Tensor swish_sign(const at::Tensor& x, double) { return sign_scaled(x, 1.0, 1.0f); }
 
 at::Tensor ste_heaviside(const at::Tensor& x, c10::optional<double>) {
-  return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
-    Kernels<elem_t<decltype(xp)>>::heaviside(xp, yp, n);
+  return map_unary(x, "x", [&](const auto& kern, const auto* xp, auto* yp, int64_t n) {
+    kern.heaviside(xp, yp, n);
   });
 }
 
@@ -134,12 +138,12 @@ at::Tensor ste_tern(const at::Tensor& x, double threshold_value, bool ternary_we
       tf = 0.7f * whole_mean_abs<float>(x);
     }
   }
-  return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
+  return map_unary(x, "x", [&](const auto& kern, const auto* xp, auto* yp, int64_t n) {
     using T = elem_t<decltype(xp)>;
     if constexpr (std::is_same_v<T, double>) {
-      Kernels<T>::ternary(xp, yp, n, td);
+      kern.ternary(xp, yp, n, td);
     } else {
-      Kernels<T>::ternary(xp, yp, n, tf);
+      kern.ternary(xp, yp, n, tf);
     }
   });
 }
@@ -160,9 +164,9 @@ at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view
   check_dorefa(k_bit, mode);
   check_floating(x, "x");
   if (mode == "activations") {
-    return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
+    return map_unary(x, "x", [&](const auto& kern, const auto* xp, auto* yp, int64_t n) {
       using T = elem_t<decltype(xp)>;
-      Kernels<T>::dorefa_activations(xp, yp, n, dorefa_levels<T>(k_bit));
+      kern.dorefa_activations(xp, yp, n, dorefa_levels<T>(k_bit));
     });
   }
   const auto ct = compute_type(x.scalar_type());
@@ -185,7 +189,8 @@ at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view
 at::Tensor binary_mean_scaling(const at::Tensor& x) {
   check_floating(x, "x");
   const bool dbl = compute_type(x.scalar_type()) == at::kDouble;
-  return sign_scaled(x, dbl ? whole_mean_abs<double>(x) : 0.0, dbl ? 0.0f : whole_mean_abs<float>(x));
+  return sign_scaled(x, dbl ? whole_mean_abs<double>(x) : 0.0,
+                     dbl ? 0.0f : whole_mean_abs<float>(x));
 }
 
 at::Tensor binary_channel_wise_mean_scaling(const at::Tensor& x, int64_t axis) {
@@ -195,21 +200,21 @@ at::Tensor binary_channel_wise_mean_scaling(const at::Tensor& x, int64_t axis) {
 }
 
 void check_linear_mid_tread(int64_t bit, double max_value) {
-  TORCH_CHECK_VALUE(bit >= 1 && bit <= 32, "bit must be between 1 and 32 (32: no quantization), got ",
-                    bit);
+  TORCH_CHECK_VALUE(bit >= 1 && bit <= 32,
+                    "bit must be between 1 and 32 (32: no quantization), got ", bit);
   TORCH_CHECK_VALUE(max_value > 0 && std::isfinite(max_value),
                     "max_value must be positive and finite, got ", max_value);
 }
 
 at::Tensor linear_mid_tread_half(const at::Tensor& x, int64_t bit, double max_value) {
   check_linear_mid_tread(bit, max_value);
-  return map_unary(x, "x", [&](const auto* xp, auto* yp, int64_t n) {
+  return map_unary(x, "x", [&](const auto& kern, const auto* xp, auto* yp, int64_t n) {
     using T = elem_t<decltype(xp)>;
     const T mv = static_cast<T>(max_value);
     if (bit == 32) {
       for (int64_t i = 0; i < n; ++i) yp[i] = detail::clamp_tf(xp[i], T(0), mv);
     } else {
-      Kernels<T>::linear_mid_tread(xp, yp, n, dorefa_levels<T>(bit), mv);
+      kern.linear_mid_tread(xp, yp, n, dorefa_levels<T>(bit), mv);
     }
   });
 }
@@ -261,11 +266,12 @@ at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
     return grad.to(x.scalar_type()).clone(at::MemoryFormat::Contiguous);
   }
   const double c = *clip_value;
-  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
-    using T = elem_t<decltype(xp)>;
-    Kernels<T>::masked_grad(g, xp, dx, n, static_cast<T>(-c), static_cast<T>(c),
-                            k::Interval::kClosed, nullptr, nullptr);
-  });
+  return map_binary_grad(grad, x,
+                         [&](const auto& kern, const auto* g, const auto* xp, auto* dx, int64_t n) {
+                           using T = elem_t<decltype(xp)>;
+                           kern.masked_grad(g, xp, dx, n, static_cast<T>(-c), static_cast<T>(c),
+                                            k::Interval::kClosed, nullptr, nullptr);
+                         });
 }
 
 // s * clipped STE, with s = mean(|x|) along `axis` (no gradient through s), in the compute type.
@@ -287,16 +293,18 @@ at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tenso
 }
 
 at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x) {
-  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
-    Kernels<elem_t<decltype(xp)>>::approx_sign_grad(g, xp, dx, n);
-  });
+  return map_binary_grad(grad, x,
+                         [&](const auto& kern, const auto* g, const auto* xp, auto* dx, int64_t n) {
+                           kern.approx_sign_grad(g, xp, dx, n);
+                         });
 }
 
 at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, double beta) {
-  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
-    using T = elem_t<decltype(xp)>;
-    k::ref::swish_sign_grad<T>(g, xp, dx, n, static_cast<T>(beta));
-  });
+  return map_binary_grad(
+      grad, x, [&](const auto& /*kern*/, const auto* g, const auto* xp, auto* dx, int64_t n) {
+        using T = elem_t<decltype(xp)>;
+        k::ref::swish_sign_grad<T>(g, xp, dx, n, static_cast<T>(beta));
+      });
 }
 
 at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit,
@@ -304,10 +312,11 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
   const std::string mode(mode_view.data(), mode_view.size());
   check_dorefa(k_bit, mode);
   if (mode == "activations") {
-    return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
-      using T = elem_t<decltype(xp)>;
-      Kernels<T>::masked_grad(g, xp, dx, n, T(0), T(1), k::Interval::kClosed, nullptr, nullptr);
-    });
+    return map_binary_grad(
+        grad, x, [&](const auto& kern, const auto* g, const auto* xp, auto* dx, int64_t n) {
+          using T = elem_t<decltype(xp)>;
+          kern.masked_grad(g, xp, dx, n, T(0), T(1), k::Interval::kClosed, nullptr, nullptr);
+        });
   }
   check_floating(x, "x");
   const auto ct = compute_type(x.scalar_type());
@@ -317,20 +326,22 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
     using T = decltype(tag);
     m = static_cast<double>(k::ref::max_abs_tanh<T>(xc.data_ptr<T>(), xc.numel()));
   });
-  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
-    using T = elem_t<decltype(xp)>;
-    k::ref::dorefa_weights_grad<T>(g, xp, dx, n, static_cast<T>(m));
-  });
+  return map_binary_grad(
+      grad, x, [&](const auto& /*kern*/, const auto* g, const auto* xp, auto* dx, int64_t n) {
+        using T = elem_t<decltype(xp)>;
+        k::ref::dorefa_weights_grad<T>(g, xp, dx, n, static_cast<T>(m));
+      });
 }
 
 at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit,
                                           double max_value) {
   check_linear_mid_tread(bit, max_value);
-  return map_binary_grad(grad, x, [&](const auto* g, const auto* xp, auto* dx, int64_t n) {
-    using T = elem_t<decltype(xp)>;
-    Kernels<T>::masked_grad(g, xp, dx, n, T(0), static_cast<T>(max_value), k::Interval::kOpen,
-                            nullptr, nullptr);
-  });
+  return map_binary_grad(grad, x,
+                         [&](const auto& kern, const auto* g, const auto* xp, auto* dx, int64_t n) {
+                           using T = elem_t<decltype(xp)>;
+                           kern.masked_grad(g, xp, dx, n, T(0), static_cast<T>(max_value),
+                                            k::Interval::kOpen, nullptr, nullptr);
+                         });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Tensor& grad,
@@ -349,8 +360,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Ten
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
     k::ref::ttq_weight_grad<T>(gc.data_ptr<T>(), xc.data_ptr<T>(), dx.data_ptr<T>(), xc.numel(),
-                               static_cast<T>(wp), static_cast<T>(wn), ttq_threshold<T>(xc, threshold),
-                               &dp, &dn);
+                               static_cast<T>(wp), static_cast<T>(wn),
+                               ttq_threshold<T>(xc, threshold), &dp, &dn);
   });
   return {dx.to(x.scalar_type()), at::full_like(positive, dp, at::MemoryFormat::Contiguous),
           at::full_like(negative, dn, at::MemoryFormat::Contiguous)};
