@@ -172,6 +172,14 @@ struct ChannelRanges {
   std::vector<k::FakeQuantParams<double>> d;
   const k::FakeQuantParams<float>* get(float) const { return f.data(); }
   const k::FakeQuantParams<double>* get(double) const { return d.data(); }
+  // The straight-through windows of the channels in T: {lo[c]}, {hi[c]}.
+  template <class T>
+  std::pair<std::vector<T>, std::vector<T>> windows() const {
+    const size_t depth = f.size();
+    std::pair<std::vector<T>, std::vector<T>> w{std::vector<T>(depth), std::vector<T>(depth)};
+    for (size_t c = 0; c < depth; ++c) std::tie(w.first[c], w.second[c]) = grad_window(get(T{})[c]);
+    return w;
+  }
 };
 
 ChannelRanges channel_ranges(const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max,
@@ -245,15 +253,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_per_channel_gradient(
   std::pair<at::Tensor, at::Tensor> sums;
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
-    std::vector<T> lo(static_cast<size_t>(depth)), hi(static_cast<size_t>(depth));
-    for (int64_t c = 0; c < depth; ++c) std::tie(lo[c], hi[c]) = grad_window(r.get(T{})[c]);
+    const auto window = r.windows<T>();
+    const T* lo = window.first.data();
+    const T* hi = window.second.data();
     const T* gp = gc.data_ptr<T>();
     const T* xp = xc.data_ptr<T>();
     T* dp = dx.data_ptr<T>();
     const Kernels<T> kern(xc.numel());
     sums = channel_span_sums<T>(rows, depth, [&](int64_t row, int64_t nrows, T* below, T* above) {
       kern.masked_grad_per_channel(gp + row * depth, xp + row * depth, dp + row * depth, nrows,
-                                   depth, lo.data(), hi.data(), below, above);
+                                   depth, lo, hi, below, above);
     });
   });
   return {dx.to(inputs.scalar_type()), sums.first.to(min.scalar_type()).view(min.sizes()),
@@ -275,16 +284,16 @@ std::tuple<at::Tensor, at::Tensor> fq_per_channel_coded(const at::Tensor& inputs
   const int64_t rows = xc.numel() / depth;
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
-    std::vector<T> lo(static_cast<size_t>(depth)), hi(static_cast<size_t>(depth));
-    for (int64_t c = 0; c < depth; ++c) std::tie(lo[c], hi[c]) = grad_window(r.get(T{})[c]);
+    const auto window = r.windows<T>();
+    const T* lo = window.first.data();
+    const T* hi = window.second.data();
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
     uint8_t* cp = code.data_ptr<uint8_t>();
     const Kernels<T> kern(xc.numel());
     at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / depth), [&](int64_t b, int64_t e) {
       kern.fake_quant_per_channel_coded(xp + b * depth, yp + b * depth, cp + b * depth, e - b,
-                                        depth, r.get(T{}), Rounding::kMulInvScale, lo.data(),
-                                        hi.data());
+                                        depth, r.get(T{}), Rounding::kMulInvScale, lo, hi);
     });
   });
   return {y.to(inputs.scalar_type()), code};
