@@ -566,3 +566,19 @@ def test_per_channel_random_gradient_sums_many_rows(rows, channels):
     assert_exact(gdx, edx, x)
     assert_sum_close(gdmin, edmin, (g.double().abs() * (x < p.nudged_min)).sum(0), F32, "d/dmin")
     assert_sum_close(gdmax, edmax, (g.double().abs() * (x > p.nudged_max)).sum(0), F32, "d/dmax")
+
+
+def test_vars_backward_survives_in_place_updates_of_min_and_max():
+    """Observers update min/max buffers in place after the forward (moving averages): the backward
+    must not need their old values, and the range used is the forward's."""
+    x = torch.linspace(-3, 3, 25, requires_grad=True)
+    lo, hi = torch.tensor(-1.0, requires_grad=True), torch.tensor(1.5, requires_grad=True)
+    y = lowbit.fake_quant_with_min_max_vars(x, lo, hi, num_bits=4)
+    with torch.no_grad():
+        lo.mul_(2.0)
+        hi.mul_(2.0)
+    y.sum().backward()
+    dx, dmin, dmax = lowbit.fake_quant_with_min_max_vars_gradient(
+        torch.ones(25), x.detach(), torch.tensor(-1.0), torch.tensor(1.5), num_bits=4)
+    assert torch.equal(x.grad, dx)
+    assert torch.equal(lo.grad, dmin) and torch.equal(hi.grad, dmax)

@@ -42,27 +42,37 @@ struct FakeQuantArgs : Function<FakeQuantArgs> {
   }
 };
 
-// vars and per-channel: differentiable w.r.t. inputs, min and max.
+// vars and per-channel: differentiable w.r.t. inputs, min and max. Only the codes are saved, and
+// the dtypes and shapes of min and max: observers may update min and max in place before backward.
 template <bool kPerChannel>
 struct FakeQuantVars : Function<FakeQuantVars<kPerChannel>> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& min,
                             const at::Tensor& max, int64_t num_bits, bool narrow_range) {
     Below guard;
-    auto [y, code] = kPerChannel ? internal::fake_quant_with_min_max_vars_per_channel_coded(
-                                       x, min, max, num_bits, narrow_range)
-                                 : internal::fake_quant_with_min_max_vars_coded(
-                                       x, min, max, num_bits, narrow_range);
-    ctx->save_for_backward({code, min, max});
+    auto [y, code] =
+        kPerChannel
+            ? internal::fake_quant_with_min_max_vars_per_channel_coded(x, min, max, num_bits,
+                                                                       narrow_range)
+            : internal::fake_quant_with_min_max_vars_coded(x, min, max, num_bits, narrow_range);
+    ctx->save_for_backward({code});
+    ctx->saved_data["min_dtype"] = static_cast<int64_t>(min.scalar_type());
+    ctx->saved_data["min_sizes"] = min.sizes().vec();
+    ctx->saved_data["max_dtype"] = static_cast<int64_t>(max.scalar_type());
+    ctx->saved_data["max_sizes"] = max.sizes().vec();
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    const auto s = ctx->get_saved_variables();
+    const at::Tensor code = ctx->get_saved_variables()[0];
     const bool sums = ctx->needs_input_grad(1) || ctx->needs_input_grad(2);
-    auto [dx, below, above] = kPerChannel ? internal::coded_backward_per_channel(g[0], s[0])
-                                          : internal::coded_backward(g[0], s[0], sums);
+    auto [dx, below, above] = kPerChannel ? internal::coded_backward_per_channel(g[0], code)
+                                          : internal::coded_backward(g[0], code, sums);
     if (!sums) return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-    return {dx, below.to(s[1].scalar_type()).reshape(s[1].sizes()),
-            above.to(s[2].scalar_type()).reshape(s[2].sizes()), at::Tensor(), at::Tensor()};
+    auto& d = ctx->saved_data;
+    auto like = [&](const at::Tensor& t, const char* dtype, const char* sizes) {
+      return t.to(static_cast<at::ScalarType>(d[dtype].toInt())).reshape(d[sizes].toIntVector());
+    };
+    return {dx, like(below, "min_dtype", "min_sizes"), like(above, "max_dtype", "max_sizes"),
+            at::Tensor(), at::Tensor()};
   }
 };
 
