@@ -109,6 +109,10 @@ class QuantLayer {
   at::Tensor bias;
   Quantizer input_quantizer{nullptr};
   Quantizer kernel_quantizer{nullptr};
+  // Shapes seen by the last forward (for the model summary).
+  std::vector<int64_t> last_input_sizes, last_output_sizes;
+  // Multiply-accumulates of one sample in the last forward.
+  virtual int64_t macs_per_sample() const = 0;
 
  protected:
   void setup(torch::nn::Module& self, const QuantizerArg& input, const QuantizerArg& kernel,
@@ -125,6 +129,7 @@ class QuantLinearImpl : public torch::nn::Module, public QuantLayer {
   explicit QuantLinearImpl(const QuantLinearOptions& options);
   QuantLinearImpl(int64_t in, int64_t out) : QuantLinearImpl(QuantLinearOptions(in, out)) {}
   at::Tensor forward(const at::Tensor& x);
+  int64_t macs_per_sample() const override;
   void pretty_print(std::ostream& stream) const override;
   QuantLinearOptions options;
 };
@@ -134,10 +139,34 @@ class QuantConv2dImpl : public torch::nn::Module, public QuantLayer {
  public:
   explicit QuantConv2dImpl(const QuantConv2dOptions& options);
   at::Tensor forward(const at::Tensor& x);
+  int64_t macs_per_sample() const override;
   void pretty_print(std::ostream& stream) const override;
   QuantConv2dOptions options;
 };
 TORCH_MODULE(QuantConv2d);
+
+// Larq's model summary: per layer the input precision, output shape, parameters per bit width,
+// memory and MACs per precision; totals and compression. Runs one forward of a zero batch of
+// `input_shape` (batch dimension included) to see the shapes. Layers are the modules that own
+// parameters or buffers directly, in registration order.
+struct SummaryRow {
+  std::string name, type;
+  int64_t input_precision = 32;       // 0: not a quantized layer
+  std::vector<int64_t> output_shape;  // empty when unknown
+  std::map<int64_t, int64_t> params_by_bits;
+  double memory_kib = 0;
+  std::map<int64_t, int64_t> macs_by_bits;
+};
+struct ModelSummary {
+  std::vector<SummaryRow> rows;
+  int64_t total_params = 0, trainable_params = 0, non_trainable_params = 0;
+  double model_size_kib = 0, model_size_8bit_kib = 0, float32_kib = 0, compression_ratio = 0;
+  int64_t total_macs = 0;
+  double binarized_mac_ratio = 0, ternarized_mac_ratio = 0;
+  std::string to_string() const;
+  std::string to_json() const;
+};
+ModelSummary summary(torch::nn::Module& model, const std::vector<int64_t>& input_shape);
 
 // Every quantized layer in `module` (itself included), with its qualified name.
 std::vector<std::pair<std::string, QuantLayer*>> quant_layers(torch::nn::Module& module);

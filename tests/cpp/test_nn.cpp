@@ -263,3 +263,53 @@ TEST(Bop, StateRoundTripsThroughSaveAndLoad) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Summary, CountsParametersAndMacsByBitWidth) {
+  using lowbit::nn::QuantConv2dOptions;
+  using lowbit::nn::QuantLinearOptions;
+  torch::nn::Sequential model(
+      lowbit::nn::QuantConv2d(QuantConv2dOptions(1, 8, 3).padding(1).kernel_quantizer("ste_sign")),
+      torch::nn::BatchNorm2d(8),
+      lowbit::nn::QuantConv2d(QuantConv2dOptions(8, 16, 3)
+                                  .bias(false)
+                                  .input_quantizer("ste_sign")
+                                  .kernel_quantizer("ste_sign")),
+      torch::nn::Flatten(),
+      lowbit::nn::QuantLinear(QuantLinearOptions(16 * 4 * 4, 10)
+                                  .input_quantizer("ste_sign")
+                                  .kernel_quantizer("ste_tern")));
+  const auto s = lowbit::nn::summary(*model, {2, 1, 6, 6});
+  ASSERT_EQ(s.rows.size(), 4u);  // the Flatten has no parameters
+  // conv1: 72 one-bit weights, 8 float biases; its MACs are 32-bit (float input): 6*6*8 * 9.
+  EXPECT_EQ(s.rows[0].params_by_bits.at(1), 72);
+  EXPECT_EQ(s.rows[0].params_by_bits.at(32), 8);
+  EXPECT_EQ(s.rows[0].macs_by_bits.at(32), 6 * 6 * 8 * 9);
+  EXPECT_EQ(s.rows[0].output_shape, (std::vector<int64_t>{2, 8, 6, 6}));
+  // batch norm: 16 trainable + 16 running statistics (num_batches_tracked is not a parameter).
+  EXPECT_EQ(s.rows[1].params_by_bits.at(32), 32);
+  // conv2: binary input and kernel: 4*4*16 * 8*9 binarized MACs.
+  EXPECT_EQ(s.rows[2].params_by_bits.at(1), 16 * 8 * 9);
+  EXPECT_EQ(s.rows[2].macs_by_bits.at(1), 4 * 4 * 16 * 8 * 9);
+  // linear: ternary kernel with a binary input: 2-bit MACs.
+  EXPECT_EQ(s.rows[3].params_by_bits.at(2), 2560);
+  EXPECT_EQ(s.rows[3].macs_by_bits.at(2), 2560);
+  const int64_t total = 72 + 8 + 32 + 1152 + 2560 + 10;
+  EXPECT_EQ(s.total_params, total);
+  EXPECT_EQ(s.non_trainable_params, 16);
+  const double bits = 72 + 1152 + 2.0 * 2560 + 32.0 * (8 + 32 + 10);
+  EXPECT_DOUBLE_EQ(s.model_size_kib, bits / 8 / 1024);
+  EXPECT_DOUBLE_EQ(s.float32_kib, total * 4.0 / 1024);
+  EXPECT_DOUBLE_EQ(s.compression_ratio, s.float32_kib / s.model_size_kib);
+  const double macs = 2592 + 18432 + 2560;
+  EXPECT_EQ(s.total_macs, 2592 + 18432 + 2560);
+  EXPECT_DOUBLE_EQ(s.binarized_mac_ratio, 18432 / macs);
+  EXPECT_DOUBLE_EQ(s.ternarized_mac_ratio, 2560 / macs);
+  const std::string text = s.to_string();
+  EXPECT_NE(text.find("1-bit MACs"), std::string::npos) << text;
+  EXPECT_NE(text.find("(-1, 16, 4, 4)"), std::string::npos) << text;
+  EXPECT_NE(text.find("Ratio of MACs that are binarized"), std::string::npos) << text;
+}
+
+}  // namespace

@@ -83,7 +83,18 @@ QuantLinearImpl::QuantLinearImpl(const QuantLinearOptions& o) : options(o) {
 }
 
 at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
-  return F::linear(quantize_input(x), quantized_kernel(), bias);
+  at::Tensor y = F::linear(quantize_input(x), quantized_kernel(), bias);
+  last_input_sizes = x.sizes().vec();
+  last_output_sizes = y.sizes().vec();
+  return y;
+}
+
+int64_t QuantLinearImpl::macs_per_sample() const {
+  if (last_output_sizes.empty()) return 0;
+  // Every output value takes in_features MACs; leading dimensions beyond the batch multiply.
+  int64_t outputs = 1;
+  for (size_t d = 1; d < last_output_sizes.size(); ++d) outputs *= last_output_sizes[d];
+  return outputs * options.in_features();
 }
 
 void QuantLinearImpl::pretty_print(std::ostream& stream) const {
@@ -115,13 +126,24 @@ at::Tensor QuantConv2dImpl::forward(const at::Tensor& x) {
                         .mode(torch::kConstant)
                         .value(options.pad_values()));
   }
-  return F::conv2d(xq, quantized_kernel(),
-                   F::Conv2dFuncOptions()
-                       .bias(bias)
-                       .stride(options.stride())
-                       .padding(0)
-                       .dilation(options.dilation())
-                       .groups(options.groups()));
+  at::Tensor y = F::conv2d(xq, quantized_kernel(),
+                           F::Conv2dFuncOptions()
+                               .bias(bias)
+                               .stride(options.stride())
+                               .padding(0)
+                               .dilation(options.dilation())
+                               .groups(options.groups()));
+  last_input_sizes = x.sizes().vec();
+  last_output_sizes = y.sizes().vec();
+  return y;
+}
+
+int64_t QuantConv2dImpl::macs_per_sample() const {
+  if (last_output_sizes.size() != 4) return 0;
+  const auto k = *options.kernel_size();
+  // Each output value: in_channels / groups * kh * kw MACs.
+  return last_output_sizes[1] * last_output_sizes[2] * last_output_sizes[3] *
+         (options.in_channels() / options.groups()) * k[0] * k[1];
 }
 
 void QuantConv2dImpl::pretty_print(std::ostream& stream) const {
