@@ -2,6 +2,7 @@
 // docs/layers.md.
 #pragma once
 
+#include <torch/expanding_array.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/any.h>
 #include <torch/nn/pimpl.h>

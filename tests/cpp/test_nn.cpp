@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 
+#include "lowbit/network.h"
 #include "lowbit/nn.h"
 #include "lowbit/ops.h"
 #include "lowbit/optim.h"
@@ -310,6 +311,44 @@ TEST(Summary, CountsParametersAndMacsByBitWidth) {
   EXPECT_NE(text.find("1-bit MACs"), std::string::npos) << text;
   EXPECT_NE(text.find("(-1, 16, 4, 4)"), std::string::npos) << text;
   EXPECT_NE(text.find("Ratio of MACs that are binarized"), std::string::npos) << text;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Network, FirstAndLastLayersKeepFullPrecisionUnlessAsked) {
+  lowbit::nn::NetworkOptions o;
+  o.blocks = {8, 8, 0, 16, 0};
+  o.hidden = 32;
+  o.input_quantizer = "ste_sign";
+  o.kernel_quantizer = "ste_sign";
+  o.kernel_constraint = "weight_clip";
+  o.activation = "none";
+  o.pad_values = 1.0;
+  auto net = lowbit::nn::build_network(o);
+  auto layers = lowbit::nn::quant_layers(*net);
+  ASSERT_EQ(layers.size(), 5u);  // 3 convs, hidden dense, classifier
+  EXPECT_EQ(layers.front().second->input_precision(), 32);
+  EXPECT_EQ(layers.front().second->kernel_precision(), 32);
+  for (size_t i = 1; i + 1 < layers.size(); ++i) {
+    EXPECT_EQ(layers[i].second->input_precision(), 1) << layers[i].first;
+    EXPECT_EQ(layers[i].second->kernel_precision(), 1) << layers[i].first;
+  }
+  EXPECT_EQ(layers.back().second->kernel_precision(), 32);
+  auto y = net->forward(torch::randn({3, 1, 28, 28}));
+  EXPECT_EQ(y.sizes(), torch::IntArrayRef({3, 10}));
+  // Pools come before the batch norm of the conv they follow: conv, pool, BN.
+  EXPECT_EQ(net[2]->name(), "lowbit::nn::QuantConv2dImpl");
+  EXPECT_EQ(net[3]->name(), "torch::nn::MaxPool2dImpl");
+  EXPECT_EQ(net[4]->name(), "torch::nn::BatchNorm2dImpl");
+
+  o.quantize_first_convolution = o.quantize_last_convolution = true;
+  auto all = lowbit::nn::quant_layers(*lowbit::nn::build_network(o));
+  EXPECT_EQ(all.front().second->kernel_precision(), 1);
+  EXPECT_EQ(all.back().second->kernel_precision(), 1);
+  o.activation = "gelu";
+  EXPECT_THROW(lowbit::nn::build_network(o), c10::Error);
 }
 
 }  // namespace

@@ -98,14 +98,13 @@ ModelSummary summary(torch::nn::Module& model, const std::vector<int64_t>& input
     } else {
       if (dynamic_cast<QuantizerImpl*>(&m)) continue;
       const auto params = m.named_parameters(/*recurse=*/false);
-      const auto buffers = m.named_buffers(/*recurse=*/false);
-      if (params.is_empty() && buffers.is_empty()) continue;
-      row.input_precision = 0;
-      for (const auto& p : params) row.params_by_bits[32] += p.value().numel();
-      for (const auto& b : buffers) {
+      for (const auto& b : m.named_buffers(/*recurse=*/false)) {
         // Running statistics are parameters that do not train; step counters are not parameters.
         if (at::isFloatingType(b.value().scalar_type())) non_trainable += b.value().numel();
       }
+      if (params.is_empty() && non_trainable == 0) continue;
+      row.input_precision = 0;
+      for (const auto& p : params) row.params_by_bits[32] += p.value().numel();
       row.params_by_bits[32] += non_trainable;
       const int64_t macs = float_layer_macs(m, row.output_shape);
       if (macs > 0) row.macs_by_bits[32] += macs;

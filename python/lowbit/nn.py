@@ -1,0 +1,935 @@
+"""Quantizer objects, quantized layers, Larq's flip ratio and Bop optimizer (docs/layers.md)."""
+import math
+import numbers
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn as _nn
+
+from . import _ops
+
+__all__ = [
+    "parse_spec",
+    "Quantizer",
+    "make_quantizer",
+    "WeightClip",
+    "make_constraint",
+    "QuantLayer",
+    "QuantLinear",
+    "QuantConv2d",
+    "quant_layers",
+    "apply_constraints",
+    "FlipRatio",
+    "Bop",
+    "split_binary_parameters",
+]
+
+# ---- the "name(key=value, ...)" form -------------------------------------------------------------
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?")
+_WORDS = {"true": True, "True": True, "false": False, "False": False, "none": None, "None": None}
+
+
+def _parse_value(token, key, text):
+    if token in _WORDS:
+        return _WORDS[token]
+    if _INT.fullmatch(token):
+        return int(token)
+    if _FLOAT.fullmatch(token):
+        return float(token)
+    if _IDENT.fullmatch(token):
+        return token
+    raise ValueError(f"bad value {token!r} for option {key!r} in {text!r}: expected a number, "
+                     "true, false, none or a bare word")
+
+
+def parse_spec(text):
+    """Parses ``"name"`` or ``"name(key=value, ...)"`` into ``(name, {key: value})``.
+
+    Values are ints, floats, ``true``/``false``, ``none`` (also ``True``/``False``/``None``) or bare
+    words (strings). Whitespace around names, ``=``, ``,`` and parentheses is ignored; anything else
+    (positional values, a trailing comma, repeated keys, text after ``)``) is a ValueError that
+    names the bad part.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a quantizer spec must be a string, got {type(text).__name__}")
+    n = len(text)
+    pos = 0
+
+    def skip(p):
+        while p < n and text[p].isspace():
+            p += 1
+        return p
+
+    def ident(p, what):
+        m = _IDENT.match(text, p)
+        if not m:
+            at = f"at {text[p:]!r}" if p < n else "at the end"
+            raise ValueError(f"expected {what} {at} in {text!r}")
+        return m.group(0), m.end()
+
+    pos = skip(pos)
+    name, pos = ident(pos, "a name")
+    pos = skip(pos)
+    options = {}
+    if pos == n:
+        return name, options
+    if text[pos] != "(":
+        raise ValueError(f"unexpected {text[pos:]!r} after the name {name!r} in {text!r}")
+    pos = skip(pos + 1)
+    if pos < n and text[pos] == ")":
+        pos += 1
+    else:
+        while True:
+            key, pos = ident(pos, "an option name")
+            pos = skip(pos)
+            if pos >= n or text[pos] != "=":
+                raise ValueError(f"expected '=' after option {key!r} in {text!r}")
+            start = pos + 1
+            pos = start
+            while pos < n and text[pos] not in ",)":
+                pos += 1
+            token = text[start:pos].strip()
+            if not token:
+                raise ValueError(f"option {key!r} has no value in {text!r}")
+            if key in options:
+                raise ValueError(f"option {key!r} given twice in {text!r}")
+            options[key] = _parse_value(token, key, text)
+            if pos >= n:
+                raise ValueError(f"missing ')' at the end of {text!r}")
+            pos += 1
+            if text[pos - 1] == ")":
+                break
+            pos = skip(pos)
+    pos = skip(pos)
+    if pos != n:
+        raise ValueError(f"unexpected {text[pos:]!r} after ')' in {text!r}")
+    return name, options
+
+
+def _format_value(v):
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v) if isinstance(v, str) else repr(v)
+
+
+def _format_spec(name, options):
+    if not options:
+        return name
+    return name + "(" + ", ".join(f"{k}={_format_value(v)}" for k, v in options.items()) + ")"
+
+
+# ---- option kinds --------------------------------------------------------------------------------
+
+def _check(name, key, kind, value):
+    """The value converted to its kind (int given for float becomes float); TypeError otherwise."""
+    where = f"option {key!r} of {name!r}"
+    if kind in ("float", "float?"):
+        if value is None and kind == "float?":
+            return None
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        want = "a number or none" if kind == "float?" else "a number"
+    elif kind == "int":
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        want = "an integer"
+    elif kind == "bool":
+        if isinstance(value, bool):
+            return value
+        want = "true or false"
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+        want = "a word"
+    else:  # pragma: no cover - table error
+        raise AssertionError(kind)
+    raise TypeError(f"{where} must be {want}, got {value!r} ({type(value).__name__})")
+
+
+def _in_range(name, key, value, lo, hi):
+    if not lo <= value <= hi:
+        raise ValueError(f"option {key!r} of {name!r} must be between {lo} and {hi}, got {value!r}")
+
+
+def _check_dorefa(o):
+    _in_range("dorefa", "k_bit", o["k_bit"], 1, 32)
+    if o["mode"] not in ("activations", "weights"):
+        raise ValueError(f"option 'mode' of 'dorefa' must be activations or weights, "
+                         f"got {o['mode']!r}")
+
+
+def _check_lmth(o):
+    _in_range("linear_mid_tread_half", "bit", o["bit"], 1, 32)
+    if not (math.isfinite(o["max_value"]) and o["max_value"] > 0):
+        raise ValueError(f"option 'max_value' of 'linear_mid_tread_half' must be finite and > 0, "
+                         f"got {o['max_value']!r}")
+
+
+class _Kind:
+    """One quantizer name: its options (kind, default), precision, forward, check."""
+
+    def __init__(self, options, precision, forward, check=None, kernel_axis=False):
+        self.options = options
+        self.precision = precision
+        self.forward = forward
+        self.check = check
+        self.kernel_axis = kernel_axis
+
+
+# The options are the operators' arguments with the operators' defaults (docs/quantizers.md).
+_QUANTIZERS = {
+    "none": _Kind({}, 32, lambda q, x, o: x),
+    "ste_sign": _Kind({"clip_value": ("float?", 1.0)}, 1,
+                      lambda q, x, o: _ops.ste_sign(x, o["clip_value"])),
+    "approx_sign": _Kind({}, 1, lambda q, x, o: _ops.approx_sign(x)),
+    "swish_sign": _Kind({"beta": ("float", 5.0)}, 1,
+                        lambda q, x, o: _ops.swish_sign(x, o["beta"])),
+    "ste_heaviside": _Kind({"clip_value": ("float?", 1.0)}, 1,
+                           lambda q, x, o: _ops.ste_heaviside(x, o["clip_value"])),
+    "magnitude_aware_sign": _Kind(
+        {"clip_value": ("float?", 1.0), "axis": ("int", -1)}, 1,
+        lambda q, x, o: _ops.magnitude_aware_sign(x, o["clip_value"], o["axis"]),
+        kernel_axis=True),
+    "ste_tern": _Kind(
+        {"threshold_value": ("float", 0.05), "ternary_weight_networks": ("bool", False),
+         "clip_value": ("float?", 1.0)}, 2,
+        lambda q, x, o: _ops.ste_tern(x, o["threshold_value"], o["ternary_weight_networks"],
+                                      o["clip_value"])),
+    "dorefa": _Kind({"k_bit": ("int", 2), "mode": ("str", "activations")},
+                    lambda o: o["k_bit"],
+                    lambda q, x, o: _ops.dorefa(x, o["k_bit"], o["mode"]), check=_check_dorefa),
+    "binary_mean_scaling": _Kind({}, 1, lambda q, x, o: _ops.binary_mean_scaling(x)),
+    "binary_channel_wise_mean_scaling": _Kind(
+        {"axis": ("int", -1)}, 1,
+        lambda q, x, o: _ops.binary_channel_wise_mean_scaling(x, o["axis"]), kernel_axis=True),
+    "linear_mid_tread_half": _Kind(
+        {"bit": ("int", 2), "max_value": ("float", 2.0)}, lambda o: o["bit"],
+        lambda q, x, o: _ops.linear_mid_tread_half(x, o["bit"], o["max_value"]),
+        check=_check_lmth),
+    "twn_weight": _Kind({"threshold": ("float", 0.7)}, 2,
+                        lambda q, x, o: _ops.twn_weight(x, o["threshold"])),
+    "ttq_weight": _Kind(
+        {"positive": ("float", 1.0), "negative": ("float", 1.0), "threshold": ("float", 0.05)}, 2,
+        lambda q, x, o: _ops.ttq_weight(x, q.positive, q.negative, o["threshold"])),
+}
+
+_ROLES = ("input", "kernel")
+
+
+def _check_role(role):
+    if role not in _ROLES:
+        raise ValueError(f"role must be 'input' or 'kernel', got {role!r}")
+
+
+class Quantizer(_nn.Module):
+    """A quantizer by name with options: an ``nn.Module`` calling one lowbit operator.
+
+    ``Quantizer("dorefa", {"k_bit": 2, "mode": "weights"}, role="kernel")``. The options are the
+    operator's arguments with the operator's defaults; as a kernel quantizer (``role="kernel"``),
+    ``magnitude_aware_sign`` and ``binary_channel_wise_mean_scaling`` default to ``axis=0``
+    (PyTorch's output channel). ``"none"`` is the identity (precision 32).
+
+    Attributes: ``name``; ``options`` (every option, defaults filled in); ``precision`` (bits);
+    ``role``; ``spec`` (the string form, which :func:`make_quantizer` reads back). ``ttq_weight``
+    holds the trainable 0-dim parameters ``positive`` and ``negative``, initialised from the options
+    of the same names.
+    """
+
+    def __init__(self, name, options=None, role="input"):
+        super().__init__()
+        _check_role(role)
+        if not isinstance(name, str):
+            raise TypeError(f"a quantizer name must be a string, got {type(name).__name__}")
+        if name not in _QUANTIZERS:
+            raise ValueError(f"unknown quantizer {name!r}; known: "
+                             + ", ".join(sorted(_QUANTIZERS)))
+        kind = _QUANTIZERS[name]
+        given = dict(options or {})
+        for key in given:
+            if key not in kind.options:
+                known = ", ".join(kind.options) or "none"
+                raise ValueError(f"unknown option {key!r} of quantizer {name!r} (options: {known})")
+        resolved = {}
+        for key, (k, default) in kind.options.items():
+            if key in given:
+                resolved[key] = _check(name, key, k, given[key])
+            elif key == "axis" and kind.kernel_axis and role == "kernel":
+                resolved[key] = 0
+            else:
+                resolved[key] = default
+        if kind.check is not None:
+            kind.check(resolved)
+        self.name = name
+        self.role = role
+        self.options = resolved
+        p = kind.precision
+        self.precision = int(p(resolved) if callable(p) else p)
+        if name == "ttq_weight":
+            self.positive = _nn.Parameter(torch.tensor(resolved["positive"]))
+            self.negative = _nn.Parameter(torch.tensor(resolved["negative"]))
+
+    @property
+    def spec(self):
+        """The string form, ``name(key=value, ...)`` with every option."""
+        return _format_spec(self.name, self.options)
+
+    def forward(self, x):
+        """The quantized tensor (differentiable through the operator's gradient)."""
+        return _QUANTIZERS[self.name].forward(self, x, self.options)
+
+    def extra_repr(self):
+        return self.spec
+
+
+def make_quantizer(spec, role="input"):
+    """The quantizer for ``spec``, for the given role (``"input"`` or ``"kernel"``).
+
+    ``spec`` is a name (``"ste_sign"``), a name with options (``"dorefa(k_bit=2, mode=weights)"``),
+    a dict (``{"name": "dorefa", "k_bit": 2, "mode": "weights"}``), ``None``/``"none"`` (the
+    identity quantizer, precision 32), or an object: anything callable with a ``precision``
+    attribute, a :class:`Quantizer` included, is returned as is. Unknown names or options raise
+    ValueError, values of the wrong type TypeError; the message names them.
+    """
+    _check_role(role)
+    if spec is None:
+        return Quantizer("none", role=role)
+    if isinstance(spec, str):
+        name, options = parse_spec(spec)
+        return Quantizer(name, options, role=role)
+    if isinstance(spec, dict):
+        if "name" not in spec:
+            raise ValueError(f"a quantizer dict needs a 'name': {spec!r}")
+        options = {k: v for k, v in spec.items() if k != "name"}
+        return Quantizer(spec["name"], options, role=role)
+    if callable(spec):
+        if not hasattr(spec, "precision"):
+            raise TypeError(f"a quantizer object must have a 'precision' attribute (bits): "
+                            f"{spec!r}")
+        return spec
+    raise TypeError(f"a quantizer is a name, a dict, None or a callable with a precision; "
+                    f"got {type(spec).__name__}")
+
+
+# ---- kernel constraint ---------------------------------------------------------------------------
+
+class WeightClip:
+    """Larq's weight clip: clamps latent weights to ``[-clip_value, clip_value]`` (default 1.0)."""
+
+    name = "weight_clip"
+
+    def __init__(self, clip_value=1.0):
+        clip_value = _check("weight_clip", "clip_value", "float", clip_value)
+        if not clip_value > 0:
+            raise ValueError(f"option 'clip_value' of 'weight_clip' must be > 0, "
+                             f"got {clip_value!r}")
+        self.clip_value = clip_value
+
+    @property
+    def spec(self):
+        """The string form, ``weight_clip(clip_value=...)``."""
+        return _format_spec(self.name, {"clip_value": self.clip_value})
+
+    def __call__(self, w):
+        return w.clamp(-self.clip_value, self.clip_value)
+
+    def __repr__(self):
+        return self.spec
+
+
+def make_constraint(spec):
+    """A kernel constraint: ``None``/``"none"`` (none), ``"weight_clip"``,
+    ``"weight_clip(clip_value=0.5)"``, ``{"name": "weight_clip", "clip_value": 0.5}``, or a
+    callable ``constraint(weight) -> weight`` (returned as is, as Keras constraints are)."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        name, options = parse_spec(spec)
+    elif isinstance(spec, dict):
+        if "name" not in spec:
+            raise ValueError(f"a constraint dict needs a 'name': {spec!r}")
+        name, options = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    elif callable(spec):
+        return spec
+    else:
+        raise TypeError(f"a kernel constraint is a name, a dict, None or a callable; "
+                        f"got {type(spec).__name__}")
+    if name == "none" and not options:
+        return None
+    if name != "weight_clip":
+        raise ValueError(f"unknown kernel constraint {name!r}; known: weight_clip, none")
+    for key in options:
+        if key != "clip_value":
+            raise ValueError(f"unknown option {key!r} of kernel constraint 'weight_clip' "
+                             "(options: clip_value)")
+    return WeightClip(**options)
+
+
+# ---- layers --------------------------------------------------------------------------------------
+
+def _spec_of(obj):
+    return getattr(obj, "spec", None) or repr(obj)
+
+
+class QuantLayer:
+    """What the quantized layers share: input and kernel quantizers and the kernel constraint.
+
+    ``input_quantizer`` / ``kernel_quantizer`` are ``None`` without quantization (as in Larq),
+    otherwise the quantizer objects; ``kernel_constraint`` is ``None`` or a constraint.
+    """
+
+    def _setup_quantization(self, input_quantizer, kernel_quantizer, kernel_constraint, factory):
+        self.input_quantizer = self._make(input_quantizer, "input", factory)
+        self.kernel_quantizer = self._make(kernel_quantizer, "kernel", factory)
+        self.kernel_constraint = make_constraint(kernel_constraint)
+
+    @staticmethod
+    def _make(spec, role, factory):
+        q = make_quantizer(spec, role)
+        if isinstance(q, Quantizer) and q is not spec:
+            if q.name == "none":
+                return None
+            if factory:
+                q.to(**factory)
+        return q
+
+    @property
+    def input_precision(self):
+        """Bits of the quantized input (32 without an input quantizer)."""
+        return 32 if self.input_quantizer is None else int(self.input_quantizer.precision)
+
+    @property
+    def kernel_precision(self):
+        """Bits of the quantized kernel (32 without a kernel quantizer)."""
+        return 32 if self.kernel_quantizer is None else int(self.kernel_quantizer.precision)
+
+    def quantize_input(self, x):
+        """The input as the forward uses it (before any padding)."""
+        return x if self.input_quantizer is None else self.input_quantizer(x)
+
+    def quantized_kernel(self):
+        """The kernel as the forward uses it: ``kernel_quantizer(weight)``."""
+        w = self.weight
+        return w if self.kernel_quantizer is None else self.kernel_quantizer(w)
+
+    def apply_kernel_constraint(self):
+        """Clamps the latent kernel by the constraint (no-op without one); call after a step."""
+        c = self.kernel_constraint
+        if c is None:
+            return
+        with torch.no_grad():
+            if isinstance(c, WeightClip):
+                self.weight.clamp_(-c.clip_value, c.clip_value)
+            else:
+                self.weight.copy_(c(self.weight))
+
+    def _quant_repr(self):
+        parts = [f"input_precision={self.input_precision}",
+                 f"kernel_precision={self.kernel_precision}"]
+        for role in ("input_quantizer", "kernel_quantizer"):
+            q = getattr(self, role)
+            if q is not None and not isinstance(q, _nn.Module):  # modules print as children
+                parts.append(f"{role}={_spec_of(q)}")
+        if self.kernel_constraint is not None:
+            parts.append(f"kernel_constraint={_spec_of(self.kernel_constraint)}")
+        return ", ".join(parts)
+
+
+class QuantLinear(_nn.Linear, QuantLayer):
+    """``linear(input_quantizer(x), kernel_quantizer(weight), bias)``; the bias is never quantized.
+
+    A ``torch.nn.Linear`` (same parameters, initialisation and state_dict keys; ``ttq_weight`` adds
+    ``kernel_quantizer.positive`` / ``.negative``). Quantizers are given as in
+    :func:`make_quantizer`; ``kernel_constraint`` as in :func:`make_constraint`, applied by
+    :meth:`apply_kernel_constraint` or :func:`apply_constraints` after each optimizer step.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, input_quantizer=None,
+                 kernel_quantizer=None, kernel_constraint=None, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        factory = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+        self._setup_quantization(input_quantizer, kernel_quantizer, kernel_constraint, factory)
+
+    def forward(self, x):
+        """``linear(input_quantizer(x), kernel_quantizer(weight), bias)``."""
+        return F.linear(self.quantize_input(x), self.quantized_kernel(), self.bias)
+
+    def extra_repr(self):
+        return super().extra_repr() + ", " + self._quant_repr()
+
+
+def _check_pad_values(v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"pad_values must be a number, got {v!r} ({type(v).__name__})")
+    return float(v)
+
+
+class QuantConv2d(_nn.Conv2d, QuantLayer):
+    """``conv2d(pad(input_quantizer(x), pad_values), kernel_quantizer(weight), bias, stride, 0,
+    dilation, groups)``; the bias is never quantized.
+
+    A ``torch.nn.Conv2d`` (same parameters, initialisation and state_dict keys). The input is padded
+    with the constant ``pad_values`` after it is quantized, so ``pad_values=1.0`` gives Larq's
+    "same-one" padding. ``padding`` is an int, a pair, ``"valid"`` or ``"same"`` (as in PyTorch:
+    stride 1, the odd extra row/column at the bottom/right). ``groups`` gives grouped and depthwise
+    convolutions. Only ``padding_mode="zeros"`` is accepted (the pad value is ``pad_values``).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, input_quantizer=None, kernel_quantizer=None,
+                 kernel_constraint=None, pad_values=0.0, padding_mode="zeros", device=None,
+                 dtype=None):
+        if padding_mode != "zeros":
+            raise ValueError(f"QuantConv2d: padding_mode must be 'zeros' (pad with pad_values), "
+                             f"got {padding_mode!r}")
+        pad_values = _check_pad_values(pad_values)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, bias=bias, padding_mode="zeros",
+                         device=device, dtype=dtype)
+        self.pad_values = pad_values
+        factory = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+        self._setup_quantization(input_quantizer, kernel_quantizer, kernel_constraint, factory)
+
+    def explicit_padding(self):
+        """``(left, right, top, bottom)``, as ``F.pad`` takes it."""
+        if isinstance(self.padding, str):
+            if self.padding == "valid":
+                return (0, 0, 0, 0)
+            pads = []
+            for d, k in zip(reversed(self.dilation), reversed(self.kernel_size)):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        ph, pw = self.padding
+        return (pw, pw, ph, ph)
+
+    def forward(self, x):
+        """``conv2d(pad(input_quantizer(x), pad_values), kernel_quantizer(weight), bias, ...)``."""
+        xq = self.quantize_input(x)
+        pads = self.explicit_padding()
+        if any(pads):
+            xq = F.pad(xq, pads, mode="constant", value=float(self.pad_values))
+        return F.conv2d(xq, self.quantized_kernel(), self.bias, self.stride, 0, self.dilation,
+                        self.groups)
+
+    def extra_repr(self):
+        s = super().extra_repr() + ", " + self._quant_repr()
+        if self.pad_values != 0.0:
+            s += f", pad_values={self.pad_values}"
+        return s
+
+
+def quant_layers(module):
+    """Every quantized layer in ``module`` (itself included) as ``(qualified name, layer)``."""
+    return [(n, m) for n, m in module.named_modules() if isinstance(m, QuantLayer)]
+
+
+def apply_constraints(module):
+    """Applies the kernel constraint of every quantized layer in ``module``.
+
+    Call after each ``optimizer.step()``, as Keras applies constraints after each update.
+    """
+    for _, layer in quant_layers(module):
+        layer.apply_kernel_constraint()
+
+
+# ---- flip ratio ----------------------------------------------------------------------------------
+
+class FlipRatio:
+    """Larq's flip ratio: the fraction of quantized kernel values that changed since the last call.
+
+    ``ratios = flip.update(model)`` quantizes the kernel of every quantized layer with a kernel
+    quantizer (``layer.quantized_kernel()``) and returns ``{layer name: ratio}``; ``flip.overall``
+    is then the ratio over all those kernels together (changed values / values). A layer seen for
+    the first time (or whose kernel changed shape) has no previous values and reports 0.0, as
+    Larq's metric does after its first batch. Call it after each optimizer step (or each epoch).
+    As in Larq, a value "changes" when the quantized output changes, so for scaled quantizers
+    (``magnitude_aware_sign``, ``ttq_weight``...) a changed scale counts too.
+    """
+
+    def __init__(self):
+        self._previous = {}
+        self.overall = 0.0
+
+    def reset(self):
+        """Forgets the previous kernels; the next update reports 0.0."""
+        self._previous = {}
+        self.overall = 0.0
+
+    @torch.no_grad()
+    def update(self, model):
+        """``{layer name: ratio}`` for the layers of ``model`` with a kernel quantizer."""
+        ratios, changed_total, size_total = {}, 0, 0
+        current = {}
+        for name, layer in quant_layers(model):
+            if layer.kernel_quantizer is None:
+                continue
+            q = layer.quantized_kernel().detach().clone()
+            current[name] = q
+            prev = self._previous.get(name)
+            if prev is None or prev.shape != q.shape or q.numel() == 0:
+                ratios[name] = 0.0
+                continue
+            changed = int((prev.to(q.device) != q).sum())
+            ratios[name] = changed / q.numel()
+            changed_total += changed
+            size_total += q.numel()
+        self._previous = current
+        self.overall = changed_total / size_total if size_total else 0.0
+        return ratios
+
+
+# ---- Bop -----------------------------------------------------------------------------------------
+
+def _sign0(w):
+    return torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w))
+
+
+class Bop(torch.optim.Optimizer):
+    """Larq's Bop (Helwegen et al. 2019) for binary weights, as a ``torch.optim.Optimizer``.
+
+    For each weight ``w`` (kept at +-1) with gradient ``g``::
+
+        m <- m + gamma * (g - m)                 # = (1 - gamma) m + gamma g
+        w <- -w   where |m| > threshold and sign(m) == sign(w)      (that is, w * m > threshold)
+
+    Bop flips a weight when the moving average of its gradient is large and points the same way
+    as the weight (gradient descent would push it through zero). The parameters are set to
+    ``sign(w)`` (0 -> +1) when they are added and kept at +-1 by each step. ``lr`` is not used.
+
+    Use it only for the latent kernels of binary layers, beside another optimizer for the rest::
+
+        binary, others = lowbit.nn.split_binary_parameters(model)
+        bop = lowbit.nn.Bop(binary, threshold=1e-8, gamma=1e-4)
+        adam = torch.optim.Adam(others, lr=1e-3)
+        for x, y in data:
+            bop.zero_grad(); adam.zero_grad()
+            loss_fn(model(x), y).backward()
+            bop.step(); adam.step()
+
+    Do not give these kernels a ``weight_clip`` constraint smaller than 1.
+    """
+
+    def __init__(self, params, threshold=1e-8, gamma=1e-4):
+        if not (isinstance(threshold, numbers.Real) and threshold >= 0):
+            raise ValueError(f"Bop: threshold must be >= 0, got {threshold!r}")
+        if not (isinstance(gamma, numbers.Real) and 0 <= gamma <= 1):
+            raise ValueError(f"Bop: gamma must be in [0, 1], got {gamma!r}")
+        super().__init__(params, dict(threshold=float(threshold), gamma=float(gamma)))
+
+    def add_param_group(self, param_group):
+        """Adds a group (as ``torch.optim.Optimizer``) and sets its weights to +-1 by sign."""
+        super().add_param_group(param_group)
+        with torch.no_grad():
+            for p in self.param_groups[-1]["params"]:
+                p.copy_(_sign0(p))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One Bop update of every parameter with a gradient; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            gamma, threshold = group["gamma"], group["threshold"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("Bop does not support sparse gradients")
+                state = self.state[p]
+                if "m" not in state:
+                    state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                m = state["m"]
+                m.add_(p.grad - m, alpha=gamma)
+                w = _sign0(p)
+                p.copy_(torch.where(w * m > threshold, -w, w))
+        return loss
+
+
+def split_binary_parameters(model):
+    """``(binary_kernels, others)``: the latent kernels of quantized layers whose kernel quantizer
+    has precision 1 (Larq's rule for Bop), and every other parameter of ``model``."""
+    binary, seen = [], set()
+    for _, layer in quant_layers(model):
+        if layer.kernel_quantizer is not None and layer.kernel_precision == 1:
+            if id(layer.weight) not in seen:
+                seen.add(id(layer.weight))
+                binary.append(layer.weight)
+    others = [p for p in model.parameters() if id(p) not in seen]
+    return binary, others
+
+
+# ---- model summary -------------------------------------------------------------------------------
+
+__all__ += ["summary", "ModelSummary"]
+
+
+def _summary_shape_text(shape):
+    if not shape:
+        return "?"
+    return "(" + ", ".join(["-1"] + [str(d) for d in shape[1:]]) + ")"  # -1: the batch, as Larq
+
+
+def _summary_output_shape(output):
+    """The shape of a module's output: a tensor's, or the first tensor's in a tuple/list."""
+    if isinstance(output, torch.Tensor):
+        return tuple(int(d) for d in output.shape)
+    if isinstance(output, (tuple, list)):
+        for o in output:
+            if isinstance(o, torch.Tensor):
+                return tuple(int(d) for d in o.shape)
+    return None
+
+
+def _summary_macs(module, shape):
+    """MACs per sample of a linear or 2-d convolution layer, from its output shape (0 otherwise)."""
+    if not shape:
+        return 0
+    outputs = 1
+    for d in shape[1:]:
+        outputs *= d
+    if isinstance(module, _nn.Linear):
+        return outputs * module.in_features
+    if isinstance(module, _nn.Conv2d):
+        if isinstance(module, QuantConv2d) and len(shape) != 4:
+            return 0
+        kh, kw = module.kernel_size
+        return outputs * (module.in_channels // module.groups) * kh * kw
+    return 0
+
+
+def _summary_input_shape(input_shape):
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__iter__"):
+        raise TypeError(f"summary: input_shape must be a sequence of ints starting with the batch "
+                        f"size, got {input_shape!r}")
+    shape = []
+    for d in input_shape:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"summary: input_shape must be a sequence of ints, got {input_shape!r}")
+        shape.append(int(d))
+    if not shape or shape[0] < 1:
+        raise ValueError(f"summary: input_shape must start with a batch size >= 1, "
+                         f"got {input_shape!r}")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"summary: input_shape has a negative size: {input_shape!r}")
+    return tuple(shape)
+
+
+class ModelSummary:
+    """Larq's model summary of a model (made by :func:`summary`); the same numbers as C++'s
+    ``lowbit::nn::summary``.
+
+    ``rows``: one :class:`ModelSummary.Row` per layer. Totals: ``total_params``,
+    ``trainable_params`` (``total_params - non_trainable_params``), ``non_trainable_params``
+    (floating-point buffers such as batch-norm running statistics), ``model_size_kib`` (every
+    parameter at its bit width), ``model_size_8bit_kib`` (each at ``min(bits, 8)``),
+    ``float32_kib`` (every parameter at 32 bits), ``compression_ratio``
+    (``float32_kib / model_size_kib``), ``total_macs`` (per sample), ``binarized_mac_ratio`` and
+    ``ternarized_mac_ratio`` (the fractions of MACs at 1 and 2 bits). ``str(summary)`` is the table
+    (as C++'s ``to_string``), ``to_dict()`` the numbers.
+    """
+
+    class Row:
+        """One layer: ``name`` (qualified), ``type`` (class name), ``input_precision`` (bits; None
+        for a layer that is not quantized), ``output_shape`` (tuple with the batch dimension; None
+        when unknown), ``params_by_bits`` ({bits: count}), ``memory_kib``, ``macs_by_bits``
+        ({bits: MACs per sample})."""
+
+        def __init__(self, name, type, input_precision=None, output_shape=None,
+                     params_by_bits=None, memory_kib=0.0, macs_by_bits=None):
+            self.name = name
+            self.type = type
+            self.input_precision = input_precision
+            self.output_shape = output_shape
+            self.params_by_bits = dict(params_by_bits or {})
+            self.memory_kib = memory_kib
+            self.macs_by_bits = dict(macs_by_bits or {})
+
+        def to_dict(self):
+            return {"name": self.name, "type": self.type, "input_precision": self.input_precision,
+                    "output_shape": None if self.output_shape is None else list(self.output_shape),
+                    "params_by_bits": dict(self.params_by_bits), "memory_kib": self.memory_kib,
+                    "macs_by_bits": dict(self.macs_by_bits)}
+
+        def __repr__(self):
+            return (f"ModelSummary.Row(name={self.name!r}, type={self.type!r}, "
+                    f"input_precision={self.input_precision!r}, "
+                    f"output_shape={self.output_shape!r}, params_by_bits={self.params_by_bits!r}, "
+                    f"memory_kib={self.memory_kib!r}, macs_by_bits={self.macs_by_bits!r})")
+
+    _TOTALS = ("total_params", "trainable_params", "non_trainable_params", "model_size_kib",
+               "model_size_8bit_kib", "float32_kib", "compression_ratio", "total_macs",
+               "binarized_mac_ratio", "ternarized_mac_ratio")
+
+    def __init__(self, rows=()):
+        self.rows = list(rows)
+        self.total_params = 0
+        self.trainable_params = 0
+        self.non_trainable_params = 0
+        self.model_size_kib = 0.0
+        self.model_size_8bit_kib = 0.0
+        self.float32_kib = 0.0
+        self.compression_ratio = 0.0
+        self.total_macs = 0
+        self.binarized_mac_ratio = 0.0
+        self.ternarized_mac_ratio = 0.0
+
+    def to_dict(self):
+        """The totals (the keys of C++'s ``to_json``) and ``"rows"`` (a list of row dicts)."""
+        d = {k: getattr(self, k) for k in self._TOTALS}
+        d["rows"] = [r.to_dict() for r in self.rows]
+        return d
+
+    def __str__(self):
+        param_bits = sorted({b for r in self.rows for b in r.params_by_bits})
+        mac_bits = sorted({b for r in self.rows for b in r.macs_by_bits})
+        header = (["Layer", "Input prec. (bit)", "Outputs"]
+                  + [f"# {b}-bit" for b in param_bits] + ["Memory (kB)"]
+                  + [f"{b}-bit MACs" for b in mac_bits])
+        table = [header]
+        for r in self.rows:
+            table.append(
+                [f"{r.name} ({r.type})",
+                 "-" if r.input_precision is None else str(r.input_precision),
+                 _summary_shape_text(r.output_shape)]
+                + [str(r.params_by_bits.get(b, 0)) for b in param_bits]
+                + [f"{r.memory_kib:.2f}"]
+                + [str(r.macs_by_bits.get(b, 0)) for b in mac_bits])
+        width = [max(len(line[c]) for line in table) for c in range(len(header))]
+        lines = []
+        for i, line in enumerate(table):
+            lines.append("  ".join(cell.ljust(width[c]) if c == 0 else cell.rjust(width[c])
+                                   for c, cell in enumerate(line)))
+            if i == 0:
+                lines.append("-" * (sum(w + 2 for w in width) - 2))
+        lines += [
+            "",
+            f"Total params                   {self.total_params}",
+            f"Trainable params               {self.trainable_params}",
+            f"Non-trainable params           {self.non_trainable_params}",
+            f"Model size                     {self.model_size_kib:.2f} KiB",
+            f"Model size (8-bit FP weights)  {self.model_size_8bit_kib:.2f} KiB",
+            f"Float-32 equivalent            {self.float32_kib:.2f} KiB",
+            f"Compression ratio of memory    {self.compression_ratio:.2f}",
+            f"Number of MACs                 {self.total_macs}",
+            f"Ratio of MACs that are binarized   {self.binarized_mac_ratio:.4f}",
+            f"Ratio of MACs that are ternarized  {self.ternarized_mac_ratio:.4f}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def __repr__(self):
+        return (f"ModelSummary({len(self.rows)} rows, total_params={self.total_params}, "
+                f"total_macs={self.total_macs})")
+
+
+def summary(model, input_shape, print_fn=print):
+    """Larq's model summary of ``model``: per layer the input precision, output shape, parameters
+    per bit width, memory and MACs per bit width; then totals and compression. Returns a
+    :class:`ModelSummary` and, unless ``print_fn`` is None, calls ``print_fn`` once with its table
+    (``str(summary)`` without the final newline).
+
+    The shapes come from one forward of a zero batch of ``input_shape`` (the batch size first,
+    >= 1), in eval mode and without gradients, through forward hooks, so any module works; every
+    module's training flag is restored afterwards. The input takes the device and dtype of the
+    model's first floating-point parameter or buffer (CPU float otherwise).
+
+    Rows, in registration order (``named_modules``, the model itself excluded):
+
+    - every quantized layer (:class:`QuantLinear`, :class:`QuantConv2d`): the kernel at
+      ``kernel_precision`` bits, every other parameter (the bias, the parameters of its
+      quantizers) at 32 bits; MACs per sample (output values per sample times ``in_features``, or
+      ``in_channels / groups * kh * kw``) at ``max(input_precision, kernel_precision)`` bits;
+    - every other module that directly owns parameters or floating-point buffers: all at 32 bits;
+      floating-point buffers (running statistics) are non-trainable parameters and integer buffers
+      (``num_batches_tracked``) are not counted; a plain ``nn.Linear`` / ``nn.Conv2d`` has its MACs
+      at 32 bits; ``input_precision`` is None (printed ``-``).
+
+    :class:`Quantizer` modules are never rows themselves.
+    """
+    shape = _summary_input_shape(input_shape)
+    if not isinstance(model, _nn.Module):
+        raise TypeError(f"summary: model must be a torch.nn.Module, got {type(model).__name__}")
+
+    like = next((t for t in list(model.parameters()) + list(model.buffers())
+                 if t.is_floating_point()), None)
+    factory = {"device": like.device, "dtype": like.dtype} if like is not None else {}
+
+    shapes = {}
+
+    def hook(module, inputs, output):
+        shapes[module] = _summary_output_shape(output)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(shape, **factory))
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in flags:
+            m.training = training
+
+    s = ModelSummary()
+    covered = set()  # the submodules of quantized layers (their quantizers), counted with the layer
+    for name, m in model.named_modules():
+        if m is model or id(m) in covered:
+            continue
+        out_shape = shapes.get(m)
+        params, macs, non_trainable = {}, {}, 0
+        if isinstance(m, QuantLayer):
+            covered.update(id(sub) for sub in m.modules() if sub is not m)
+            input_precision = int(m.input_precision)
+            kernel_bits = int(m.kernel_precision)
+            params[kernel_bits] = m.weight.numel()
+            for p in m.parameters():
+                if p is not m.weight:
+                    params[32] = params.get(32, 0) + p.numel()
+            n = _summary_macs(m, out_shape)
+            if n > 0:
+                macs[max(input_precision, kernel_bits)] = n
+        else:
+            if isinstance(m, Quantizer):
+                continue
+            own_params = list(m.parameters(recurse=False))
+            float_buffers = [b for b in m.buffers(recurse=False) if b.is_floating_point()]
+            if not own_params and not float_buffers:
+                continue
+            input_precision = None
+            non_trainable = sum(b.numel() for b in float_buffers)
+            params[32] = sum(p.numel() for p in own_params) + non_trainable
+            n = _summary_macs(m, out_shape)
+            if n > 0:
+                macs[32] = n
+        params = dict(sorted(params.items()))
+        row = ModelSummary.Row(name, type(m).__name__, input_precision, out_shape, params,
+                               sum(b * n for b, n in params.items()) / 8.0 / 1024.0, macs)
+        s.total_params += sum(params.values())
+        s.non_trainable_params += non_trainable
+        for b, n in params.items():
+            s.model_size_kib += b * n / 8.0 / 1024.0
+            s.model_size_8bit_kib += min(b, 8) * n / 8.0 / 1024.0
+        for b, n in macs.items():
+            s.total_macs += n
+            if b == 1:
+                s.binarized_mac_ratio += float(n)
+            if b == 2:
+                s.ternarized_mac_ratio += float(n)
+        s.rows.append(row)
+    s.trainable_params = s.total_params - s.non_trainable_params
+    s.float32_kib = s.total_params * 4.0 / 1024.0
+    s.compression_ratio = s.float32_kib / s.model_size_kib if s.model_size_kib > 0 else 0.0
+    if s.total_macs > 0:
+        s.binarized_mac_ratio /= s.total_macs
+        s.ternarized_mac_ratio /= s.total_macs
+    if print_fn is not None:
+        print_fn(str(s).rstrip("\n"))
+    return s
