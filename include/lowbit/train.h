@@ -1,0 +1,76 @@
+// Training recipes and the training loop behind the `lowbit` command (docs/training.md).
+#pragma once
+
+#include <torch/nn/modules/container/sequential.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowbit/data/idx.h"
+#include "lowbit/network.h"
+
+namespace lowbit {
+namespace train {
+
+// A complete recipe: architecture, quantizers, optimizer and schedule. Every field can be set from
+// a YAML config file with the same key (apply_config).
+struct Recipe {
+  std::string name;
+  nn::NetworkOptions network;
+  int64_t epochs = 15;
+  int64_t batch_size = 128;
+  double learning_rate = 1e-3;
+  double weight_decay = 0.0;
+  std::string schedule = "cosine";  // cosine (to 0 over the epochs) or constant
+  std::string optimizer = "adam";   // adam, or bop (Bop for binary kernels, Adam for the rest)
+  double bop_threshold = 1e-8;
+  double bop_gamma = 1e-4;
+};
+
+// The recipes the command knows, and one by name (std::invalid_argument listing them if unknown).
+std::vector<std::string> recipe_names();
+Recipe recipe(const std::string& name);
+// Overrides recipe fields from a YAML file; unknown keys and bad values are errors naming them.
+void apply_config(Recipe& recipe, const std::string& path);
+
+// A data set as tensors: images [n, 1, h, w] standardised by the training set's mean and std.
+struct Tensors {
+  at::Tensor train_images, train_labels, test_images, test_labels;
+  int64_t num_classes = 0;
+};
+Tensors to_tensors(const data::IdxDataset& dataset);
+
+struct TrainOptions {
+  std::string data_dir;
+  std::string out_dir;
+  int64_t epochs = -1;  // -1: the recipe's
+  uint64_t seed = 0;
+  bool resume = false;
+  bool progress = true;
+  std::string config_path;  // recorded in the checkpoint
+};
+
+struct TrainResult {
+  double test_accuracy = 0;
+  int64_t epochs = 0;
+  double seconds = 0;
+};
+
+// Trains, writing OUT/checkpoint.pt (every epoch, atomically), OUT/metrics.jsonl (one line per
+// epoch), OUT/metrics.json and OUT/curves.png at the end. With resume, continues from the
+// checkpoint; the result equals an uninterrupted run with the same seed.
+TrainResult train(const Recipe& recipe, const TrainOptions& options);
+
+// (test loss, test accuracy) of a model on images and labels, in eval mode.
+std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tensor& images,
+                                   const at::Tensor& labels, int64_t batch_size = 500);
+
+// Rebuilds the trained model of OUT (recipe and weights from OUT/checkpoint.pt).
+torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out = nullptr);
+
+// Writes text to path atomically: a temporary file in the same directory, flushed, then renamed.
+void write_file_atomically(const std::string& path, const std::string& text);
+
+}  // namespace train
+}  // namespace lowbit

@@ -1,0 +1,109 @@
+// The `lowbit` command: train, evaluate and summarise the recipes on IDX data sets.
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <stdexcept>
+
+#include "lowbit/data/idx.h"
+#include "lowbit/network.h"
+#include "lowbit/nn.h"
+#include "lowbit/train.h"
+
+namespace {
+
+constexpr const char* kDefaultData = "/usr/share/datasets/fashion-mnist";
+
+std::string recipe_list() {
+  std::string s;
+  for (const auto& n : lowbit::train::recipe_names()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+lowbit::train::Recipe resolve(const std::string& model, const std::string& config) {
+  lowbit::train::Recipe r = lowbit::train::recipe(model);
+  if (!config.empty()) lowbit::train::apply_config(r, config);
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lowbit: train, evaluate and summarise low-bit networks (docs/training.md)"};
+  app.require_subcommand(1);
+
+  std::string model, data = kDefaultData, out, config;
+  int64_t epochs = -1;
+  uint64_t seed = 0;
+  bool resume = false, no_progress = false;
+  auto* train = app.add_subcommand("train", "train a recipe on an IDX data set");
+  train->add_option("--model", model, "recipe: " + recipe_list())->required();
+  train->add_option("--data", data, "directory with the IDX files (plain or .gz)")
+      ->capture_default_str();
+  train->add_option("--epochs", epochs, "epochs (default: the recipe's)");
+  train->add_option("--out", out, "output directory")->required();
+  train->add_option("--config", config, "YAML file overriding recipe options");
+  train->add_option("--seed", seed, "random seed")->capture_default_str();
+  train->add_flag("--resume", resume, "continue from OUT/checkpoint.pt");
+  train->add_flag("--no-progress", no_progress, "no progress bar");
+
+  std::string checkpoint_dir;
+  auto* eval = app.add_subcommand("eval", "test accuracy of a trained model");
+  eval->add_option("--checkpoint", checkpoint_dir, "the output directory of a training run")
+      ->required();
+  eval->add_option("--data", data, "directory with the IDX files")->capture_default_str();
+
+  std::string summary_model, summary_config;
+  int64_t height = 28, width = 28, classes = 10;
+  auto* summary = app.add_subcommand("summary", "Larq-style summary of a recipe's model");
+  summary->add_option("--model", summary_model, "recipe: " + recipe_list())->required();
+  summary->add_option("--config", summary_config, "YAML file overriding recipe options");
+  summary->add_option("--height", height, "image height")->capture_default_str();
+  summary->add_option("--width", width, "image width")->capture_default_str();
+  summary->add_option("--classes", classes, "number of classes")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*train) {
+      lowbit::train::TrainOptions o;
+      o.data_dir = data;
+      o.out_dir = out;
+      o.epochs = epochs;
+      o.seed = seed;
+      o.resume = resume;
+      o.progress = !no_progress;
+      o.config_path = config;
+      const auto r = resolve(model, config);
+      const auto result = lowbit::train::train(r, o);
+      std::printf(
+          "{\"model\": \"%s\", \"test_accuracy\": %.6f, \"epochs\": %lld, \"seconds\": %.1f, "
+          "\"out\": \"%s\"}\n",
+          r.name.c_str(), result.test_accuracy, static_cast<long long>(result.epochs),
+          result.seconds, out.c_str());
+    } else if (*eval) {
+      lowbit::train::Recipe r;
+      auto net = lowbit::train::load_model(checkpoint_dir, &r);
+      const auto t = lowbit::train::to_tensors(lowbit::data::load_idx_dataset(data));
+      const auto [loss, acc] = lowbit::train::evaluate(net, t.test_images, t.test_labels);
+      std::printf("{\"model\": \"%s\", \"test_accuracy\": %.6f, \"test_loss\": %.6f}\n",
+                  r.name.c_str(), acc, loss);
+    } else if (*summary) {
+      auto r = resolve(summary_model, summary_config);
+      lowbit::nn::NetworkOptions n = r.network;
+      n.height = height;
+      n.width = width;
+      n.num_classes = classes;
+      auto net = lowbit::nn::build_network(n);
+      std::printf("Model: %s\n\n%s", r.name.c_str(),
+                  lowbit::nn::summary(*net, {1, 1, height, width}).to_string().c_str());
+    }
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "lowbit: error: %s\n", e.what_without_backtrace());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lowbit: error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

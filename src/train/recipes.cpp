@@ -1,0 +1,181 @@
+// The training recipes by name, and their overrides from YAML config files.
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <map>
+#include <stdexcept>
+
+#include "lowbit/nn.h"
+#include "lowbit/train.h"
+
+namespace lowbit {
+namespace train {
+namespace {
+
+Recipe base(const std::string& name) {
+  Recipe r;
+  r.name = name;
+  // Sized for 2-core machines: a 15-epoch Fashion-MNIST run takes tens of minutes, not hours.
+  r.network.blocks = {32, 32, 0, 64, 64, 0};
+  r.network.hidden = 256;
+  return r;
+}
+
+// Binary and low-bit recipes: the quantizer of the next layer's input is the activation.
+Recipe quantized(const std::string& name, const std::string& input, const std::string& kernel,
+                 const std::string& constraint, double pad_values) {
+  Recipe r = base(name);
+  r.network.input_quantizer = input;
+  r.network.kernel_quantizer = kernel;
+  r.network.kernel_constraint = constraint;
+  r.network.pad_values = pad_values;
+  r.network.activation = "none";
+  return r;
+}
+
+const std::map<std::string, std::function<Recipe()>>& registry() {
+  static const std::map<std::string, std::function<Recipe()>> recipes = {
+      {"float",
+       [] {
+         Recipe r = base("float");
+         r.network.dropout = 0.25;
+         return r;
+       }},
+      // Larq's binarized network: ste_sign inputs and kernels, latent weights clipped to [-1, 1],
+      // +1 padding so that padded inputs stay binary; first and last layers in float.
+      {"bnn", [] { return quantized("bnn", "ste_sign", "ste_sign", "weight_clip", 1.0); }},
+      // XNOR-Net: binary inputs, kernels scaled by their mean |w| per output channel.
+      {"xnor",
+       [] {
+         return quantized("xnor", "ste_sign", "binary_channel_wise_mean_scaling", "weight_clip",
+                          1.0);
+       }},
+      // Blueoil: 2-bit activations in [0, 2] (linear mid-tread), binary mean-scaled kernels.
+      {"blueoil-a2w1",
+       [] {
+         return quantized("blueoil-a2w1", "linear_mid_tread_half(bit=2, max_value=2.0)",
+                          "binary_mean_scaling", "none", 0.0);
+       }},
+      // Ternary weight networks: ternary kernels with the TWN threshold, float activations.
+      {"ternary",
+       [] {
+         Recipe r = base("ternary");
+         r.network.kernel_quantizer = "ste_tern(ternary_weight_networks=true)";
+         return r;
+       }},
+      // DoReFa-Net: 2-bit activations in [0, 1] and 2-bit weights.
+      {"dorefa",
+       [] {
+         return quantized("dorefa", "dorefa(k_bit=2)", "dorefa(k_bit=2, mode=weights)", "none",
+                          0.0);
+       }},
+  };
+  return recipes;
+}
+
+std::string known() {
+  std::string s;
+  for (const auto& [name, make] : registry()) s += (s.empty() ? "" : ", ") + name;
+  return s;
+}
+
+template <class T>
+T read_value(const YAML::Node& node, const std::string& key, const std::string& path) {
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    throw std::invalid_argument(path + ": " + key + ": '" + YAML::Dump(node) +
+                                "' is not a valid value");
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> recipe_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, make] : registry()) names.push_back(name);
+  return names;
+}
+
+Recipe recipe(const std::string& name) {
+  const auto it = registry().find(name);
+  if (it == registry().end()) {
+    throw std::invalid_argument("unknown model '" + name + "' (known: " + known() + ")");
+  }
+  return it->second();
+}
+
+void apply_config(Recipe& r, const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw std::invalid_argument(path + ": cannot read the config file");
+  } catch (const YAML::Exception& e) {
+    throw std::invalid_argument(path + ": not valid YAML: " + e.what());
+  }
+  if (root.IsNull()) return;
+  if (!root.IsMap()) throw std::invalid_argument(path + ": the config must be a mapping of keys");
+  auto& n = r.network;
+  for (const auto& item : root) {
+    const std::string key = item.first.as<std::string>();
+    const YAML::Node& v = item.second;
+    auto positive = [&](auto value) {
+      if (!(value > 0)) throw std::invalid_argument(path + ": " + key + " must be positive");
+      return value;
+    };
+    if (key == "epochs") {
+      r.epochs = positive(read_value<int64_t>(v, key, path));
+    } else if (key == "batch_size") {
+      r.batch_size = positive(read_value<int64_t>(v, key, path));
+    } else if (key == "learning_rate") {
+      r.learning_rate = positive(read_value<double>(v, key, path));
+    } else if (key == "weight_decay") {
+      r.weight_decay = read_value<double>(v, key, path);
+      if (r.weight_decay < 0) throw std::invalid_argument(path + ": weight_decay must be >= 0");
+    } else if (key == "schedule") {
+      r.schedule = read_value<std::string>(v, key, path);
+      if (r.schedule != "cosine" && r.schedule != "constant") {
+        throw std::invalid_argument(path + ": schedule must be cosine or constant");
+      }
+    } else if (key == "optimizer") {
+      r.optimizer = read_value<std::string>(v, key, path);
+      if (r.optimizer != "adam" && r.optimizer != "bop") {
+        throw std::invalid_argument(path + ": optimizer must be adam or bop");
+      }
+    } else if (key == "bop_threshold") {
+      r.bop_threshold = read_value<double>(v, key, path);
+    } else if (key == "bop_gamma") {
+      r.bop_gamma = positive(read_value<double>(v, key, path));
+    } else if (key == "blocks") {
+      n.blocks = read_value<std::vector<int64_t>>(v, key, path);
+    } else if (key == "hidden") {
+      n.hidden = read_value<int64_t>(v, key, path);
+    } else if (key == "input_quantizer" || key == "kernel_quantizer") {
+      const std::string spec = read_value<std::string>(v, key, path);
+      try {  // checked here, so that a bad quantizer is reported with the file and key
+        nn::make_quantizer(spec, nn::QuantizerRole::kInput);
+      } catch (const std::exception& e) {
+        throw std::invalid_argument(path + ": " + key + ": " + e.what());
+      }
+      (key == "input_quantizer" ? n.input_quantizer : n.kernel_quantizer) = spec;
+    } else if (key == "kernel_constraint") {
+      n.kernel_constraint = read_value<std::string>(v, key, path);
+    } else if (key == "quantize_first_convolution") {
+      n.quantize_first_convolution = read_value<bool>(v, key, path);
+    } else if (key == "quantize_last_convolution") {
+      n.quantize_last_convolution = read_value<bool>(v, key, path);
+    } else if (key == "pad_values") {
+      n.pad_values = read_value<double>(v, key, path);
+    } else if (key == "activation") {
+      n.activation = read_value<std::string>(v, key, path);
+    } else if (key == "dropout") {
+      n.dropout = read_value<double>(v, key, path);
+    } else {
+      throw std::invalid_argument(path + ": unknown key '" + key + "'");
+    }
+  }
+}
+
+}  // namespace train
+}  // namespace lowbit

@@ -1,0 +1,203 @@
+// The training loop and recipes on a small synthetic IDX data set: metrics files, checkpoints,
+// resume giving the uninterrupted result, evaluation of a saved run, and errors.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include "lowbit/train.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+void write_be32(std::ofstream& out, uint32_t v) {
+  const unsigned char b[4] = {static_cast<unsigned char>(v >> 24),
+                              static_cast<unsigned char>(v >> 16),
+                              static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+  out.write(reinterpret_cast<const char*>(b), 4);
+}
+
+// n images of 8x8 in 3 classes: class c has a bright c-th horizontal band, plus noise.
+void write_split(const fs::path& dir, const std::string& prefix, int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::ofstream img(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
+  std::ofstream lab(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
+  write_be32(img, 0x803);
+  write_be32(img, n);
+  write_be32(img, 8);
+  write_be32(img, 8);
+  write_be32(lab, 0x801);
+  write_be32(lab, n);
+  for (int i = 0; i < n; ++i) {
+    const int c = i % 3;
+    for (int r = 0; r < 8; ++r) {
+      for (int col = 0; col < 8; ++col) {
+        const int base = (r / 3 == c) ? 200 : 30;
+        img.put(static_cast<char>(base + static_cast<int>(rng() % 40)));
+      }
+    }
+    lab.put(static_cast<char>(c));
+  }
+}
+
+class TrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("lowbit-train-" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+             "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "data");
+    write_split(root_ / "data", "train", 96, 1);
+    write_split(root_ / "data", "t10k", 30, 2);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  lowbit::train::Recipe small(const std::string& name) {
+    auto r = lowbit::train::recipe(name);
+    r.network.blocks = {4, 0, 8, 0};
+    r.network.hidden = 16;
+    r.batch_size = 16;
+    r.learning_rate = 1e-2;
+    return r;
+  }
+  lowbit::train::TrainOptions options(const std::string& out, int64_t epochs) {
+    lowbit::train::TrainOptions o;
+    o.data_dir = (root_ / "data").string();
+    o.out_dir = (root_ / out).string();
+    o.epochs = epochs;
+    o.seed = 3;
+    o.progress = false;
+    return o;
+  }
+  static std::vector<std::string> lines(const fs::path& p) {
+    std::ifstream in(p);
+    std::vector<std::string> out;
+    for (std::string l; std::getline(in, l);) out.push_back(l);
+    return out;
+  }
+  fs::path root_;
+};
+
+TEST_F(TrainTest, WritesMetricsCheckpointAndPlot) {
+  const auto result = lowbit::train::train(small("bnn"), options("run", 3));
+  EXPECT_EQ(result.epochs, 3);
+  EXPECT_GE(result.test_accuracy, 0.0);
+  EXPECT_LE(result.test_accuracy, 1.0);
+  const auto log = lines(root_ / "run" / "metrics.jsonl");
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_NE(log[2].find("\"epoch\": 3"), std::string::npos) << log[2];
+  EXPECT_NE(log[0].find("\"test_accuracy\""), std::string::npos);
+  const auto final_metrics = lines(root_ / "run" / "metrics.json");
+  ASSERT_EQ(final_metrics.size(), 1u);
+  for (const char* key :
+       {"\"test_accuracy\"", "\"epochs\": 3", "\"model\": \"bnn\"", "\"seconds\""}) {
+    EXPECT_NE(final_metrics[0].find(key), std::string::npos) << key;
+  }
+  EXPECT_TRUE(fs::exists(root_ / "run" / "checkpoint.pt"));
+  EXPECT_FALSE(fs::exists(root_ / "run" / "checkpoint.pt.tmp"));
+  std::ifstream png(root_ / "run" / "curves.png", std::ios::binary);
+  char sig[8] = {};
+  png.read(sig, 8);
+  EXPECT_EQ(std::string(sig + 1, 3), "PNG");
+}
+
+TEST_F(TrainTest, LearnsTheSyntheticClasses) {
+  auto r = small("float");
+  const auto result = lowbit::train::train(r, options("run", 8));
+  EXPECT_GE(result.test_accuracy, 0.9);  // the bands are easy; chance is 1/3
+}
+
+TEST_F(TrainTest, ResumeGivesTheUninterruptedResult) {
+  // A constant learning rate, so that a 2-epoch run stands for a 3-epoch run killed after epoch 2
+  // (with the cosine schedule the epoch count shapes the rate).
+  auto r = small("bnn");
+  r.schedule = "constant";
+  lowbit::train::train(r, options("straight", 3));
+  lowbit::train::train(r, options("split", 2));  // as if killed after epoch 2
+  auto resumed = options("split", 3);
+  resumed.resume = true;
+  lowbit::train::train(r, resumed);
+  auto a = lowbit::train::load_model((root_ / "straight").string());
+  auto b = lowbit::train::load_model((root_ / "split").string());
+  const auto pa = a->named_parameters(), pb = b->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (const auto& p : pa) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+  const auto la = lines(root_ / "straight" / "metrics.jsonl");
+  const auto lb = lines(root_ / "split" / "metrics.jsonl");
+  ASSERT_EQ(lb.size(), 3u);
+  // Same accuracies and losses (times differ).
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(la[i].substr(0, la[i].find("\"learning_rate\"")),
+              lb[i].substr(0, lb[i].find("\"learning_rate\"")));
+  }
+}
+
+TEST_F(TrainTest, ResumeChecksTheCheckpoint) {
+  auto o = options("none", 1);
+  o.resume = true;
+  EXPECT_THROW(lowbit::train::train(small("bnn"), o), std::runtime_error);
+  lowbit::train::train(small("bnn"), options("run", 1));
+  auto other = options("run", 2);
+  other.resume = true;
+  EXPECT_THROW(lowbit::train::train(small("dorefa"), other), std::runtime_error);
+  other.seed = 4;
+  EXPECT_THROW(lowbit::train::train(small("bnn"), other), std::runtime_error);
+}
+
+TEST_F(TrainTest, EvaluateASavedRun) {
+  const auto result = lowbit::train::train(small("ternary"), options("run", 2));
+  lowbit::train::Recipe r;
+  auto model = lowbit::train::load_model((root_ / "run").string(), &r);
+  EXPECT_EQ(r.name, "ternary");
+  const auto t =
+      lowbit::train::to_tensors(lowbit::data::load_idx_dataset((root_ / "data").string()));
+  EXPECT_EQ(lowbit::train::evaluate(model, t.test_images, t.test_labels).second,
+            result.test_accuracy);
+}
+
+TEST(Recipes, EveryRecipeBuildsAndRuns) {
+  for (const auto& name : lowbit::train::recipe_names()) {
+    auto r = lowbit::train::recipe(name);
+    EXPECT_EQ(r.name, name);
+    auto model = lowbit::nn::build_network(r.network);
+    EXPECT_EQ(model->forward(torch::randn({2, 1, 28, 28})).sizes(), torch::IntArrayRef({2, 10}))
+        << name;
+  }
+  EXPECT_THROW(lowbit::train::recipe("resnet"), std::invalid_argument);
+}
+
+TEST(Recipes, ConfigFilesOverrideAndReportBadKeys) {
+  const fs::path dir = fs::temp_directory_path() / "lowbit-config-test";
+  fs::create_directories(dir);
+  auto write = [&](const std::string& text) {
+    std::ofstream(dir / "c.yaml") << text;
+    return (dir / "c.yaml").string();
+  };
+  auto r = lowbit::train::recipe("bnn");
+  lowbit::train::apply_config(
+      r, write("epochs: 4\nblocks: [8, 0, 16]\nkernel_quantizer: dorefa(k_bit=3, mode=weights)\n"));
+  EXPECT_EQ(r.epochs, 4);
+  EXPECT_EQ(r.network.blocks, (std::vector<int64_t>{8, 0, 16}));
+  EXPECT_EQ(r.network.kernel_quantizer, "dorefa(k_bit=3, mode=weights)");
+  auto expect_error = [&](const std::string& text, const std::string& needle) {
+    try {
+      lowbit::train::apply_config(r, write(text));
+      ADD_FAILURE() << "no error for " << text;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error("epoch: 3\n", "epoch");
+  expect_error("epochs: -1\n", "epochs");
+  expect_error("learning_rate: fast\n", "learning_rate");
+  expect_error("input_quantizer: sgn\n", "input_quantizer");
+  expect_error("[1, 2]\n", "mapping");
+  fs::remove_all(dir);
+}
+
+}  // namespace
