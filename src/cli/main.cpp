@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
   train->add_option("--model", model, "recipe: " + recipe_list())->required();
   train->add_option("--data", data, "directory with the IDX files (plain or .gz)")
       ->capture_default_str();
-  train->add_option("--epochs", epochs, "epochs (default: the recipe's)");
+  train->add_option("--epochs", epochs, "epochs (default: the recipe's)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   train->add_option("--out", out, "output directory")->required();
   train->add_option("--config", config, "YAML file overriding recipe options");
   train->add_option("--seed", seed, "random seed")->capture_default_str();
@@ -59,9 +60,15 @@ int main(int argc, char** argv) {
   auto* summary = app.add_subcommand("summary", "Larq-style summary of a recipe's model");
   summary->add_option("--model", summary_model, "recipe: " + recipe_list())->required();
   summary->add_option("--config", summary_config, "YAML file overriding recipe options");
-  summary->add_option("--height", height, "image height")->capture_default_str();
-  summary->add_option("--width", width, "image width")->capture_default_str();
-  summary->add_option("--classes", classes, "number of classes")->capture_default_str();
+  summary->add_option("--height", height, "image height")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+  summary->add_option("--width", width, "image width")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+  summary->add_option("--classes", classes, "number of classes")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
 
   CLI11_PARSE(app, argc, argv);
   try {
