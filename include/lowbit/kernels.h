@@ -50,8 +50,9 @@ struct F32Kernels {
   void (*dorefa_activations)(const float* x, float* y, int64_t n, float levels);
   void (*linear_mid_tread)(const float* x, float* y, int64_t n, float levels, float max_value);
   void (*approx_sign_grad)(const float* g, const float* x, float* dx, int64_t n);
-  // Forwards that also write each element's window code for [lo, hi] (detail::window_code), and the
-  // backward from those codes: the same dx and sums as masked_grad with the closed window.
+  // Forwards that also write each element's window code for [lo, hi] (detail::window_code; a null
+  // code array writes none), and the backward from those codes: the same dx and sums as
+  // masked_grad with the closed window.
   void (*fake_quant_coded)(const float* x, float* y, uint8_t* code, int64_t n,
                            const FakeQuantParams<float>& p, FakeQuantRounding r, float lo,
                            float hi);

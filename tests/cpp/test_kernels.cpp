@@ -654,6 +654,11 @@ TEST_P(F32KernelSet, CodedForwardsMatchReference) {
       SCOPED_TRACE("rows " + std::to_string(rows) + ", channels " + std::to_string(channels));
       ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data(), channels));
       ASSERT_TRUE(SameCodes(want_code, got_code, x.data()));
+      // Without a code array the same outputs, and nothing else written.
+      Array no_codes(n, false, kGotFill);
+      k().fake_quant_per_channel_coded(x.data(), no_codes.data(), nullptr, rows, channels, p.data(),
+                                       FakeQuantRounding::kMulInvScale, lo.data(), hi.data());
+      ASSERT_TRUE(BitwiseEqual(want.data(), no_codes.data(), n, x.data(), channels));
     }
   }
 }

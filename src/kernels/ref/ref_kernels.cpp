@@ -169,6 +169,7 @@ template <class T>
 void fake_quant_coded(const T* x, T* y, uint8_t* code, int64_t n, const FakeQuantParams<T>& p,
                       FakeQuantRounding r, T lo, T hi) {
   fake_quant(x, y, n, p, r);
+  if (code == nullptr) return;
   for (int64_t i = 0; i < n; ++i) code[i] = detail::window_code(x[i], lo, hi);
 }
 
@@ -177,6 +178,7 @@ void fake_quant_per_channel_coded(const T* x, T* y, uint8_t* code, int64_t rows,
                                   const FakeQuantParams<T>* p, FakeQuantRounding r, const T* lo,
                                   const T* hi) {
   fake_quant_per_channel(x, y, rows, channels, p, r);
+  if (code == nullptr) return;
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t c = 0; c < channels; ++c) {
       code[i * channels + c] = detail::window_code(x[i * channels + c], lo[c], hi[c]);
@@ -187,6 +189,7 @@ void fake_quant_per_channel_coded(const T* x, T* y, uint8_t* code, int64_t rows,
 template <class T>
 void sign_coded(const T* x, T* y, uint8_t* code, int64_t n, T scale, T lo, T hi) {
   sign(x, y, n, scale);
+  if (code == nullptr) return;
   for (int64_t i = 0; i < n; ++i) code[i] = detail::window_code(x[i], lo, hi);
 }
 

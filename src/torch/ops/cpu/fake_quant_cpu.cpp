@@ -214,28 +214,49 @@ ChannelRanges channel_ranges(const at::Tensor& inputs, const at::Tensor& min, co
   return r;
 }
 
-at::Tensor fq_per_channel(const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max,
-                          int64_t num_bits, bool narrow_range) {
+// The per-channel forward; with_codes also returns the window codes (else an undefined tensor).
+std::tuple<at::Tensor, at::Tensor> per_channel_forward(const at::Tensor& inputs,
+                                                       const at::Tensor& min, const at::Tensor& max,
+                                                       int64_t num_bits, bool narrow_range,
+                                                       bool with_codes) {
   check_floating(inputs, "inputs");
   const ChannelRanges r = channel_ranges(inputs, min, max, num_bits, narrow_range);
   const int64_t depth = inputs.size(-1);
   const auto ct = compute_type(inputs.scalar_type());
   const at::Tensor xc = to_compute(inputs, ct);
   at::Tensor y = at::empty(xc.sizes(), xc.options());
-  if (depth == 0 || xc.numel() == 0) return y.to(inputs.scalar_type());
+  at::Tensor code =
+      with_codes ? at::empty(xc.sizes(), xc.options().dtype(at::kByte)) : at::Tensor();
+  if (depth == 0 || xc.numel() == 0) return {y.to(inputs.scalar_type()), code};
   const int64_t rows = xc.numel() / depth;
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
+    const auto window = r.windows<T>();
+    const T* lo = window.first.data();
+    const T* hi = window.second.data();
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
-    const auto* p = r.get(T{});
+    uint8_t* cp = with_codes ? code.data_ptr<uint8_t>() : nullptr;
     const Kernels<T> kern(xc.numel());
     at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / depth), [&](int64_t b, int64_t e) {
-      kern.fake_quant_per_channel(xp + b * depth, yp + b * depth, e - b, depth, p,
-                                  Rounding::kMulInvScale);
+      kern.fake_quant_per_channel_coded(xp + b * depth, yp + b * depth,
+                                        cp ? cp + b * depth : nullptr, e - b, depth, r.get(T{}),
+                                        Rounding::kMulInvScale, lo, hi);
     });
   });
-  return y.to(inputs.scalar_type());
+  return {y.to(inputs.scalar_type()), code};
+}
+
+at::Tensor fq_per_channel(const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max,
+                          int64_t num_bits, bool narrow_range) {
+  return std::get<0>(per_channel_forward(inputs, min, max, num_bits, narrow_range, false));
+}
+
+std::tuple<at::Tensor, at::Tensor> fq_per_channel_coded(const at::Tensor& inputs,
+                                                        const at::Tensor& min,
+                                                        const at::Tensor& max, int64_t num_bits,
+                                                        bool narrow_range) {
+  return per_channel_forward(inputs, min, max, num_bits, narrow_range, true);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_per_channel_gradient(
@@ -267,36 +288,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_per_channel_gradient(
   });
   return {dx.to(inputs.scalar_type()), sums.first.to(min.scalar_type()).view(min.sizes()),
           sums.second.to(max.scalar_type()).view(max.sizes())};
-}
-
-std::tuple<at::Tensor, at::Tensor> fq_per_channel_coded(const at::Tensor& inputs,
-                                                        const at::Tensor& min,
-                                                        const at::Tensor& max, int64_t num_bits,
-                                                        bool narrow_range) {
-  check_floating(inputs, "inputs");
-  const ChannelRanges r = channel_ranges(inputs, min, max, num_bits, narrow_range);
-  const int64_t depth = inputs.size(-1);
-  const auto ct = compute_type(inputs.scalar_type());
-  const at::Tensor xc = to_compute(inputs, ct);
-  at::Tensor y = at::empty(xc.sizes(), xc.options());
-  at::Tensor code = at::empty(xc.sizes(), xc.options().dtype(at::kByte));
-  if (depth == 0 || xc.numel() == 0) return {y.to(inputs.scalar_type()), code};
-  const int64_t rows = xc.numel() / depth;
-  with_compute_type(ct, [&](auto tag) {
-    using T = decltype(tag);
-    const auto window = r.windows<T>();
-    const T* lo = window.first.data();
-    const T* hi = window.second.data();
-    const T* xp = xc.data_ptr<T>();
-    T* yp = y.data_ptr<T>();
-    uint8_t* cp = code.data_ptr<uint8_t>();
-    const Kernels<T> kern(xc.numel());
-    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / depth), [&](int64_t b, int64_t e) {
-      kern.fake_quant_per_channel_coded(xp + b * depth, yp + b * depth, cp + b * depth, e - b,
-                                        depth, r.get(T{}), Rounding::kMulInvScale, lo, hi);
-    });
-  });
-  return {y.to(inputs.scalar_type()), code};
 }
 
 // ---- backward from window codes ----------------------------------------------------------------
