@@ -14,8 +14,13 @@ namespace nn {
 
 // conv blocks, then a classifier:
 //   for each entry c of `blocks`: c > 0: QuantConv2d(prev, c, 3x3, padding 1) -> BatchNorm2d ->
-//   activation; c == 0: 2x2 max pool (placed before the batch norm of the previous conv, as Larq's
-//   binary networks do, so that pooling sees the pre-normalised values);
+//   activation; c == 0: 2x2 max pool, placed before the batch norm of the previous conv when
+//   pool_before_batchnorm (as Larq's binary networks do, so that pooling sees the pre-normalised
+//   values), else after its activation (the usual order, which lets batch norm fold into the conv
+//   for quantization-aware training);
+//   with shortcuts (Bi-Real Net), every quantized conv and its batch norm form a residual block
+//   x + BN(conv(x)), the shortcut being a float 1x1 conv + batch norm where the channel count
+//   changes; pools then act on the block outputs;
 //   then Flatten -> [QuantLinear(features, hidden) -> BatchNorm1d -> activation] -> QuantLinear(.,
 //   num_classes).
 // Every layer takes input_quantizer / kernel_quantizer / kernel_constraint, except the first
@@ -37,7 +42,18 @@ struct NetworkOptions {
   double pad_values = 0.0;
   std::string activation = "relu";  // "relu" or "none" (quantizers that clip act as activations)
   double dropout = 0.0;
+  bool pool_before_batchnorm = true;
+  bool shortcuts = false;
 };
+
+// Bi-Real Net's block: body(x) + shortcut(x), the shortcut being the identity or a projection.
+class ShortcutBlockImpl : public torch::nn::Module {
+ public:
+  ShortcutBlockImpl(torch::nn::Sequential body, torch::nn::Sequential projection);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Sequential body{nullptr}, projection{nullptr};  // projection null: identity
+};
+TORCH_MODULE(ShortcutBlock);
 
 torch::nn::Sequential build_network(const NetworkOptions& options);
 

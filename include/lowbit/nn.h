@@ -99,8 +99,8 @@ struct QuantConv2dOptions {
 class QuantLayer {
  public:
   virtual ~QuantLayer() = default;
-  int64_t input_precision() const;
-  int64_t kernel_precision() const;
+  virtual int64_t input_precision() const;
+  virtual int64_t kernel_precision() const;
   // The kernel as the forward uses it.
   at::Tensor quantized_kernel();
   // Clamps the latent kernel by the kernel constraint (no-op without one); call after a step.
@@ -145,6 +145,14 @@ class QuantConv2dImpl : public torch::nn::Module, public QuantLayer {
   QuantConv2dOptions options;
 };
 TORCH_MODULE(QuantConv2d);
+
+// A module that only fake-quantizes activations (quantization-aware training's observers): the
+// summary counts its state with no layer.
+class ActivationQuantizer {
+ public:
+  virtual ~ActivationQuantizer() = default;
+  virtual int64_t precision() const = 0;
+};
 
 // Larq's model summary: per layer the input precision, output shape, parameters per bit width,
 // memory and MACs per precision; totals and compression. Runs one forward of a zero batch of

@@ -26,6 +26,12 @@ struct Recipe {
   std::string optimizer = "adam";   // adam, or bop (Bop for binary kernels, Adam for the rest)
   double bop_threshold = 1e-8;
   double bop_gamma = 1e-4;
+  // Quantization-aware training (lowbit/qat.h): "none", "pow2" or "affine". The network is built in
+  // float, then prepared (batch norm folded, fake quantization inserted).
+  std::string qat = "none";
+  int64_t quant_delay = 0;
+  int64_t freeze_bn_delay = -1;
+  double ema_decay = 0.999;
 };
 
 // The recipes the command knows, and one by name (std::invalid_argument listing them if unknown).
@@ -61,6 +67,11 @@ struct TrainResult {
 // epoch), OUT/metrics.json and OUT/curves.png at the end. With resume, continues from the
 // checkpoint; the result equals an uninterrupted run with the same seed.
 TrainResult train(const Recipe& recipe, const TrainOptions& options);
+
+// The model of a recipe for images of height x width and `classes` classes: the network, prepared
+// for quantization-aware training when the recipe asks for it.
+torch::nn::Sequential build_model(const Recipe& recipe, int64_t height, int64_t width,
+                                  int64_t classes);
 
 // (test loss, test accuracy) of a model on images and labels, in eval mode.
 std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tensor& images,

@@ -9,6 +9,7 @@
 #include "lowbit/data/idx.h"
 #include "lowbit/network.h"
 #include "lowbit/nn.h"
+#include "lowbit/qat.h"
 #include "lowbit/train.h"
 
 namespace {
@@ -54,6 +55,9 @@ int main(int argc, char** argv) {
   eval->add_option("--checkpoint", checkpoint_dir, "the output directory of a training run")
       ->required();
   eval->add_option("--data", data, "directory with the IDX files")->capture_default_str();
+  bool integer_params = false;
+  eval->add_flag("--integer-parameters", integer_params,
+                 "also print every layer's integer parameters (quantization-aware recipes)");
 
   std::string summary_model, summary_config;
   int64_t height = 28, width = 28, classes = 10;
@@ -95,13 +99,18 @@ int main(int argc, char** argv) {
       const auto [loss, acc] = lowbit::train::evaluate(net, t.test_images, t.test_labels);
       std::printf("{\"model\": \"%s\", \"test_accuracy\": %.6f, \"test_loss\": %.6f}\n",
                   r.name.c_str(), acc, loss);
+      if (integer_params) {
+        if (r.qat == "none") {
+          throw std::invalid_argument("--integer-parameters: recipe '" + r.name +
+                                      "' is not quantization-aware (qat: none)");
+        }
+        std::printf("%s", lowbit::qat::integer_parameters_json(lowbit::qat::integer_parameters(net),
+                                                               lowbit::qat::parse_scheme(r.qat))
+                              .c_str());
+      }
     } else if (*summary) {
       auto r = resolve(summary_model, summary_config);
-      lowbit::nn::NetworkOptions n = r.network;
-      n.height = height;
-      n.width = width;
-      n.num_classes = classes;
-      auto net = lowbit::nn::build_network(n);
+      auto net = lowbit::train::build_model(r, height, width, classes);
       std::printf("Model: %s\n\n%s", r.name.c_str(),
                   lowbit::nn::summary(*net, {1, 1, height, width}).to_string().c_str());
     }

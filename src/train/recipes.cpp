@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "lowbit/nn.h"
+#include "lowbit/qat.h"
 #include "lowbit/train.h"
 
 namespace lowbit {
@@ -33,14 +34,24 @@ Recipe quantized(const std::string& name, const std::string& input, const std::s
   return r;
 }
 
+Recipe float_recipe(const std::string& name) {
+  Recipe r = base(name);
+  r.network.dropout = 0.25;
+  r.network.pool_before_batchnorm = false;  // conv, BN, ReLU, pool: the order QAT folds
+  return r;
+}
+
+Recipe integer(const std::string& name, const std::string& scheme) {
+  Recipe r = float_recipe(name);
+  r.qat = scheme;
+  r.quant_delay = 1000;      // ~2 epochs of float training while the observers settle
+  r.freeze_bn_delay = 6000;  // the last ~2 epochs train exactly what inference computes
+  return r;
+}
+
 const std::map<std::string, std::function<Recipe()>>& registry() {
   static const std::map<std::string, std::function<Recipe()>> recipes = {
-      {"float",
-       [] {
-         Recipe r = base("float");
-         r.network.dropout = 0.25;
-         return r;
-       }},
+      {"float", [] { return float_recipe("float"); }},
       // Larq's binarized network: ste_sign inputs and kernels, latent weights clipped to [-1, 1],
       // +1 padding so that padded inputs stay binary; first and last layers in float.
       {"bnn", [] { return quantized("bnn", "ste_sign", "ste_sign", "weight_clip", 1.0); }},
@@ -63,6 +74,19 @@ const std::map<std::string, std::function<Recipe()>>& registry() {
          r.network.kernel_quantizer = "ste_tern(ternary_weight_networks=true)";
          return r;
        }},
+      // Bi-Real Net: approx_sign inputs, magnitude-aware binary kernels, a real-valued shortcut
+      // around every binary convolution.
+      {"birealnet",
+       [] {
+         Recipe r =
+             quantized("birealnet", "approx_sign", "magnitude_aware_sign", "weight_clip", 1.0);
+         r.network.shortcuts = true;
+         return r;
+       }},
+      // Integer networks: the float recipe trained with batch norm folded and 8-bit fake
+      // quantization, power-of-2 scales (seed 003) or TF's affine scheme (tf.contrib.quantize).
+      {"po2-int8", [] { return integer("po2-int8", "pow2"); }},
+      {"tf-int8", [] { return integer("tf-int8", "affine"); }},
       // DoReFa-Net: 2-bit activations in [0, 1] and 2-bit weights.
       {"dorefa",
        [] {
@@ -171,6 +195,35 @@ void apply_config(Recipe& r, const std::string& path) {
       n.activation = read_value<std::string>(v, key, path);
     } else if (key == "dropout") {
       n.dropout = read_value<double>(v, key, path);
+      if (!(n.dropout >= 0 && n.dropout < 1)) {
+        throw std::invalid_argument(path + ": dropout must be in [0, 1)");
+      }
+    } else if (key == "pool_before_batchnorm") {
+      n.pool_before_batchnorm = read_value<bool>(v, key, path);
+    } else if (key == "shortcuts") {
+      n.shortcuts = read_value<bool>(v, key, path);
+    } else if (key == "qat") {
+      r.qat = read_value<std::string>(v, key, path);
+      if (r.qat != "none") {
+        try {
+          qat::parse_scheme(r.qat);
+        } catch (const std::exception& e) {
+          throw std::invalid_argument(path + ": qat: " + e.what() + " or none");
+        }
+      }
+    } else if (key == "quant_delay") {
+      r.quant_delay = read_value<int64_t>(v, key, path);
+      if (r.quant_delay < 0) throw std::invalid_argument(path + ": quant_delay must be >= 0");
+    } else if (key == "freeze_bn_delay") {
+      r.freeze_bn_delay = read_value<int64_t>(v, key, path);
+      if (r.freeze_bn_delay < -1) {
+        throw std::invalid_argument(path + ": freeze_bn_delay must be >= 0, or -1 for never");
+      }
+    } else if (key == "ema_decay") {
+      r.ema_decay = read_value<double>(v, key, path);
+      if (!(r.ema_decay >= 0 && r.ema_decay < 1)) {
+        throw std::invalid_argument(path + ": ema_decay must be in [0, 1)");
+      }
     } else {
       throw std::invalid_argument(path + ": unknown key '" + key + "'");
     }

@@ -15,6 +15,7 @@
 #include "lowbit/nn.h"
 #include "lowbit/optim.h"
 #include "lowbit/plot.h"
+#include "lowbit/qat.h"
 #include "lowbit/train.h"
 
 namespace lowbit {
@@ -52,6 +53,12 @@ std::string recipe_to_yaml(const Recipe& r) {
   e << YAML::Key << "pad_values" << YAML::Value << r.network.pad_values;
   e << YAML::Key << "activation" << YAML::Value << r.network.activation;
   e << YAML::Key << "dropout" << YAML::Value << r.network.dropout;
+  e << YAML::Key << "pool_before_batchnorm" << YAML::Value << r.network.pool_before_batchnorm;
+  e << YAML::Key << "shortcuts" << YAML::Value << r.network.shortcuts;
+  e << YAML::Key << "qat" << YAML::Value << r.qat;
+  e << YAML::Key << "quant_delay" << YAML::Value << r.quant_delay;
+  e << YAML::Key << "freeze_bn_delay" << YAML::Value << r.freeze_bn_delay;
+  e << YAML::Key << "ema_decay" << YAML::Value << r.ema_decay;
   e << YAML::EndMap;
   return e.c_str();
 }
@@ -153,6 +160,17 @@ std::string json_line(const std::map<std::string, double>& row, const std::strin
 
 }  // namespace
 
+torch::nn::Sequential build_model(const Recipe& r, int64_t height, int64_t width, int64_t classes) {
+  auto net = nn::build_network(network_for(r, height, width, classes));
+  if (r.qat == "none") return net;
+  qat::QatOptions q;
+  q.scheme = qat::parse_scheme(r.qat);
+  q.quant_delay = r.quant_delay;
+  q.freeze_bn_delay = r.freeze_bn_delay;
+  q.ema_decay = r.ema_decay;
+  return qat::prepare(net, q);
+}
+
 void write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
@@ -221,7 +239,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
   const int64_t height = dataset.train.images.rows, width = dataset.train.images.cols;
 
   torch::manual_seed(opts.seed);
-  auto model = nn::build_network(network_for(recipe, height, width, t.num_classes));
+  auto model = build_model(recipe, height, width, t.num_classes);
   Optimizers optimizers = make_optimizers(recipe, model);
   const std::string recipe_text = recipe_to_yaml(recipe);
   const fs::path checkpoint = out / "checkpoint.pt";
@@ -382,6 +400,11 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
                 << ", \"seconds\": " << result.seconds << ", \"seed\": " << opts.seed << "}\n";
   write_file_atomically((out / "metrics.json").string(), final_metrics.str());
   write_plot(out / "curves.png", history);
+  if (recipe.qat != "none") {
+    write_file_atomically((out / "integer-parameters.json").string(),
+                          qat::integer_parameters_json(qat::integer_parameters(model),
+                                                       qat::parse_scheme(recipe.qat)));
+  }
   return result;
 }
 
@@ -410,7 +433,7 @@ torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out)
   width = v.toInt();
   archive.read("num_classes", v);
   classes = v.toInt();
-  auto model = nn::build_network(network_for(r, height, width, classes));
+  auto model = build_model(r, height, width, classes);
   torch::serialize::InputArchive m;
   archive.read("model", m);
   model->load(m);

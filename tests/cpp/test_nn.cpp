@@ -352,3 +352,46 @@ TEST(Network, FirstAndLastLayersKeepFullPrecisionUnlessAsked) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Network, UsualPoolOrderAndBiRealShortcuts) {
+  lowbit::nn::NetworkOptions o;
+  o.height = o.width = 8;
+  o.blocks = {4, 0, 8, 8};
+  o.hidden = 0;
+  o.pool_before_batchnorm = false;
+  auto plain = lowbit::nn::build_network(o);
+  // conv, BN, ReLU, pool: the batch norm follows its conv directly.
+  EXPECT_EQ(plain[1]->name(), "torch::nn::BatchNorm2dImpl");
+  EXPECT_EQ(plain[2]->name(), "torch::nn::ReLUImpl");
+  EXPECT_EQ(plain[3]->name(), "torch::nn::MaxPool2dImpl");
+
+  o.shortcuts = true;
+  o.activation = "none";
+  o.input_quantizer = "approx_sign";
+  o.kernel_quantizer = "magnitude_aware_sign";
+  auto net = lowbit::nn::build_network(o);
+  // float conv + BN, pool, a block widening 4 -> 8 (projection), a block 8 -> 8 (identity).
+  ASSERT_EQ(net[3]->name(), "lowbit::nn::ShortcutBlockImpl");
+  ASSERT_EQ(net[4]->name(), "lowbit::nn::ShortcutBlockImpl");
+  auto widen = net[3]->as<lowbit::nn::ShortcutBlockImpl>();
+  auto same = net[4]->as<lowbit::nn::ShortcutBlockImpl>();
+  EXPECT_FALSE(widen->projection.is_empty());
+  EXPECT_TRUE(same->projection.is_empty());
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 8, 4, 4});
+  EXPECT_TRUE(torch::allclose(same->forward(x), same->body->forward(x) + x));
+  const auto x4 = torch::randn({2, 4, 4, 4});
+  EXPECT_TRUE(torch::allclose(widen->forward(x4),
+                              widen->body->forward(x4) + widen->projection->forward(x4)));
+  const auto layers = lowbit::nn::quant_layers(*net);
+  // first conv, widening body, its projection (float), identity body, classifier
+  ASSERT_EQ(layers.size(), 5u);
+  EXPECT_EQ(layers[1].second->kernel_precision(), 1);
+  EXPECT_EQ(layers[2].second->kernel_precision(), 32);
+  EXPECT_EQ(net->forward(torch::randn({2, 1, 8, 8})).sizes(), torch::IntArrayRef({2, 10}));
+}
+
+}  // namespace

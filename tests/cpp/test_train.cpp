@@ -160,11 +160,38 @@ TEST_F(TrainTest, EvaluateASavedRun) {
             result.test_accuracy);
 }
 
+TEST_F(TrainTest, QuantizationAwareRecipesResumeExactlyAndWriteIntegerParameters) {
+  for (const std::string name : {"po2-int8", "tf-int8"}) {
+    auto r = small(name);
+    r.schedule = "constant";
+    r.quant_delay = 8;       // 6 steps an epoch: quantization starts in epoch 2,
+    r.freeze_bn_delay = 14;  // batch norm freezes in epoch 3
+    lowbit::train::train(r, options(name + "-straight", 3));
+    lowbit::train::train(r, options(name + "-split", 2));
+    auto resumed = options(name + "-split", 3);
+    resumed.resume = true;
+    lowbit::train::train(r, resumed);
+    auto a = lowbit::train::load_model((root_ / (name + "-straight")).string());
+    auto b = lowbit::train::load_model((root_ / (name + "-split")).string());
+    const auto ba = a->named_buffers(), bb = b->named_buffers();
+    ASSERT_EQ(ba.size(), bb.size());
+    for (const auto& p : a->named_parameters()) {
+      EXPECT_TRUE(torch::equal(p.value(), b->named_parameters()[p.key()])) << name << p.key();
+    }
+    for (const auto& p : ba) EXPECT_TRUE(torch::equal(p.value(), bb[p.key()])) << name << p.key();
+    EXPECT_EQ(ba["1.step"].item<int64_t>(), 18);  // 3 epochs of 6 steps
+    const auto json = lines(root_ / (name + "-straight") / "integer-parameters.json");
+    ASSERT_GE(json.size(), 5u);
+    EXPECT_NE(json[0].find(name == "po2-int8" ? "pow2" : "affine"), std::string::npos);
+    EXPECT_NE(json[1].find("\"conv2d\""), std::string::npos) << json[1];
+  }
+}
+
 TEST(Recipes, EveryRecipeBuildsAndRuns) {
   for (const auto& name : lowbit::train::recipe_names()) {
     auto r = lowbit::train::recipe(name);
     EXPECT_EQ(r.name, name);
-    auto model = lowbit::nn::build_network(r.network);
+    auto model = lowbit::train::build_model(r, 28, 28, 10);
     EXPECT_EQ(model->forward(torch::randn({2, 1, 28, 28})).sizes(), torch::IntArrayRef({2, 10}))
         << name;
   }
@@ -197,6 +224,10 @@ TEST(Recipes, ConfigFilesOverrideAndReportBadKeys) {
   expect_error("learning_rate: fast\n", "learning_rate");
   expect_error("input_quantizer: sgn\n", "input_quantizer");
   expect_error("[1, 2]\n", "mapping");
+  expect_error("qat: int4\n", "qat");
+  expect_error("quant_delay: -3\n", "quant_delay");
+  expect_error("ema_decay: 1.5\n", "ema_decay");
+  expect_error("dropout: 1\n", "dropout");
   fs::remove_all(dir);
 }
 

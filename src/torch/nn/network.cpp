@@ -8,6 +8,16 @@
 namespace lowbit {
 namespace nn {
 
+ShortcutBlockImpl::ShortcutBlockImpl(torch::nn::Sequential body_in,
+                                     torch::nn::Sequential projection_in)
+    : body(register_module("body", std::move(body_in))) {
+  if (projection_in) projection = register_module("projection", std::move(projection_in));
+}
+
+at::Tensor ShortcutBlockImpl::forward(const at::Tensor& x) {
+  return body->forward(x) + (projection ? projection->forward(x) : x);
+}
+
 torch::nn::Sequential build_network(const NetworkOptions& o) {
   TORCH_CHECK_VALUE(o.in_channels > 0 && o.height > 0 && o.width > 0,
                     "build_network: in_channels, height and width must be positive");
@@ -34,6 +44,7 @@ torch::nn::Sequential build_network(const NetworkOptions& o) {
     if (c == 0) {
       TORCH_CHECK_VALUE(h >= 2 && w >= 2, "build_network: too many pools for a ", o.height, "x",
                         o.width, " image");
+      if (!o.pool_before_batchnorm) flush();
       net->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)));
       h /= 2;
       w /= 2;
@@ -43,15 +54,27 @@ torch::nn::Sequential build_network(const NetworkOptions& o) {
     TORCH_CHECK_VALUE(c > 0, "build_network: block channels must be positive or 0 (pool)");
     flush();
     const bool quantized = !first || o.quantize_first_convolution;
-    net->push_back(QuantConv2d(QuantConv2dOptions(channels, c, 3)
-                                   .padding(1)
-                                   .bias(false)
-                                   .input_quantizer(quantized ? o.input_quantizer : "none")
-                                   .kernel_quantizer(quantized ? o.kernel_quantizer : "none")
-                                   .kernel_constraint(quantized ? o.kernel_constraint : "none")
-                                   .pad_values(quantized ? o.pad_values : 0.0)));
+    QuantConv2d conv(QuantConv2dOptions(channels, c, 3)
+                         .padding(1)
+                         .bias(false)
+                         .input_quantizer(quantized ? o.input_quantizer : "none")
+                         .kernel_quantizer(quantized ? o.kernel_quantizer : "none")
+                         .kernel_constraint(quantized ? o.kernel_constraint : "none")
+                         .pad_values(quantized ? o.pad_values : 0.0));
     first = false;
-    pending = c;
+    if (o.shortcuts && quantized) {
+      torch::nn::Sequential body(conv, torch::nn::BatchNorm2d(c));
+      torch::nn::Sequential projection{nullptr};
+      if (channels != c) {  // Bi-Real Net's real-valued projection where the width changes
+        projection = torch::nn::Sequential(
+            QuantConv2d(QuantConv2dOptions(channels, c, 1).bias(false)), torch::nn::BatchNorm2d(c));
+      }
+      net->push_back(ShortcutBlock(body, projection));
+      activate(net);
+    } else {
+      net->push_back(conv);
+      pending = c;
+    }
     channels = c;
   }
   flush();

@@ -96,7 +96,7 @@ ModelSummary summary(torch::nn::Module& model, const std::vector<int64_t>& input
       const int64_t mac_bits = std::max(layer->input_precision(), layer->kernel_precision());
       if (layer->macs_per_sample() > 0) row.macs_by_bits[mac_bits] += layer->macs_per_sample();
     } else {
-      if (dynamic_cast<QuantizerImpl*>(&m)) continue;
+      if (dynamic_cast<QuantizerImpl*>(&m) || dynamic_cast<ActivationQuantizer*>(&m)) continue;
       const auto params = m.named_parameters(/*recurse=*/false);
       for (const auto& b : m.named_buffers(/*recurse=*/false)) {
         // Running statistics are parameters that do not train; step counters are not parameters.
