@@ -234,6 +234,20 @@ TEST(Prepare, FoldsEveryBatchNormAndQuantizesAfterEachActivation) {
   EXPECT_TRUE(torch::allclose(y, y_ref, 1e-4, 1e-5)) << (y - y_ref).abs().max();
 }
 
+TEST(Prepare, TakesTorchsOwnLayersToo) {
+  torch::manual_seed(6);
+  torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3).padding(1)),
+                            torch::nn::BatchNorm2d(4), torch::nn::ReLU(), torch::nn::Flatten(),
+                            torch::nn::Linear(4 * 6 * 6, 3));
+  auto q = lowbit::qat::prepare(net, options(Scheme::kAffine, /*quant_delay=*/1000000));
+  const auto x = torch::randn({4, 1, 6, 6});
+  EXPECT_TRUE(torch::allclose(q->forward(x), net->forward(x), 1e-4, 1e-5));
+  EXPECT_EQ(lowbit::qat::integer_parameters(q).size(), 2u);
+  torch::nn::Sequential same(
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3).padding(torch::kSame)));
+  EXPECT_THROW(lowbit::qat::prepare(same, options(Scheme::kPow2)), std::invalid_argument);
+}
+
 TEST(Prepare, ReportsWhatItCannotFold) {
   auto larq = float_network();
   larq.pool_before_batchnorm = true;  // conv, pool, BN

@@ -3,6 +3,7 @@
 #include "lowbit/qat.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <iomanip>
@@ -17,6 +18,13 @@ namespace qat {
 namespace {
 
 namespace F = torch::nn::functional;
+
+// Conv2d's padding options are c10::variant in LibTorch 1.x and std::variant from 2.1 on.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+using std::get_if;
+#else
+using c10::get_if;
+#endif
 
 TensorQuantization pow2_quantization(double lo, double hi, int64_t bits,
                                      c10::optional<int64_t> max_exponent) {
@@ -345,8 +353,8 @@ torch::nn::Sequential prepare(const torch::nn::Sequential& model, const QatOptio
       w = c->weight;
       b = c->bias;
     } else if (auto* c = m->as<torch::nn::Conv2dImpl>()) {
-      const auto* p = c10::get_if<torch::ExpandingArray<2>>(&c->options.padding());
-      if (p == nullptr || !c10::get_if<torch::enumtype::kZeros>(&c->options.padding_mode())) {
+      const auto* p = get_if<torch::ExpandingArray<2>>(&c->options.padding());
+      if (p == nullptr || !get_if<torch::enumtype::kZeros>(&c->options.padding_mode())) {
         throw std::invalid_argument(where + ": only explicit zero padding is supported");
       }
       g.stride = pair(c->options.stride());
