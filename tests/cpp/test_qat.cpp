@@ -152,6 +152,36 @@ TEST(FoldedLayer, BatchStatisticsWithQuantizedWeightsMatchBatchNormOfThatConvolu
   EXPECT_LE((y - y_ref).abs().max().item<double>(), step / 2 + 1e-5);
 }
 
+TEST(FoldedLayer, QuantizedTrainingHasBatchNormsGradientThroughStraightThroughWeights) {
+  // Reference: batch norm (torch's) of conv(x, w_ste) / s, w_ste = w_fold + (q(w_fold) - w_fold)
+  // detached, so the gradient reaches w, gamma and beta as the straight-through estimator says.
+  torch::manual_seed(7);
+  ConvBn ref;
+  ref.conv->bias.reset();
+  auto f = ref.folded(options(Scheme::kPow2));
+  const auto x = torch::randn({6, 3, 5, 5});
+  const auto r = torch::randn({6, 4, 5, 5});
+  const auto y = f->forward(x);
+  (y * r).sum().backward();
+  auto w = ref.conv->weight.detach().clone().requires_grad_(true);
+  auto gamma = ref.bn->weight.detach().clone().requires_grad_(true);
+  auto beta = ref.bn->bias.detach().clone().requires_grad_(true);
+  const auto var = ref.bn->running_var.clone(), mean = ref.bn->running_mean.clone();
+  const auto scale = gamma / (var + 1e-5).sqrt();
+  const auto w_fold = w * scale.view({-1, 1, 1, 1});
+  const auto w_ste = w_fold + (pow2_fq(w_fold, 8, 3) - w_fold).detach();
+  const auto raw =
+      F::conv2d(x, w_ste, F::Conv2dFuncOptions().padding(1)) / scale.view({1, -1, 1, 1});
+  const auto y_ref = F::batch_norm(
+      raw, mean, var, F::BatchNormFuncOptions().weight(gamma).bias(beta).training(true));
+  (y_ref * r).sum().backward();
+  EXPECT_LE((y - y_ref).abs().max().item<double>(), 1e-3);  // the 16-bit bias: tiny steps
+  EXPECT_TRUE(torch::allclose(f->weight.grad(), w.grad(), 1e-3, 1e-4));
+  EXPECT_TRUE(torch::allclose(f->gamma.grad(), gamma.grad(), 1e-3, 1e-4));
+  EXPECT_TRUE(torch::allclose(f->beta.grad(), beta.grad(), 1e-4, 1e-5));
+  EXPECT_GT(f->weight.grad().abs().sum().item<double>(), 0);
+}
+
 TEST(ActivationQuant, MovingAverageOfBatchRangesAndQuantDelay) {
   auto o = options(Scheme::kPow2, /*quant_delay=*/2);
   o.ema_decay = 0.9;

@@ -133,9 +133,9 @@ at::Tensor ActivationQuantImpl::forward(const at::Tensor& x) {
   if (is_training()) {
     if (x.numel() > 0) {
       torch::NoGradGuard no_grad;
-      const auto d = x.detach();
-      const auto batch_min = d.min().clamp_max(0).to(torch::kFloat);
-      const auto batch_max = d.max().clamp_min(0).to(torch::kFloat);
+      const auto [lo, hi] = torch::aminmax(x.detach());
+      const auto batch_min = lo.clamp_max(0).to(torch::kFloat);
+      const auto batch_max = hi.clamp_min(0).to(torch::kFloat);
       if (!initialized()) {
         min.copy_(batch_min);
         max.copy_(batch_max);
@@ -245,30 +245,33 @@ at::Tensor FoldedLayerImpl::forward(const at::Tensor& x) {
                       "FoldedLayer: a linear layer with batch norm takes [batch, features] inputs");
     at::Tensor folded_bias;
     if (batch_statistics) {
-      // The layer's own output from the quantized folded one, for the batch statistics; a channel
-      // whose gamma is 0 has a zero weight and takes beta alone.
+      // Batch norm of the layer's own output y / s (+ bias), by torch's fused kernel: its value is
+      // y * sqrt(moving var + eps) / sqrt(batch var + eps) + b with the batch statistics' folded
+      // bias b, and it updates the moving statistics. The bias's quantization error is then added
+      // as a constant, so the output takes q(b) and the gradient is batch norm's. A channel whose
+      // gamma is 0 has a zero weight and outputs beta.
       const auto safe = torch::where(scale == 0, torch::ones_like(scale), scale);
       at::Tensor raw = y / as_output(safe, y.dim());
       if (bias.defined()) raw = raw + as_output(bias, y.dim());
-      std::vector<int64_t> dims = {0};
-      for (int64_t d = 2; d < y.dim(); ++d) dims.push_back(d);
-      const auto mean = raw.mean(dims);
-      const auto var = (raw - as_output(mean, raw.dim())).square().mean(dims);
-      {
-        torch::NoGradGuard no_grad;
-        const double n = static_cast<double>(raw.numel() / std::max<int64_t>(raw.size(1), 1));
-        running_mean.mul_(1 - momentum).add_(mean.detach() * momentum);
-        running_var.mul_(1 - momentum).add_(var.detach() * (n > 1 ? n / (n - 1) : 1.0) * momentum);
+      const auto [normed, batch_mean, batch_invstd] = at::native_batch_norm(
+          raw, gamma, beta, running_mean, running_var, /*training=*/true, momentum, eps);
+      y = normed;
+      if (quantize && options.scheme == Scheme::kPow2) {
+        at::Tensor error;
+        {
+          torch::NoGradGuard no_grad;
+          const auto b =
+              beta + ((bias.defined() ? bias : torch::zeros_like(batch_mean)) - batch_mean) *
+                         gamma * batch_invstd;
+          error = quantize_bias(b, true) - b;
+        }
+        y = y + as_output(error, y.dim());
       }
-      const auto batch_std = (var + eps).sqrt();
-      y = y * as_output(moving_std.detach() / batch_std, y.dim());
-      folded_bias =
-          beta + ((bias.defined() ? bias : torch::zeros_like(mean)) - mean) * gamma / batch_std;
     } else {
       folded_bias =
           beta + ((bias.defined() ? bias : torch::zeros_like(running_mean)) - running_mean) * scale;
+      y = y + as_output(quantize_bias(folded_bias, quantize), y.dim());
     }
-    y = y + as_output(quantize_bias(folded_bias, quantize), y.dim());
   }
   if (training) step.add_(1);
   last_input_sizes = x.sizes().vec();
