@@ -392,6 +392,15 @@ TEST(Network, UsualPoolOrderAndBiRealShortcuts) {
   EXPECT_EQ(layers[1].second->kernel_precision(), 1);
   EXPECT_EQ(layers[2].second->kernel_precision(), 32);
   EXPECT_EQ(net->forward(torch::randn({2, 1, 8, 8})).sizes(), torch::IntArrayRef({2, 10}));
+  // The summary sees the shapes inside the blocks too.
+  bool seen = false;
+  for (const auto& row : lowbit::nn::summary(*net, {1, 1, 8, 8}).rows) {
+    if (row.name == "3.body.1") {
+      seen = true;
+      EXPECT_EQ(row.output_shape, (std::vector<int64_t>{1, 8, 4, 4}));
+    }
+  }
+  EXPECT_TRUE(seen);
 }
 
 }  // namespace

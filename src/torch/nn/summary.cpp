@@ -2,11 +2,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
 #include <iomanip>
 #include <set>
 #include <sstream>
 #include <unordered_map>
 
+#include "lowbit/network.h"
 #include "lowbit/nn.h"
 
 namespace lowbit {
@@ -61,12 +63,24 @@ ModelSummary summary(torch::nn::Module& model, const std::vector<int64_t>& input
     torch::NoGradGuard no_grad;
     const bool was_training = model.is_training();
     model.eval();
-    at::Tensor x = torch::zeros(input_shape);
+    // Sequentials, and the body and projection of shortcut blocks, are walked inside too.
+    std::function<at::Tensor(torch::nn::SequentialImpl&, at::Tensor)> walk =
+        [&](torch::nn::SequentialImpl& seq, at::Tensor x) {
+          for (auto& child : seq) {
+            if (auto* block = child.ptr()->as<ShortcutBlockImpl>()) {
+              const at::Tensor body = walk(*block->body, x);
+              x = body + (block->projection ? walk(*block->projection, x) : x);
+            } else if (auto* inner = child.ptr()->as<torch::nn::SequentialImpl>()) {
+              x = walk(*inner, x);
+            } else {
+              x = child.forward(x);
+            }
+            shapes[child.ptr().get()] = x.sizes().vec();
+          }
+          return x;
+        };
     if (auto* seq = dynamic_cast<torch::nn::SequentialImpl*>(&model)) {
-      for (auto& child : *seq) {
-        x = child.forward(x);
-        shapes[child.ptr().get()] = x.sizes().vec();
-      }
+      walk(*seq, torch::zeros(input_shape));
     } else {
       throw std::invalid_argument(
           "summary: the model must be a torch::nn::Sequential (its children may be any module)");
