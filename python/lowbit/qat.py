@@ -1,0 +1,382 @@
+"""Quantization-aware training for integer hardware (docs/qat.md): batch-norm folding and fake
+quantization of weights, activations and biases, power-of-2 (seed 003) or TF affine
+(tf.contrib.quantize), the same modules and numerics as lowbit::qat in C++.
+
+    import lowbit.qat as qat
+    model = qat.prepare(float_sequential, scheme="pow2", quant_delay=1000, freeze_bn_delay=6000)
+    ... train ...
+    model.eval()
+    for layer in qat.integer_parameters(model): print(layer)
+"""
+import copy
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+from . import _ops
+from . import nn as _lnn
+
+__all__ = ["QatOptions", "TensorQuantization", "ActivationQuant", "FoldedLayer", "prepare",
+           "integer_parameters"]
+
+
+@dataclass(frozen=True)
+class QatOptions:
+    """The options of lowbit::qat::QatOptions, with the same names and defaults."""
+
+    scheme: str = "pow2"          # "pow2" or "affine"
+    weight_bits: int = 8
+    activation_bits: int = 8
+    bias_bits: int = 16           # pow2 only; affine keeps a float bias (int32 at conversion)
+    max_exponent: int = 3         # pow2 weights and biases
+    ema_decay: float = 0.999
+    quant_delay: int = 0
+    freeze_bn_delay: int = -1     # -1: never
+    quantize_input: bool = True
+
+    def check(self):
+        if self.scheme not in ("pow2", "affine"):
+            raise ValueError(f"qat: unknown scheme {self.scheme!r} (known: pow2, affine)")
+        names = ["weight_bits", "activation_bits"] + (["bias_bits"] if self.scheme == "pow2" else [])
+        for name in names:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= 16:
+                raise ValueError(f"qat: {name} must be an integer in [2, 16], got {v!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"qat: ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.quant_delay < 0:
+            raise ValueError("qat: quant_delay must be >= 0")
+        if self.freeze_bn_delay < -1:
+            raise ValueError("qat: freeze_bn_delay must be >= 0, or -1 for never")
+        return self
+
+
+@dataclass
+class TensorQuantization:
+    """pow2: value = q * 2^-frac_bits; affine: value = (q - zero_point) * scale; q in [qmin, qmax].
+    bits == 0: not quantized."""
+
+    bits: int = 0
+    frac_bits: int = 0
+    scale: float = 0.0
+    zero_point: int = 0
+    qmin: int = 0
+    qmax: int = 0
+    min: float = 0.0
+    max: float = 0.0
+
+
+def _pow2_quantization(lo, hi, bits, max_exponent):
+    pmin, pmax = _ops.pow2_range(torch.tensor(float(lo)), torch.tensor(float(hi)), bits,
+                                 max_exponent)
+    e = int(round(math.log2(-float(pmin))))  # pow2_min = -2^e exactly
+    f = bits - 1 - e
+    return TensorQuantization(bits, f, math.ldexp(1.0, -f), 0, -(1 << (bits - 1)),
+                              (1 << (bits - 1)) - 1, float(pmin), float(pmax))
+
+
+def _affine_quantization(lo, hi, bits, narrow_range):
+    # TF's nudging (spec section 1) in float32, as the operator does it.
+    f32 = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+    qmin, qmax = (1 if narrow_range else 0), (1 << bits) - 1
+    lo, hi = f32(lo), f32(hi)
+    if float(lo) == 0 and float(hi) == 0:
+        return TensorQuantization(bits, 0, 0.0, qmin, qmin, qmax, 0.0, 0.0)
+    scale = (hi - lo) / f32(qmax - qmin)
+    zp_from_min = f32(qmin) - lo / scale
+    if float(zp_from_min) < qmin:
+        zp = qmin
+    elif float(zp_from_min) > qmax:
+        zp = qmax
+    else:
+        v = float(zp_from_min)
+        zp = int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1)  # half away from zero
+    nmin, nmax = f32(qmin - zp) * scale, f32(qmax - zp) * scale
+    return TensorQuantization(bits, 0, float(scale), zp, qmin, qmax, float(nmin), float(nmax))
+
+
+class ActivationQuant(torch.nn.Module):
+    """Fake quantization of activations with a moving average of the batch min/max (0 included;
+    the first training batch initialises it). Observes in training and quantizes from step
+    ``quant_delay``; in eval quantizes with the stored range once it has seen data."""
+
+    def __init__(self, options=QatOptions()):
+        super().__init__()
+        self.options = options.check()
+        self.register_buffer("min", torch.zeros(()))
+        self.register_buffer("max", torch.zeros(()))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("observed", torch.zeros((), dtype=torch.long))
+
+    @property
+    def precision(self):
+        return self.options.activation_bits
+
+    def forward(self, x):
+        o = self.options
+        if self.training:
+            if x.numel() > 0:
+                with torch.no_grad():
+                    lo, hi = torch.aminmax(x.detach())
+                    lo, hi = lo.clamp(max=0).float(), hi.clamp(min=0).float()
+                    if not self.observed:
+                        self.min.copy_(lo)
+                        self.max.copy_(hi)
+                        self.observed.fill_(1)
+                    else:  # TF's assign_moving_average: v -= (1 - decay) * (v - value)
+                        self.min.sub_((self.min - lo) * (1.0 - o.ema_decay))
+                        self.max.sub_((self.max - hi) * (1.0 - o.ema_decay))
+            s = int(self.step)
+            self.step.add_(1)
+            if s < o.quant_delay or not self.observed:
+                return x
+        elif not self.observed:
+            return x
+        if o.scheme == "pow2":
+            return _ops.fake_quant_pow2(x, self.min, self.max, o.activation_bits)
+        return _ops.fake_quant_with_min_max_vars(x, self.min, self.max, o.activation_bits, False)
+
+    def quantization(self):
+        if not self.observed:
+            return TensorQuantization()
+        lo, hi, b = float(self.min), float(self.max), self.options.activation_bits
+        if self.options.scheme == "pow2":
+            return _pow2_quantization(lo, hi, b, None)
+        return _affine_quantization(lo, hi, b, False)
+
+    def extra_repr(self):
+        return (f"scheme={self.options.scheme}, bits={self.options.activation_bits}, "
+                f"ema_decay={self.options.ema_decay}")
+
+
+def _as_output(v, dim):
+    return v.view([1, -1] + [1] * (dim - 2))
+
+
+def _as_weight(v, dim):
+    return v.view([-1] + [1] * (dim - 1))
+
+
+class FoldedLayer(torch.nn.Module):
+    """A Conv2d or Linear with its batch norm folded in (lowbit::qat::FoldedLayer, docs/qat.md)."""
+
+    def __init__(self, layer, bn=None, options=QatOptions()):
+        super().__init__()
+        self.options = options.check()
+        self.conv = isinstance(layer, torch.nn.Conv2d)
+        if self.conv:
+            padding = (0, 0) if layer.padding == "valid" else layer.padding
+            if isinstance(padding, str) or layer.padding_mode != "zeros":
+                raise ValueError("FoldedLayer: only explicit zero padding is supported")
+            self.stride, self.padding = layer.stride, padding
+            self.dilation, self.groups = layer.dilation, layer.groups
+        self.weight = torch.nn.Parameter(layer.weight.detach().clone())
+        self.bias = (torch.nn.Parameter(layer.bias.detach().clone())
+                     if layer.bias is not None else None)
+        if bn is not None:
+            if not bn.affine or not bn.track_running_stats:
+                raise ValueError("FoldedLayer: the batch norm must be affine and track running "
+                                 "statistics to be folded")
+            self.gamma = torch.nn.Parameter(bn.weight.detach().clone())
+            self.beta = torch.nn.Parameter(bn.bias.detach().clone())
+            self.register_buffer("running_mean", bn.running_mean.detach().clone())
+            self.register_buffer("running_var", bn.running_var.detach().clone())
+            self.eps = bn.eps
+            self.momentum = bn.momentum if bn.momentum is not None else 0.1
+        else:
+            self.gamma = self.beta = None
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    # QuantLayer-like attributes, for lowbit.nn.summary
+    @property
+    def input_precision(self):
+        return self.options.activation_bits
+
+    @property
+    def kernel_precision(self):
+        return self.options.weight_bits
+
+    def _apply_op(self, x, w):
+        if self.conv:
+            return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
+        return F.linear(x, w)
+
+    def _quantize_weight(self, w, quantize):
+        if not quantize:
+            return w
+        o = self.options
+        lo, hi = w.min().detach(), w.max().detach()
+        if o.scheme == "pow2":
+            return _ops.fake_quant_pow2(w, lo, hi, o.weight_bits, o.max_exponent)
+        return _ops.fake_quant_with_min_max_vars(w, lo.clamp(max=0), hi.clamp(min=0),
+                                                 o.weight_bits, True)
+
+    def _quantize_bias(self, b, quantize):
+        o = self.options
+        if not quantize or o.scheme != "pow2" or b is None or b.numel() == 0:
+            return b
+        return _ops.fake_quant_pow2(b, b.min().detach(), b.max().detach(), o.bias_bits,
+                                    o.max_exponent)
+
+    def forward(self, x):
+        o = self.options
+        s = int(self.step)
+        quantize = not self.training or s >= o.quant_delay
+        if self.gamma is None:
+            y = self._apply_op(x, self._quantize_weight(self.weight, quantize))
+            if self.bias is not None:
+                y = y + _as_output(self._quantize_bias(self.bias, quantize), y.dim())
+        else:
+            batch_statistics = self.training and not (0 <= o.freeze_bn_delay <= s)
+            moving_std = (self.running_var + self.eps).sqrt()
+            scale = self.gamma / moving_std
+            y = self._apply_op(x, self._quantize_weight(
+                self.weight * _as_weight(scale, self.weight.dim()), quantize))
+            if not self.conv and y.dim() != 2:
+                raise ValueError("FoldedLayer: a linear layer with batch norm takes "
+                                 "[batch, features] inputs")
+            bias = self.bias if self.bias is not None else torch.zeros_like(self.running_mean)
+            if batch_statistics:
+                safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+                raw = y / _as_output(safe, y.dim()) + _as_output(bias, y.dim())
+                y, mean, invstd = torch.native_batch_norm(
+                    raw, self.gamma, self.beta, self.running_mean, self.running_var, True,
+                    self.momentum, self.eps)
+                if quantize and o.scheme == "pow2":
+                    with torch.no_grad():
+                        b = self.beta + (bias - mean) * self.gamma * invstd
+                        error = self._quantize_bias(b, True) - b
+                    y = y + _as_output(error, y.dim())
+            else:
+                b = self.beta + (bias - self.running_mean) * scale
+                y = y + _as_output(self._quantize_bias(b, quantize), y.dim())
+        if self.training:
+            self.step.add_(1)
+        return y
+
+    @torch.no_grad()
+    def folded_parameters(self):
+        """(weight, bias) of eval mode, before fake quantization."""
+        if self.gamma is None:
+            return self.weight.detach().clone(), (
+                None if self.bias is None else self.bias.detach().clone())
+        scale = self.gamma / (self.running_var + self.eps).sqrt()
+        bias = self.bias if self.bias is not None else torch.zeros_like(self.running_mean)
+        return (self.weight * _as_weight(scale, self.weight.dim()),
+                self.beta + (bias - self.running_mean) * scale)
+
+    @torch.no_grad()
+    def quantized_folded_parameters(self):
+        w, b = self.folded_parameters()
+        return self._quantize_weight(w, True), self._quantize_bias(b, True)
+
+    def weight_quantization(self):
+        w, _ = self.folded_parameters()
+        lo, hi, o = float(w.min()), float(w.max()), self.options
+        if o.scheme == "pow2":
+            return _pow2_quantization(lo, hi, o.weight_bits, o.max_exponent)
+        return _affine_quantization(min(lo, 0.0), max(hi, 0.0), o.weight_bits, True)
+
+    def bias_quantization(self):
+        _, b = self.folded_parameters()
+        o = self.options
+        if b is None or b.numel() == 0 or o.scheme != "pow2":
+            return TensorQuantization()
+        return _pow2_quantization(float(b.min()), float(b.max()), o.bias_bits, o.max_exponent)
+
+    def extra_repr(self):
+        return (f"{'conv2d' if self.conv else 'linear'}, batchnorm={self.gamma is not None}, "
+                f"scheme={self.options.scheme}, weight_bits={self.options.weight_bits}")
+
+
+def _float_layer(m, where):
+    if isinstance(m, _lnn.QuantLayer):
+        if m.input_quantizer is not None or m.kernel_quantizer is not None:
+            raise ValueError(f"{where}: has quantizers; prepare takes a float network")
+        if isinstance(m, _lnn.QuantConv2d) and m.pad_values != 0 and any(m.explicit_padding()):
+            raise ValueError(f"{where}: pad_values must be 0")
+    return isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+
+
+def prepare(model, options=None, **kwargs):
+    """A new ``nn.Sequential`` prepared for quantization-aware training (see lowbit::qat::prepare):
+    Conv2d/Linear + following BatchNorm fold into a FoldedLayer, an ActivationQuant follows each
+    (after its ReLU), one quantizes the input; ReLU, MaxPool2d, Flatten, Dropout pass through.
+    ``options`` is a QatOptions, or give its fields as keyword arguments."""
+    if not isinstance(model, torch.nn.Sequential):
+        raise TypeError("qat.prepare: the model must be a torch.nn.Sequential")
+    o = replace(options or QatOptions(), **kwargs).check()
+    mods = list(model)
+    out = [ActivationQuant(o)] if o.quantize_input else []
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        where = f"qat.prepare: module {i} ({type(m).__name__})"
+        if _float_layer(m, where):
+            conv = isinstance(m, torch.nn.Conv2d)
+            bn = None
+            if i + 1 < len(mods) and isinstance(mods[i + 1], (torch.nn.BatchNorm1d,
+                                                               torch.nn.BatchNorm2d)):
+                bn = mods[i + 1]
+                if conv != isinstance(bn, torch.nn.BatchNorm2d):
+                    raise ValueError(f"{where}: {type(bn).__name__} does not fit this layer")
+                i += 1
+            try:
+                out.append(FoldedLayer(m, bn, o))
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            if i + 1 < len(mods) and isinstance(mods[i + 1], torch.nn.ReLU):
+                out.append(torch.nn.ReLU())
+                i += 1
+            out.append(ActivationQuant(o))
+        elif isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            raise ValueError(f"{where}: a batch norm that does not follow a Conv2d or Linear "
+                             "cannot be folded")
+        elif isinstance(m, (torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.Flatten,
+                            torch.nn.Dropout)):
+            out.append(copy.deepcopy(m))
+        else:
+            raise ValueError(f"{where}: not supported by quantization-aware training (known: "
+                             "Conv2d, Linear, BatchNorm after them, ReLU, MaxPool2d, Flatten, "
+                             "Dropout)")
+        i += 1
+    return torch.nn.Sequential(*out)
+
+
+@dataclass
+class LayerIntegerParameters:
+    name: str
+    type: str
+    relu: bool = False
+    input: TensorQuantization = field(default_factory=TensorQuantization)
+    weight: TensorQuantization = field(default_factory=TensorQuantization)
+    bias: TensorQuantization = field(default_factory=TensorQuantization)
+    output: TensorQuantization = field(default_factory=TensorQuantization)
+
+
+def integer_parameters(prepared):
+    """Per folded layer of a prepared network: the quantization of its input, weight, bias and
+    output, for an integer engine (see lowbit::qat::integer_parameters)."""
+    layers, current, waiting = [], TensorQuantization(), None
+    for i, m in enumerate(prepared):
+        if isinstance(m, ActivationQuant):
+            current = m.quantization()
+            if waiting is not None:
+                waiting.output = current
+            waiting = None
+        elif isinstance(m, FoldedLayer):
+            p = LayerIntegerParameters(str(i), "conv2d" if m.conv else "linear", False, current,
+                                       m.weight_quantization(), m.bias_quantization())
+            if m.options.scheme == "affine" and m.folded_parameters()[1] is not None \
+                    and p.input.bits > 0:
+                s = p.input.scale * p.weight.scale  # TF's conversion: int32 at the accumulator
+                p.bias = TensorQuantization(32, 0, s, 0, -(1 << 31), (1 << 31) - 1,
+                                            -(1 << 31) * s, ((1 << 31) - 1) * s)
+            current = TensorQuantization()
+            layers.append(p)
+            waiting = p
+        elif isinstance(m, torch.nn.ReLU) and waiting is not None:
+            waiting.relu = True
+    return layers
