@@ -702,6 +702,8 @@ def _summary_macs(module, shape):
             return 0
         kh, kw = module.kernel_size
         return outputs * (module.in_channels // module.groups) * kh * kw
+    if getattr(module, "summary_as_quant_layer", False):  # lowbit.qat.FoldedLayer
+        return outputs * (module.weight.numel() // module.weight.shape[0])
     return 0
 
 
@@ -851,7 +853,10 @@ def summary(model, input_shape, print_fn=print):
       (``num_batches_tracked``) are not counted; a plain ``nn.Linear`` / ``nn.Conv2d`` has its MACs
       at 32 bits; ``input_precision`` is None (printed ``-``).
 
-    :class:`Quantizer` modules are never rows themselves.
+    - ``lowbit.qat``'s folded layers count as quantized layers (weight at their weight bits, the
+      batch-norm parameters at 32 bits, moving statistics not counted, as in C++).
+
+    :class:`Quantizer` modules and ``lowbit.qat``'s activation quantizers are never rows themselves.
     """
     shape = _summary_input_shape(input_shape)
     if not isinstance(model, _nn.Module):
@@ -885,7 +890,7 @@ def summary(model, input_shape, print_fn=print):
             continue
         out_shape = shapes.get(m)
         params, macs, non_trainable = {}, {}, 0
-        if isinstance(m, QuantLayer):
+        if isinstance(m, QuantLayer) or getattr(m, "summary_as_quant_layer", False):
             covered.update(id(sub) for sub in m.modules() if sub is not m)
             input_precision = int(m.input_precision)
             kernel_bits = int(m.kernel_precision)
@@ -897,7 +902,7 @@ def summary(model, input_shape, print_fn=print):
             if n > 0:
                 macs[max(input_precision, kernel_bits)] = n
         else:
-            if isinstance(m, Quantizer):
+            if isinstance(m, Quantizer) or getattr(m, "summary_skip", False):
                 continue
             own_params = list(m.parameters(recurse=False))
             float_buffers = [b for b in m.buffers(recurse=False) if b.is_floating_point()]

@@ -102,6 +102,8 @@ class ActivationQuant(torch.nn.Module):
     the first training batch initialises it). Observes in training and quantizes from step
     ``quant_delay``; in eval quantizes with the stored range once it has seen data."""
 
+    summary_skip = True  # lowbit.nn.summary: an observer, not a layer
+
     def __init__(self, options=QatOptions()):
         super().__init__()
         self.options = options.check()
@@ -161,6 +163,8 @@ def _as_weight(v, dim):
 
 class FoldedLayer(torch.nn.Module):
     """A Conv2d or Linear with its batch norm folded in (lowbit::qat::FoldedLayer, docs/qat.md)."""
+
+    summary_as_quant_layer = True  # lowbit.nn.summary: weight at weight_bits, MACs at 8 bits
 
     def __init__(self, layer, bn=None, options=QatOptions()):
         super().__init__()

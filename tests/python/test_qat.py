@@ -203,3 +203,15 @@ def test_integer_parameters_worked_values_of_the_spec():
     assert float(wq[0, 0]) == pytest.approx(round(0.3 * 256) / 256)
     assert float(bq[0]) == 5.0
     assert math.isclose(w.scale, 2 ** -8)
+
+
+def test_summary_counts_folded_weights_at_their_bits():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    s = qnn.summary(qat.prepare(net), (1, 1, 6, 6), print_fn=None)
+    assert [r.type for r in s.rows] == ["FoldedLayer", "FoldedLayer"]
+    # conv: 36 weights at 8 bits; bias, gamma, beta at 32; 4 * 36 outputs of 9 MACs each
+    assert s.rows[0].params_by_bits == {8: 36, 32: 12}
+    assert s.rows[0].macs_by_bits == {8: 4 * 36 * 9}
+    assert s.rows[1].params_by_bits == {8: 432, 32: 3}
+    assert s.total_macs == 4 * 36 * 9 + 432
