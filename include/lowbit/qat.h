@@ -111,6 +111,8 @@ class FoldedLayerImpl : public torch::nn::Module, public nn::QuantLayer {
   at::Tensor apply(const at::Tensor& x, const at::Tensor& w) const;
   at::Tensor quantize_weight(const at::Tensor& w, bool quantize) const;
   at::Tensor quantize_bias(const at::Tensor& b, bool quantize) const;
+  // beta + (bias - mean) * factor: the folded bias for a mean and gamma / std.
+  at::Tensor folded_bias(const at::Tensor& mean, const at::Tensor& factor) const;
 };
 TORCH_MODULE(FoldedLayer);
 

@@ -241,8 +241,8 @@ class FoldedLayer(torch.nn.Module):
             if not self.conv and y.dim() != 2:
                 raise ValueError("FoldedLayer: a linear layer with batch norm takes "
                                  "[batch, features] inputs")
-            bias = self.bias if self.bias is not None else torch.zeros_like(self.running_mean)
             if batch_statistics:
+                bias = self.bias if self.bias is not None else torch.zeros_like(scale)
                 safe = torch.where(scale == 0, torch.ones_like(scale), scale)
                 raw = y / _as_output(safe, y.dim()) + _as_output(bias, y.dim())
                 y, mean, invstd = torch.native_batch_norm(
@@ -250,11 +250,11 @@ class FoldedLayer(torch.nn.Module):
                     self.momentum, self.eps)
                 if quantize and o.scheme == "pow2":
                     with torch.no_grad():
-                        b = self.beta + (bias - mean) * self.gamma * invstd
+                        b = self._folded_bias(mean, self.gamma * invstd)
                         error = self._quantize_bias(b, True) - b
                     y = y + _as_output(error, y.dim())
             else:
-                b = self.beta + (bias - self.running_mean) * scale
+                b = self._folded_bias(self.running_mean, scale)
                 y = y + _as_output(self._quantize_bias(b, quantize), y.dim())
         if self.training:
             self.step.add_(1)
@@ -267,9 +267,13 @@ class FoldedLayer(torch.nn.Module):
             return self.weight.detach().clone(), (
                 None if self.bias is None else self.bias.detach().clone())
         scale = self.gamma / (self.running_var + self.eps).sqrt()
-        bias = self.bias if self.bias is not None else torch.zeros_like(self.running_mean)
         return (self.weight * _as_weight(scale, self.weight.dim()),
-                self.beta + (bias - self.running_mean) * scale)
+                self._folded_bias(self.running_mean, scale))
+
+    def _folded_bias(self, mean, factor):
+        """beta + (bias - mean) * factor: the folded bias for a mean and gamma / std."""
+        bias = self.bias if self.bias is not None else torch.zeros_like(mean)
+        return self.beta + (bias - mean) * factor
 
     @torch.no_grad()
     def quantized_folded_parameters(self):

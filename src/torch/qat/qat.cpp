@@ -243,7 +243,6 @@ at::Tensor FoldedLayerImpl::forward(const at::Tensor& x) {
     TORCH_CHECK_VALUE(y.dim() >= 2, "FoldedLayer: the output needs a channel dimension");
     TORCH_CHECK_VALUE(geometry.conv || y.dim() == 2,
                       "FoldedLayer: a linear layer with batch norm takes [batch, features] inputs");
-    at::Tensor folded_bias;
     if (batch_statistics) {
       // Batch norm of the layer's own output y / s (+ bias), by torch's fused kernel: its value is
       // y * sqrt(moving var + eps) / sqrt(batch var + eps) + b with the batch statistics' folded
@@ -260,17 +259,13 @@ at::Tensor FoldedLayerImpl::forward(const at::Tensor& x) {
         at::Tensor error;
         {
           torch::NoGradGuard no_grad;
-          const auto b =
-              beta + ((bias.defined() ? bias : torch::zeros_like(batch_mean)) - batch_mean) *
-                         gamma * batch_invstd;
+          const auto b = folded_bias(batch_mean, gamma * batch_invstd);
           error = quantize_bias(b, true) - b;
         }
         y = y + as_output(error, y.dim());
       }
     } else {
-      folded_bias =
-          beta + ((bias.defined() ? bias : torch::zeros_like(running_mean)) - running_mean) * scale;
-      y = y + as_output(quantize_bias(folded_bias, quantize), y.dim());
+      y = y + as_output(quantize_bias(folded_bias(running_mean, scale), quantize), y.dim());
     }
   }
   if (training) step.add_(1);
@@ -284,10 +279,11 @@ std::pair<at::Tensor, at::Tensor> FoldedLayerImpl::folded_parameters() {
   if (!has_batchnorm())
     return {weight.detach().clone(), bias.defined() ? bias.detach().clone() : bias};
   const auto scale = gamma / (running_var + eps).sqrt();
-  const auto w = weight * as_weight(scale, weight.dim());
-  const auto b =
-      beta + ((bias.defined() ? bias : torch::zeros_like(running_mean)) - running_mean) * scale;
-  return {w, b};
+  return {weight * as_weight(scale, weight.dim()), folded_bias(running_mean, scale)};
+}
+
+at::Tensor FoldedLayerImpl::folded_bias(const at::Tensor& mean, const at::Tensor& factor) const {
+  return beta + ((bias.defined() ? bias : torch::zeros_like(mean)) - mean) * factor;
 }
 
 std::pair<at::Tensor, at::Tensor> FoldedLayerImpl::quantized_folded_parameters() {
@@ -460,7 +456,7 @@ std::vector<LayerIntegerParameters> integer_parameters(torch::nn::Sequential& pr
       p.input = current;
       p.weight = f->weight_quantization();
       p.bias = f->bias_quantization();
-      if (f->options.scheme == Scheme::kAffine && f->folded_parameters().second.defined() &&
+      if (f->options.scheme == Scheme::kAffine && (f->has_batchnorm() || f->bias.defined()) &&
           p.input.bits > 0) {
         // TF's conversion: an int32 bias with the accumulator's scale.
         p.bias.bits = 32;
