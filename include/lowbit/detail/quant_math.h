@@ -26,6 +26,58 @@ struct FakeQuantParams {
   bool degenerate = false;
 };
 
+// TF's nudging (spec section 1) in T, exactly in the spec's order. The caller checks num_bits and
+// that the range is valid (valid_range); min == max == 0 gives the degenerate parameters.
+template <class T>
+LOWBIT_HD FakeQuantParams<T> nudge_unchecked(T min, T max, int num_bits, bool narrow_range) {
+  FakeQuantParams<T> p;
+  if (min == T(0) && max == T(0)) {
+    p.degenerate = true;
+    return p;
+  }
+  const T qmin = narrow_range ? T(1) : T(0);
+  const T qmax = static_cast<T>((1 << num_bits) - 1);
+  p.scale = (max - min) / (qmax - qmin);
+  p.inv_scale = (qmax - qmin) / (max - min);
+  const T zp_from_min = qmin - min / p.scale;
+  const T zp = zp_from_min < qmin ? qmin : (zp_from_min > qmax ? qmax : std::round(zp_from_min));
+  p.nudged_min = (qmin - zp) * p.scale;
+  p.nudged_max = (qmax - zp) * p.scale;
+  p.quant_zero = std::floor(-p.nudged_min * p.inv_scale + T(0.5));
+  return p;
+}
+
+// A range TF's fake quant accepts: min < max, or the degenerate min == max == 0.
+template <class T>
+LOWBIT_HD bool valid_range(T min, T max) {
+  return (min == T(0) && max == T(0)) || min < max;
+}
+
+// ceil(log2(v)) for v > 0, exactly: v = m * 2^p with m in [0.5, 1).
+template <class T>
+LOWBIT_HD int ceil_log2(T v) {
+  int p = 0;
+  const T m = std::frexp(v, &p);
+  return m == T(0.5) ? p - 1 : p;
+}
+
+// The power-of-2 symmetric range of [min, max] (spec section 4) for finite, non-NaN min and max:
+// [-2^e, 2^e - 2^(e + 1 - num_bits)], e = ceil(log2(max(|min|, |max|, 1e-7))), capped at
+// max_exponent unless has_max_exponent is false. Writes e when exponent is not null.
+template <class T>
+LOWBIT_HD void pow2_range_unchecked(T min, T max, int num_bits, bool has_max_exponent,
+                                    int max_exponent, T* lo_out, T* hi_out, int* exponent) {
+  const T tiny = static_cast<T>(1e-7);
+  const T lo = min < -tiny ? min : -tiny;
+  const T hi = max > tiny ? max : tiny;
+  const int el = ceil_log2(std::fabs(lo)), eh = ceil_log2(std::fabs(hi));
+  int e = el > eh ? el : eh;
+  if (has_max_exponent && max_exponent < e) e = max_exponent;
+  if (exponent) *exponent = e;
+  *lo_out = -std::ldexp(T(1), e);
+  *hi_out = std::ldexp(T(1), e) - std::ldexp(T(1), e + 1 - num_bits);
+}
+
 // NaN goes through every forward: each function below returns x itself for a NaN x.
 template <class T>
 LOWBIT_HD T sign0_scaled(T x, T s) {
@@ -118,6 +170,38 @@ template <class T>
 LOWBIT_HD T linear_mid_tread(T x, T levels, T max_value) {
   const T c = clamp_tf(x, T(0), max_value);
   return std::floor((c / max_value) * levels + T(0.5)) / levels * max_value;
+}
+
+// Larq's dorefa, weights: 2 * half_even((tanh(x) / (2M) + 0.5) * n) / n - 1, M = max|tanh(x)|.
+template <class T>
+LOWBIT_HD T dorefa_weight(T x, T levels, T max_abs_tanh) {
+  const T p = max_abs_tanh == T(0) ? T(0.5) : std::tanh(x) / (T(2) * max_abs_tanh) + T(0.5);
+  return T(2) * std::nearbyint(p * levels) / levels - T(1);
+}
+
+template <class T>
+LOWBIT_HD T dorefa_weight_grad(T g, T x, T max_abs_tanh) {
+  if (max_abs_tanh == T(0)) return g * T(0);
+  const T t = std::tanh(x);
+  return g * (T(1) - t * t) / max_abs_tanh;
+}
+
+// Blueoil's TWN: a * tfsign(x) where |x| > D, else 0 (NaN stays NaN).
+template <class T>
+LOWBIT_HD T twn_value(T x, T threshold_abs, T a) {
+  return x != x ? x : (std::fabs(x) > threshold_abs ? a * tfsign(x) : T(0));
+}
+
+// Blueoil's TTQ: positive above D, -negative below -D, else 0 (NaN stays NaN).
+template <class T>
+LOWBIT_HD T ttq_value(T x, T positive, T negative, T threshold_abs) {
+  return x > threshold_abs ? positive : (x < -threshold_abs ? -negative : (x != x ? x : T(0)));
+}
+
+// TTQ's gradient w.r.t. x: positive * g above D, negative * g below -D, g between.
+template <class T>
+LOWBIT_HD T ttq_grad(T g, T x, T positive, T negative, T threshold_abs) {
+  return x > threshold_abs ? positive * g : (x < -threshold_abs ? negative * g : g);
 }
 
 }  // namespace detail

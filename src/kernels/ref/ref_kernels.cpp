@@ -17,38 +17,14 @@ FakeQuantParams<T> nudge(T min, T max, int num_bits, bool narrow_range) {
     throw std::invalid_argument("num_bits must be between 2 and 16, inclusive, got " +
                                 std::to_string(num_bits));
   }
-  FakeQuantParams<T> p;
-  if (min == T(0) && max == T(0)) {
-    p.degenerate = true;
-    return p;
-  }
-  if (!(min < max)) {
+  if (!detail::valid_range(min, max)) {
     throw std::invalid_argument("min has to be smaller than max, got min = " + std::to_string(min) +
                                 ", max = " + std::to_string(max));
   }
-  const T qmin = narrow_range ? T(1) : T(0);
-  const T qmax = static_cast<T>((1 << num_bits) - 1);
-  p.scale = (max - min) / (qmax - qmin);
-  p.inv_scale = (qmax - qmin) / (max - min);
-  const T zp_from_min = qmin - min / p.scale;
-  const T zp = zp_from_min < qmin ? qmin : (zp_from_min > qmax ? qmax : std::round(zp_from_min));
-  p.nudged_min = (qmin - zp) * p.scale;
-  p.nudged_max = (qmax - zp) * p.scale;
-  p.quant_zero = std::floor(-p.nudged_min * p.inv_scale + T(0.5));
-  return p;
+  return detail::nudge_unchecked(min, max, num_bits, narrow_range);
 }
 template FakeQuantParams<float> nudge(float, float, int, bool);
 template FakeQuantParams<double> nudge(double, double, int, bool);
-
-namespace {
-// ceil(log2(v)) for v > 0, exactly: v = m * 2^p with m in [0.5, 1).
-template <class T>
-int ceil_log2(T v) {
-  int p = 0;
-  const T m = std::frexp(v, &p);
-  return m == T(0.5) ? p - 1 : p;
-}
-}  // namespace
 
 template <class T>
 Pow2Range<T> pow2_range(T min, T max, int num_bits, int max_exponent) {
@@ -58,16 +34,11 @@ Pow2Range<T> pow2_range(T min, T max, int num_bits, int max_exponent) {
   }
   if (std::isnan(min) || std::isnan(max))
     throw std::invalid_argument("min and max must not be NaN");
-  const T tiny = static_cast<T>(1e-7);
-  const T lo = std::min(min, -tiny);
-  const T hi = std::max(max, tiny);
-  if (std::isinf(lo) || std::isinf(hi)) throw std::invalid_argument("min and max must be finite");
-  int e = std::max(ceil_log2(std::fabs(lo)), ceil_log2(std::fabs(hi)));
-  if (max_exponent != kNoMaxExponent) e = std::min(e, max_exponent);
+  if (std::isinf(min) && min < 0) throw std::invalid_argument("min and max must be finite");
+  if (std::isinf(max) && max > 0) throw std::invalid_argument("min and max must be finite");
   Pow2Range<T> r;
-  r.exponent = e;
-  r.min = -std::ldexp(T(1), e);
-  r.max = std::ldexp(T(1), e) - std::ldexp(T(1), e + 1 - num_bits);
+  detail::pow2_range_unchecked(min, max, num_bits, max_exponent != kNoMaxExponent, max_exponent,
+                               &r.min, &r.max, &r.exponent);
   return r;
 }
 template Pow2Range<float> pow2_range(float, float, int, int);
@@ -248,22 +219,12 @@ T max_abs(const T* x, int64_t n) {
 
 template <class T>
 void dorefa_weights(const T* x, T* y, int64_t n, T levels, T max_abs_tanh) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T p = max_abs_tanh == T(0) ? T(0.5) : std::tanh(x[i]) / (T(2) * max_abs_tanh) + T(0.5);
-    y[i] = T(2) * std::nearbyint(p * levels) / levels - T(1);
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::dorefa_weight(x[i], levels, max_abs_tanh);
 }
 
 template <class T>
 void dorefa_weights_grad(const T* g, const T* x, T* dx, int64_t n, T max_abs_tanh) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (max_abs_tanh == T(0)) {
-      dx[i] = g[i] * T(0);
-    } else {
-      const T t = std::tanh(x[i]);
-      dx[i] = g[i] * (T(1) - t * t) / max_abs_tanh;
-    }
-  }
+  for (int64_t i = 0; i < n; ++i) dx[i] = detail::dorefa_weight_grad(g[i], x[i], max_abs_tanh);
 }
 
 template <class T>
@@ -293,18 +254,12 @@ void twn_weight(const T* x, T* y, int64_t n, T threshold) {
     }
   }
   const T a = count > 0 ? static_cast<T>(s / static_cast<double>(count)) : T(0);
-  for (int64_t i = 0; i < n; ++i) {
-    y[i] = std::isnan(x[i]) ? x[i] : (std::fabs(x[i]) > d ? a * detail::tfsign(x[i]) : T(0));
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::twn_value(x[i], d, a);
 }
 
 template <class T>
 void ttq_weight(const T* x, T* y, int64_t n, T positive, T negative, T threshold_abs) {
-  for (int64_t i = 0; i < n; ++i) {
-    y[i] = x[i] > threshold_abs
-               ? positive
-               : (x[i] < -threshold_abs ? -negative : (std::isnan(x[i]) ? x[i] : T(0)));
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::ttq_value(x[i], positive, negative, threshold_abs);
 }
 
 template <class T>
@@ -312,15 +267,9 @@ void ttq_weight_grad(const T* g, const T* x, T* dx, int64_t n, T positive, T neg
                      T threshold_abs, double* d_positive, double* d_negative) {
   double sp = 0, sn = 0;
   for (int64_t i = 0; i < n; ++i) {
-    if (x[i] > threshold_abs) {
-      dx[i] = positive * g[i];
-      sp += static_cast<double>(g[i]);
-    } else if (x[i] < -threshold_abs) {
-      dx[i] = negative * g[i];
-      sn += static_cast<double>(g[i]);
-    } else {
-      dx[i] = g[i];
-    }
+    dx[i] = detail::ttq_grad(g[i], x[i], positive, negative, threshold_abs);
+    if (x[i] > threshold_abs) sp += static_cast<double>(g[i]);
+    if (x[i] < -threshold_abs) sn += static_cast<double>(g[i]);
   }
   *d_positive += sp;
   *d_negative += sn;

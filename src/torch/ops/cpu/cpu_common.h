@@ -9,12 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "../op_checks.h"
 #include "lowbit/kernels.h"
 
 namespace lowbit {
 namespace cpu {
 
 namespace k = ::lowbit::kernels;
+using namespace ::lowbit::ops;  // NOLINT: the shared checks
 
 // Elements per task of an element-wise kernel, and per fixed span of a reduction. Reductions are
 // split at fixed offsets (never by thread count) so that their sums do not depend on the number of
@@ -23,23 +25,8 @@ constexpr int64_t kGrain = 1 << 15;
 constexpr int64_t kSumSpan = 1 << 16;
 
 inline void check_floating(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name,
-                   " must be a floating point tensor (float32, float64, float16 or bfloat16), got ",
-                   t.scalar_type());
+  check_floating_dtype(t, name);
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor here, got ", t.device());
-}
-
-inline void check_same_size(const at::Tensor& grad, const at::Tensor& x) {
-  TORCH_CHECK_VALUE(grad.sizes() == x.sizes(), "gradient and input must be the same size, got ",
-                    grad.sizes(), " and ", x.sizes());
-}
-
-// float16 and bfloat16 are computed in float32; everything is computed on contiguous memory.
-inline at::ScalarType compute_type(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
-}
-inline at::Tensor to_compute(const at::Tensor& t, at::ScalarType ct) {
-  return t.to(ct).contiguous();
 }
 
 // Run a kernel library call that throws std::invalid_argument, as a torch ValueError.
@@ -49,16 +36,6 @@ auto checked(F&& f) -> decltype(f()) {
     return f();
   } catch (const std::invalid_argument& e) {
     TORCH_CHECK_VALUE(false, e.what());
-  }
-}
-
-// Calls f(T{}) with T the compute type of `t` (float or double).
-template <class F>
-void with_compute_type(at::ScalarType ct, F&& f) {
-  if (ct == at::kDouble) {
-    f(double{});
-  } else {
-    f(float{});
   }
 }
 
@@ -292,27 +269,6 @@ std::pair<at::Tensor, at::Tensor> channel_span_sums(int64_t rows, int64_t depth,
     }
   }
   return {below, above};
-}
-
-// A tensor viewed as [outer, channels, inner] around dimension `axis` (0-dim counts as [1]).
-struct ChannelLayout {
-  int64_t outer = 1;
-  int64_t channels = 1;
-  int64_t inner = 1;
-  int64_t dim = 0;
-};
-inline ChannelLayout channel_layout(const at::Tensor& x, int64_t axis) {
-  const int64_t rank = x.dim();
-  const int64_t r = rank == 0 ? 1 : rank;
-  TORCH_CHECK_INDEX(axis >= -r && axis < r, "axis ", axis, " is out of range for a tensor of rank ",
-                    rank);
-  ChannelLayout l;
-  l.dim = axis < 0 ? axis + r : axis;
-  if (rank == 0) return l;
-  for (int64_t d = 0; d < l.dim; ++d) l.outer *= x.size(d);
-  l.channels = x.size(l.dim);
-  for (int64_t d = l.dim + 1; d < rank; ++d) l.inner *= x.size(d);
-  return l;
 }
 
 // Reads a 1-element tensor argument (min, max, positive, negative) as a double.

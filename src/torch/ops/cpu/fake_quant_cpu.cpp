@@ -12,11 +12,6 @@ namespace {
 
 using Rounding = k::FakeQuantRounding;
 
-void check_num_bits(int64_t num_bits) {
-  TORCH_CHECK_VALUE(num_bits >= 2 && num_bits <= 16,
-                    "num_bits must be between 2 and 16, inclusive, got ", num_bits);
-}
-
 // Nudged parameters of one range in both compute types, computed once per call.
 struct Nudged {
   k::FakeQuantParams<float> f;
@@ -184,18 +179,8 @@ struct ChannelRanges {
 
 ChannelRanges channel_ranges(const at::Tensor& inputs, const at::Tensor& min, const at::Tensor& max,
                              int64_t num_bits, bool narrow_range) {
-  check_num_bits(num_bits);
-  TORCH_CHECK_VALUE(inputs.dim() >= 1,
-                    "inputs must have rank >= 1 for per-channel fake quant, got a 0-dim tensor");
+  check_per_channel_args(inputs, min, max, num_bits);
   const int64_t depth = inputs.size(-1);
-  for (const auto& [t, name] :
-       {std::pair<const at::Tensor&, const char*>{min, "min"}, {max, "max"}}) {
-    TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == depth, name,
-                      " must be a 1-D tensor whose size is the last dimension of inputs (", depth,
-                      "), got shape ", t.sizes());
-    TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name,
-                     " must be a floating point tensor, got ", t.scalar_type());
-  }
   const at::Tensor mn = min.to(at::kDouble).contiguous(), mx = max.to(at::kDouble).contiguous();
   const double* mnp = mn.data_ptr<double>();
   const double* mxp = mx.data_ptr<double>();
@@ -291,14 +276,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_per_channel_gradient(
 }
 
 // ---- backward from window codes ----------------------------------------------------------------
-
-void check_codes(const at::Tensor& grad, const at::Tensor& code) {
-  check_floating(grad, "grad");
-  TORCH_CHECK_TYPE(code.scalar_type() == at::kByte, "code must be a uint8 tensor, got ",
-                   code.scalar_type());
-  TORCH_CHECK_VALUE(grad.sizes() == code.sizes(), "grad and code must be the same size, got ",
-                    grad.sizes(), " and ", code.sizes());
-}
 
 // (dx, sum below, sum above) with the sums as 0-dim float64 tensors (zeros unless `sums`).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& grad,

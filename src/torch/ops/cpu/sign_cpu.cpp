@@ -148,17 +148,6 @@ at::Tensor ste_tern(const at::Tensor& x, double threshold_value, bool ternary_we
   });
 }
 
-void check_dorefa(int64_t k_bit, const std::string& mode) {
-  TORCH_CHECK_VALUE(mode == "activations" || mode == "weights",
-                    "mode must be \"activations\" or \"weights\", got \"", mode, "\"");
-  TORCH_CHECK_VALUE(k_bit >= 1 && k_bit <= 32, "k_bit must be between 1 and 32, got ", k_bit);
-}
-
-template <class T>
-T dorefa_levels(int64_t k_bit) {
-  return static_cast<T>(std::ldexp(1.0, static_cast<int>(k_bit)) - 1.0);
-}
-
 at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view) {
   const std::string mode(mode_view.data(), mode_view.size());
   check_dorefa(k_bit, mode);
@@ -197,13 +186,6 @@ at::Tensor binary_channel_wise_mean_scaling(const at::Tensor& x, int64_t axis) {
   check_floating(x, "x");
   return sign_per_axis(x, mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), axis),
                        axis);
-}
-
-void check_linear_mid_tread(int64_t bit, double max_value) {
-  TORCH_CHECK_VALUE(bit >= 1 && bit <= 32,
-                    "bit must be between 1 and 32 (32: no quantization), got ", bit);
-  TORCH_CHECK_VALUE(max_value > 0 && std::isfinite(max_value),
-                    "max_value must be positive and finite, got ", max_value);
 }
 
 at::Tensor linear_mid_tread_half(const at::Tensor& x, int64_t bit, double max_value) {

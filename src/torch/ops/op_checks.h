@@ -1,0 +1,113 @@
+// Argument checks and dtype rules that every backend of the operators shares (CPU and CUDA), so
+// that both give the same errors for the same bad input.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+namespace lowbit {
+namespace ops {
+
+inline void check_floating_dtype(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name,
+                   " must be a floating point tensor (float32, float64, float16 or bfloat16), got ",
+                   t.scalar_type());
+}
+
+inline void check_same_size(const at::Tensor& grad, const at::Tensor& x) {
+  TORCH_CHECK_VALUE(grad.sizes() == x.sizes(), "gradient and input must be the same size, got ",
+                    grad.sizes(), " and ", x.sizes());
+}
+
+// float16 and bfloat16 are computed in float32; everything is computed on contiguous memory.
+inline at::ScalarType compute_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+inline at::Tensor to_compute(const at::Tensor& t, at::ScalarType ct) {
+  return t.to(ct).contiguous();
+}
+
+// Calls f(T{}) with T the compute type of `t` (float or double).
+template <class F>
+void with_compute_type(at::ScalarType ct, F&& f) {
+  if (ct == at::kDouble) {
+    f(double{});
+  } else {
+    f(float{});
+  }
+}
+
+// A tensor viewed as [outer, channels, inner] around dimension `axis` (0-dim counts as [1]).
+struct ChannelLayout {
+  int64_t outer = 1;
+  int64_t channels = 1;
+  int64_t inner = 1;
+  int64_t dim = 0;
+};
+inline ChannelLayout channel_layout(const at::Tensor& x, int64_t axis) {
+  const int64_t rank = x.dim();
+  const int64_t r = rank == 0 ? 1 : rank;
+  TORCH_CHECK_INDEX(axis >= -r && axis < r, "axis ", axis, " is out of range for a tensor of rank ",
+                    rank);
+  ChannelLayout l;
+  l.dim = axis < 0 ? axis + r : axis;
+  if (rank == 0) return l;
+  for (int64_t d = 0; d < l.dim; ++d) l.outer *= x.size(d);
+  l.channels = x.size(l.dim);
+  for (int64_t d = l.dim + 1; d < rank; ++d) l.inner *= x.size(d);
+  return l;
+}
+
+inline void check_num_bits(int64_t num_bits) {
+  TORCH_CHECK_VALUE(num_bits >= 2 && num_bits <= 16,
+                    "num_bits must be between 2 and 16, inclusive, got ", num_bits);
+}
+
+// Per-channel fake quant: inputs of rank >= 1, min and max 1-D of the size of its last dimension.
+inline void check_per_channel_args(const at::Tensor& inputs, const at::Tensor& min,
+                                   const at::Tensor& max, int64_t num_bits) {
+  check_num_bits(num_bits);
+  TORCH_CHECK_VALUE(inputs.dim() >= 1,
+                    "inputs must have rank >= 1 for per-channel fake quant, got a 0-dim tensor");
+  const int64_t depth = inputs.size(-1);
+  for (const auto& [t, name] :
+       {std::pair<const at::Tensor&, const char*>{min, "min"}, {max, "max"}}) {
+    TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == depth, name,
+                      " must be a 1-D tensor whose size is the last dimension of inputs (", depth,
+                      "), got shape ", t.sizes());
+    TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name,
+                     " must be a floating point tensor, got ", t.scalar_type());
+  }
+}
+
+inline void check_codes(const at::Tensor& grad, const at::Tensor& code) {
+  check_floating_dtype(grad, "grad");
+  TORCH_CHECK_TYPE(code.scalar_type() == at::kByte, "code must be a uint8 tensor, got ",
+                   code.scalar_type());
+  TORCH_CHECK_VALUE(grad.sizes() == code.sizes(), "grad and code must be the same size, got ",
+                    grad.sizes(), " and ", code.sizes());
+}
+
+inline void check_dorefa(int64_t k_bit, const std::string& mode) {
+  TORCH_CHECK_VALUE(mode == "activations" || mode == "weights",
+                    "mode must be \"activations\" or \"weights\", got \"", mode, "\"");
+  TORCH_CHECK_VALUE(k_bit >= 1 && k_bit <= 32, "k_bit must be between 1 and 32, got ", k_bit);
+}
+
+template <class T>
+inline T dorefa_levels(int64_t k_bit) {
+  return static_cast<T>(std::ldexp(1.0, static_cast<int>(k_bit)) - 1.0);
+}
+
+inline void check_linear_mid_tread(int64_t bit, double max_value) {
+  TORCH_CHECK_VALUE(bit >= 1 && bit <= 32,
+                    "bit must be between 1 and 32 (32: no quantization), got ", bit);
+  TORCH_CHECK_VALUE(max_value > 0 && std::isfinite(max_value),
+                    "max_value must be positive and finite, got ", max_value);
+}
+
+}  // namespace ops
+}  // namespace lowbit
