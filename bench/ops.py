@@ -6,10 +6,13 @@ speedup = theirs_ms / ours_ms (for "vs_copy", the fraction of copy throughput we
 
   PYTHONPATH=python /usr/bin/python3 bench/ops.py             # both memory modes, one process each
   PYTHONPATH=python /usr/bin/python3 bench/ops.py --memory fresh
+  PYTHONPATH=python python3 bench/ops.py --device cuda      # 2^28 float32 elements on the GPU
 
 memory "fresh": glibc malloc, so large outputs come back as fresh pages (page faults count);
 memory "retained": jemalloc (LD_PRELOAD) with MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true,
 so freed pages are reused; the copy baseline always writes into a preallocated tensor.
+On --device cuda, memory is "caching" (torch's CUDA caching allocator reuses freed blocks, so there
+are no fresh pages to count) and every timing ends with torch.cuda.synchronize().
 """
 import argparse
 import json
@@ -23,20 +26,29 @@ JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 RETAIN = "dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true"
 
 
+def _no_sync():
+    pass
+
+
+SYNC = [_no_sync]  # torch.cuda.synchronize on --device cuda: kernels are asynchronous
+
+
 def timeit(fn, repeat, inner):
     """Median over `repeat` samples of the mean time of `inner` calls, in milliseconds."""
     fn()
+    SYNC[0]()
     samples = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         for _ in range(inner):
             fn()
+        SYNC[0]()
         samples.append((time.perf_counter() - t0) / inner * 1e3)
     return statistics.median(samples)
 
 
 def pair(case, n, memory, ours, theirs, repeat):
-    inner = max(1, (1 << 22) // n)
+    inner = max(1, (1 << 22) // n) if memory != "caching" else 5
     # Interleave the two so that machine noise hits both alike.
     a, b = [], []
     for _ in range(repeat):
@@ -47,11 +59,15 @@ def pair(case, n, memory, ours, theirs, repeat):
                       "theirs_ms": round(t, 4), "speedup": round(t / o, 2)}), flush=True)
 
 
-def run(memory, sizes, repeat):
+def run(memory, sizes, repeat, device="cpu"):
     import torch
     import lowbit
 
     torch.manual_seed(0)
+    if device == "cuda":
+        SYNC[0] = torch.cuda.synchronize
+        # Every tensor below is made on the GPU (set_default_device needs torch >= 2.0).
+        torch.set_default_tensor_type(torch.cuda.FloatTensor)
     for n in sizes:
         x = torch.randn(n) * 4
         g = torch.randn(n)
@@ -116,10 +132,19 @@ def run(memory, sizes, repeat):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--memory", choices=["fresh", "retained", "both"], default="both")
-    ap.add_argument("--sizes", default="20,24", help="comma-separated log2 sizes (default 20,24)")
+    ap.add_argument("--sizes", default=None,
+                    help="comma-separated log2 sizes (default 20,24 on the CPU, 28 on CUDA)")
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
+    args.sizes = args.sizes or ("28" if args.device == "cuda" else "20,24")
     sizes = [1 << int(s) for s in args.sizes.split(",")]
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            sys.exit("bench/ops.py: --device cuda: torch sees no CUDA device here")
+        run("caching", sizes, args.repeat, "cuda")
+        return
     if args.memory == "both":
         for mode in ("fresh", "retained"):
             subprocess.run([sys.executable, __file__, "--memory", mode, "--sizes", args.sizes,

@@ -55,7 +55,14 @@ struct TrainOptions {
   bool resume = false;
   bool progress = true;
   std::string config_path;  // recorded in the checkpoint
+  // Where the model, the data and the optimizer state live: "cpu", "cuda" or "cuda:N" (a LibTorch
+  // with CUDA and a GPU). Checkpoints load on any device.
+  std::string device = "cpu";
 };
+
+// The device named by `name` ("cpu", "cuda", "cuda:1"); throws std::invalid_argument naming
+// --device when it is malformed or not available here.
+torch::Device parse_device(const std::string& name);
 
 struct TrainResult {
   double test_accuracy = 0;

@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
   train->add_option("--seed", seed, "random seed")->capture_default_str();
   train->add_flag("--resume", resume, "continue from OUT/checkpoint.pt");
   train->add_flag("--no-progress", no_progress, "no progress bar");
+  std::string device = "cpu";
+  train->add_option("--device", device, "cpu, cuda or cuda:N (needs a LibTorch with CUDA)")
+      ->capture_default_str();
 
   std::string checkpoint_dir;
   auto* eval = app.add_subcommand("eval", "test accuracy of a trained model");
@@ -85,6 +88,7 @@ int main(int argc, char** argv) {
       o.resume = resume;
       o.progress = !no_progress;
       o.config_path = config;
+      o.device = device;
       const auto r = resolve(model, config);
       const auto result = lowbit::train::train(r, o);
       std::printf(

@@ -229,17 +229,48 @@ std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tenso
   return {n > 0 ? loss / n : 0.0, n > 0 ? static_cast<double>(correct) / n : 0.0};
 }
 
+torch::Device parse_device(const std::string& name) {
+  c10::optional<torch::Device> d;
+  try {
+    d = torch::Device(name);
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("--device '" + name + "': expected cpu, cuda or cuda:N");
+  }
+  if (d->is_cpu()) return *d;
+  if (!d->is_cuda()) {
+    throw std::invalid_argument("--device '" + name + "': expected cpu, cuda or cuda:N");
+  }
+  if (!torch::cuda::is_available()) {
+    throw std::invalid_argument("--device '" + name +
+                                "': no CUDA device here (or this LibTorch was built without CUDA)");
+  }
+  if (d->has_index() && d->index() >= static_cast<int>(torch::cuda::device_count())) {
+    throw std::invalid_argument("--device '" + name + "': there are only " +
+                                std::to_string(torch::cuda::device_count()) + " CUDA devices");
+  }
+  return *d;
+}
+
 TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
   const auto start = Clock::now();
+  const torch::Device device = parse_device(opts.device);
   const fs::path out(opts.out_dir);
   fs::create_directories(out);
   const data::IdxDataset dataset = data::load_idx_dataset(opts.data_dir);
-  const Tensors t = to_tensors(dataset);
+  Tensors t = to_tensors(dataset);
+  if (!device.is_cpu()) {
+    t.train_images = t.train_images.to(device);
+    t.train_labels = t.train_labels.to(device);
+    t.test_images = t.test_images.to(device);
+    t.test_labels = t.test_labels.to(device);
+  }
   const int64_t epochs = opts.epochs > 0 ? opts.epochs : recipe.epochs;
   const int64_t height = dataset.train.images.rows, width = dataset.train.images.cols;
 
   torch::manual_seed(opts.seed);
   auto model = build_model(recipe, height, width, t.num_classes);
+  // Parameters move before the optimizers see them (the same initial values on every device).
+  model->to(device);
   Optimizers optimizers = make_optimizers(recipe, model);
   const std::string recipe_text = recipe_to_yaml(recipe);
   const fs::path checkpoint = out / "checkpoint.pt";
@@ -252,7 +283,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
       throw std::runtime_error(checkpoint.string() + ": no checkpoint to resume from");
     }
     torch::serialize::InputArchive archive;
-    archive.load_from(checkpoint.string());
+    archive.load_from(checkpoint.string(), device);
     c10::IValue v;
     archive.read("recipe_name", v);
     const std::string saved_name = v.toStringRef();
@@ -302,7 +333,8 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
     optimizers.set_lr(learning_rate(recipe, epoch, epochs));
     // Shuffling and dropout depend only on (seed, epoch): a resumed run repeats them exactly.
     torch::manual_seed(opts.seed * 1000003ULL + static_cast<uint64_t>(epoch) + 1);
-    const auto order = torch::randperm(n, torch::kLong);
+    // The order is drawn on the CPU: the same shuffle on every device.
+    const auto order = torch::randperm(n, torch::kLong).to(device);
     model->train();
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
@@ -413,7 +445,7 @@ torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out)
   if (!fs::exists(checkpoint)) throw std::runtime_error(checkpoint.string() + ": missing");
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(checkpoint.string());
+    archive.load_from(checkpoint.string(), torch::Device(torch::kCPU));  // CUDA-trained runs too
   } catch (const c10::Error& e) {
     throw std::runtime_error(checkpoint.string() + ": not a lowbit checkpoint (" +
                              e.what_without_backtrace() + ")");

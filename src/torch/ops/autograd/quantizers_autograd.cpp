@@ -49,16 +49,17 @@ struct FakeQuantVars : Function<FakeQuantVars<kPerChannel>> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& min,
                             const at::Tensor& max, int64_t num_bits, bool narrow_range) {
     Below guard;
-    auto [y, code] =
-        kPerChannel
-            ? internal::fake_quant_with_min_max_vars_per_channel_coded(x, min, max, num_bits,
-                                                                       narrow_range)
-            : internal::fake_quant_with_min_max_vars_coded(x, min, max, num_bits, narrow_range);
+    auto [y, code] = kPerChannel ? internal::fake_quant_with_min_max_vars_per_channel_coded(
+                                       x, min, max, num_bits, narrow_range)
+                                 : internal::fake_quant_with_min_max_vars_coded(
+                                       x, min, max, num_bits, narrow_range);
     ctx->save_for_backward({code});
     ctx->saved_data["min_dtype"] = static_cast<int64_t>(min.scalar_type());
     ctx->saved_data["min_sizes"] = min.sizes().vec();
     ctx->saved_data["max_dtype"] = static_cast<int64_t>(max.scalar_type());
     ctx->saved_data["max_sizes"] = max.sizes().vec();
+    ctx->saved_data["min_device"] = min.device();
+    ctx->saved_data["max_device"] = max.device();
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
@@ -68,11 +69,13 @@ struct FakeQuantVars : Function<FakeQuantVars<kPerChannel>> {
                                           : internal::coded_backward(g[0], code, sums);
     if (!sums) return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     auto& d = ctx->saved_data;
-    auto like = [&](const at::Tensor& t, const char* dtype, const char* sizes) {
-      return t.to(static_cast<at::ScalarType>(d[dtype].toInt())).reshape(d[sizes].toIntVector());
+    // The gradients of min and max on their own devices (a CPU range of a CUDA input stays CPU).
+    auto like = [&](const at::Tensor& t, const char* dtype, const char* sizes, const char* device) {
+      return t.to(d[device].toDevice(), static_cast<at::ScalarType>(d[dtype].toInt()))
+          .reshape(d[sizes].toIntVector());
     };
-    return {dx, like(below, "min_dtype", "min_sizes"), like(above, "max_dtype", "max_sizes"),
-            at::Tensor(), at::Tensor()};
+    return {dx, like(below, "min_dtype", "min_sizes", "min_device"),
+            like(above, "max_dtype", "max_sizes", "max_device"), at::Tensor(), at::Tensor()};
   }
 };
 
