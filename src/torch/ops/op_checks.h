@@ -1,12 +1,15 @@
-// Argument checks and dtype rules that every backend of the operators shares (CPU and CUDA), so
-// that both give the same errors for the same bad input.
+// Argument checks, dtype rules and the host-side nudging of float ranges that every backend of the
+// operators shares (CPU and CUDA), so that both give the same errors for the same bad input.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <stdexcept>
 #include <string>
 #include <utility>
+
+#include "lowbit/kernels.h"
 
 namespace lowbit {
 namespace ops {
@@ -107,6 +110,40 @@ inline void check_linear_mid_tread(int64_t bit, double max_value) {
                     "bit must be between 1 and 32 (32: no quantization), got ", bit);
   TORCH_CHECK_VALUE(max_value > 0 && std::isfinite(max_value),
                     "max_value must be positive and finite, got ", max_value);
+}
+
+// Run a kernel library call that throws std::invalid_argument, as a torch ValueError.
+template <class F>
+auto checked(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK_VALUE(false, e.what());
+  }
+}
+
+// Nudged parameters of one range in both compute types, computed once per call.
+struct Nudged {
+  kernels::FakeQuantParams<float> f;
+  kernels::FakeQuantParams<double> d;
+  const kernels::FakeQuantParams<float>& get(float) const { return f; }
+  const kernels::FakeQuantParams<double>& get(double) const { return d; }
+};
+
+inline Nudged nudge_both(double min, double max, int64_t num_bits, bool narrow_range) {
+  check_num_bits(num_bits);
+  return checked([&] {
+    return Nudged{kernels::nudge<float>(static_cast<float>(min), static_cast<float>(max),
+                                        static_cast<int>(num_bits), narrow_range),
+                  kernels::nudge<double>(min, max, static_cast<int>(num_bits), narrow_range)};
+  });
+}
+
+// The range of the args operators (two floats): min < max, nudged on the host.
+inline Nudged args_range(double min, double max, int64_t num_bits, bool narrow_range) {
+  check_num_bits(num_bits);
+  TORCH_CHECK_VALUE(min < max, "min has to be smaller than max, got min = ", min, ", max = ", max);
+  return nudge_both(min, max, num_bits, narrow_range);
 }
 
 }  // namespace ops

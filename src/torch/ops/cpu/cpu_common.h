@@ -29,16 +29,6 @@ inline void check_floating(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor here, got ", t.device());
 }
 
-// Run a kernel library call that throws std::invalid_argument, as a torch ValueError.
-template <class F>
-auto checked(F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::invalid_argument& e) {
-    TORCH_CHECK_VALUE(false, e.what());
-  }
-}
-
 // The kernels for compute type T and an output of `elements` values: float32 uses the chosen SIMD
 // set (its non-temporal variant for large outputs), float64 the scalar reference.
 template <class T>

@@ -12,23 +12,6 @@ namespace {
 
 using Rounding = k::FakeQuantRounding;
 
-// Nudged parameters of one range in both compute types, computed once per call.
-struct Nudged {
-  k::FakeQuantParams<float> f;
-  k::FakeQuantParams<double> d;
-  const k::FakeQuantParams<float>& get(float) const { return f; }
-  const k::FakeQuantParams<double>& get(double) const { return d; }
-};
-
-Nudged nudge_both(double min, double max, int64_t num_bits, bool narrow_range) {
-  check_num_bits(num_bits);
-  return checked([&] {
-    return Nudged{k::nudge<float>(static_cast<float>(min), static_cast<float>(max),
-                                  static_cast<int>(num_bits), narrow_range),
-                  k::nudge<double>(min, max, static_cast<int>(num_bits), narrow_range)};
-  });
-}
-
 // The straight-through window of the gradient: the nudged range, or everything when degenerate.
 template <class T>
 std::pair<T, T> grad_window(const k::FakeQuantParams<T>& p) {
@@ -96,12 +79,6 @@ std::tuple<at::Tensor, at::Tensor> fake_quant_per_tensor_coded(const at::Tensor&
 }
 
 // ---- args --------------------------------------------------------------------------------------
-
-Nudged args_range(double min, double max, int64_t num_bits, bool narrow_range) {
-  check_num_bits(num_bits);
-  TORCH_CHECK_VALUE(min < max, "min has to be smaller than max, got min = ", min, ", max = ", max);
-  return nudge_both(min, max, num_bits, narrow_range);
-}
 
 at::Tensor fq_args(const at::Tensor& inputs, double min, double max, int64_t num_bits,
                    bool narrow_range) {

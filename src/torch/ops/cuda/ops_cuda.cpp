@@ -103,29 +103,12 @@ at::Tensor mean_abs_compute(const at::Tensor& xc, c10::optional<int64_t> axis) {
 
 // ---- TF fake quant ------------------------------------------------------------------------------
 
-// args: the range is a pair of floats, nudged on the host with the CPU's code and errors.
-struct HostRange {
-  kernels::FakeQuantParams<float> f;
-  kernels::FakeQuantParams<double> d;
-};
-
-HostRange args_range(double min, double max, int64_t num_bits, bool narrow_range) {
-  check_num_bits(num_bits);
-  TORCH_CHECK_VALUE(min < max, "min has to be smaller than max, got min = ", min, ", max = ", max);
-  try {
-    return {kernels::nudge<float>(static_cast<float>(min), static_cast<float>(max),
-                                  static_cast<int>(num_bits), narrow_range),
-            kernels::nudge<double>(min, max, static_cast<int>(num_bits), narrow_range)};
-  } catch (const std::invalid_argument& e) {
-    TORCH_CHECK_VALUE(false, e.what());
-  }
-}
-
+// args: the range is a pair of floats, nudged on the host (ops::args_range, as on the CPU).
 std::tuple<at::Tensor, at::Tensor> args_forward(const at::Tensor& inputs, double min, double max,
                                                 int64_t num_bits, bool narrow_range,
                                                 bool with_codes) {
   check_input(inputs, "inputs", inputs);
-  const HostRange r = args_range(min, max, num_bits, narrow_range);
+  const Nudged r = args_range(min, max, num_bits, narrow_range);
   const c10::cuda::CUDAGuard guard(inputs.device());
   const auto ct = compute_type(inputs.scalar_type());
   const at::Tensor xc = to_compute(inputs, ct);
@@ -134,13 +117,7 @@ std::tuple<at::Tensor, at::Tensor> args_forward(const at::Tensor& inputs, double
       with_codes ? at::empty(xc.sizes(), xc.options().dtype(at::kByte)) : at::Tensor();
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
-    const auto& p = [&]() -> const kernels::FakeQuantParams<T>& {
-      if constexpr (std::is_same_v<T, double>) {
-        return r.d;
-      } else {
-        return r.f;
-      }
-    }();
+    const auto& p = r.get(T{});
     ok(kc::fake_quant_host_params<T>(ptr<T>(xc), ptr<T>(y),
                                      with_codes ? code.data_ptr<uint8_t>() : nullptr, xc.numel(), p,
                                      p.nudged_min, p.nudged_max, stream()),
@@ -161,17 +138,14 @@ std::tuple<at::Tensor, at::Tensor> fq_args_coded(const at::Tensor& inputs, doubl
 
 at::Tensor fq_args_gradient(const at::Tensor& gradients, const at::Tensor& inputs, double min,
                             double max, int64_t num_bits, bool narrow_range) {
-  const HostRange r = args_range(min, max, num_bits, narrow_range);
-  return map_grad(
-      gradients, inputs, "fake_quant_with_min_max_args_gradient",
-      [&](auto tag, const auto* g, const auto* x, auto* dx, int64_t n) {
-        using T = decltype(tag);
-        if constexpr (std::is_same_v<T, double>) {
-          return kc::masked_grad<T>(g, x, dx, n, r.d.nudged_min, r.d.nudged_max, false, stream());
-        } else {
-          return kc::masked_grad<T>(g, x, dx, n, r.f.nudged_min, r.f.nudged_max, false, stream());
-        }
-      });
+  const Nudged r = args_range(min, max, num_bits, narrow_range);
+  return map_grad(gradients, inputs, "fake_quant_with_min_max_args_gradient",
+                  [&](auto tag, const auto* g, const auto* x, auto* dx, int64_t n) {
+                    using T = decltype(tag);
+                    const auto& p = r.get(T{});
+                    return kc::masked_grad<T>(g, x, dx, n, p.nudged_min, p.nudged_max, false,
+                                              stream());
+                  });
 }
 
 // vars and per channel: the ranges are device tensors, nudged on the device.
@@ -492,13 +466,14 @@ at::Tensor ste_tern(const at::Tensor& x, double threshold_value, bool ternary_we
   return y.to(x.scalar_type());
 }
 
-// max |tanh(x)| of xc on the device, 1 element in the compute type.
-at::Tensor max_abs_tanh(const at::Tensor& xc) {
+// max |tanh(x)| (of_tanh) or max |x| of xc on the device, 1 element in the compute type.
+at::Tensor device_max(const at::Tensor& xc, bool of_tanh, const char* op) {
   at::Tensor m = at::empty({1}, xc.options());
   at::Tensor ws = bytes(kc::reduce_workspace_bytes(xc.numel()), xc);
   with_compute_type(xc.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    ok(kc::max_abs_tanh<T>(ptr<T>(xc), xc.numel(), ptr<T>(m), ws.data_ptr(), stream()), "dorefa");
+    const auto f = of_tanh ? &kc::max_abs_tanh<T> : &kc::max_abs<T>;
+    ok(f(ptr<T>(xc), xc.numel(), ptr<T>(m), ws.data_ptr(), stream()), op);
   });
   return m;
 }
@@ -514,7 +489,7 @@ at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view
   }
   check_input(x, "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor m = max_abs_tanh(to_compute(x, compute_type(x.scalar_type())));
+  const at::Tensor m = device_max(to_compute(x, compute_type(x.scalar_type())), true, "dorefa");
   return map_unary(x, "dorefa", [&](auto tag, const auto* xp, auto* yp, int64_t n) {
     using T = decltype(tag);
     return kc::dorefa_weights<T>(xp, yp, n, dorefa_levels<T>(k_bit), ptr<T>(m), stream());
@@ -557,17 +532,6 @@ at::Tensor twn_weight(const at::Tensor& x, double threshold) {
   });
 }
 
-// max |x| of xc on the device, 1 element in the compute type.
-at::Tensor max_abs(const at::Tensor& xc) {
-  at::Tensor m = at::empty({1}, xc.options());
-  at::Tensor ws = bytes(kc::reduce_workspace_bytes(xc.numel()), xc);
-  with_compute_type(xc.scalar_type(), [&](auto tag) {
-    using T = decltype(tag);
-    ok(kc::max_abs<T>(ptr<T>(xc), xc.numel(), ptr<T>(m), ws.data_ptr(), stream()), "ttq_weight");
-  });
-  return m;
-}
-
 at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative,
                       double threshold) {
   check_input(x, "x", x);
@@ -575,7 +539,7 @@ at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at:
   const auto ct = compute_type(x.scalar_type());
   const at::Tensor wp = scalar_arg(positive, "positive", x, ct);
   const at::Tensor wn = scalar_arg(negative, "negative", x, ct);
-  const at::Tensor m = max_abs(to_compute(x, ct));
+  const at::Tensor m = device_max(to_compute(x, ct), false, "ttq_weight");
   return map_unary(x, "ttq_weight", [&](auto tag, const auto* xp, auto* yp, int64_t n) {
     using T = decltype(tag);
     return kc::ttq_weight<T>(xp, yp, n, ptr<T>(wp), ptr<T>(wn), static_cast<T>(threshold),
@@ -652,7 +616,7 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
   }
   check_input(x, "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor m = max_abs_tanh(to_compute(x, compute_type(x.scalar_type())));
+  const at::Tensor m = device_max(to_compute(x, compute_type(x.scalar_type())), true, "dorefa");
   return map_grad(grad, x, "_dorefa_backward",
                   [&](auto tag, const auto* g, const auto* xp, auto* dx, int64_t n) {
                     using T = decltype(tag);
@@ -684,7 +648,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Ten
   const at::Tensor wp = scalar_arg(positive, "positive", x, ct);
   const at::Tensor wn = scalar_arg(negative, "negative", x, ct);
   const at::Tensor gc = to_compute(grad, ct), xc = to_compute(x, ct);
-  const at::Tensor m = max_abs(xc);
+  const at::Tensor m = device_max(xc, false, "_ttq_weight_backward");
   at::Tensor dx = at::empty(xc.sizes(), xc.options());
   at::Tensor sums = at::empty({2}, xc.options().dtype(at::kDouble));
   at::Tensor ws = bytes(kc::reduce_workspace_bytes(xc.numel()), xc);
