@@ -39,11 +39,15 @@ std::vector<std::string> recipe_names();
 Recipe recipe(const std::string& name);
 // Overrides recipe fields from a YAML file; unknown keys and bad values are errors naming them.
 void apply_config(Recipe& recipe, const std::string& path);
+// The same from YAML text; errors name `origin` (a file, or a checkpoint's recipe).
+void apply_config_text(Recipe& recipe, const std::string& yaml, const std::string& origin);
 
 // A data set as tensors: images [n, 1, h, w] standardised by the training set's mean and std.
+// Pixels are divided by 255, then standardised: (x / 255 - input_mean) / input_std.
 struct Tensors {
   at::Tensor train_images, train_labels, test_images, test_labels;
   int64_t num_classes = 0;
+  double input_mean = 0, input_std = 1;
 };
 Tensors to_tensors(const data::IdxDataset& dataset);
 
@@ -83,6 +87,20 @@ torch::nn::Sequential build_model(const Recipe& recipe, int64_t height, int64_t 
 // (test loss, test accuracy) of a model on images and labels, in eval mode.
 std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tensor& images,
                                    const at::Tensor& labels, int64_t batch_size = 500);
+
+// A trained model with what rebuilding and deploying it needs.
+struct Checkpoint {
+  std::string file;  // the checkpoint file read
+  Recipe recipe;
+  int64_t height = 0, width = 0, num_classes = 0, epoch = 0;
+  // The input standardisation of Tensors; absent from checkpoints written before it was stored.
+  bool has_normalization = false;
+  double input_mean = 0, input_std = 1;
+  torch::nn::Sequential model{nullptr};  // on the CPU, in eval mode
+};
+// Reads a checkpoint; `path` is a training output directory or a checkpoint file. A missing,
+// unreadable or incomplete file is an std::runtime_error naming it (and the missing entry).
+Checkpoint load_checkpoint(const std::string& path);
 
 // Rebuilds the trained model of OUT (recipe and weights from OUT/checkpoint.pt).
 torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out = nullptr);

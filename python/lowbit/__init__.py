@@ -12,6 +12,7 @@ from ._ops import *  # noqa: F401,F403
 from ._ops import __all__ as _ops_all
 from . import nn  # noqa: F401  (the layers; lowbit.nn imports only ._ops)
 from . import qat  # noqa: F401  (quantization-aware training, over ._ops and .nn)
+from .export import export_onnx  # noqa: F401  (ONNX export of trained checkpoints)
 
-__all__ = ["library_path"] + list(_ops_all)
+__all__ = ["library_path", "export_onnx"] + list(_ops_all)
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-// The `lowbit` command: train, evaluate and summarise the recipes on IDX data sets.
+// The `lowbit` command: train, evaluate, summarise and export the recipes on IDX data sets.
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "lowbit/data/idx.h"
+#include "lowbit/export.h"
 #include "lowbit/network.h"
 #include "lowbit/nn.h"
 #include "lowbit/qat.h"
@@ -22,6 +23,25 @@ std::string recipe_list() {
   return s;
 }
 
+// A float32 matrix as a NumPy .npy file (format 1.0), written atomically.
+void write_npy(const std::string& path, const at::Tensor& m) {
+  const at::Tensor t = m.to(torch::kFloat).contiguous();
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
+  for (int64_t d : t.sizes()) header += std::to_string(d) + ", ";
+  header += "), }";
+  // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64, '\n'.
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string bytes = "\x93NUMPY";
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header;
+  bytes.append(static_cast<const char*>(t.data_ptr()), t.nbytes());
+  lowbit::train::write_file_atomically(path, bytes);
+}
+
 lowbit::train::Recipe resolve(const std::string& model, const std::string& config) {
   lowbit::train::Recipe r = lowbit::train::recipe(model);
   if (!config.empty()) lowbit::train::apply_config(r, config);
@@ -31,7 +51,9 @@ lowbit::train::Recipe resolve(const std::string& model, const std::string& confi
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"lowbit: train, evaluate and summarise low-bit networks (docs/training.md)"};
+  CLI::App app{
+      "lowbit: train, evaluate, summarise and export low-bit networks (docs/training.md, "
+      "docs/export.md)"};
   app.require_subcommand(1);
 
   std::string model, data = kDefaultData, out, config;
@@ -55,9 +77,14 @@ int main(int argc, char** argv) {
 
   std::string checkpoint_dir;
   auto* eval = app.add_subcommand("eval", "test accuracy of a trained model");
-  eval->add_option("--checkpoint", checkpoint_dir, "the output directory of a training run")
+  eval->add_option("--checkpoint", checkpoint_dir,
+                   "the output directory of a training run, or its checkpoint file")
       ->required();
   eval->add_option("--data", data, "directory with the IDX files")->capture_default_str();
+  std::string logits_path;
+  eval->add_option("--logits", logits_path,
+                   "also write the test set's logits to this .npy file (float32, [images, "
+                   "classes])");
   bool integer_params = false;
   eval->add_flag("--integer-parameters", integer_params,
                  "also print every layer's integer parameters (quantization-aware recipes)");
@@ -76,6 +103,20 @@ int main(int argc, char** argv) {
   summary->add_option("--classes", classes, "number of classes")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+
+  std::string export_checkpoint, export_out, export_format = "qonnx", export_data;
+  auto* exp = app.add_subcommand("export", "export a trained model to ONNX (docs/export.md)");
+  exp->add_option("--checkpoint", export_checkpoint,
+                  "the output directory of a training run, or its checkpoint file")
+      ->required();
+  exp->add_option("--out", export_out, "the .onnx file to write")->required();
+  exp->add_option("--format", export_format,
+                  "qonnx (Quant/BipolarQuant nodes, for FINN, hls4ml and lowbit's engine) or "
+                  "standard (standard operators only, for onnxruntime)")
+      ->capture_default_str();
+  exp->add_option("--data", export_data,
+                  "the training data set, to recompute the input standardisation of checkpoints "
+                  "that do not store it");
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -101,6 +142,12 @@ int main(int argc, char** argv) {
       auto net = lowbit::train::load_model(checkpoint_dir, &r);
       const auto t = lowbit::train::to_tensors(lowbit::data::load_idx_dataset(data));
       const auto [loss, acc] = lowbit::train::evaluate(net, t.test_images, t.test_labels);
+      if (!logits_path.empty()) {
+        torch::NoGradGuard no_grad;
+        std::vector<at::Tensor> parts;
+        for (const auto& batch : t.test_images.split(500)) parts.push_back(net->forward(batch));
+        write_npy(logits_path, torch::cat(parts));
+      }
       std::printf("{\"model\": \"%s\", \"test_accuracy\": %.6f, \"test_loss\": %.6f}\n",
                   r.name.c_str(), acc, loss);
       if (integer_params) {
@@ -112,6 +159,18 @@ int main(int argc, char** argv) {
                                                                lowbit::qat::parse_scheme(r.qat))
                               .c_str());
       }
+    } else if (*exp) {
+      lowbit::exporter::ExportOptions o;
+      o.format = lowbit::exporter::parse_format(export_format);
+      o.data_dir = export_data;
+      const auto result = lowbit::exporter::export_checkpoint(export_checkpoint, export_out, o);
+      std::string ops;
+      for (const auto& [op, n] : result.op_counts) {
+        ops += (ops.empty() ? "" : ", ") + std::string("\"") + op + "\": " + std::to_string(n);
+      }
+      std::printf("{\"out\": \"%s\", \"format\": \"%s\", \"bytes\": %lld, \"nodes\": {%s}}\n",
+                  result.path.c_str(), lowbit::exporter::format_name(result.format).c_str(),
+                  static_cast<long long>(result.bytes), ops.c_str());
     } else if (*summary) {
       auto r = resolve(summary_model, summary_config);
       auto net = lowbit::train::build_model(r, height, width, classes);

@@ -129,6 +129,10 @@ Recipe recipe(const std::string& name) {
   return it->second();
 }
 
+namespace {
+void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& path);
+}  // namespace
+
 void apply_config(Recipe& r, const std::string& path) {
   YAML::Node root;
   try {
@@ -138,6 +142,21 @@ void apply_config(Recipe& r, const std::string& path) {
   } catch (const YAML::Exception& e) {
     throw std::invalid_argument(path + ": not valid YAML: " + e.what());
   }
+  apply_config_root(r, root, path);
+}
+
+void apply_config_text(Recipe& r, const std::string& yaml, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    throw std::invalid_argument(origin + ": not valid YAML: " + e.what());
+  }
+  apply_config_root(r, root, origin);
+}
+
+namespace {
+void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& path) {
   if (root.IsNull()) return;
   if (!root.IsMap()) throw std::invalid_argument(path + ": the config must be a mapping of keys");
   auto& n = r.network;
@@ -229,6 +248,7 @@ void apply_config(Recipe& r, const std::string& path) {
     }
   }
 }
+}  // namespace
 
 }  // namespace train
 }  // namespace lowbit

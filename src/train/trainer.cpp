@@ -204,6 +204,8 @@ Tensors to_tensors(const data::IdxDataset& d) {
   const double std = std::max(t.train_images.std().item<double>(), 1e-6);
   t.train_images.sub_(mean).div_(std);
   t.test_images.sub_(mean).div_(std);
+  t.input_mean = mean;
+  t.input_std = std;
   t.train_labels = labels(d.train.labels);
   t.test_labels = labels(d.test.labels);
   t.num_classes = d.num_classes;
@@ -409,6 +411,8 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
     archive.write("height", c10::IValue(height));
     archive.write("width", c10::IValue(width));
     archive.write("num_classes", c10::IValue(t.num_classes));
+    archive.write("input_mean", c10::IValue(t.input_mean));
+    archive.write("input_std", c10::IValue(t.input_std));
     const std::string tmp = checkpoint.string() + ".tmp";
     archive.save_to(tmp);
     fs::rename(tmp, checkpoint);
@@ -440,38 +444,75 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
   return result;
 }
 
-torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out) {
-  const fs::path checkpoint = fs::path(out_dir) / "checkpoint.pt";
-  if (!fs::exists(checkpoint)) throw std::runtime_error(checkpoint.string() + ": missing");
+Checkpoint load_checkpoint(const std::string& path) {
+  fs::path file = path;
+  if (fs::is_directory(file)) file /= "checkpoint.pt";
+  if (!fs::exists(file)) throw std::runtime_error(file.string() + ": no such checkpoint");
+  Checkpoint c;
+  c.file = file.string();
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(checkpoint.string(), torch::Device(torch::kCPU));  // CUDA-trained runs too
+    archive.load_from(c.file, torch::Device(torch::kCPU));  // CUDA-trained runs too
   } catch (const c10::Error& e) {
-    throw std::runtime_error(checkpoint.string() + ": not a lowbit checkpoint (" +
-                             e.what_without_backtrace() + ")");
+    throw std::runtime_error(c.file + ": not a lowbit checkpoint (" + e.what_without_backtrace() +
+                             ")");
   }
-  c10::IValue v;
-  archive.read("recipe_name", v);
-  Recipe r = recipe(v.toStringRef());
-  archive.read("recipe", v);
-  const fs::path tmp = fs::path(out_dir) / "recipe.from-checkpoint.yaml";
-  write_file_atomically(tmp.string(), v.toStringRef());
-  apply_config(r, tmp.string());
-  fs::remove(tmp);
-  int64_t height = 0, width = 0, classes = 0;
-  archive.read("height", v);
-  height = v.toInt();
-  archive.read("width", v);
-  width = v.toInt();
-  archive.read("num_classes", v);
-  classes = v.toInt();
-  auto model = build_model(r, height, width, classes);
-  torch::serialize::InputArchive m;
-  archive.read("model", m);
-  model->load(m);
-  model->eval();
-  if (recipe_out) *recipe_out = r;
-  return model;
+  auto read = [&](const char* key) {
+    c10::IValue v;
+    if (!archive.try_read(key, v)) {
+      throw std::runtime_error(c.file + ": not a lowbit checkpoint (no '" + key + "' entry)");
+    }
+    return v;
+  };
+  auto read_int = [&](const char* key) {
+    const c10::IValue v = read(key);
+    if (!v.isInt()) throw std::runtime_error(c.file + ": '" + key + "' is not an integer");
+    return v.toInt();
+  };
+  auto read_string = [&](const char* key) {
+    const c10::IValue v = read(key);
+    if (!v.isString()) throw std::runtime_error(c.file + ": '" + key + "' is not a string");
+    return v.toStringRef();
+  };
+  try {
+    c.recipe = recipe(read_string("recipe_name"));
+    apply_config_text(c.recipe, read_string("recipe"), c.file + " (its recipe)");
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(c.file + ": " + e.what());
+  }
+  c.height = read_int("height");
+  c.width = read_int("width");
+  c.num_classes = read_int("num_classes");
+  c.epoch = read_int("epoch");
+  c10::IValue mean, sd;
+  if (archive.try_read("input_mean", mean) && archive.try_read("input_std", sd)) {
+    if (!mean.isDouble() || !sd.isDouble() || !(sd.toDouble() > 0)) {
+      throw std::runtime_error(c.file + ": input_mean/input_std are not a valid standardisation");
+    }
+    c.has_normalization = true;
+    c.input_mean = mean.toDouble();
+    c.input_std = sd.toDouble();
+  }
+  try {
+    c.model = build_model(c.recipe, c.height, c.width, c.num_classes);
+    torch::serialize::InputArchive m;
+    if (!archive.try_read("model", m)) {
+      throw std::runtime_error("no 'model' entry");
+    }
+    c.model->load(m);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(c.file + ": cannot rebuild the model: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(c.file + ": cannot rebuild the model: " + e.what());
+  }
+  c.model->eval();
+  return c;
+}
+
+torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out) {
+  Checkpoint c = load_checkpoint(out_dir);
+  if (recipe_out) *recipe_out = c.recipe;
+  return c.model;
 }
 
 }  // namespace train

@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
 
+#include "lowbit/data/idx.h"
 #include "lowbit/train.h"
 
 namespace {
@@ -158,6 +160,55 @@ TEST_F(TrainTest, EvaluateASavedRun) {
       lowbit::train::to_tensors(lowbit::data::load_idx_dataset((root_ / "data").string()));
   EXPECT_EQ(lowbit::train::evaluate(model, t.test_images, t.test_labels).second,
             result.test_accuracy);
+}
+
+TEST_F(TrainTest, CheckpointsStoreTheInputStandardisation) {
+  lowbit::train::train(small("bnn"), options("run", 1));
+  const auto t =
+      lowbit::train::to_tensors(lowbit::data::load_idx_dataset((root_ / "data").string()));
+  for (const fs::path p : {root_ / "run", root_ / "run" / "checkpoint.pt"}) {
+    const auto c = lowbit::train::load_checkpoint(p.string());
+    EXPECT_EQ(c.file, (root_ / "run" / "checkpoint.pt").string());
+    EXPECT_EQ(c.recipe.name, "bnn");
+    EXPECT_EQ(c.recipe.network.blocks, (std::vector<int64_t>{4, 0, 8, 0}));
+    EXPECT_EQ(c.height, 8);
+    EXPECT_EQ(c.num_classes, 3);
+    EXPECT_EQ(c.epoch, 1);
+    ASSERT_TRUE(c.has_normalization);
+    EXPECT_EQ(c.input_mean, t.input_mean);
+    EXPECT_EQ(c.input_std, t.input_std);
+    EXPECT_FALSE(c.model->is_training());
+  }
+  // The standardisation as the data set gives it: pixels / 255, mean and sample std.
+  const auto pixels = lowbit::data::load_idx_dataset((root_ / "data").string()).train.images.pixels;
+  double sum = 0, sq = 0;
+  for (uint8_t v : pixels) sum += v / 255.0;
+  const double mean = sum / pixels.size();
+  for (uint8_t v : pixels) sq += (v / 255.0 - mean) * (v / 255.0 - mean);
+  EXPECT_NEAR(t.input_mean, mean, 1e-6);
+  EXPECT_NEAR(t.input_std, std::sqrt(sq / (pixels.size() - 1)), 1e-6);
+}
+
+TEST_F(TrainTest, BadCheckpointsAreNamed) {
+  auto message = [](const std::string& path) {
+    try {
+      lowbit::train::load_checkpoint(path);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message((root_ / "none").string()).find("/none: no such checkpoint"),
+            std::string::npos);
+  std::ofstream((root_ / "junk.pt").string()) << "junk";
+  EXPECT_NE(message((root_ / "junk.pt").string()).find("junk.pt: not a lowbit checkpoint"),
+            std::string::npos);
+  // A real archive without the recipe entries.
+  torch::serialize::OutputArchive archive;
+  archive.write("epoch", c10::IValue(int64_t{1}));
+  archive.save_to((root_ / "partial.pt").string());
+  EXPECT_NE(message((root_ / "partial.pt").string()).find("no 'recipe_name' entry"),
+            std::string::npos);
 }
 
 TEST_F(TrainTest, QuantizationAwareRecipesResumeExactlyAndWriteIntegerParameters) {

@@ -1,0 +1,742 @@
+// ONNX export of trained networks: the module walk, batch-norm folding and the quantizer nodes of
+// both formats (docs/export.md says what each node means).
+#include <onnx/checker.h>
+#include <onnx/onnx_pb.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "lowbit/data/idx.h"
+#include "lowbit/export.h"
+#include "lowbit/network.h"
+#include "lowbit/nn.h"
+#include "lowbit/qat.h"
+#include "lowbit/train.h"
+
+namespace lowbit {
+namespace exporter {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kOpset = 13;
+constexpr const char* kQonnxDomain = "qonnx.custom_op.general";
+
+[[noreturn]] void fail(const std::string& where, const std::string& what) {
+  throw std::invalid_argument("cannot export module " + where + ": " + what);
+}
+
+// ---- the graph builder --------------------------------------------------------------------------
+
+class Graph {
+ public:
+  explicit Graph(onnx::GraphProto* graph) : graph_(graph) {}
+
+  std::string unique(const std::string& hint) {
+    const int n = used_[hint]++;
+    return n == 0 ? hint : hint + "_" + std::to_string(n);
+  }
+
+  // A float32 / int8 / uint8 / int32 / int64 initializer holding t (made contiguous).
+  std::string initializer(const std::string& hint, const at::Tensor& t) {
+    const at::Tensor c = t.detach().cpu().contiguous();
+    onnx::TensorProto* p = graph_->add_initializer();
+    const std::string name = unique(hint);
+    p->set_name(name);
+    for (int64_t d : c.sizes()) p->add_dims(d);
+    switch (c.scalar_type()) {
+      case at::kFloat:
+        p->set_data_type(onnx::TensorProto::FLOAT);
+        break;
+      case at::kChar:
+        p->set_data_type(onnx::TensorProto::INT8);
+        break;
+      case at::kByte:
+        p->set_data_type(onnx::TensorProto::UINT8);
+        break;
+      case at::kInt:
+        p->set_data_type(onnx::TensorProto::INT32);
+        break;
+      case at::kLong:
+        p->set_data_type(onnx::TensorProto::INT64);
+        break;
+      default:
+        throw std::logic_error("export: unsupported initializer dtype");
+    }
+    p->set_raw_data(std::string(static_cast<const char*>(c.data_ptr()), c.nbytes()));
+    return name;
+  }
+
+  // A 0-dim float constant, shared by every node that uses the same value.
+  std::string scalar(float v) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    auto it = scalars_.find(bits);
+    if (it != scalars_.end()) return it->second;
+    const std::string name = initializer("const", torch::tensor(v));
+    scalars_[bits] = name;
+    return name;
+  }
+
+  onnx::NodeProto* node(const std::string& op, const std::vector<std::string>& inputs,
+                        const std::string& hint, const std::string& domain = "") {
+    onnx::NodeProto* n = graph_->add_node();
+    n->set_op_type(op);
+    if (!domain.empty()) n->set_domain(domain);
+    n->set_name(unique(hint + "/" + op));
+    for (const auto& i : inputs) n->add_input(i);
+    n->add_output(unique(hint + "/" + op + ".out"));
+    return n;
+  }
+  // The node's single output.
+  std::string op(const std::string& type, const std::vector<std::string>& inputs,
+                 const std::string& hint, const std::string& domain = "") {
+    return node(type, inputs, hint, domain)->output(0);
+  }
+
+  static void attr(onnx::NodeProto* n, const std::string& name, int64_t v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(v);
+  }
+  static void attr(onnx::NodeProto* n, const std::string& name, const std::string& v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(v);
+  }
+  static void attr(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INTS);
+    for (int64_t x : v) a->add_ints(x);
+  }
+
+  bool uses_qonnx = false;
+
+ private:
+  onnx::GraphProto* graph_;
+  std::map<std::string, int> used_;
+  std::map<uint32_t, std::string> scalars_;
+};
+
+// A tensor of the graph, with its quantization when it lies on an integer grid (8-bit QAT), which
+// the standard format's int32 biases need.
+struct Value {
+  std::string name;
+  qat::TensorQuantization quantization;  // bits == 0: not quantized
+};
+
+// ---- quantizer options (the spec was checked when the model was built) -------------------------
+
+double option_real(const nn::QuantizerSpec& s, const std::string& key, double fallback) {
+  const auto it = s.options.find(key);
+  return it == s.options.end() ? fallback : std::stod(it->second);
+}
+int64_t option_int(const nn::QuantizerSpec& s, const std::string& key, int64_t fallback) {
+  const auto it = s.options.find(key);
+  return it == s.options.end() ? fallback : std::stoll(it->second);
+}
+bool option_bool(const nn::QuantizerSpec& s, const std::string& key, bool fallback) {
+  const auto it = s.options.find(key);
+  if (it == s.options.end()) return fallback;
+  return it->second == "true" || it->second == "True" || it->second == "1";
+}
+std::string option_word(const nn::QuantizerSpec& s, const std::string& key,
+                        const std::string& fallback) {
+  const auto it = s.options.find(key);
+  return it == s.options.end() ? fallback : it->second;
+}
+
+bool is_sign(const std::string& name) {
+  return name == "ste_sign" || name == "approx_sign" || name == "swish_sign";
+}
+
+// ---- the exporter -------------------------------------------------------------------------------
+
+class Exporter {
+ public:
+  Exporter(Graph& g, Format format) : g_(g), format_(format) {}
+
+  Value sequential(torch::nn::Sequential& seq, Value x, const std::string& prefix) {
+    const size_t n = seq->size();
+    for (size_t i = 0; i < n; ++i) {
+      const std::string path = prefix + std::to_string(i);
+      const std::shared_ptr<torch::nn::Module> m = seq->ptr(i);
+      const std::shared_ptr<torch::nn::Module> next = i + 1 < n ? seq->ptr(i + 1) : nullptr;
+      if (auto* conv = m->as<nn::QuantConv2dImpl>()) {
+        const bool fold =
+            next && next->as<torch::nn::BatchNorm2dImpl>() && conv->kernel_quantizer.is_empty();
+        x = quant_conv(*conv, fold ? next.get() : nullptr, x, path);
+        if (fold) ++i;
+      } else if (auto* linear = m->as<nn::QuantLinearImpl>()) {
+        const bool fold =
+            next && next->as<torch::nn::BatchNorm1dImpl>() && linear->kernel_quantizer.is_empty();
+        x = quant_linear(*linear, fold ? next.get() : nullptr, x, path);
+        if (fold) ++i;
+      } else if (m->as<torch::nn::BatchNorm2dImpl>() || m->as<torch::nn::BatchNorm1dImpl>()) {
+        x = batch_norm(*m, x, path);
+      } else if (m->as<torch::nn::ReLUImpl>()) {
+        x.name = g_.op("Relu", {x.name}, path);  // keeps a grid: max(q, 0) is on it
+      } else if (auto* pool = m->as<torch::nn::MaxPool2dImpl>()) {
+        x.name = max_pool(*pool, x.name, path);
+      } else if (auto* flatten = m->as<torch::nn::FlattenImpl>()) {
+        if (flatten->options.end_dim() != -1) fail(path, "Flatten with end_dim other than -1");
+        auto* node = g_.node("Flatten", {x.name}, path);
+        Graph::attr(node, "axis", flatten->options.start_dim());
+        x.name = node->output(0);
+      } else if (m->as<torch::nn::DropoutImpl>()) {
+        // Identity in eval mode.
+      } else if (auto* block = m->as<nn::ShortcutBlockImpl>()) {
+        const Value body = sequential(block->body, x, path + ".body.");
+        const Value shortcut =
+            block->projection ? sequential(block->projection, x, path + ".projection.") : x;
+        x = Value{g_.op("Add", {body.name, shortcut.name}, path), {}};
+      } else if (auto* folded = m->as<qat::FoldedLayerImpl>()) {
+        x = folded_layer(*folded, x, path);
+      } else if (auto* act = m->as<qat::ActivationQuantImpl>()) {
+        x = activation_quant(*act, x, path);
+      } else {
+        fail(path, "the format has no translation for " + m->name());
+      }
+    }
+    return x;
+  }
+
+ private:
+  bool qonnx() const { return format_ == Format::kQonnx; }
+
+  // QONNX's Quant: y = (clamp(round(x / scale + zeropt), min_int, max_int) - zeropt) * scale.
+  std::string quant(const std::string& x, const at::Tensor& scale, double zeropt, int64_t bits,
+                    bool is_signed, bool narrow, const std::string& rounding,
+                    const std::string& path) {
+    g_.uses_qonnx = true;
+    const std::string s =
+        scale.dim() == 0 ? g_.scalar(scale.item<float>()) : g_.initializer(path + ".scale", scale);
+    auto* n = g_.node(
+        "Quant", {x, s, g_.scalar(static_cast<float>(zeropt)), g_.scalar(static_cast<float>(bits))},
+        path, kQonnxDomain);
+    Graph::attr(n, "signed", int64_t{is_signed});
+    Graph::attr(n, "narrow", int64_t{narrow});
+    Graph::attr(n, "rounding_mode", rounding);
+    return n->output(0);
+  }
+  std::string quant(const std::string& x, double scale, double zeropt, int64_t bits, bool is_signed,
+                    bool narrow, const std::string& rounding, const std::string& path) {
+    return quant(x, torch::tensor(static_cast<float>(scale)), zeropt, bits, is_signed, narrow,
+                 rounding, path);
+  }
+  std::string bipolar(const std::string& x, const at::Tensor& scale, const std::string& path) {
+    g_.uses_qonnx = true;
+    const std::string s =
+        scale.dim() == 0 ? g_.scalar(scale.item<float>()) : g_.initializer(path + ".scale", scale);
+    return g_.op("BipolarQuant", {x, s}, path, kQonnxDomain);
+  }
+
+  // sign0(x): +1 for x >= 0, else -1.
+  std::string sign0(const std::string& x, const std::string& path) {
+    if (qonnx()) return bipolar(x, torch::tensor(1.0f), path);
+    const std::string ge = g_.op("GreaterOrEqual", {x, g_.scalar(0)}, path);
+    return g_.op("Where", {ge, g_.scalar(1), g_.scalar(-1)}, path);
+  }
+
+  // The input quantizer of a layer, exactly as its operator computes it.
+  std::string input_quantizer(const nn::Quantizer& q, const std::string& x,
+                              const std::string& path) {
+    if (q.is_empty()) return x;
+    const nn::QuantizerSpec& s = q->spec();
+    const std::string& name = s.name;
+    const std::string where = path + " (input quantizer " + s.str() + ")";
+    if (is_sign(name)) return sign0(x, path);
+    if (name == "ste_heaviside") {  // 1 for x > 0, else 0
+      if (qonnx()) return quant(x, 1.0, 0, 1, false, false, "CEIL", path);
+      auto* cast = g_.node("Cast", {g_.op("Greater", {x, g_.scalar(0)}, path)}, path);
+      Graph::attr(cast, "to", int64_t{onnx::TensorProto::FLOAT});
+      return cast->output(0);
+    }
+    if (name == "ste_tern") {  // tfsign(tfsign(x + D) + tfsign(x - D))
+      if (option_bool(s, "ternary_weight_networks", false)) {
+        fail(where, "its threshold depends on the whole input tensor");
+      }
+      const float d = static_cast<float>(option_real(s, "threshold_value", 0.05));
+      const std::string hi = g_.op("Sign", {g_.op("Add", {x, g_.scalar(d)}, path)}, path);
+      const std::string lo = g_.op("Sign", {g_.op("Sub", {x, g_.scalar(d)}, path)}, path);
+      const std::string t = g_.op("Sign", {g_.op("Add", {hi, lo}, path)}, path);
+      // The values are already -1, 0, +1; the Quant node says so.
+      return qonnx() ? quant(t, 1.0, 0, 2, true, true, "ROUND", path) : t;
+    }
+    if (name == "dorefa") {  // half_even(clip(x, 0, 1) * n) / n
+      if (option_word(s, "mode", "activations") != "activations") {
+        fail(where, "dorefa weights mode as an input quantizer");
+      }
+      const int64_t k = option_int(s, "k_bit", 2);
+      const float n = static_cast<float>(std::ldexp(1.0, static_cast<int>(k)) - 1);
+      const std::string scaled = g_.op("Mul", {x, g_.scalar(n)}, path);
+      std::string levels;
+      if (qonnx()) {
+        levels = quant(scaled, 1.0, 0, k, false, false, "ROUND", path);  // the integer levels
+      } else {
+        levels = g_.op("Round", {g_.op("Clip", {scaled, g_.scalar(0), g_.scalar(n)}, path)}, path);
+      }
+      return g_.op("Div", {levels, g_.scalar(n)}, path);
+    }
+    if (name == "linear_mid_tread_half") {  // floor(clip(x, 0, m) / m * n + 0.5) / n * m
+      const int64_t bit = option_int(s, "bit", 2);
+      const float m = static_cast<float>(option_real(s, "max_value", 2.0));
+      if (bit == 32) return g_.op("Clip", {x, g_.scalar(0), g_.scalar(m)}, path);
+      const float n = static_cast<float>(std::ldexp(1.0, static_cast<int>(bit)) - 1);
+      const std::string scaled =
+          g_.op("Mul", {g_.op("Div", {x, g_.scalar(m)}, path), g_.scalar(n)}, path);
+      std::string levels;
+      if (qonnx()) {  // on non-negative values HALF_UP is floor(v + 0.5)
+        levels = quant(scaled, 1.0, 0, bit, false, false, "HALF_UP", path);
+      } else {
+        const std::string c = g_.op("Clip", {scaled, g_.scalar(0), g_.scalar(n)}, path);
+        levels = g_.op("Floor", {g_.op("Add", {c, g_.scalar(0.5f)}, path)}, path);
+      }
+      return g_.op("Mul", {g_.op("Div", {levels, g_.scalar(n)}, path), g_.scalar(m)}, path);
+    }
+    fail(where,
+         "its scale or threshold depends on the whole input tensor; as an input quantizer "
+         "only ste_sign, approx_sign, swish_sign, ste_heaviside, ste_tern, dorefa and "
+         "linear_mid_tread_half are exported");
+  }
+
+  // The scale of a binary kernel q = s * sign(w): one value, or one per output channel.
+  static at::Tensor binary_scale(const at::Tensor& q, const std::string& where) {
+    const at::Tensor a = q.abs();
+    const at::Tensor first = a.reshape({-1})[0];
+    if (torch::equal(a, first.expand_as(a))) return first.clone();
+    const at::Tensor rows = a.reshape({a.size(0), -1});
+    const at::Tensor per = rows.select(1, 0);
+    if (!torch::equal(rows, per.unsqueeze(1).expand_as(rows))) {
+      fail(where, "its kernel is not a per-output-channel scaled sign (axis other than 0?)");
+    }
+    std::vector<int64_t> shape(q.dim(), 1);
+    shape[0] = q.size(0);
+    return per.reshape(shape).clone();
+  }
+
+  // The quantized kernel q (exactly the forward's) as an initializer, followed in QONNX by the
+  // node that describes its grid (applied to q it gives q back).
+  std::string kernel(const nn::QuantLayer& layer, const at::Tensor& q, const std::string& path) {
+    const std::string w = g_.initializer(path + ".weight", q);
+    if (layer.kernel_quantizer.is_empty() || !qonnx()) return w;
+    const nn::QuantizerSpec& s = layer.kernel_quantizer->spec();
+    const std::string where = path + " (kernel quantizer " + s.str() + ")";
+    const std::string& name = s.name;
+    if (is_sign(name)) return bipolar(w, torch::tensor(1.0f), path + ".weight");
+    if (name == "magnitude_aware_sign" || name == "binary_channel_wise_mean_scaling" ||
+        name == "binary_mean_scaling") {
+      return bipolar(w, binary_scale(q, where), path + ".weight");
+    }
+    if (name == "ste_tern") return quant(w, 1.0, 0, 2, true, true, "ROUND", path + ".weight");
+    if (name == "twn_weight") {
+      const double a = q.abs().max().item<double>();
+      return quant(w, a > 0 ? a : 1.0, 0, 2, true, true, "ROUND", path + ".weight");
+    }
+    if (name == "dorefa" && option_word(s, "mode", "activations") == "weights") {
+      // 2j / n - 1 for the levels j in [0, n]: scale 2 / n, zero point n / 2.
+      const int64_t k = option_int(s, "k_bit", 2);
+      const double n = std::ldexp(1.0, static_cast<int>(k)) - 1;
+      return quant(w, 2.0 / n, n / 2.0, k, false, false, "ROUND", path + ".weight");
+    }
+    if (name == "ttq_weight") {
+      fail(where, "its two ternary scales have no QONNX Quant form; export with --format standard");
+    }
+    fail(where, "this kernel quantizer has no QONNX form");
+  }
+
+  // Batch norm in eval mode as y = x * alpha + beta, alpha and beta computed as LibTorch's CPU
+  // kernel does (alpha = weight / sqrt(var + eps), beta = bias - mean * alpha, in float).
+  static std::pair<at::Tensor, at::Tensor> bn_terms(torch::nn::Module& m, const std::string& path) {
+    at::Tensor weight, bias, mean, var;
+    double eps = 1e-5;
+    auto take = [&](const auto& o, auto* bn) {
+      if (!o.track_running_stats()) fail(path, "batch norm without running statistics");
+      eps = o.eps();
+      weight = bn->weight;
+      bias = bn->bias;
+      mean = bn->running_mean;
+      var = bn->running_var;
+    };
+    if (auto* b2 = m.as<torch::nn::BatchNorm2dImpl>()) take(b2->options, b2);
+    if (auto* b1 = m.as<torch::nn::BatchNorm1dImpl>()) take(b1->options, b1);
+    mean = mean.to(torch::kFloat);
+    var = var.to(torch::kFloat);
+    const at::Tensor invstd = 1.0f / (var + static_cast<float>(eps)).sqrt();
+    const at::Tensor alpha = weight.defined() ? invstd * weight.detach() : invstd;
+    const at::Tensor beta =
+        (bias.defined() ? bias.detach() : torch::zeros_like(mean)) - mean * alpha;
+    return {alpha, beta};
+  }
+
+  Value batch_norm(torch::nn::Module& m, const Value& x, const std::string& path) {
+    const auto [alpha, beta] = bn_terms(m, path);
+    const bool conv = m.as<torch::nn::BatchNorm2dImpl>() != nullptr;
+    const std::vector<int64_t> shape =
+        conv ? std::vector<int64_t>{1, -1, 1, 1} : std::vector<int64_t>{1, -1};
+    const std::string y =
+        g_.op("Mul", {x.name, g_.initializer(path + ".bn_scale", alpha.reshape(shape))}, path);
+    return Value{g_.op("Add", {y, g_.initializer(path + ".bn_shift", beta.reshape(shape))}, path),
+                 {}};
+  }
+
+  std::string max_pool(torch::nn::MaxPool2dImpl& pool, const std::string& x,
+                       const std::string& path) {
+    const auto& o = pool.options;
+    const auto k = *o.kernel_size(), s = *o.stride(), p = *o.padding(), d = *o.dilation();
+    auto* n = g_.node("MaxPool", {x}, path);
+    Graph::attr(n, "kernel_shape", std::vector<int64_t>{k[0], k[1]});
+    Graph::attr(n, "strides", std::vector<int64_t>{s[0], s[1]});
+    Graph::attr(n, "pads", std::vector<int64_t>{p[0], p[1], p[0], p[1]});
+    Graph::attr(n, "dilations", std::vector<int64_t>{d[0], d[1]});
+    Graph::attr(n, "ceil_mode", int64_t{o.ceil_mode()});
+    return n->output(0);
+  }
+
+  // Folds batch norm into a float layer: w * alpha per output channel, bias * alpha + beta.
+  static void fold(torch::nn::Module* bn, at::Tensor& w, at::Tensor& b, const std::string& path) {
+    if (!bn) return;
+    const auto [alpha, beta] = bn_terms(*bn, path);
+    std::vector<int64_t> shape(w.dim(), 1);
+    shape[0] = -1;
+    w = w * alpha.reshape(shape);
+    b = b.defined() ? b.detach() * alpha + beta : beta;
+  }
+
+  Value quant_conv(nn::QuantConv2dImpl& conv, torch::nn::Module* bn, const Value& in,
+                   const std::string& path) {
+    const auto& o = conv.options;
+    const std::string x = input_quantizer(conv.input_quantizer, in.name, path);
+    at::Tensor w = conv.quantized_kernel().detach();
+    at::Tensor b = conv.bias.defined() ? conv.bias.detach() : at::Tensor();
+    fold(bn, w, b, path);
+    const auto pad = *o.padding();
+    std::string padded = x;
+    std::vector<int64_t> pads{pad[0], pad[1], pad[0], pad[1]};
+    if ((pad[0] != 0 || pad[1] != 0) && o.pad_values() != 0.0) {
+      // Padded after quantization with pad_values (+1 keeps binary inputs binary).
+      const at::Tensor p = torch::tensor(
+          {int64_t{0}, int64_t{0}, pad[0], pad[1], int64_t{0}, int64_t{0}, pad[0], pad[1]});
+      padded = g_.op(
+          "Pad",
+          {x, g_.initializer(path + ".pads", p), g_.scalar(static_cast<float>(o.pad_values()))},
+          path);
+      pads = {0, 0, 0, 0};
+    }
+    std::vector<std::string> inputs{padded, kernel(conv, w, path)};
+    if (b.defined()) inputs.push_back(g_.initializer(path + ".bias", b));
+    auto* n = g_.node("Conv", inputs, path);
+    const auto k = *o.kernel_size(), s = *o.stride(), d = *o.dilation();
+    Graph::attr(n, "kernel_shape", std::vector<int64_t>{k[0], k[1]});
+    Graph::attr(n, "strides", std::vector<int64_t>{s[0], s[1]});
+    Graph::attr(n, "pads", pads);
+    Graph::attr(n, "dilations", std::vector<int64_t>{d[0], d[1]});
+    Graph::attr(n, "group", o.groups());
+    return Value{n->output(0), {}};
+  }
+
+  Value quant_linear(nn::QuantLinearImpl& linear, torch::nn::Module* bn, const Value& in,
+                     const std::string& path) {
+    const std::string x = input_quantizer(linear.input_quantizer, in.name, path);
+    at::Tensor w = linear.quantized_kernel().detach();
+    at::Tensor b = linear.bias.defined() ? linear.bias.detach() : at::Tensor();
+    fold(bn, w, b, path);
+    std::vector<std::string> inputs{x, kernel(linear, w, path)};
+    if (b.defined()) inputs.push_back(g_.initializer(path + ".bias", b));
+    auto* n = g_.node("Gemm", inputs, path);
+    Graph::attr(n, "transB", int64_t{1});
+    return Value{n->output(0), {}};
+  }
+
+  // ---- quantization-aware training's modules
+
+  Value activation_quant(qat::ActivationQuantImpl& a, const Value& x, const std::string& path) {
+    if (!a.initialized()) return Value{x.name, {}};  // eval passes values through until observed
+    const qat::TensorQuantization q = a.quantization();
+    // Unsigned codes u in [0, 2^bits - 1] with zero point z: value = (u - z) * scale. For
+    // power-of-2 grids u = q + 2^(bits-1), with which HALF_UP computes fake_quant_pow2's floor(v +
+    // 0.5) exactly (with a signed zero point of 0, HALF_UP would round negative ties away from
+    // zero).
+    const int64_t z = q.qmin < 0 ? -q.qmin : q.zero_point;
+    if (qonnx()) {
+      return Value{
+          quant(x.name, q.scale, static_cast<double>(z), q.bits, false, false, "HALF_UP", path), q};
+    }
+    if (q.bits == 8) {
+      // QuantizeLinear rounds ties to even where fake quantization rounds them up: the values
+      // can differ by one step at exact ties (docs/export.md).
+      const bool is_signed = q.qmin < 0;
+      const std::string scale = g_.scalar(static_cast<float>(q.scale));
+      const std::string zp =
+          is_signed
+              ? g_.initializer(path + ".zero_point", torch::tensor(int8_t{0}, torch::kChar))
+              : g_.initializer(path + ".zero_point",
+                               torch::tensor(static_cast<uint8_t>(q.zero_point), torch::kByte));
+      const std::string codes = g_.op("QuantizeLinear", {x.name, scale, zp}, path);
+      return Value{g_.op("DequantizeLinear", {codes, scale, zp}, path), q};
+    }
+    // Other widths: the fake quantization written out with standard operators, exactly.
+    const float inv = static_cast<float>(1.0 / q.scale);
+    const float top = static_cast<float>((int64_t{1} << q.bits) - 1);
+    std::string u = g_.op(
+        "Add", {g_.op("Mul", {x.name, g_.scalar(inv)}, path), g_.scalar(static_cast<float>(z))},
+        path);
+    u = g_.op("Clip", {u, g_.scalar(0), g_.scalar(top)}, path);
+    u = g_.op("Floor", {g_.op("Add", {u, g_.scalar(0.5f)}, path)}, path);
+    u = g_.op("Sub", {u, g_.scalar(static_cast<float>(z))}, path);
+    return Value{g_.op("Mul", {u, g_.scalar(static_cast<float>(q.scale))}, path), q};
+  }
+
+  Value folded_layer(qat::FoldedLayerImpl& f, const Value& x, const std::string& path) {
+    torch::NoGradGuard no_grad;
+    const auto [w, b] = f.quantized_folded_parameters();
+    const qat::TensorQuantization wq = f.weight_quantization();
+    const qat::TensorQuantization bq = f.bias_quantization();
+    const bool pow2 = f.options.scheme == qat::Scheme::kPow2;
+    std::string wname, bname;
+    if (qonnx()) {
+      wname = g_.initializer(path + ".weight", w);
+      // Weights as signed codes: pow2 q * 2^-f; affine (narrow [1, 2^b - 1]) shifted by 2^(b-1).
+      const double zp =
+          pow2 ? 0.0 : static_cast<double>(wq.zero_point - (int64_t{1} << (wq.bits - 1)));
+      wname = quant(wname, wq.scale, zp, wq.bits, true, !pow2, "ROUND", path + ".weight");
+      if (b.defined()) {
+        bname = g_.initializer(path + ".bias", b);
+        if (bq.bits > 0) {
+          bname = quant(bname, bq.scale, 0, bq.bits, true, false, "ROUND", path + ".bias");
+        }
+      }
+    } else {
+      if (wq.bits == 8) {
+        const double offset = pow2 ? 0.0 : static_cast<double>(wq.zero_point - 128);
+        const at::Tensor codes =
+            (w.to(torch::kDouble) / wq.scale).round().add(offset).to(torch::kChar);
+        const std::string zp = g_.initializer(
+            path + ".weight_zero_point", torch::tensor(static_cast<int8_t>(offset), torch::kChar));
+        wname = g_.op("DequantizeLinear",
+                      {g_.initializer(path + ".weight_q", codes),
+                       g_.scalar(static_cast<float>(wq.scale)), zp},
+                      path + ".weight");
+      } else {
+        wname = g_.initializer(path + ".weight", w);
+      }
+      if (b.defined()) bname = int32_bias(b, bq, x.quantization, wq, pow2, path);
+    }
+    std::vector<std::string> inputs{x.name, wname};
+    if (!bname.empty()) inputs.push_back(bname);
+    onnx::NodeProto* n;
+    if (f.geometry.conv) {
+      const auto& geo = f.geometry;
+      const auto k = w.sizes();
+      n = g_.node("Conv", inputs, path);
+      Graph::attr(n, "kernel_shape", std::vector<int64_t>{k[2], k[3]});
+      Graph::attr(n, "strides", geo.stride);
+      Graph::attr(
+          n, "pads",
+          std::vector<int64_t>{geo.padding[0], geo.padding[1], geo.padding[0], geo.padding[1]});
+      Graph::attr(n, "dilations", geo.dilation);
+      Graph::attr(n, "group", geo.groups);
+    } else {
+      n = g_.node("Gemm", inputs, path);
+      Graph::attr(n, "transB", int64_t{1});
+    }
+    return Value{n->output(0), {}};
+  }
+
+  // The standard format's bias: int32 codes at the accumulator's scale (input scale x weight
+  // scale) where that is exact, else at the bias's own power-of-2 scale; a float bias when the
+  // input is not quantized.
+  std::string int32_bias(const at::Tensor& b, const qat::TensorQuantization& bq,
+                         const qat::TensorQuantization& xq, const qat::TensorQuantization& wq,
+                         bool pow2, const std::string& path) {
+    if (xq.bits == 0 || wq.bits != 8) return g_.initializer(path + ".bias", b);
+    const at::Tensor bd = b.to(torch::kDouble);
+    double scale = xq.scale * wq.scale;
+    at::Tensor codes = (bd / scale).round();
+    if (pow2 && !torch::equal(codes * scale, bd)) {
+      scale = bq.scale;  // the bias has more fractional bits than the accumulator
+      codes = (bd / scale).round();
+    }
+    if (codes.abs().max().item<double>() > std::numeric_limits<int32_t>::max()) {
+      fail(path, "its bias does not fit int32 at the accumulator's scale");
+    }
+    const std::string zp =
+        g_.initializer(path + ".bias_zero_point", torch::tensor(int32_t{0}, torch::kInt));
+    return g_.op("DequantizeLinear",
+                 {g_.initializer(path + ".bias_q", codes.to(torch::kInt)),
+                  g_.scalar(static_cast<float>(scale)), zp},
+                 path + ".bias");
+  }
+
+  Graph& g_;
+  Format format_;
+};
+
+void add_value_info(onnx::ValueInfoProto* v, const std::string& name,
+                    const std::vector<int64_t>& dims) {
+  v->set_name(name);
+  auto* t = v->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(onnx::TensorProto::FLOAT);
+  auto* shape = t->mutable_shape();
+  shape->add_dim()->set_dim_param("batch");
+  for (int64_t d : dims) shape->add_dim()->set_dim_value(d);
+}
+
+}  // namespace
+
+Format parse_format(const std::string& name) {
+  if (name == "qonnx") return Format::kQonnx;
+  if (name == "standard") return Format::kStandard;
+  throw std::invalid_argument("--format: unknown format '" + name + "' (known: qonnx, standard)");
+}
+
+std::string format_name(Format format) { return format == Format::kQonnx ? "qonnx" : "standard"; }
+
+std::string to_onnx(torch::nn::Sequential& model, const InputSpec& input, int64_t num_classes,
+                    Format format, const std::string& model_name) {
+  TORCH_CHECK_VALUE(input.channels > 0 && input.height > 0 && input.width > 0,
+                    "export: the input shape must be positive");
+  TORCH_CHECK_VALUE(input.std > 0, "export: the input standard deviation must be positive");
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+
+  onnx::ModelProto proto;
+  proto.set_ir_version(7);  // opset 13's
+  proto.set_producer_name("lowbit");
+  proto.set_producer_version("0.1");
+  proto.set_model_version(1);
+  proto.set_doc_string("lowbit " + model_name + " (" + format_name(format) +
+                       "); input: raw pixel values 0..255, NCHW float32");
+  onnx::GraphProto* graph = proto.mutable_graph();
+  graph->set_name(model_name);
+  Graph g(graph);
+  add_value_info(graph->add_input(), "image", {input.channels, input.height, input.width});
+
+  // The standardisation of train::to_tensors, in its order: / 255, - mean, / std.
+  std::string x = g.op("Div", {"image", g.scalar(255.0f)}, "input");
+  x = g.op("Sub", {x, g.scalar(static_cast<float>(input.mean))}, "input");
+  x = g.op("Div", {x, g.scalar(static_cast<float>(input.std))}, "input");
+
+  Exporter e(g, format);
+  const Value logits = e.sequential(model, Value{x, {}}, "");
+  auto* out = g.node("Identity", {logits.name}, "output");
+  out->set_output(0, "logits");
+  add_value_info(graph->add_output(), "logits", {num_classes});
+
+  auto* opset = proto.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(kOpset);
+  if (g.uses_qonnx) {
+    auto* q = proto.add_opset_import();
+    q->set_domain(kQonnxDomain);
+    q->set_version(1);
+  }
+  auto* meta = proto.add_metadata_props();
+  meta->set_key("lowbit.format");
+  meta->set_value(format_name(format));
+  meta = proto.add_metadata_props();
+  meta->set_key("lowbit.model");
+  meta->set_value(model_name);
+  if (was_training) model->train();
+
+  try {
+    onnx::checker::check_model(proto);
+  } catch (const std::exception& err) {
+    throw std::logic_error(std::string("export: the graph fails ONNX's checker: ") + err.what());
+  }
+  std::string bytes;
+  if (!proto.SerializeToString(&bytes)) {
+    throw std::runtime_error("export: the model is too large to serialise (over 2 GiB)");
+  }
+  return bytes;
+}
+
+std::map<std::string, int64_t> op_counts(const std::string& serialized_model) {
+  onnx::ModelProto proto;
+  if (!proto.ParseFromString(serialized_model)) {
+    throw std::invalid_argument("not a serialised ONNX model");
+  }
+  std::map<std::string, int64_t> counts;
+  for (const auto& n : proto.graph().node()) ++counts[n.op_type()];
+  return counts;
+}
+
+ExportResult export_checkpoint(const std::string& checkpoint, const std::string& out,
+                               const ExportOptions& options) {
+  if (out.empty()) throw std::invalid_argument("--out: no output file given");
+  const fs::path out_path(out);
+  const fs::path dir = out_path.has_parent_path() ? out_path.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir)) {
+    throw std::invalid_argument("--out: " + out + ": the directory " + dir.string() +
+                                " does not exist");
+  }
+  if (fs::is_directory(out_path)) {
+    throw std::invalid_argument("--out: " + out + " is a directory; name the .onnx file");
+  }
+  train::Checkpoint c = train::load_checkpoint(checkpoint);
+  InputSpec input;
+  input.channels = c.recipe.network.in_channels;
+  input.height = c.height;
+  input.width = c.width;
+  if (c.has_normalization) {
+    input.mean = c.input_mean;
+    input.std = c.input_std;
+  } else if (!options.data_dir.empty()) {
+    const train::Tensors t = train::to_tensors(data::load_idx_dataset(options.data_dir));
+    input.mean = t.input_mean;
+    input.std = t.input_std;
+  } else {
+    throw std::invalid_argument(
+        c.file +
+        ": the checkpoint does not store its input standardisation (written before "
+        "lowbit stored it); pass --data with the training data set to recompute it");
+  }
+  const std::string bytes = to_onnx(c.model, input, c.num_classes, options.format, c.recipe.name);
+  train::write_file_atomically(out, bytes);
+  ExportResult r;
+  r.path = out;
+  r.format = options.format;
+  r.bytes = static_cast<int64_t>(bytes.size());
+  r.op_counts = op_counts(bytes);
+  return r;
+}
+
+}  // namespace exporter
+}  // namespace lowbit
+
+extern "C" int lowbit_export_onnx(const char* checkpoint, const char* out, const char* format,
+                                  const char* data_dir, char* error, size_t error_size) {
+  auto report = [&](const char* message, int code) {
+    if (error && error_size > 0) {
+      std::strncpy(error, message, error_size - 1);
+      error[error_size - 1] = '\0';
+    }
+    return code;
+  };
+  if (!checkpoint || !out) return report("checkpoint and out must be given", 1);
+  try {
+    lowbit::exporter::ExportOptions o;
+    o.format = lowbit::exporter::parse_format(format ? format : "qonnx");
+    o.data_dir = data_dir ? data_dir : "";
+    lowbit::exporter::export_checkpoint(checkpoint, out, o);
+    return report("", 0);
+  } catch (const std::invalid_argument& e) {  // bad arguments, or a model the format cannot hold
+    return report(e.what(), 1);
+  } catch (const std::runtime_error& e) {  // a missing, unreadable or corrupt checkpoint
+    return report(e.what(), 1);
+  } catch (const c10::Error& e) {
+    return report(e.what_without_backtrace(), 1);
+  } catch (const std::exception& e) {
+    return report(e.what(), 2);
+  }
+}
