@@ -471,29 +471,28 @@ class Exporter {
       return Value{
           quant(x.name, q.scale, static_cast<double>(z), q.bits, false, false, "HALF_UP", path), q};
     }
-    if (q.bits == 8) {
-      // QuantizeLinear rounds ties to even where fake quantization rounds them up: the values
-      // can differ by one step at exact ties (docs/export.md).
-      const bool is_signed = q.qmin < 0;
-      const std::string scale = g_.scalar(static_cast<float>(q.scale));
-      const std::string zp =
-          is_signed
-              ? g_.initializer(path + ".zero_point", torch::tensor(int8_t{0}, torch::kChar))
-              : g_.initializer(path + ".zero_point",
-                               torch::tensor(static_cast<uint8_t>(q.zero_point), torch::kByte));
-      const std::string codes = g_.op("QuantizeLinear", {x.name, scale, zp}, path);
-      return Value{g_.op("DequantizeLinear", {codes, scale, zp}, path), q};
-    }
-    // Other widths: the fake quantization written out with standard operators, exactly.
-    const float inv = static_cast<float>(1.0 / q.scale);
-    const float top = static_cast<float>((int64_t{1} << q.bits) - 1);
-    std::string u = g_.op(
-        "Add", {g_.op("Mul", {x.name, g_.scalar(inv)}, path), g_.scalar(static_cast<float>(z))},
-        path);
-    u = g_.op("Clip", {u, g_.scalar(0), g_.scalar(top)}, path);
-    u = g_.op("Floor", {g_.op("Add", {u, g_.scalar(0.5f)}, path)}, path);
-    u = g_.op("Sub", {u, g_.scalar(static_cast<float>(z))}, path);
-    return Value{g_.op("Mul", {u, g_.scalar(static_cast<float>(q.scale))}, path), q};
+    // The fake quantization written out with standard operators in its own order, so exactly:
+    // floor((clamp(x, min, max) - min) / scale - quant_zero + 0.5) * scale.
+    std::string v = g_.op(
+        "Clip",
+        {x.name, g_.scalar(static_cast<float>(q.min)), g_.scalar(static_cast<float>(q.max))}, path);
+    v = g_.op("Sub", {v, g_.scalar(static_cast<float>(q.min))}, path);
+    v = g_.op("Div", {v, g_.scalar(static_cast<float>(q.scale))}, path);
+    v = g_.op("Sub", {v, g_.scalar(static_cast<float>(z))}, path);  // quant_zero = z
+    v = g_.op("Floor", {g_.op("Add", {v, g_.scalar(0.5f)}, path)}, path);
+    v = g_.op("Mul", {v, g_.scalar(static_cast<float>(q.scale))}, path);
+    if (q.bits != 8) return Value{v, q};
+    // 8 bits: QuantizeLinear / DequantizeLinear mark the tensor as int8 (power-of-2, zero point
+    // 0) or uint8 (affine). On values already on the grid they are exact; applied to the raw x,
+    // QuantizeLinear's ties-to-even rounding would differ from fake quantization's ties-up.
+    const std::string scale = g_.scalar(static_cast<float>(q.scale));
+    const std::string zp =
+        q.qmin < 0
+            ? g_.initializer(path + ".zero_point", torch::tensor(int8_t{0}, torch::kChar))
+            : g_.initializer(path + ".zero_point",
+                             torch::tensor(static_cast<uint8_t>(q.zero_point), torch::kByte));
+    const std::string codes = g_.op("QuantizeLinear", {v, scale, zp}, path);
+    return Value{g_.op("DequantizeLinear", {codes, scale, zp}, path), q};
   }
 
   Value folded_layer(qat::FoldedLayerImpl& f, const Value& x, const std::string& path) {
@@ -529,7 +528,7 @@ class Exporter {
       } else {
         wname = g_.initializer(path + ".weight", w);
       }
-      if (b.defined()) bname = int32_bias(b, bq, x.quantization, wq, pow2, path);
+      if (b.defined()) bname = int32_bias(b, x.quantization, wq, path);
     }
     std::vector<std::string> inputs{x.name, wname};
     if (!bname.empty()) inputs.push_back(bname);
@@ -552,23 +551,29 @@ class Exporter {
     return Value{n->output(0), {}};
   }
 
-  // The standard format's bias: int32 codes at the accumulator's scale (input scale x weight
-  // scale) where that is exact, else at the bias's own power-of-2 scale; a float bias when the
-  // input is not quantized.
-  std::string int32_bias(const at::Tensor& b, const qat::TensorQuantization& bq,
-                         const qat::TensorQuantization& xq, const qat::TensorQuantization& wq,
-                         bool pow2, const std::string& path) {
+  // The standard format's bias as int32 codes that DequantizeLinear turns back into exactly the
+  // bias the model adds: at the accumulator's scale (input scale x weight scale) where that is
+  // exact, else at the coarsest power-of-2 scale that is (a power-of-2 bias with more fractional
+  // bits than the accumulator, or the affine scheme's float bias); a float bias where no int32
+  // code holds it or the input is not quantized.
+  std::string int32_bias(const at::Tensor& b, const qat::TensorQuantization& xq,
+                         const qat::TensorQuantization& wq, const std::string& path) {
     if (xq.bits == 0 || wq.bits != 8) return g_.initializer(path + ".bias", b);
-    const at::Tensor bd = b.to(torch::kDouble);
+    const at::Tensor bf = b.to(torch::kFloat);
+    auto exact_codes = [&](double scale, at::Tensor& codes) {
+      codes = (bf.to(torch::kDouble) / scale).round();
+      if (codes.abs().max().item<double>() > std::numeric_limits<int32_t>::max()) return false;
+      // DequantizeLinear computes float(code) * float(scale).
+      return torch::equal(codes.to(torch::kInt).to(torch::kFloat) * static_cast<float>(scale), bf);
+    };
+    at::Tensor codes;
     double scale = xq.scale * wq.scale;
-    at::Tensor codes = (bd / scale).round();
-    if (pow2 && !torch::equal(codes * scale, bd)) {
-      scale = bq.scale;  // the bias has more fractional bits than the accumulator
-      codes = (bd / scale).round();
+    bool found = exact_codes(scale, codes);
+    for (int k = -40; !found && k <= 80; ++k) {
+      scale = std::ldexp(1.0, -k);
+      found = exact_codes(scale, codes);
     }
-    if (codes.abs().max().item<double>() > std::numeric_limits<int32_t>::max()) {
-      fail(path, "its bias does not fit int32 at the accumulator's scale");
-    }
+    if (!found) return g_.initializer(path + ".bias", b);
     const std::string zp =
         g_.initializer(path + ".bias_zero_point", torch::tensor(int32_t{0}, torch::kInt));
     return g_.op("DequantizeLinear",
