@@ -2,11 +2,14 @@
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <stdexcept>
 
 #include "lowbit/data/idx.h"
+#include "lowbit/engine.h"
 #include "lowbit/export.h"
 #include "lowbit/network.h"
 #include "lowbit/nn.h"
@@ -118,6 +121,21 @@ int main(int argc, char** argv) {
                   "the training data set, to recompute the input standardisation of checkpoints "
                   "that do not store it");
 
+  std::string run_model, run_data = kDefaultData, run_logits;
+  int run_threads = 1;
+  int64_t run_batch = 256;
+  auto* run = app.add_subcommand(
+      "run", "run an exported model on the inference engine (no LibTorch; docs/engine.md)");
+  run->add_option("model", run_model, "the .onnx file (a lowbit export)")->required();
+  run->add_option("--data", run_data, "directory with the IDX test files")->capture_default_str();
+  run->add_option("--threads", run_threads, "threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  run->add_option("--batch", run_batch, "images per run for the throughput")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  run->add_option("--logits", run_logits, "also write the test set's outputs to this .npy file");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train) {
@@ -159,6 +177,50 @@ int main(int argc, char** argv) {
                                                                lowbit::qat::parse_scheme(r.qat))
                               .c_str());
       }
+    } else if (*run) {
+      using Clock = std::chrono::steady_clock;
+      const auto model = lowbit::engine::Model::from_file(run_model);
+      const auto test = lowbit::data::load_idx_dataset(run_data).test;
+      const auto shape = model.input_shape();
+      if (shape[0] != 1 || shape[1] != test.images.rows || shape[2] != test.images.cols) {
+        throw std::invalid_argument(
+            run_model + ": takes images of " + std::to_string(shape[0]) + "x" +
+            std::to_string(shape[1]) + "x" + std::to_string(shape[2]) + ", the data set has 1x" +
+            std::to_string(test.images.rows) + "x" + std::to_string(test.images.cols));
+      }
+      const int64_t n = test.images.count, per = shape[1] * shape[2], k = model.output_size();
+      const std::vector<float> pixels(test.images.pixels.begin(), test.images.pixels.end());
+      std::vector<float> out(static_cast<size_t>(n * k));
+      const auto t0 = Clock::now();
+      for (int64_t i = 0; i < n; i += run_batch) {
+        const int64_t m = std::min(run_batch, n - i);
+        model.run(pixels.data() + i * per, m, out.data() + i * k, run_threads);
+      }
+      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      int64_t correct = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float* row = out.data() + i * k;
+        correct += (std::max_element(row, row + k) - row) == test.labels.labels[i];
+      }
+      // Latency: one image at a time, the median over up to 100 images.
+      std::vector<double> ms;
+      std::vector<float> one(static_cast<size_t>(k));
+      for (int64_t i = 0; i < std::min<int64_t>(n, 100); ++i) {
+        const auto t = Clock::now();
+        model.run(pixels.data() + i * per, 1, one.data(), run_threads);
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
+      }
+      std::sort(ms.begin(), ms.end());
+      if (!run_logits.empty()) {
+        write_npy(run_logits, torch::from_blob(out.data(), {n, k}, torch::kFloat));
+      }
+      std::printf(
+          "{\"model\": \"%s\", \"images\": %lld, \"test_accuracy\": %.6f, "
+          "\"latency_ms_batch1\": %.4f, \"throughput_images_per_second\": %.1f, \"batch\": %lld, "
+          "\"threads\": %d}\n",
+          run_model.c_str(), static_cast<long long>(n), static_cast<double>(correct) / n,
+          ms.empty() ? 0.0 : ms[ms.size() / 2], n / seconds, static_cast<long long>(run_batch),
+          run_threads);
     } else if (*exp) {
       lowbit::exporter::ExportOptions o;
       o.format = lowbit::exporter::parse_format(export_format);

@@ -294,3 +294,25 @@ def test_data_dependent_input_quantizer_is_named(work, tmp_path):
     for fmt in ("qonnx", "standard"):
         with pytest.raises(ValueError, match=r"input quantizer binary_mean_scaling"):
             lowbit.export_onnx(run, tmp_path / "m.onnx", format=fmt)
+
+
+# ---- the inference engine (lowbit run) on the exports -------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["qonnx", "standard"])
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_engine_runs_the_export_like_libtorch(work, trained, exported, recipe, fmt):
+    path = exported[recipe, fmt]
+    logits = work / f"{recipe}-{fmt}-engine.npy"
+    result = json.loads(lowbit_cmd("run", path, "--data", work / "data", "--threads", 2, "--logits", logits).stdout)
+    got, expected = np.load(logits), trained[recipe][1]
+    assert result["images"] == len(expected)
+    labels = ref.read_idx(work / "data" / "t10k-labels-idx1-ubyte")
+    assert result["test_accuracy"] == pytest.approx(np.mean(got.argmax(1) == labels))
+    compare(recipe, onnx.load(path), got, expected)
+
+
+def test_engine_rejects_a_corrupt_model_naming_it(tmp_path, work):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    r = lowbit_cmd("run", bad, "--data", work / "data", check=False)
+    assert r.returncode == 2 and "bad.onnx" in r.stderr

@@ -1,0 +1,59 @@
+// The inference engine: runs lowbit's ONNX exports without LibTorch (docs/engine.md). Model files
+// are untrusted: every size, type and reference is checked while loading, and a bad file is an
+// std::invalid_argument naming what is wrong, never a crash or an unbounded allocation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lowbit {
+namespace engine {
+
+// Bounds on what a model file may ask for.
+struct Limits {
+  int64_t max_file_bytes = int64_t{1} << 30;
+  int64_t max_tensor_elements = int64_t{1} << 28;  // per initializer or per-image activation
+  int64_t max_total_elements = int64_t{1} << 30;   // all initializers together
+  int64_t max_nodes = 100000;
+};
+
+// How one node of the graph is executed (for reports and tests).
+struct PlannedNode {
+  std::string name, op_type;
+  std::string kernel;           // the implementation chosen, e.g. "conv2d_f32"
+  std::vector<int64_t> output;  // per-image output shape
+};
+
+class Model {
+ public:
+  // Loads an ONNX model (a lowbit export, either format). Throws std::invalid_argument naming the
+  // file (or "buffer") and the node, tensor or field that is wrong.
+  static Model from_file(const std::string& path, const Limits& limits = {});
+  static Model from_buffer(const void* data, size_t size, const Limits& limits = {},
+                           const std::string& origin = "buffer");
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  // The input: [batch, channels, height, width] float32 (raw pixels for lowbit's exports), and
+  // the output: [batch, classes].
+  std::vector<int64_t> input_shape() const;  // {channels, height, width}
+  int64_t output_size() const;               // classes
+  const std::vector<PlannedNode>& plan() const;
+
+  // Runs `batch` images (contiguous, batch x channels x height x width) into `outputs` (batch x
+  // classes), with up to `threads` threads (images are split between them).
+  void run(const float* inputs, int64_t batch, float* outputs, int threads = 1) const;
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace engine
+}  // namespace lowbit

@@ -1,0 +1,36 @@
+/* The inference engine's C API, for embedding (docs/engine.md). Every function that can fail
+ * returns NULL or a non-zero code and writes a NUL-terminated message to `error` (when not NULL,
+ * truncated to error_size bytes). A model may be run from several threads at once. */
+#ifndef LOWBIT_ENGINE_C_H
+#define LOWBIT_ENGINE_C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lowbit_model lowbit_model;
+
+/* Loads an ONNX model (a lowbit export) from a file or from memory (the bytes are copied). */
+lowbit_model* lowbit_model_from_file(const char* path, char* error, size_t error_size);
+lowbit_model* lowbit_model_from_buffer(const void* data, size_t size, char* error,
+                                       size_t error_size);
+
+/* The input's per-image shape {channels, height, width}, and the number of outputs per image. */
+void lowbit_model_input_shape(const lowbit_model* model, int64_t shape[3]);
+int64_t lowbit_model_output_size(const lowbit_model* model);
+
+/* Runs `batch` images (batch x channels x height x width floats) into `outputs` (batch x
+ * output_size floats) with up to `threads` threads. Returns 0, or 1 with a message. */
+int lowbit_model_run(const lowbit_model* model, const float* inputs, int64_t batch, float* outputs,
+                     int threads, char* error, size_t error_size);
+
+void lowbit_model_destroy(lowbit_model* model);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOWBIT_ENGINE_C_H */

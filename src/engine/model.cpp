@@ -1,0 +1,910 @@
+// The engine's loader and interpreter: ONNX parsing and validation (model files are untrusted),
+// constant folding, shape inference, and float32 execution of every node with ONNX's and QONNX's
+// semantics (docs/engine.md).
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <thread>
+
+#include "lowbit/engine.h"
+
+namespace lowbit {
+namespace engine {
+namespace {
+
+[[noreturn]] void bad(const std::string& origin, const std::string& what) {
+  throw std::invalid_argument(origin + ": " + what);
+}
+
+// a * b, or an error when it overflows or exceeds `limit`.
+int64_t checked_mul(int64_t a, int64_t b, int64_t limit, const std::string& origin,
+                    const std::string& what) {
+  if (a < 0 || b < 0) bad(origin, what + " has a negative dimension");
+  if (b != 0 && a > limit / b)
+    bad(origin, what + " is too large (over " + std::to_string(limit) + " elements)");
+  return a * b;
+}
+
+int64_t product(const std::vector<int64_t>& dims, size_t from = 0) {
+  int64_t p = 1;
+  for (size_t i = from; i < dims.size(); ++i) p *= dims[i];
+  return p;
+}
+
+std::string dims_str(const std::vector<int64_t>& d) {
+  std::string s = "[";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+// A value of the graph: a constant (initializer or folded) or an activation whose first dimension
+// is the batch.
+struct Value {
+  bool constant = false;
+  std::vector<int64_t> dims;  // activations: dims[0] is the batch (1 while planning)
+  std::vector<float> data;    // constants
+  int64_t per_image() const { return product(dims, 1); }
+};
+
+struct Attrs {
+  std::map<std::string, const onnx::AttributeProto*> map;
+  std::string where;
+  int64_t i(const std::string& name, int64_t fallback) const {
+    auto it = map.find(name);
+    if (it == map.end()) return fallback;
+    if (it->second->type() != onnx::AttributeProto::INT)
+      bad(where, "attribute " + name + " is not an int");
+    return it->second->i();
+  }
+  float f(const std::string& name, float fallback) const {
+    auto it = map.find(name);
+    if (it == map.end()) return fallback;
+    if (it->second->type() != onnx::AttributeProto::FLOAT)
+      bad(where, "attribute " + name + " is not a float");
+    return it->second->f();
+  }
+  std::string s(const std::string& name, const std::string& fallback) const {
+    auto it = map.find(name);
+    if (it == map.end()) return fallback;
+    if (it->second->type() != onnx::AttributeProto::STRING)
+      bad(where, "attribute " + name + " is not a string");
+    return it->second->s();
+  }
+  std::vector<int64_t> ints(const std::string& name, std::vector<int64_t> fallback) const {
+    auto it = map.find(name);
+    if (it == map.end()) return fallback;
+    if (it->second->type() != onnx::AttributeProto::INTS)
+      bad(where, "attribute " + name + " is not a list of ints");
+    return {it->second->ints().begin(), it->second->ints().end()};
+  }
+};
+
+// strides, pads and dilations of a 2-D window (Conv, MaxPool), checked.
+struct Window {
+  std::vector<int64_t> strides, pads, dilations;
+};
+Window window(const Attrs& a, const std::string& where) {
+  Window w{a.ints("strides", {1, 1}), a.ints("pads", {0, 0, 0, 0}), a.ints("dilations", {1, 1})};
+  if (w.strides.size() != 2 || w.pads.size() != 4 || w.dilations.size() != 2) {
+    bad(where, "strides, pads and dilations must have 2, 4 and 2 values");
+  }
+  for (int64_t v : w.strides)
+    if (v < 1 || v > 1024) bad(where, "strides must be in [1, 1024]");
+  for (int64_t v : w.dilations)
+    if (v < 1 || v > 1024) bad(where, "dilations must be in [1, 1024]");
+  for (int64_t v : w.pads)
+    if (v < 0 || v > 1024) bad(where, "pads must be in [0, 1024]");
+  return w;
+}
+
+// One executable step: reads value ids, writes one value id, for a chunk of `batch` images.
+struct Step {
+  PlannedNode info;
+  std::vector<int> inputs;
+  int output = -1;
+  std::function<void(const std::vector<const float*>&, float*, int64_t batch)> run;
+};
+
+// ---- element-wise helpers
+
+// The index map of a constant broadcast over one image of an activation shape (numpy rules): for
+// every element of the image, the constant's element. Constants may not grow the shape.
+std::vector<int64_t> broadcast_index(const std::vector<int64_t>& act, const std::vector<int64_t>& c,
+                                     const std::string& where) {
+  if (c.size() > act.size())
+    bad(where, "a constant of shape " + dims_str(c) + " does not broadcast to " + dims_str(act));
+  const size_t off = act.size() - c.size();
+  for (size_t i = 0; i < c.size(); ++i) {
+    const int64_t a = act[off + i], b = c[i];
+    if (b != 1 && b != a)
+      bad(where, "a constant of shape " + dims_str(c) + " does not broadcast to " + dims_str(act));
+    if (off + i == 0 && b != 1) bad(where, "a constant may not vary along the batch dimension");
+  }
+  const int64_t n = product(act, 1);
+  std::vector<int64_t> index(n);
+  std::vector<int64_t> coord(act.size(), 0);
+  for (int64_t e = 0; e < n; ++e) {
+    int64_t rem = e, k = 0, stride = 1;
+    for (size_t d = act.size(); d-- > 1;) {
+      coord[d] = rem % act[d];
+      rem /= act[d];
+    }
+    for (size_t i = c.size(); i-- > 0;) {
+      const size_t d = off + i;
+      if (c[i] != 1) k += coord[d] * stride;
+      stride *= c[i];
+    }
+    index[e] = k;
+  }
+  return index;
+}
+
+float round_mode(float v, const std::string& mode) {
+  if (mode == "ROUND" || mode == "HALF_EVEN") return std::nearbyint(v);
+  if (mode == "CEIL") return std::ceil(v);
+  if (mode == "FLOOR") return std::floor(v);
+  if (mode == "HALF_UP") return v < 0 ? -std::floor(-v + 0.5f) : std::floor(v + 0.5f);
+  if (mode == "HALF_DOWN") return v < 0 ? -std::ceil(-v - 0.5f) : std::ceil(v - 0.5f);
+  if (mode == "UP") return v < 0 ? std::floor(v) : std::ceil(v);
+  return std::trunc(v);  // DOWN
+}
+
+}  // namespace
+
+struct Model::Impl {
+  std::string origin;
+  Limits limits;
+  std::vector<Value> values;
+  std::map<std::string, int> ids;
+  std::vector<Step> steps;
+  std::vector<PlannedNode> plan;
+  int input = -1, output = -1;
+  std::vector<int64_t> input_dims;  // C, H, W
+  int64_t classes = 0;
+  int64_t total_constant_elements = 0;
+
+  int add_value(const std::string& name, Value v, const std::string& where) {
+    if (ids.count(name)) bad(where, "value '" + name + "' is defined twice");
+    values.push_back(std::move(v));
+    ids[name] = static_cast<int>(values.size()) - 1;
+    return ids[name];
+  }
+  const Value& value(const std::string& name, const std::string& where) const {
+    auto it = ids.find(name);
+    if (it == ids.end())
+      bad(where, "input '" + name + "' is not defined before use (a missing input or a cycle)");
+    return values[it->second];
+  }
+  int id(const std::string& name) const { return ids.at(name); }
+
+  Value read_initializer(const onnx::TensorProto& t) {
+    const std::string where = origin + ": initializer '" + t.name() + "'";
+    Value v;
+    v.constant = true;
+    int64_t n = 1;
+    for (int64_t d : t.dims()) {
+      if (d < 0) bad(where, "has a negative dimension");
+      n = checked_mul(n, d, limits.max_tensor_elements, where, "the tensor");
+      v.dims.push_back(d);
+    }
+    if (t.data_location() == onnx::TensorProto::EXTERNAL)
+      bad(where, "external data is not supported");
+    total_constant_elements += n;
+    if (total_constant_elements > limits.max_total_elements)
+      bad(origin, "the initializers are too large");
+    v.data.resize(n);
+    const std::string& raw = t.raw_data();
+    auto need = [&](size_t elem, int count_in_field) {
+      if (!raw.empty()) {
+        if (raw.size() != static_cast<size_t>(n) * elem) {
+          bad(where, "holds " + std::to_string(raw.size()) + " bytes for " + std::to_string(n) +
+                         " elements of " + std::to_string(elem) + " bytes");
+        }
+      } else if (count_in_field != n) {
+        bad(where, "holds " + std::to_string(count_in_field) + " values for " + std::to_string(n) +
+                       " elements");
+      }
+    };
+    switch (t.data_type()) {
+      case onnx::TensorProto::FLOAT:
+        need(4, t.float_data_size());
+        if (!raw.empty())
+          std::memcpy(v.data.data(), raw.data(), raw.size());
+        else
+          std::copy(t.float_data().begin(), t.float_data().end(), v.data.begin());
+        break;
+      case onnx::TensorProto::INT8:
+      case onnx::TensorProto::UINT8:
+      case onnx::TensorProto::INT32: {
+        const bool i8 = t.data_type() == onnx::TensorProto::INT8,
+                   u8 = t.data_type() == onnx::TensorProto::UINT8;
+        need(i8 || u8 ? 1 : 4, t.int32_data_size());
+        for (int64_t k = 0; k < n; ++k) {
+          int64_t x;
+          if (raw.empty()) {
+            x = t.int32_data(static_cast<int>(k));
+          } else if (i8) {
+            x = static_cast<int8_t>(raw[k]);
+          } else if (u8) {
+            x = static_cast<uint8_t>(raw[k]);
+          } else {
+            int32_t w;
+            std::memcpy(&w, raw.data() + 4 * k, 4);
+            x = w;
+          }
+          v.data[k] = static_cast<float>(x);
+        }
+        break;
+      }
+      case onnx::TensorProto::INT64:
+        need(8, t.int64_data_size());
+        for (int64_t k = 0; k < n; ++k) {
+          int64_t x;
+          if (raw.empty())
+            x = t.int64_data(static_cast<int>(k));
+          else
+            std::memcpy(&x, raw.data() + 8 * k, 8);
+          v.data[k] = static_cast<float>(x);
+        }
+        break;
+      default:
+        bad(where, "has an unsupported data type (" + std::to_string(t.data_type()) + ")");
+    }
+    return v;
+  }
+
+  void load(const onnx::ModelProto& m) {
+    const onnx::GraphProto& g = m.graph();
+    if (g.node_size() > limits.max_nodes) bad(origin, "too many nodes");
+    for (const auto& t : g.initializer()) add_value(t.name(), read_initializer(t), origin);
+    // The one graph input that is not an initializer: [batch, C, H, W].
+    for (const auto& in : g.input()) {
+      if (ids.count(in.name())) continue;
+      if (input >= 0) bad(origin, "the graph has more than one input");
+      const auto& type = in.type().tensor_type();
+      if (!in.type().has_tensor_type() || type.elem_type() != onnx::TensorProto::FLOAT) {
+        bad(origin, "input '" + in.name() + "' is not a float32 tensor");
+      }
+      if (type.shape().dim_size() != 4)
+        bad(origin, "input '" + in.name() + "' is not 4-D [batch, channels, height, width]");
+      Value v;
+      v.dims.push_back(1);
+      for (int d = 1; d < 4; ++d) {
+        const auto& dim = type.shape().dim(d);
+        if (!dim.has_dim_value() || dim.dim_value() <= 0 ||
+            dim.dim_value() > limits.max_tensor_elements) {
+          bad(origin, "input '" + in.name() + "': dimension " + std::to_string(d) +
+                          " must be a positive number");
+        }
+        v.dims.push_back(dim.dim_value());
+        input_dims.push_back(dim.dim_value());
+      }
+      checked_mul(
+          checked_mul(v.dims[1], v.dims[2], limits.max_tensor_elements, origin, "the input"),
+          v.dims[3], limits.max_tensor_elements, origin, "the input");
+      input = add_value(in.name(), std::move(v), origin);
+    }
+    if (input < 0) bad(origin, "the graph has no input");
+    for (int k = 0; k < g.node_size(); ++k) add_node(g.node(k), k);
+    if (g.output_size() != 1) bad(origin, "the graph must have one output");
+    const Value& out = value(g.output(0).name(), origin + ": graph output");
+    if (out.constant || out.dims.size() != 2)
+      bad(origin, "the output must be a [batch, classes] activation");
+    output = id(g.output(0).name());
+    classes = out.dims[1];
+    if (std::none_of(steps.begin(), steps.end(),
+                     [&](const Step& st) { return st.output == output; })) {
+      bad(origin, "the graph output is not computed by any node");
+    }
+  }
+
+  // ---- nodes
+
+  void add_node(const onnx::NodeProto& n, int k) {
+    const std::string op = n.op_type();
+    const std::string where =
+        origin + ": node " + std::to_string(k) + " '" + n.name() + "' (" + op + ")";
+    if (n.output_size() != 1) bad(where, "must have one output");
+    std::vector<const Value*> in;
+    for (const auto& i : n.input()) in.push_back(i.empty() ? nullptr : &value(i, where));
+    Attrs a;
+    a.where = where;
+    for (const auto& attr : n.attribute()) a.map[attr.name()] = &attr;
+    const bool known_domain = n.domain().empty() || n.domain() == "ai.onnx" ||
+                              n.domain() == "qonnx.custom_op.general" ||
+                              n.domain() == "finn.custom_op.general";
+    if (!known_domain) bad(where, "unknown domain '" + n.domain() + "'");
+    auto arity = [&](size_t lo, size_t hi) {
+      if (in.size() < lo || in.size() > hi)
+        bad(where, "takes " + std::to_string(lo) + (lo == hi ? "" : " to " + std::to_string(hi)) +
+                       " inputs, got " + std::to_string(in.size()));
+      for (size_t i = 0; i < lo; ++i)
+        if (!in[i]) bad(where, "input " + std::to_string(i) + " is empty");
+    };
+    auto constant = [&](size_t i, const char* what) -> const Value& {
+      if (i >= in.size() || !in[i] || !in[i]->constant)
+        bad(where, std::string(what) + " must be a constant");
+      return *in[i];
+    };
+    auto scalar = [&](size_t i, const char* what) {
+      const Value& v = constant(i, what);
+      if (v.data.size() != 1) bad(where, std::string(what) + " must be a single value");
+      return v.data[0];
+    };
+
+    Step s;
+    s.info.name = n.name();
+    s.info.op_type = op;
+    Value out;
+
+    // Element-wise operators: one activation (or constants only, folded below).
+    using Unary = std::function<float(float)>;
+    using Binary = std::function<float(float, float)>;
+    auto unary = [&](Unary f) {
+      arity(1, 1);
+      out.dims = in[0]->dims;
+      s.info.kernel = "elementwise_f32";
+      s.run = [f](const std::vector<const float*>& x, float* y, int64_t count) {
+        for (int64_t e = 0; e < count; ++e) y[e] = f(x[0][e]);
+      };
+      return true;
+    };
+    auto binary = [&](Binary f) {
+      arity(2, 2);
+      const Value &p = *in[0], &q = *in[1];
+      s.info.kernel = "elementwise_f32";
+      if (!p.constant && !q.constant) {
+        if (p.dims != q.dims)
+          bad(where, "activations of shapes " + dims_str(p.dims) + " and " + dims_str(q.dims) +
+                         " (only constants broadcast)");
+        out.dims = p.dims;
+        s.run = [f](const std::vector<const float*>& x, float* y, int64_t count) {
+          for (int64_t e = 0; e < count; ++e) y[e] = f(x[0][e], x[1][e]);
+        };
+        return;
+      }
+      if (p.constant && q.constant) {  // folded: same sizes, or one of them a single value
+        const bool sp = p.data.size() == 1, sq = q.data.size() == 1;
+        if (p.data.size() != q.data.size() && !sp && !sq)
+          bad(where, "constants of different shapes");
+        out.dims = p.data.size() >= q.data.size() ? p.dims : q.dims;
+        out.constant = true;
+        out.data.resize(std::max(p.data.size(), q.data.size()));
+        for (size_t e = 0; e < out.data.size(); ++e)
+          out.data[e] = f(p.data[sp ? 0 : e], q.data[sq ? 0 : e]);
+        return;
+      }
+      const bool act_first = !p.constant;
+      const Value& act = act_first ? p : q;
+      const Value& c = act_first ? q : p;
+      out.dims = act.dims;
+      const auto index = broadcast_index(act.dims, c.dims, where);
+      const std::vector<float> cdata = c.data;
+      const int64_t per = act.per_image();
+      s.run = [f, index, cdata, per, act_first](const std::vector<const float*>& x, float* y,
+                                                int64_t count) {
+        const float* a = x[0];  // the one activation
+        for (int64_t e = 0; e < count; ++e) {
+          const float cv = cdata[index[e % per]];
+          y[e] = act_first ? f(a[e], cv) : f(cv, a[e]);
+        }
+      };
+    };
+
+    if (op == "Relu") {
+      unary([](float v) { return v < 0 ? 0.0f : v; });
+    } else if (op == "Sign") {
+      unary([](float v) { return v > 0 ? 1.0f : (v < 0 ? -1.0f : 0.0f); });
+    } else if (op == "Round") {
+      unary([](float v) { return std::nearbyint(v); });
+    } else if (op == "Floor") {
+      unary([](float v) { return std::floor(v); });
+    } else if (op == "Ceil") {
+      unary([](float v) { return std::ceil(v); });
+    } else if (op == "Abs") {
+      unary([](float v) { return std::fabs(v); });
+    } else if (op == "Identity") {
+      unary([](float v) { return v; });
+    } else if (op == "Cast") {
+      if (a.i("to", 0) != onnx::TensorProto::FLOAT) bad(where, "only casts to float are supported");
+      unary([](float v) { return v; });  // booleans are already 0 / 1
+    } else if (op == "Add") {
+      binary([](float p, float q) { return p + q; });
+    } else if (op == "Sub") {
+      binary([](float p, float q) { return p - q; });
+    } else if (op == "Mul") {
+      binary([](float p, float q) { return p * q; });
+    } else if (op == "Div") {
+      binary([](float p, float q) { return p / q; });
+    } else if (op == "GreaterOrEqual") {
+      binary([](float p, float q) { return p >= q ? 1.0f : 0.0f; });
+    } else if (op == "Greater") {
+      binary([](float p, float q) { return p > q ? 1.0f : 0.0f; });
+    } else if (op == "Clip") {
+      arity(1, 3);
+      const float lo =
+          in.size() > 1 && in[1] ? scalar(1, "min") : -std::numeric_limits<float>::infinity();
+      const float hi =
+          in.size() > 2 && in[2] ? scalar(2, "max") : std::numeric_limits<float>::infinity();
+      in.resize(1);
+      unary([lo, hi](float v) { return std::min(std::max(v, lo), hi); });
+    } else if (op == "Where") {
+      arity(3, 3);
+      const Value& cond = *in[0];
+      if (cond.constant || !in[1]->constant || !in[2]->constant || in[1]->data.size() != 1 ||
+          in[2]->data.size() != 1) {
+        bad(where, "only Where(activation, scalar, scalar) is supported");
+      }
+      const float t = in[1]->data[0], f = in[2]->data[0];
+      in.resize(1);
+      unary([t, f](float c) { return c != 0 ? t : f; });
+    } else if (op == "BipolarQuant") {
+      arity(2, 2);
+      const Value& sc = constant(1, "scale");
+      const Value& x = *in[0];
+      out.dims = x.dims;
+      s.info.kernel = "bipolar_quant_f32";
+      if (!x.constant) {
+        const auto index = broadcast_index(x.dims, sc.dims, where);
+        const std::vector<float> sd = sc.data;
+        const int64_t per = x.per_image();
+        s.run = [index, sd, per](const std::vector<const float*>& xs, float* y, int64_t count) {
+          for (int64_t e = 0; e < count; ++e)
+            y[e] = (xs[0][e] >= 0 ? 1.0f : -1.0f) * sd[index[e % per]];
+        };
+      }
+      fold_if_constant(in, out, where, [&](std::vector<float>& y) {
+        const auto index = broadcast_constant(x.dims, sc.dims, where);
+        for (size_t e = 0; e < y.size(); ++e)
+          y[e] = (x.data[e] >= 0 ? 1.0f : -1.0f) * sc.data[index[e]];
+      });
+      in.resize(1);
+    } else if (op == "Quant") {
+      arity(4, 4);
+      const Value& sc = constant(1, "scale");
+      const Value& zp = constant(2, "zeropt");
+      const float bits = scalar(3, "bitwidth");
+      if (!(bits >= 1 && bits <= 32) || bits != std::floor(bits))
+        bad(where, "bitwidth must be an integer in [1, 32]");
+      const bool is_signed = a.i("signed", 1) != 0, narrow = a.i("narrow", 0) != 0;
+      const std::string mode = a.s("rounding_mode", "ROUND");
+      static const char* modes[] = {"ROUND",   "HALF_EVEN", "CEIL", "FLOOR",
+                                    "HALF_UP", "HALF_DOWN", "UP",   "DOWN"};
+      if (std::find(std::begin(modes), std::end(modes), mode) == std::end(modes))
+        bad(where, "unknown rounding_mode '" + mode + "'");
+      const double b = bits;
+      const float lo = static_cast<float>(
+          is_signed ? -std::ldexp(1.0, static_cast<int>(b) - 1) + (narrow ? 1 : 0) : 0.0);
+      const float hi =
+          static_cast<float>(is_signed ? std::ldexp(1.0, static_cast<int>(b) - 1) - 1
+                                       : std::ldexp(1.0, static_cast<int>(b)) - (narrow ? 2 : 1));
+      const Value& x = *in[0];
+      out.dims = x.dims;
+      s.info.kernel = "quant_f32";
+      auto q = [lo, hi, mode](float v, float scale, float zero) {
+        float u = v / scale + zero;
+        u = u > hi ? hi : (u < lo ? lo : u);
+        return (round_mode(u, mode) - zero) * scale;
+      };
+      if (!x.constant) {
+        const auto si = broadcast_index(x.dims, sc.dims, where);
+        const auto zi = broadcast_index(x.dims, zp.dims, where);
+        const std::vector<float> sd = sc.data, zd = zp.data;
+        const int64_t per = x.per_image();
+        s.run = [q, si, zi, sd, zd, per](const std::vector<const float*>& xs, float* y,
+                                         int64_t count) {
+          for (int64_t e = 0; e < count; ++e) y[e] = q(xs[0][e], sd[si[e % per]], zd[zi[e % per]]);
+        };
+      }
+      fold_if_constant(in, out, where, [&](std::vector<float>& y) {
+        const auto si = broadcast_constant(x.dims, sc.dims, where);
+        const auto zi = broadcast_constant(x.dims, zp.dims, where);
+        for (size_t e = 0; e < y.size(); ++e) y[e] = q(x.data[e], sc.data[si[e]], zp.data[zi[e]]);
+      });
+      in.resize(1);
+    } else if (op == "QuantizeLinear" || op == "DequantizeLinear") {
+      arity(2, 3);
+      const float sc = scalar(1, "y_scale");
+      const float zp = in.size() > 2 && in[2] ? scalar(2, "zero_point") : 0.0f;
+      // QuantizeLinear saturates to its zero point's type: uint8 without one (ONNX's default).
+      float lo = 0, hi = 255;
+      const bool dequant = op == "DequantizeLinear";
+      const auto range = zero_point_ranges.find(n.input_size() > 2 ? n.input(2) : "");
+      if (range != zero_point_ranges.end()) std::tie(lo, hi) = range->second;
+      in.resize(1);
+      if (dequant) {
+        unary([sc, zp](float v) { return (v - zp) * sc; });
+      } else {
+        unary([sc, zp, lo, hi](float v) {
+          return std::min(std::max(std::nearbyint(v / sc) + zp, lo), hi);
+        });
+      }
+      fold_if_constant(in, out, where, [&](std::vector<float>& y) {
+        for (size_t e = 0; e < y.size(); ++e) {
+          const float v = in[0]->data[e];
+          y[e] = dequant ? (v - zp) * sc : std::min(std::max(std::nearbyint(v / sc) + zp, lo), hi);
+        }
+      });
+    } else if (op == "Flatten") {
+      arity(1, 1);
+      if (a.i("axis", 1) != 1) bad(where, "only axis 1 is supported");
+      if (in[0]->constant) bad(where, "a constant input");
+      out.dims = {1, in[0]->per_image()};
+      s.info.kernel = "copy";
+      s.run = [](const std::vector<const float*>& x, float* y, int64_t count) {
+        std::copy(x[0], x[0] + count, y);
+      };
+    } else if (op == "Conv") {
+      conv(in, a, out, s, where);
+    } else if (op == "Gemm") {
+      gemm(in, a, out, s, where);
+    } else if (op == "MaxPool") {
+      max_pool(in, a, out, s, where);
+    } else if (op == "Pad") {
+      pad(in, a, out, s, where, n);
+    } else {
+      bad(where, "the engine does not know this operator");
+    }
+
+    // Constants only: evaluate now (QONNX's weight quantizers, for instance).
+    bool all_constant = !in.empty();
+    for (const Value* v : in) all_constant = all_constant && v && v->constant;
+    if (all_constant && !out.constant) {
+      if (!s.run) bad(where, "cannot fold this node over constants");
+      out.constant = true;
+      std::vector<const float*> xs;
+      int64_t count = 1;
+      for (int64_t d : out.dims)
+        count = checked_mul(count, d, limits.max_tensor_elements, where, "the output");
+      out.data.resize(count);
+      for (const Value* v : in) {
+        if (static_cast<int64_t>(v->data.size()) != count && v->data.size() != 1)
+          bad(where, "constant shapes differ");
+        xs.push_back(v->data.data());
+      }
+      s.run(xs, out.data.data(), count);
+    }
+    if (!out.constant) {
+      checked_mul(out.per_image(), 1, limits.max_tensor_elements, where, "the output");
+      for (const auto& i : n.input()) {
+        if (!i.empty() && !values[ids.at(i)].constant) s.inputs.push_back(ids.at(i));
+      }
+    }
+    const std::string out_name = n.output(0);
+    const bool constant_out = out.constant;
+    std::vector<int64_t> dims = out.dims;
+    s.output = add_value(out_name, std::move(out), where);
+    if (!constant_out) {
+      s.info.output.assign(dims.begin() + 1, dims.end());
+      plan.push_back(s.info);
+      steps.push_back(std::move(s));
+    }
+  }
+
+  // For folding nodes whose input is constant: fill the output from the constant input.
+  void fold_if_constant(const std::vector<const Value*>& in, Value& out, const std::string& where,
+                        const std::function<void(std::vector<float>&)>& f) {
+    if (!in[0]->constant) return;
+    out.constant = true;
+    out.data.resize(in[0]->data.size());
+    f(out.data);
+    (void)where;
+  }
+
+  // Index of a broadcast constant for every element of a constant of shape `x` (whole tensor).
+  static std::vector<int64_t> broadcast_constant(const std::vector<int64_t>& x,
+                                                 const std::vector<int64_t>& c,
+                                                 const std::string& where) {
+    std::vector<int64_t> with_batch{1};
+    with_batch.insert(with_batch.end(), x.begin(), x.end());
+    std::vector<int64_t> cb = c;
+    if (cb.size() > x.size())
+      bad(where, "a constant of shape " + dims_str(c) + " does not broadcast to " + dims_str(x));
+    return broadcast_index(with_batch, cb, where);
+  }
+
+  std::map<std::string, std::pair<float, float>> zero_point_ranges;
+
+  void conv(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+            const std::string& where) {
+    if (in.size() < 2 || in.size() > 3 || !in[0] || !in[1])
+      bad(where, "takes X, W and an optional B");
+    const Value& x = *in[0];
+    if (x.constant || x.dims.size() != 4) bad(where, "X must be a 4-D activation");
+    if (!in[1]->constant || in[1]->dims.size() != 4) bad(where, "W must be a 4-D constant");
+    const Value& w = *in[1];
+    const int64_t group = a.i("group", 1);
+    const int64_t c = x.dims[1], h = x.dims[2], wd = x.dims[3];
+    const int64_t m = w.dims[0], cg = w.dims[1], kh = w.dims[2], kw = w.dims[3];
+    if (group < 1 || c % group != 0 || m % group != 0 || cg != c / group)
+      bad(where, "W " + dims_str(w.dims) + " does not match X " + dims_str(x.dims) +
+                     " with group " + std::to_string(group));
+    if (a.s("auto_pad", "NOTSET") != "NOTSET") bad(where, "auto_pad is not supported");
+    const auto ks = a.ints("kernel_shape", {kh, kw});
+    const auto [st, pd, dl] = window(a, where);
+    if (ks != std::vector<int64_t>{kh, kw}) bad(where, "kernel_shape does not match W");
+    if (kh < 1 || kw < 1 || kh > 1024 || kw > 1024) bad(where, "kernel sizes must be in [1, 1024]");
+    const int64_t oh = (h + pd[0] + pd[2] - dl[0] * (kh - 1) - 1) / st[0] + 1;
+    const int64_t ow = (wd + pd[1] + pd[3] - dl[1] * (kw - 1) - 1) / st[1] + 1;
+    if (oh < 1 || ow < 1) bad(where, "the output would be empty");
+    std::vector<float> bias(m, 0.0f);
+    if (in.size() == 3 && in[2]) {
+      if (!in[2]->constant || in[2]->data.size() != static_cast<size_t>(m))
+        bad(where, "B must be a constant of " + std::to_string(m) + " values");
+      bias = in[2]->data;
+    }
+    out.dims = {1, m, oh, ow};
+    checked_mul(m * oh, ow, limits.max_tensor_elements, where, "the output");
+    in.resize(1);
+    s.info.kernel = "conv2d_f32";
+    const std::vector<float> wdata = w.data;
+    const int64_t sh = st[0], sw = st[1], ph = pd[0], pw = pd[1], dh = dl[0], dw = dl[1];
+    s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+      const int64_t per_in = c * h * wd, per_out = m * oh * ow;
+      const int64_t images = count / per_out;
+      for (int64_t b = 0; b < images; ++b) {
+        const float* xi = xs[0] + b * per_in;
+        float* yo = y + b * per_out;
+        for (int64_t o = 0; o < m; ++o) {
+          const int64_t g = o / (m / group);
+          for (int64_t r = 0; r < oh; ++r) {
+            for (int64_t q = 0; q < ow; ++q) {
+              float acc = 0;
+              for (int64_t ic = 0; ic < cg; ++ic) {
+                const float* xc = xi + (g * cg + ic) * h * wd;
+                const float* wc = wdata.data() + ((o * cg + ic) * kh) * kw;
+                for (int64_t i = 0; i < kh; ++i) {
+                  const int64_t yy = r * sh - ph + i * dh;
+                  if (yy < 0 || yy >= h) continue;
+                  for (int64_t j = 0; j < kw; ++j) {
+                    const int64_t xx = q * sw - pw + j * dw;
+                    if (xx < 0 || xx >= wd) continue;
+                    acc += xc[yy * wd + xx] * wc[i * kw + j];
+                  }
+                }
+              }
+              yo[(o * oh + r) * ow + q] = acc + bias[o];
+            }
+          }
+        }
+      }
+    };
+  }
+
+  void gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+            const std::string& where) {
+    if (in.size() < 2 || in.size() > 3 || !in[0] || !in[1])
+      bad(where, "takes A, B and an optional C");
+    const Value& x = *in[0];
+    if (x.constant || x.dims.size() != 2) bad(where, "A must be a [batch, features] activation");
+    if (!in[1]->constant || in[1]->dims.size() != 2) bad(where, "B must be a 2-D constant");
+    if (a.i("transA", 0) != 0 || a.f("alpha", 1.0f) != 1.0f || a.f("beta", 1.0f) != 1.0f)
+      bad(where, "only transA = 0, alpha = beta = 1 are supported");
+    const bool tb = a.i("transB", 0) != 0;
+    const int64_t k = x.dims[1];
+    const Value& w = *in[1];
+    const int64_t wk = tb ? w.dims[1] : w.dims[0], m = tb ? w.dims[0] : w.dims[1];
+    if (wk != k) bad(where, "B " + dims_str(w.dims) + " does not match A " + dims_str(x.dims));
+    std::vector<float> bias(m, 0.0f);
+    if (in.size() == 3 && in[2]) {
+      if (!in[2]->constant ||
+          (in[2]->data.size() != static_cast<size_t>(m) && in[2]->data.size() != 1))
+        bad(where, "C must be a constant of " + std::to_string(m) + " values");
+      for (int64_t o = 0; o < m; ++o)
+        bias[o] = in[2]->data.size() == 1 ? in[2]->data[0] : in[2]->data[o];
+    }
+    // Rows of the weight for each output, whatever transB says.
+    std::vector<float> rows(m * k);
+    for (int64_t o = 0; o < m; ++o) {
+      for (int64_t i = 0; i < k; ++i) rows[o * k + i] = tb ? w.data[o * k + i] : w.data[i * m + o];
+    }
+    out.dims = {1, m};
+    in.resize(1);
+    s.info.kernel = "gemm_f32";
+    s.run = [rows, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {
+      const int64_t images = count / m;
+      for (int64_t b = 0; b < images; ++b) {
+        const float* xi = xs[0] + b * k;
+        for (int64_t o = 0; o < m; ++o) {
+          float acc = 0;
+          const float* r = rows.data() + o * k;
+          for (int64_t i = 0; i < k; ++i) acc += xi[i] * r[i];
+          y[b * m + o] = acc + bias[o];
+        }
+      }
+    };
+  }
+
+  void max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+                const std::string& where) {
+    if (in.size() != 1 || !in[0] || in[0]->constant || in[0]->dims.size() != 4)
+      bad(where, "X must be a 4-D activation");
+    const auto& d = in[0]->dims;
+    const auto ks = a.ints("kernel_shape", {});
+    const auto [st, pd, dl] = window(a, where);
+    if (ks.size() != 2) bad(where, "kernel_shape must have 2 values");
+    for (int64_t v : ks)
+      if (v < 1 || v > 1024) bad(where, "kernel_shape must be in [1, 1024]");
+
+    if (a.i("storage_order", 0) != 0 || a.s("auto_pad", "NOTSET") != "NOTSET")
+      bad(where, "storage_order and auto_pad are not supported");
+    const bool ceil_mode = a.i("ceil_mode", 0) != 0;
+    auto extent = [&](int64_t size, int axis) {
+      const int64_t span = size + pd[axis] + pd[axis + 2] - dl[axis] * (ks[axis] - 1) - 1;
+      if (span < 0) bad(where, "the window is larger than the input");
+      int64_t o = (ceil_mode ? (span + st[axis] - 1) / st[axis] : span / st[axis]) + 1;
+      if (ceil_mode && (o - 1) * st[axis] >= size + pd[axis]) --o;  // windows start inside
+      return o;
+    };
+    const int64_t c = d[1], h = d[2], w = d[3], oh = extent(h, 0), ow = extent(w, 1);
+    out.dims = {1, c, oh, ow};
+    s.info.kernel = "maxpool_f32";
+    const int64_t kh = ks[0], kw = ks[1], sh = st[0], sw = st[1], ph = pd[0], pw = pd[1],
+                  dh = dl[0], dw = dl[1];
+    s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+      const int64_t planes = count / (oh * ow);
+      for (int64_t p = 0; p < planes; ++p) {
+        const float* xp = xs[0] + p * h * w;
+        for (int64_t r = 0; r < oh; ++r) {
+          for (int64_t q = 0; q < ow; ++q) {
+            float best = -std::numeric_limits<float>::infinity();
+            for (int64_t i = 0; i < kh; ++i) {
+              const int64_t yy = r * sh - ph + i * dh;
+              if (yy < 0 || yy >= h) continue;
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t xx = q * sw - pw + j * dw;
+                if (xx < 0 || xx >= w) continue;
+                const float v = xp[yy * w + xx];
+                if (v > best || std::isnan(v)) best = v;
+              }
+            }
+            y[(p * oh + r) * ow + q] = best;
+          }
+        }
+      }
+    };
+  }
+
+  void pad(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+           const std::string& where, const onnx::NodeProto&) {
+    if (in.size() < 2 || in.size() > 3 || !in[0] || in[0]->constant || in[0]->dims.size() != 4)
+      bad(where, "X must be a 4-D activation, with pads");
+    if (a.s("mode", "constant") != "constant") bad(where, "only constant padding is supported");
+    const Value& p = *in[1];
+    if (!p.constant || p.data.size() != 8) bad(where, "pads must be a constant of 8 values");
+    std::vector<int64_t> pads(8);
+    for (int i = 0; i < 8; ++i) {
+      const float v = p.data[i];
+      if (!(v >= 0 && v <= 1024) || v != std::floor(v))
+        bad(where, "pads must be integers in [0, 1024]");
+      pads[i] = static_cast<int64_t>(v);
+    }
+    if (pads[0] || pads[1] || pads[4] || pads[5]) bad(where, "only spatial padding is supported");
+    const float value = in.size() == 3 && in[2] ? [&] {
+      if (!in[2]->constant || in[2]->data.size() != 1) bad(where, "constant_value must be one constant");
+      return in[2]->data[0];
+    }() : 0.0f;
+    const auto& d = in[0]->dims;
+    const int64_t c = d[1], h = d[2], w = d[3], t = pads[2], l = pads[3], oh = h + t + pads[6],
+                  ow = w + l + pads[7];
+    out.dims = {1, c, oh, ow};
+    checked_mul(c * oh, ow, limits.max_tensor_elements, where, "the output");
+    in.resize(1);
+    s.info.kernel = "pad_f32";
+    s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+      const int64_t planes = count / (oh * ow);
+      for (int64_t pl = 0; pl < planes; ++pl) {
+        float* yp = y + pl * oh * ow;
+        std::fill(yp, yp + oh * ow, value);
+        const float* xp = xs[0] + pl * h * w;
+        for (int64_t r = 0; r < h; ++r)
+          std::copy(xp + r * w, xp + (r + 1) * w, yp + (r + t) * ow + l);
+      }
+    };
+  }
+
+  void run(const float* inputs, int64_t batch, float* outputs) const {
+    std::vector<std::vector<float>> buffers(values.size());
+    std::vector<const float*> ptr(values.size(), nullptr);
+    ptr[input] = inputs;
+    for (const Step& s : steps) {
+      std::vector<const float*> xs;
+      for (int i : s.inputs) xs.push_back(ptr[i]);
+      const int64_t count = batch * values[s.output].per_image();
+      float* y;
+      if (s.output == output) {
+        y = outputs;
+      } else {
+        buffers[s.output].resize(count);
+        y = buffers[s.output].data();
+      }
+      s.run(xs, y, count);
+      ptr[s.output] = y;
+    }
+    if (ptr[output] != outputs) bad(origin, "the output is not computed by the graph");
+  }
+};
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::from_buffer(const void* data, size_t size, const Limits& limits,
+                         const std::string& origin) {
+  if (size > static_cast<size_t>(limits.max_file_bytes) ||
+      size > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    bad(origin, "the model is too large (" + std::to_string(size) + " bytes)");
+  }
+  onnx::ModelProto proto;
+  if (!proto.ParseFromArray(data, static_cast<int>(size)))
+    bad(origin, "not an ONNX model (the protobuf does not parse)");
+  auto impl = std::make_unique<Impl>();
+  impl->origin = origin;
+  impl->limits = limits;
+  // The zero points' types give QuantizeLinear its saturation range.
+  for (const auto& t : proto.graph().initializer()) {
+    if (t.data_type() == onnx::TensorProto::UINT8)
+      impl->zero_point_ranges[t.name()] = {0.0f, 255.0f};
+    if (t.data_type() == onnx::TensorProto::INT8)
+      impl->zero_point_ranges[t.name()] = {-128.0f, 127.0f};
+  }
+  impl->load(proto);
+  return Model(std::move(impl));
+}
+
+Model Model::from_file(const std::string& path, const Limits& limits) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) bad(path, "cannot open the model file");
+  const std::streamoff size = f.tellg();
+  if (size < 0) bad(path, "cannot read the model file");
+  if (size > limits.max_file_bytes)
+    bad(path, "the model file is too large (" + std::to_string(size) + " bytes)");
+  std::string bytes(static_cast<size_t>(size), '\0');
+  f.seekg(0);
+  if (!f.read(bytes.data(), size)) bad(path, "cannot read the model file");
+  return from_buffer(bytes.data(), bytes.size(), limits, path);
+}
+
+std::vector<int64_t> Model::input_shape() const { return impl_->input_dims; }
+int64_t Model::output_size() const { return impl_->classes; }
+const std::vector<PlannedNode>& Model::plan() const { return impl_->plan; }
+
+void Model::run(const float* inputs, int64_t batch, float* outputs, int threads) const {
+  if (batch < 0) throw std::invalid_argument("run: batch must be >= 0");
+  if (batch == 0) return;
+  if (!inputs || !outputs) throw std::invalid_argument("run: inputs and outputs must not be null");
+  const int64_t in_per = product(impl_->input_dims), out_per = impl_->classes;
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, batch));
+  if (workers == 1) {
+    impl_->run(inputs, batch, outputs);
+    return;
+  }
+  std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> errors(workers);
+  const int64_t per = (batch + workers - 1) / workers;
+  for (int64_t t = 0; t < workers; ++t) {
+    const int64_t first = t * per, n = std::min(per, batch - first);
+    if (n <= 0) break;
+    pool.emplace_back([&, t, first, n] {
+      try {
+        impl_->run(inputs + first * in_per, n, outputs + first * out_per);
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace engine
+}  // namespace lowbit

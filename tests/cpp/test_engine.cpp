@@ -1,0 +1,359 @@
+// The inference engine without LibTorch: node semantics against loops and values written out here
+// (QONNX's rounding table, a direct convolution), the C API, and hostile model files.
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/engine.h"
+#include "lowbit/engine_c.h"
+
+namespace {
+
+using lowbit::engine::Model;
+
+// A small ONNX graph builder for the tests.
+struct Builder {
+  onnx::ModelProto m;
+  onnx::GraphProto* g;
+  explicit Builder(std::vector<int64_t> chw) : g(m.mutable_graph()) {
+    m.set_ir_version(7);
+    auto* op = m.add_opset_import();
+    op->set_version(13);
+    auto* in = g->add_input();
+    in->set_name("image");
+    auto* t = in->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx::TensorProto::FLOAT);
+    t->mutable_shape()->add_dim()->set_dim_param("batch");
+    for (int64_t d : chw) t->mutable_shape()->add_dim()->set_dim_value(d);
+  }
+  std::string init(const std::string& name, std::vector<int64_t> dims, std::vector<float> v) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (int64_t d : dims) t->add_dims(d);
+    t->set_raw_data(std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4));
+    return name;
+  }
+  onnx::NodeProto* node(const std::string& op, std::vector<std::string> in, const std::string& out,
+                        const std::string& domain = "") {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(out + "_node");
+    if (!domain.empty()) n->set_domain(domain);
+    for (auto& i : in) n->add_input(i);
+    n->add_output(out);
+    return n;
+  }
+  static void attr(onnx::NodeProto* n, const std::string& k, int64_t v) {
+    auto* a = n->add_attribute();
+    a->set_name(k);
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(v);
+  }
+  static void attr(onnx::NodeProto* n, const std::string& k, const std::string& v) {
+    auto* a = n->add_attribute();
+    a->set_name(k);
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(v);
+  }
+  static void attr(onnx::NodeProto* n, const std::string& k, std::vector<int64_t> v) {
+    auto* a = n->add_attribute();
+    a->set_name(k);
+    a->set_type(onnx::AttributeProto::INTS);
+    for (int64_t x : v) a->add_ints(x);
+  }
+  std::string bytes(const std::string& output) {
+    g->add_output()->set_name(output);
+    return m.SerializeAsString();
+  }
+  Model load(const std::string& output) {
+    const std::string b = bytes(output);
+    return Model::from_buffer(b.data(), b.size());
+  }
+};
+
+std::string load_error(const std::string& bytes) {
+  try {
+    Model::from_buffer(bytes.data(), bytes.size());
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// QONNX's documented rounding table (docs/qonnx-custom-ops/quant_op.md).
+TEST(Engine, QuantRoundsAsQonnxDocumentsEveryMode) {
+  const std::vector<float> x = {5.5f, 2.5f, 1.6f, 1.1f, 1.0f, -1.0f, -1.1f, -1.6f, -2.5f, -5.5f};
+  const std::map<std::string, std::vector<float>> table = {
+      {"ROUND", {6, 2, 2, 1, 1, -1, -1, -2, -2, -6}},
+      {"CEIL", {6, 3, 2, 2, 1, -1, -1, -1, -2, -5}},
+      {"FLOOR", {5, 2, 1, 1, 1, -1, -2, -2, -3, -6}},
+      {"UP", {6, 3, 2, 2, 1, -1, -2, -2, -3, -6}},
+      {"DOWN", {5, 2, 1, 1, 1, -1, -1, -1, -2, -5}},
+      {"HALF_UP", {6, 3, 2, 1, 1, -1, -1, -2, -3, -6}},
+      {"HALF_DOWN", {5, 2, 2, 1, 1, -1, -1, -2, -2, -5}},
+  };
+  for (const auto& [mode, expected] : table) {
+    Builder b({1, 1, 10});
+    b.init("s", {}, {1.0f});
+    b.init("z", {}, {0.0f});
+    b.init("bits", {}, {8.0f});
+    auto* q = b.node("Quant", {"image", "s", "z", "bits"}, "q", "qonnx.custom_op.general");
+    Builder::attr(q, "rounding_mode", mode);
+    b.node("Flatten", {"q"}, "y");
+    const Model model = b.load("y");
+    std::vector<float> y(10);
+    model.run(x.data(), 1, y.data());
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(y[i], expected[i]) << mode << " " << x[i];
+  }
+}
+
+TEST(Engine, QuantClampsScalesAndShiftsByTheZeroPoint) {
+  // 3-bit unsigned, scale 0.5, zero point 2: codes clamp(round(x / 0.5 + 2), 0, 7).
+  Builder b({1, 1, 6});
+  b.init("s", {}, {0.5f});
+  b.init("z", {}, {2.0f});
+  b.init("bits", {}, {3.0f});
+  auto* q = b.node("Quant", {"image", "s", "z", "bits"}, "q", "qonnx.custom_op.general");
+  Builder::attr(q, "signed", int64_t{0});
+  b.node("Flatten", {"q"}, "y");
+  const Model model = b.load("y");
+  const std::vector<float> x = {-5, -1, 0, 0.3f, 1.2f, 9};
+  std::vector<float> y(6);
+  model.run(x.data(), 1, y.data());
+  for (int i = 0; i < 6; ++i) {
+    const float code = std::min(std::max(std::nearbyint(x[i] / 0.5f + 2), 0.0f), 7.0f);
+    EXPECT_EQ(y[i], (code - 2) * 0.5f) << x[i];
+  }
+}
+
+TEST(Engine, BipolarQuantMapsZeroToPlusOne) {
+  Builder b({1, 1, 4});
+  b.init("s", {}, {0.25f});
+  b.node("BipolarQuant", {"image", "s"}, "q", "qonnx.custom_op.general");
+  b.node("Flatten", {"q"}, "y");
+  const Model model = b.load("y");
+  const std::vector<float> x = {-2, -0.0f, 0, 3};
+  std::vector<float> y(4);
+  model.run(x.data(), 1, y.data());
+  EXPECT_EQ(y, (std::vector<float>{-0.25f, 0.25f, 0.25f, 0.25f}));
+}
+
+// Conv (stride 2, pads, bias) -> Relu -> MaxPool -> Flatten -> Gemm against direct loops.
+TEST(Engine, ConvPoolGemmMatchDirectLoops) {
+  const int64_t C = 2, H = 7, W = 6, M = 3, K = 3, classes = 4;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> w(M * C * K * K), bias(M), x(2 * C * H * W);
+  for (auto* v : {&w, &bias, &x})
+    for (auto& e : *v) e = u(rng);
+  Builder b({C, H, W});
+  b.init("w", {M, C, K, K}, w);
+  b.init("b", {M}, bias);
+  auto* conv = b.node("Conv", {"image", "w", "b"}, "c");
+  Builder::attr(conv, "strides", std::vector<int64_t>{2, 1});
+  Builder::attr(conv, "pads", std::vector<int64_t>{1, 0, 1, 2});
+  b.node("Relu", {"c"}, "r");
+  auto* pool = b.node("MaxPool", {"r"}, "p");
+  Builder::attr(pool, "kernel_shape", std::vector<int64_t>{2, 2});
+  Builder::attr(pool, "strides", std::vector<int64_t>{2, 2});
+  b.node("Flatten", {"p"}, "f");
+  // conv: oh = (7 + 2 - 3) / 2 + 1 = 4, ow = (6 + 2 - 3) + 1 = 6; pool: 2 x 3.
+  const int64_t OH = 4, OW = 6, PH = 2, PW = 3, F = M * PH * PW;
+  std::vector<float> g(classes * F), gb(classes);
+  for (auto* v : {&g, &gb})
+    for (auto& e : *v) e = u(rng);
+  b.init("g", {classes, F}, g);
+  b.init("gb", {classes}, gb);
+  auto* gemm = b.node("Gemm", {"f", "g", "gb"}, "y");
+  Builder::attr(gemm, "transB", int64_t{1});
+  const Model model = b.load("y");
+  ASSERT_EQ(model.output_size(), classes);
+  std::vector<float> y(2 * classes);
+  model.run(x.data(), 2, y.data(), 2);
+  for (int n = 0; n < 2; ++n) {
+    std::vector<float> conv_out(M * OH * OW);
+    for (int o = 0; o < M; ++o)
+      for (int r = 0; r < OH; ++r)
+        for (int q = 0; q < OW; ++q) {
+          float acc = 0;
+          for (int c = 0; c < C; ++c)
+            for (int i = 0; i < K; ++i)
+              for (int j = 0; j < K; ++j) {
+                const int yy = r * 2 - 1 + i, xx = q - 0 + j;
+                if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+                acc += x[((n * C + c) * H + yy) * W + xx] * w[((o * C + c) * K + i) * K + j];
+              }
+          conv_out[(o * OH + r) * OW + q] = std::max(acc + bias[o], 0.0f);
+        }
+    std::vector<float> pooled(F);
+    for (int o = 0; o < M; ++o)
+      for (int r = 0; r < PH; ++r)
+        for (int q = 0; q < PW; ++q) {
+          float m = -INFINITY;
+          for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 2; ++j)
+              m = std::max(m, conv_out[(o * OH + 2 * r + i) * OW + 2 * q + j]);
+          pooled[(o * PH + r) * PW + q] = m;
+        }
+    for (int k = 0; k < classes; ++k) {
+      float acc = 0;
+      for (int f = 0; f < F; ++f) acc += pooled[f] * g[k * F + f];
+      EXPECT_NEAR(y[n * classes + k], acc + gb[k], 1e-5) << n << " " << k;
+    }
+  }
+  const auto& plan = model.plan();
+  ASSERT_EQ(plan.size(), 5u);
+  EXPECT_EQ(plan[0].kernel, "conv2d_f32");
+  EXPECT_EQ(plan[0].output, (std::vector<int64_t>{M, OH, OW}));
+}
+
+TEST(Engine, PadsWithTheConstantAndBroadcastsPerChannel) {
+  Builder b({2, 1, 1});
+  b.init("pads", {8}, {0, 0, 1, 0, 0, 0, 0, 1});  // one row on top, one column on the right
+  b.init("one", {}, {1.0f});
+  b.node("Pad", {"image", "pads", "one"}, "p");
+  b.init("alpha", {1, 2, 1, 1}, {2.0f, -3.0f});
+  b.node("Mul", {"p", "alpha"}, "m");
+  b.node("Flatten", {"m"}, "y");
+  const Model model = b.load("y");
+  const std::vector<float> x = {5, 7};
+  std::vector<float> y(8);
+  model.run(x.data(), 1, y.data());
+  // Channel planes of 2x2: [1 1; 5 1] * 2 and [1 1; 7 1] * -3.
+  EXPECT_EQ(y, (std::vector<float>{2, 2, 10, 2, -3, -3, -21, -3}));
+}
+
+TEST(Engine, ConstantsAreFoldedWhileLoading) {
+  // BipolarQuant over an initializer (QONNX's weight quantizers) becomes the Conv's weight.
+  Builder b({1, 2, 2});
+  b.init("w", {1, 1, 1, 1}, {-0.3f});
+  b.init("s", {}, {2.0f});
+  b.node("BipolarQuant", {"w", "s"}, "wq", "qonnx.custom_op.general");
+  b.node("Conv", {"image", "wq"}, "c");
+  b.node("Flatten", {"c"}, "y");
+  const Model model = b.load("y");
+  EXPECT_EQ(model.plan().size(), 2u);  // Conv and Flatten only
+  const std::vector<float> x = {1, 2, 3, 4};
+  std::vector<float> y(4);
+  model.run(x.data(), 1, y.data());
+  EXPECT_EQ(y, (std::vector<float>{-2, -4, -6, -8}));
+}
+
+TEST(Engine, CApiRunsAndReportsErrors) {
+  Builder b({1, 1, 3});
+  b.node("Relu", {"image"}, "r");
+  b.node("Flatten", {"r"}, "y");
+  const std::string bytes = b.bytes("y");
+  char error[256];
+  lowbit_model* m = lowbit_model_from_buffer(bytes.data(), bytes.size(), error, sizeof error);
+  ASSERT_NE(m, nullptr) << error;
+  int64_t shape[3];
+  lowbit_model_input_shape(m, shape);
+  EXPECT_EQ(shape[2], 3);
+  EXPECT_EQ(lowbit_model_output_size(m), 3);
+  const float x[3] = {-1, 0.5f, 2};
+  float y[3];
+  ASSERT_EQ(lowbit_model_run(m, x, 1, y, 1, error, sizeof error), 0) << error;
+  EXPECT_EQ(y[0], 0.0f);
+  EXPECT_EQ(y[2], 2.0f);
+  EXPECT_EQ(lowbit_model_run(m, nullptr, 1, y, 1, error, sizeof error), 1);
+  EXPECT_NE(std::string(error).find("null"), std::string::npos);
+  lowbit_model_destroy(m);
+  EXPECT_EQ(lowbit_model_from_file("/nonexistent.onnx", error, sizeof error), nullptr);
+  EXPECT_NE(std::string(error).find("/nonexistent.onnx"), std::string::npos);
+  char tiny[8];
+  EXPECT_EQ(lowbit_model_from_buffer("junk", 4, tiny, sizeof tiny), nullptr);
+  EXPECT_EQ(std::string(tiny).size(), 7u);  // truncated, NUL-terminated
+}
+
+// ---- hostile files
+
+std::string valid_model() {
+  Builder b({1, 2, 2});
+  b.init("w", {1, 1, 1, 1}, {2.0f});
+  b.node("Conv", {"image", "w"}, "c");
+  b.node("Flatten", {"c"}, "y");
+  return b.bytes("y");
+}
+
+TEST(Engine, TruncatedAndCorruptFilesAreErrors) {
+  const std::string good = valid_model();
+  for (size_t n = 0; n < good.size(); n += 7) {
+    const std::string e = load_error(good.substr(0, n));
+    EXPECT_NE(e, "no error") << n;
+  }
+  std::string flipped = good;
+  for (size_t i = 0; i < flipped.size(); i += 3) flipped[i] = static_cast<char>(~flipped[i]);
+  EXPECT_NE(load_error(flipped), "no error");
+  EXPECT_NE(load_error("").find("buffer"), std::string::npos);
+}
+
+TEST(Engine, HostileShapesAndTypesAreNamed) {
+  {  // a huge initializer
+    Builder b({1, 2, 2});
+    auto* t = b.g->add_initializer();
+    t->set_name("w");
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (int i = 0; i < 4; ++i) t->add_dims(int64_t{1} << 20);
+    b.node("Conv", {"image", "w"}, "y");
+    EXPECT_NE(load_error(b.bytes("y")).find("initializer 'w'"), std::string::npos);
+  }
+  {  // a negative dimension
+    Builder b({1, 2, 2});
+    auto* t = b.g->add_initializer();
+    t->set_name("w");
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_dims(-4);
+    b.node("Mul", {"image", "w"}, "y");
+    EXPECT_NE(load_error(b.bytes("y")).find("negative dimension"), std::string::npos);
+  }
+  {  // data that does not match the dims
+    Builder b({1, 2, 2});
+    b.init("w", {1, 1, 3, 3}, {1, 2});
+    b.node("Conv", {"image", "w"}, "y");
+    EXPECT_NE(load_error(b.bytes("y")).find("8 bytes for 9 elements"), std::string::npos);
+  }
+  {  // a wrong type
+    Builder b({1, 2, 2});
+    auto* t = b.g->add_initializer();
+    t->set_name("w");
+    t->set_data_type(onnx::TensorProto::STRING);
+    b.node("Mul", {"image", "w"}, "y");
+    EXPECT_NE(load_error(b.bytes("y")).find("unsupported data type"), std::string::npos);
+  }
+  {  // a huge input
+    Builder b({1 << 20, 1 << 20, 1 << 20});
+    b.node("Flatten", {"image"}, "y");
+    EXPECT_NE(load_error(b.bytes("y")).find("too large"), std::string::npos);
+  }
+  {  // a cycle: a node reads its own output
+    Builder b({1, 2, 2});
+    b.node("Add", {"image", "y"}, "y");
+    EXPECT_NE(load_error(b.bytes("y")).find("input 'y' is not defined before use"),
+              std::string::npos);
+  }
+  {  // a missing input, and an unknown operator
+    Builder b({1, 2, 2});
+    b.node("Mul", {"image", "nowhere"}, "y");
+    EXPECT_NE(load_error(b.bytes("y")).find("'nowhere'"), std::string::npos);
+    Builder c({1, 2, 2});
+    c.node("LSTM", {"image"}, "y");
+    EXPECT_NE(load_error(c.bytes("y")).find("(LSTM): the engine does not know this operator"),
+              std::string::npos);
+  }
+  {  // a kernel that does not fit the input
+    Builder b({1, 2, 2});
+    b.init("w", {1, 1, 3, 3}, std::vector<float>(9, 1.0f));
+    b.node("Conv", {"image", "w"}, "c");
+    b.node("Flatten", {"c"}, "y");
+    EXPECT_NE(load_error(b.bytes("y")).find("empty"), std::string::npos);
+  }
+}
+
+}  // namespace
