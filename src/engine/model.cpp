@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "kernels/binary.h"
 #include "lowbit/engine.h"
 
 namespace lowbit {
@@ -48,6 +49,7 @@ std::string dims_str(const std::vector<int64_t>& d) {
 // is the batch.
 struct Value {
   bool constant = false;
+  bool bipolar = false;       // an activation whose every value is -1 or +1
   std::vector<int64_t> dims;  // activations: dims[0] is the batch (1 while planning)
   std::vector<float> data;    // constants
   int64_t per_image() const { return product(dims, 1); }
@@ -460,6 +462,7 @@ struct Model::Impl {
             y[e] = (xs[0][e] >= 0 ? 1.0f : -1.0f) * sd[index[e % per]];
         };
       }
+      out.bipolar = !x.constant && sc.data.size() == 1 && sc.data[0] == 1.0f;
       fold_if_constant(in, out, where, [&](std::vector<float>& y) {
         const auto index = broadcast_constant(x.dims, sc.dims, where);
         for (size_t e = 0; e < y.size(); ++e)
@@ -537,6 +540,7 @@ struct Model::Impl {
       if (a.i("axis", 1) != 1) bad(where, "only axis 1 is supported");
       if (in[0]->constant) bad(where, "a constant input");
       out.dims = {1, in[0]->per_image()};
+      out.bipolar = in[0]->bipolar;
       s.info.kernel = "copy";
       s.run = [](const std::vector<const float*>& x, float* y, int64_t count) {
         std::copy(x[0], x[0] + count, y);
@@ -612,6 +616,39 @@ struct Model::Impl {
 
   std::map<std::string, std::pair<float, float>> zero_point_ranges;
 
+  // Whether a kernel of m output channels is s[o] * (±1) (every |w| of a channel equal); its s.
+  static bool binary_scales(const std::vector<float>& w, int64_t m, std::vector<float>& scale) {
+    if (m <= 0 || w.size() % m != 0 || w.empty()) return false;
+    const size_t per = w.size() / m;
+    scale.assign(m, 0.0f);
+    for (int64_t o = 0; o < m; ++o) {
+      const float s = std::fabs(w[o * per]);
+      for (size_t e = 0; e < per; ++e) {
+        if (std::fabs(w[o * per + e]) != s) return false;
+      }
+      scale[o] = s;
+    }
+    return true;
+  }
+
+  // The step of a binary convolution (or dense layer): packs each image's signs, then XOR and
+  // popcount against the packed kernel; exact, as the sums of ±1 products are integers.
+  static void binary_conv(Step& s, const binary::ConvShape& shape, std::vector<uint64_t> kernel,
+                          std::vector<float> scale, std::vector<float> bias) {
+    const binary::Kernels& k = binary::best();
+    s.info.kernel = (shape.kh == 1 && shape.h == 1 ? "binary_gemm_" : "binary_conv2d_") + k.name;
+    const binary::ConvFn fn = k.conv;
+    s.run = [fn, shape, kernel, scale, bias](const std::vector<const float*>& xs, float* y,
+                                             int64_t count) {
+      const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
+      std::vector<uint64_t> packed(binary::words(shape.c) * shape.h * shape.w);
+      for (int64_t b = 0; b < count / per_out; ++b) {
+        binary::pack_chw(xs[0] + b * per_in, shape.c, shape.h, shape.w, packed.data());
+        fn(packed.data(), kernel.data(), scale.data(), bias.data(), shape, y + b * per_out);
+      }
+    };
+  }
+
   void conv(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
             const std::string& where) {
     if (in.size() < 2 || in.size() > 3 || !in[0] || !in[1])
@@ -643,6 +680,17 @@ struct Model::Impl {
     out.dims = {1, m, oh, ow};
     checked_mul(m * oh, ow, limits.max_tensor_elements, where, "the output");
     in.resize(1);
+    if (group == 1 && x.bipolar) {
+      std::vector<float> scale;
+      if (binary_scales(w.data, m, scale)) {
+        binary::ConvShape shape;
+        shape.c = c, shape.h = h, shape.w = wd, shape.m = m, shape.kh = kh, shape.kw = kw;
+        shape.stride_h = st[0], shape.stride_w = st[1], shape.pad_h = pd[0], shape.pad_w = pd[1];
+        shape.dil_h = dl[0], shape.dil_w = dl[1], shape.oh = oh, shape.ow = ow;
+        binary_conv(s, shape, binary::pack_kernel(w.data.data(), m, c, kh, kw), scale, bias);
+        return;
+      }
+    }
     s.info.kernel = "conv2d_f32";
     const std::vector<float> wdata = w.data;
     const int64_t sh = st[0], sw = st[1], ph = pd[0], pw = pd[1], dh = dl[0], dw = dl[1];
@@ -707,6 +755,14 @@ struct Model::Impl {
     }
     out.dims = {1, m};
     in.resize(1);
+    std::vector<float> scale;
+    if (x.bipolar && binary_scales(rows, m, scale)) {  // a 1x1 convolution of a 1x1 image
+      binary::ConvShape shape;
+      shape.c = k, shape.h = shape.w = 1, shape.m = m, shape.kh = shape.kw = 1;
+      shape.oh = shape.ow = 1;
+      binary_conv(s, shape, binary::pack_kernel(rows.data(), m, k, 1, 1), scale, bias);
+      return;
+    }
     s.info.kernel = "gemm_f32";
     s.run = [rows, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {
       const int64_t images = count / m;
@@ -796,6 +852,7 @@ struct Model::Impl {
                   ow = w + l + pads[7];
     out.dims = {1, c, oh, ow};
     checked_mul(c * oh, ow, limits.max_tensor_elements, where, "the output");
+    out.bipolar = in[0]->bipolar && (value == 1.0f || value == -1.0f);
     in.resize(1);
     s.info.kernel = "pad_f32";
     s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {

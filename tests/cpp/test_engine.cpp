@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../../src/engine/kernels/binary.h"
 #include "lowbit/engine.h"
 #include "lowbit/engine_c.h"
 
@@ -355,5 +356,115 @@ TEST(Engine, HostileShapesAndTypesAreNamed) {
     EXPECT_NE(load_error(b.bytes("y")).find("empty"), std::string::npos);
   }
 }
+
+// ---- binary kernels
+
+namespace lowbit_binary_tests {
+
+using lowbit::engine::binary::ConvShape;
+
+// sum over the taps inside the image of x * w (±1 values), times scale, plus bias.
+std::vector<float> reference_conv(const std::vector<float>& x, const std::vector<float>& w,
+                                  const std::vector<float>& scale, const std::vector<float>& bias,
+                                  const ConvShape& s) {
+  std::vector<float> y(s.m * s.oh * s.ow);
+  for (int64_t o = 0; o < s.m; ++o)
+    for (int64_t r = 0; r < s.oh; ++r)
+      for (int64_t q = 0; q < s.ow; ++q) {
+        int64_t sum = 0;
+        for (int64_t c = 0; c < s.c; ++c)
+          for (int64_t i = 0; i < s.kh; ++i)
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
+              const int64_t xx = q * s.stride_w - s.pad_w + j * s.dil_w;
+              if (yy < 0 || yy >= s.h || xx < 0 || xx >= s.w) continue;
+              sum += static_cast<int64_t>(x[(c * s.h + yy) * s.w + xx] *
+                                          w[((o * s.c + c) * s.kh + i) * s.kw + j]);
+            }
+        y[(o * s.oh + r) * s.ow + q] = static_cast<float>(sum) * scale[o] + bias[o];
+      }
+  return y;
+}
+
+TEST(EngineBinary, EveryKernelEqualsTheDefinitionAroundWordSizes) {
+  std::mt19937 rng(11);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  for (const auto& k : lowbit::engine::binary::all()) {
+    if (!k.supported()) continue;
+    for (int64_t c : {1, 7, 63, 64, 65, 128, 130}) {
+      for (int64_t pad : {0, 1}) {
+        ConvShape s;
+        s.c = c, s.h = 5, s.w = 4, s.m = 3, s.kh = 3, s.kw = 2;
+        s.pad_h = pad, s.pad_w = pad, s.stride_w = 1 + pad;
+        s.oh = (s.h + 2 * pad - s.kh) / s.stride_h + 1;
+        s.ow = (s.w + 2 * pad - s.kw) / s.stride_w + 1;
+        std::vector<float> x(c * s.h * s.w), w(s.m * c * s.kh * s.kw), scale(s.m), bias(s.m);
+        for (auto& v : x) v = sign();
+        for (auto& v : w) v = sign();
+        for (int64_t o = 0; o < s.m; ++o) scale[o] = 0.25f * (o + 1), bias[o] = 0.5f * o - 1;
+        std::vector<uint64_t> packed(lowbit::engine::binary::words(c) * s.h * s.w);
+        lowbit::engine::binary::pack_chw(x.data(), c, s.h, s.w, packed.data());
+        const auto kernel = lowbit::engine::binary::pack_kernel(w.data(), s.m, c, s.kh, s.kw);
+        std::vector<float> y(s.m * s.oh * s.ow);
+        k.conv(packed.data(), kernel.data(), scale.data(), bias.data(), s, y.data());
+        EXPECT_EQ(y, reference_conv(x, w, scale, bias, s))
+            << k.name << " c=" << c << " pad=" << pad;
+      }
+    }
+  }
+}
+
+TEST(EngineBinary, BipolarInputsAndScaledSignKernelsPlanTheBinaryKernel) {
+  // BipolarQuant -> Pad(+1) -> Conv(±0.5 kernel) -> Flatten -> BipolarQuant -> Gemm(±1).
+  const int64_t C = 70, H = 4, W = 3, M = 5, classes = 3;
+  std::mt19937 rng(3);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  std::vector<float> w(M * C * 9), g(classes * M * H * W), x(2 * C * H * W);
+  for (auto& v : w) v = 0.5f * sign();
+  for (auto& v : g) v = sign();
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  Builder b({C, H, W});
+  b.init("one", {}, {1.0f});
+  b.init("pads", {8}, {0, 0, 1, 1, 0, 0, 1, 1});
+  b.init("w", {M, C, 3, 3}, w);
+  b.init("g", {classes, M * H * W}, g);
+  b.node("BipolarQuant", {"image", "one"}, "xb", "qonnx.custom_op.general");
+  b.node("Pad", {"xb", "pads", "one"}, "xp");
+  b.node("Conv", {"xp", "w"}, "c");
+  b.node("Flatten", {"c"}, "f");
+  b.node("BipolarQuant", {"f", "one"}, "fb", "qonnx.custom_op.general");
+  auto* gemm = b.node("Gemm", {"fb", "g"}, "y");
+  Builder::attr(gemm, "transB", int64_t{1});
+  const Model model = b.load("y");
+  std::vector<std::string> kernels;
+  for (const auto& p : model.plan()) kernels.push_back(p.kernel);
+  const std::string best = lowbit::engine::binary::best().name;
+  EXPECT_EQ(kernels[2], "binary_conv2d_" + best);
+  EXPECT_EQ(kernels[5], "binary_gemm_" + best);
+  std::vector<float> y(2 * classes);
+  model.run(x.data(), 2, y.data());
+  for (int n = 0; n < 2; ++n) {
+    std::vector<float> xb(C * (H + 2) * (W + 2), 1.0f);  // padded with +1
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < H; ++i)
+        for (int64_t j = 0; j < W; ++j)
+          xb[(c * (H + 2) + i + 1) * (W + 2) + j + 1] =
+              x[((n * C + c) * H + i) * W + j] >= 0 ? 1 : -1;
+    ConvShape s;
+    s.c = C, s.h = H + 2, s.w = W + 2, s.m = M, s.kh = s.kw = 3, s.oh = H, s.ow = W;
+    std::vector<float> signs(w.size());
+    for (size_t e = 0; e < w.size(); ++e) signs[e] = w[e] / 0.5f;
+    const auto conv =
+        reference_conv(xb, signs, std::vector<float>(M, 0.5f), std::vector<float>(M, 0.0f), s);
+    for (int k = 0; k < classes; ++k) {
+      float acc = 0;
+      for (int64_t f = 0; f < M * H * W; ++f)
+        acc += (conv[f] >= 0 ? 1.0f : -1.0f) * g[k * M * H * W + f];
+      EXPECT_EQ(y[n * classes + k], acc) << n << " " << k;
+    }
+  }
+}
+
+}  // namespace lowbit_binary_tests
 
 }  // namespace

@@ -1,0 +1,64 @@
+// Bit packing, the scalar binary convolution and the dispatch list.
+#define LOWBIT_BINARY_ISA scalar
+#include "binary_body.h"
+
+namespace lowbit {
+namespace engine {
+namespace binary {
+
+#if defined(__x86_64__)
+namespace popcnt {
+void conv_popcnt(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&,
+                 float*);
+}
+#endif
+
+void pack_chw(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out) {
+  const int64_t cw = words(c), plane = h * w;
+  for (int64_t p = 0; p < plane; ++p) {
+    uint64_t* o = out + p * cw;
+    for (int64_t k = 0; k < cw; ++k) o[k] = 0;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      o[ch >> 6] |= static_cast<uint64_t>(x[ch * plane + p] < 0) << (ch & 63);
+    }
+  }
+}
+
+std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
+  const int64_t cw = words(c);
+  std::vector<uint64_t> out(m * kh * kw * cw, 0);
+  for (int64_t o = 0; o < m; ++o)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) {
+          const bool negative = w[((o * c + ch) * kh + i) * kw + j] < 0;
+          out[((o * kh + i) * kw + j) * cw + (ch >> 6)] |= static_cast<uint64_t>(negative)
+                                                           << (ch & 63);
+        }
+  return out;
+}
+
+const std::vector<Kernels>& all() {
+  static const std::vector<Kernels> list = {
+    {"scalar", [] { return true; }, &scalar::conv},
+#if defined(__x86_64__)
+    {"popcnt", [] { return __builtin_cpu_supports("popcnt") != 0; }, &popcnt::conv_popcnt},
+#endif
+  };
+  return list;
+}
+
+const Kernels& best() {
+  static const Kernels& k = []() -> const Kernels& {
+    const auto& list = all();
+    for (size_t i = list.size(); i-- > 0;) {
+      if (list[i].supported()) return list[i];
+    }
+    return list[0];
+  }();
+  return k;
+}
+
+}  // namespace binary
+}  // namespace engine
+}  // namespace lowbit

@@ -1,0 +1,46 @@
+// Bitpacked binary kernels of the engine: ±1 values packed along channels (bit 1 means -1, least
+// significant bit first, padding bits 0), products summed by XOR and popcount. One list of
+// implementations (scalar, popcnt) drives dispatch and tests (docs/engine.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lowbit {
+namespace engine {
+namespace binary {
+
+// 64-bit words holding c channels.
+inline int64_t words(int64_t c) { return (c + 63) / 64; }
+
+// Packs the signs of one image x [c, h, w] channels-last: out[(y * w + x) * words(c) + k] holds
+// channels 64k .. 64k + 63 at (y, x); bit i is 1 where the value is negative.
+void pack_chw(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out);
+// Packs the signs of a kernel w [m, c, kh, kw]: out[((o * kh + i) * kw + j) * words(c) + k].
+std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw);
+
+struct ConvShape {
+  int64_t c = 0, h = 0, w = 0;  // input
+  int64_t m = 0, kh = 0, kw = 0;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
+  int64_t oh = 0, ow = 0;
+};
+
+// y[o, r, q] = scale[o] * sum over the taps inside the image of sum_c x * w (±1 products), plus
+// bias[o]: taps in the zero padding contribute nothing. x: pack_chw of one image; w: pack_kernel.
+using ConvFn = void (*)(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
+                        const ConvShape& s, float* y);
+
+struct Kernels {
+  std::string name;
+  bool (*supported)();
+  ConvFn conv;
+};
+// Every implementation, the reference first; and the best one this CPU runs.
+const std::vector<Kernels>& all();
+const Kernels& best();
+
+}  // namespace binary
+}  // namespace engine
+}  // namespace lowbit
