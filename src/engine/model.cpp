@@ -665,7 +665,8 @@ struct Model::Impl {
                      " with group " + std::to_string(group));
     if (a.s("auto_pad", "NOTSET") != "NOTSET") bad(where, "auto_pad is not supported");
     const auto ks = a.ints("kernel_shape", {kh, kw});
-    const auto [st, pd, dl] = window(a, where);
+    const Window win = window(a, where);
+    const std::vector<int64_t>&st = win.strides, &pd = win.pads, &dl = win.dilations;
     if (ks != std::vector<int64_t>{kh, kw}) bad(where, "kernel_shape does not match W");
     if (kh < 1 || kw < 1 || kh > 1024 || kw > 1024) bad(where, "kernel sizes must be in [1, 1024]");
     const int64_t oh = (h + pd[0] + pd[2] - dl[0] * (kh - 1) - 1) / st[0] + 1;
@@ -784,7 +785,8 @@ struct Model::Impl {
       bad(where, "X must be a 4-D activation");
     const auto& d = in[0]->dims;
     const auto ks = a.ints("kernel_shape", {});
-    const auto [st, pd, dl] = window(a, where);
+    const Window win = window(a, where);
+    const std::vector<int64_t>&st = win.strides, &pd = win.pads, &dl = win.dilations;
     if (ks.size() != 2) bad(where, "kernel_shape must have 2 values");
     for (int64_t v : ks)
       if (v < 1 || v > 1024) bad(where, "kernel_shape must be in [1, 1024]");

@@ -1,0 +1,27 @@
+// libFuzzer target over the engine's loader (model files are untrusted): any bytes must load or be
+// refused with std::invalid_argument; a model that loads runs on one image of zeros. Everything
+// else (a crash, a sanitizer report, another exception, a leak) is a finding. scripts/fuzz-engine.
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "lowbit/engine.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  lowbit::engine::Limits limits;  // small, so that a unit stays fast
+  limits.max_file_bytes = 1 << 22;
+  limits.max_tensor_elements = 1 << 16;
+  limits.max_total_elements = 1 << 20;
+  limits.max_nodes = 256;
+  try {
+    const auto model = lowbit::engine::Model::from_buffer(data, size, limits, "fuzz");
+    const auto shape = model.input_shape();
+    std::vector<float> image(static_cast<size_t>(shape[0] * shape[1] * shape[2]), 0.0f);
+    std::vector<float> out(static_cast<size_t>(model.output_size()));
+    model.run(image.data(), 1, out.data());
+  } catch (const std::invalid_argument&) {
+    // A refused file: the expected outcome for most inputs.
+  }
+  return 0;
+}
