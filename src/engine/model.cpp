@@ -633,9 +633,10 @@ struct Model::Impl {
 
   // The step of a binary convolution (or dense layer): packs each image's signs, then XOR and
   // popcount against the packed kernel; exact, as the sums of ±1 products are integers.
-  static void binary_conv(Step& s, const binary::ConvShape& shape, std::vector<uint64_t> kernel,
+  static void binary_conv(Step& s, const binary::ConvShape& shape, const std::vector<float>& w,
                           std::vector<float> scale, std::vector<float> bias) {
     const binary::Kernels& k = binary::best();
+    std::vector<uint64_t> kernel = k.pack(w.data(), shape.m, shape.c, shape.kh, shape.kw);
     s.info.kernel = (shape.kh == 1 && shape.h == 1 ? "binary_gemm_" : "binary_conv2d_") + k.name;
     const binary::ConvFn fn = k.conv;
     s.run = [fn, shape, kernel, scale, bias](const std::vector<const float*>& xs, float* y,
@@ -688,7 +689,7 @@ struct Model::Impl {
         shape.c = c, shape.h = h, shape.w = wd, shape.m = m, shape.kh = kh, shape.kw = kw;
         shape.stride_h = st[0], shape.stride_w = st[1], shape.pad_h = pd[0], shape.pad_w = pd[1];
         shape.dil_h = dl[0], shape.dil_w = dl[1], shape.oh = oh, shape.ow = ow;
-        binary_conv(s, shape, binary::pack_kernel(w.data.data(), m, c, kh, kw), scale, bias);
+        binary_conv(s, shape, w.data, scale, bias);
         return;
       }
     }
@@ -761,7 +762,7 @@ struct Model::Impl {
       binary::ConvShape shape;
       shape.c = k, shape.h = shape.w = 1, shape.m = m, shape.kh = shape.kw = 1;
       shape.oh = shape.ow = 1;
-      binary_conv(s, shape, binary::pack_kernel(rows.data(), m, k, 1, 1), scale, bias);
+      binary_conv(s, shape, rows, scale, bias);
       return;
     }
     s.info.kernel = "gemm_f32";

@@ -393,22 +393,24 @@ TEST(EngineBinary, EveryKernelEqualsTheDefinitionAroundWordSizes) {
     if (!k.supported()) continue;
     for (int64_t c : {1, 7, 63, 64, 65, 128, 130}) {
       for (int64_t pad : {0, 1}) {
-        ConvShape s;
-        s.c = c, s.h = 5, s.w = 4, s.m = 3, s.kh = 3, s.kw = 2;
-        s.pad_h = pad, s.pad_w = pad, s.stride_w = 1 + pad;
-        s.oh = (s.h + 2 * pad - s.kh) / s.stride_h + 1;
-        s.ow = (s.w + 2 * pad - s.kw) / s.stride_w + 1;
-        std::vector<float> x(c * s.h * s.w), w(s.m * c * s.kh * s.kw), scale(s.m), bias(s.m);
-        for (auto& v : x) v = sign();
-        for (auto& v : w) v = sign();
-        for (int64_t o = 0; o < s.m; ++o) scale[o] = 0.25f * (o + 1), bias[o] = 0.5f * o - 1;
-        std::vector<uint64_t> packed(lowbit::engine::binary::words(c) * s.h * s.w);
-        lowbit::engine::binary::pack_chw(x.data(), c, s.h, s.w, packed.data());
-        const auto kernel = lowbit::engine::binary::pack_kernel(w.data(), s.m, c, s.kh, s.kw);
-        std::vector<float> y(s.m * s.oh * s.ow);
-        k.conv(packed.data(), kernel.data(), scale.data(), bias.data(), s, y.data());
-        EXPECT_EQ(y, reference_conv(x, w, scale, bias, s))
-            << k.name << " c=" << c << " pad=" << pad;
+        for (int64_t width : {4, 13}) {  // 13: blocks of output pixels away from the border
+          ConvShape s;
+          s.c = c, s.h = 5, s.w = width, s.m = c % 2 ? 3 : 9, s.kh = 3, s.kw = 2;  // around 8
+          s.pad_h = pad, s.pad_w = pad, s.stride_w = 1 + pad, s.dil_w = width == 13 ? 2 : 1;
+          s.oh = (s.h + 2 * pad - s.kh) / s.stride_h + 1;
+          s.ow = (s.w + 2 * pad - s.dil_w * (s.kw - 1) - 1) / s.stride_w + 1;
+          std::vector<float> x(c * s.h * s.w), w(s.m * c * s.kh * s.kw), scale(s.m), bias(s.m);
+          for (auto& v : x) v = sign();
+          for (auto& v : w) v = sign();
+          for (int64_t o = 0; o < s.m; ++o) scale[o] = 0.25f * (o + 1), bias[o] = 0.5f * o - 1;
+          std::vector<uint64_t> packed(lowbit::engine::binary::words(c) * s.h * s.w);
+          lowbit::engine::binary::pack_chw(x.data(), c, s.h, s.w, packed.data());
+          const auto kernel = k.pack(w.data(), s.m, c, s.kh, s.kw);
+          std::vector<float> y(s.m * s.oh * s.ow);
+          k.conv(packed.data(), kernel.data(), scale.data(), bias.data(), s, y.data());
+          EXPECT_EQ(y, reference_conv(x, w, scale, bias, s))
+              << k.name << " c=" << c << " pad=" << pad << " width=" << width;
+        }
       }
     }
   }

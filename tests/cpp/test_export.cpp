@@ -109,7 +109,9 @@ TEST(Export, BinaryLayersKeepTheirKernelAndScaleTheOutput) {
   std::map<std::string, int> ops;
   for (const auto& n : q.graph().node()) {
     ++ops[n.op_type()];
-    if (n.op_type() == "BipolarQuant") EXPECT_EQ(n.domain(), "qonnx.custom_op.general");
+    if (n.op_type() == "BipolarQuant") {
+      EXPECT_EQ(n.domain(), "qonnx.custom_op.general");
+    }
   }
   EXPECT_EQ(ops["BipolarQuant"], 4);  // the second conv and the hidden layer: input and kernel
   EXPECT_EQ(ops["Mul"], 3);  // every batch norm (after a pool or a binary layer): x * alpha + beta

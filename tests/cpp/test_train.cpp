@@ -166,7 +166,7 @@ TEST_F(TrainTest, CheckpointsStoreTheInputStandardisation) {
   lowbit::train::train(small("bnn"), options("run", 1));
   const auto t =
       lowbit::train::to_tensors(lowbit::data::load_idx_dataset((root_ / "data").string()));
-  for (const fs::path p : {root_ / "run", root_ / "run" / "checkpoint.pt"}) {
+  for (const fs::path& p : {root_ / "run", root_ / "run" / "checkpoint.pt"}) {
     const auto c = lowbit::train::load_checkpoint(p.string());
     EXPECT_EQ(c.file, (root_ / "run" / "checkpoint.pt").string());
     EXPECT_EQ(c.recipe.name, "bnn");

@@ -11,6 +11,10 @@ namespace popcnt {
 void conv_popcnt(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&,
                  float*);
 }
+namespace avx512 {
+std::vector<uint64_t> pack(const float*, int64_t, int64_t, int64_t, int64_t);
+void conv(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&, float*);
+}  // namespace avx512
 #endif
 
 void pack_chw(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out) {
@@ -40,9 +44,13 @@ std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t 
 
 const std::vector<Kernels>& all() {
   static const std::vector<Kernels> list = {
-    {"scalar", [] { return true; }, &scalar::conv},
+    {"scalar", [] { return true; }, &pack_kernel, &scalar::conv},
 #if defined(__x86_64__)
-    {"popcnt", [] { return __builtin_cpu_supports("popcnt") != 0; }, &popcnt::conv_popcnt},
+    {"popcnt", [] { return __builtin_cpu_supports("popcnt") != 0; }, &pack_kernel,
+     &popcnt::conv_popcnt},
+    {"avx512",
+     [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); },
+     &avx512::pack, &avx512::conv},
 #endif
   };
   return list;

@@ -32,9 +32,14 @@ struct ConvShape {
 using ConvFn = void (*)(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
                         const ConvShape& s, float* y);
 
+// The kernel's layout of the packed weights, from w [m, c, kh, kw].
+using PackFn = std::vector<uint64_t> (*)(const float* w, int64_t m, int64_t c, int64_t kh,
+                                         int64_t kw);
+
 struct Kernels {
   std::string name;
   bool (*supported)();
+  PackFn pack;  // pack_kernel, or the kernel's own layout
   ConvFn conv;
 };
 // Every implementation, the reference first; and the best one this CPU runs.

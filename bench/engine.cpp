@@ -1,0 +1,92 @@
+// The engine's binary convolution against LibTorch's float convolution on the same shapes
+// (3x3, padding 1, C -> C channels), one thread, side by side in one run (docs/performance.md):
+//   build/lowbit_engine_bench [--benchmark_filter=...]
+// BM_binary_conv: every binary kernel the CPU runs, on a packed input (chained binary layers keep
+// their activations packed); BM_binary_pack_conv adds packing the float input's signs;
+// BM_torch_conv: torch::conv2d in float32.
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include <random>
+#include <vector>
+
+#include "../src/engine/kernels/binary.h"
+
+namespace {
+
+namespace bin = lowbit::engine::binary;
+
+struct Shape {
+  int64_t c, hw;
+};
+const Shape kShapes[] = {{64, 56}, {128, 28}, {256, 14}, {512, 7}};
+
+bin::ConvShape conv_shape(const Shape& s) {
+  bin::ConvShape g;
+  g.c = g.m = s.c;
+  g.h = g.w = g.oh = g.ow = s.hw;
+  g.kh = g.kw = 3;
+  g.pad_h = g.pad_w = 1;
+  return g;
+}
+
+std::vector<float> signs(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<float> v(n);
+  for (auto& e : v) e = rng() % 2 ? 1.0f : -1.0f;
+  return v;
+}
+
+void BM_binary_conv(benchmark::State& state, const bin::Kernels* k, Shape s, bool pack_input) {
+  const auto g = conv_shape(s);
+  const auto x = signs(g.c * g.h * g.w, 1), w = signs(g.m * g.c * 9, 2);
+  std::vector<uint64_t> packed(bin::words(g.c) * g.h * g.w);
+  bin::pack_chw(x.data(), g.c, g.h, g.w, packed.data());
+  const auto kernel = k->pack(w.data(), g.m, g.c, 3, 3);
+  std::vector<float> scale(g.m, 1.0f), bias(g.m, 0.0f), y(g.m * g.oh * g.ow);
+  for (auto _ : state) {
+    if (pack_input) bin::pack_chw(x.data(), g.c, g.h, g.w, packed.data());
+    k->conv(packed.data(), kernel.data(), scale.data(), bias.data(), g, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["MACs/s"] =
+      benchmark::Counter(static_cast<double>(g.m * g.c * 9 * g.oh * g.ow) * state.iterations(),
+                         benchmark::Counter::kIsRate);
+}
+
+void BM_torch_conv(benchmark::State& state, Shape s) {
+  at::set_num_threads(1);
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({1, s.c, s.hw, s.hw});
+  const auto w = torch::randn({s.c, s.c, 3, 3});
+  auto y = torch::conv2d(x, w, {}, 1, 1);
+  for (auto _ : state) {
+    y = torch::conv2d(x, w, {}, 1, 1);
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  state.counters["MACs/s"] =
+      benchmark::Counter(static_cast<double>(s.c * s.c * 9 * s.hw * s.hw) * state.iterations(),
+                         benchmark::Counter::kIsRate);
+}
+
+const bool registered = [] {
+  for (const Shape& s : kShapes) {
+    const std::string shape = std::to_string(s.c) + "x" + std::to_string(s.hw);
+    benchmark::RegisterBenchmark(("BM_torch_conv/" + shape).c_str(), BM_torch_conv, s)
+        ->Unit(benchmark::kMicrosecond);
+    for (const auto& k : bin::all()) {
+      if (!k.supported()) continue;
+      benchmark::RegisterBenchmark(("BM_binary_conv/" + k.name + "/" + shape).c_str(),
+                                   BM_binary_conv, &k, s, false)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("BM_binary_pack_conv/" + k.name + "/" + shape).c_str(),
+                                   BM_binary_conv, &k, s, true)
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+  return true;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();
