@@ -45,6 +45,43 @@ void write_npy(const std::string& path, const at::Tensor& m) {
   lowbit::train::write_file_atomically(path, bytes);
 }
 
+// Outputs, accuracy and speed of a model over n images: throughput in batches of `batch`, latency
+// as the median over up to 100 single images.
+struct Timing {
+  std::vector<float> outputs;
+  std::vector<int64_t> predictions;
+  double throughput = 0, median_ms = 0;
+  double accuracy(const std::vector<uint8_t>& labels) const {
+    int64_t correct = 0;
+    for (size_t i = 0; i < predictions.size(); ++i) correct += predictions[i] == labels[i];
+    return predictions.empty() ? 0.0 : static_cast<double>(correct) / predictions.size();
+  }
+};
+
+template <class Run>
+Timing timed(int64_t n, int64_t k, int64_t batch, Run&& run) {
+  using Clock = std::chrono::steady_clock;
+  Timing t;
+  t.outputs.resize(static_cast<size_t>(n * k));
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < n; i += batch) run(i, std::min(batch, n - i), t.outputs.data() + i * k);
+  t.throughput = n / std::chrono::duration<double>(Clock::now() - t0).count();
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = t.outputs.data() + i * k;
+    t.predictions.push_back(std::max_element(row, row + k) - row);
+  }
+  std::vector<double> ms;
+  std::vector<float> one(static_cast<size_t>(k));
+  for (int64_t i = 0; i < std::min<int64_t>(n, 100); ++i) {
+    const auto start = Clock::now();
+    run(i, 1, one.data());
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  t.median_ms = ms.empty() ? 0.0 : ms[ms.size() / 2];
+  return t;
+}
+
 lowbit::train::Recipe resolve(const std::string& model, const std::string& config) {
   lowbit::train::Recipe r = lowbit::train::recipe(model);
   if (!config.empty()) lowbit::train::apply_config(r, config);
@@ -135,6 +172,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   run->add_option("--logits", run_logits, "also write the test set's outputs to this .npy file");
+  std::string run_checkpoint;
+  run->add_option("--checkpoint", run_checkpoint,
+                  "also time LibTorch's eval-mode model of this training run on the same images");
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -178,7 +218,6 @@ int main(int argc, char** argv) {
                               .c_str());
       }
     } else if (*run) {
-      using Clock = std::chrono::steady_clock;
       const auto model = lowbit::engine::Model::from_file(run_model);
       const auto test = lowbit::data::load_idx_dataset(run_data).test;
       const auto shape = model.input_shape();
@@ -190,37 +229,46 @@ int main(int argc, char** argv) {
       }
       const int64_t n = test.images.count, per = shape[1] * shape[2], k = model.output_size();
       const std::vector<float> pixels(test.images.pixels.begin(), test.images.pixels.end());
-      std::vector<float> out(static_cast<size_t>(n * k));
-      const auto t0 = Clock::now();
-      for (int64_t i = 0; i < n; i += run_batch) {
-        const int64_t m = std::min(run_batch, n - i);
-        model.run(pixels.data() + i * per, m, out.data() + i * k, run_threads);
-      }
-      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-      int64_t correct = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const float* row = out.data() + i * k;
-        correct += (std::max_element(row, row + k) - row) == test.labels.labels[i];
-      }
-      // Latency: one image at a time, the median over up to 100 images.
-      std::vector<double> ms;
-      std::vector<float> one(static_cast<size_t>(k));
-      for (int64_t i = 0; i < std::min<int64_t>(n, 100); ++i) {
-        const auto t = Clock::now();
-        model.run(pixels.data() + i * per, 1, one.data(), run_threads);
-        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
-      }
-      std::sort(ms.begin(), ms.end());
+      const Timing engine = timed(n, k, run_batch, [&](int64_t first, int64_t m, float* out) {
+        model.run(pixels.data() + first * per, m, out, run_threads);
+      });
       if (!run_logits.empty()) {
-        write_npy(run_logits, torch::from_blob(out.data(), {n, k}, torch::kFloat));
+        write_npy(run_logits, torch::from_blob(const_cast<float*>(engine.outputs.data()), {n, k},
+                                               torch::kFloat));
+      }
+      std::string compare;
+      if (!run_checkpoint.empty()) {
+        // LibTorch's eval-mode model on the same images (standardised as in training).
+        at::set_num_threads(run_threads);
+        torch::NoGradGuard no_grad;
+        auto net = lowbit::train::load_model(run_checkpoint);
+        const auto t = lowbit::train::to_tensors(lowbit::data::load_idx_dataset(run_data));
+        const Timing torch_timing =
+            timed(n, k, run_batch, [&](int64_t first, int64_t m, float* out) {
+              const at::Tensor y = net->forward(t.test_images.narrow(0, first, m)).contiguous();
+              std::copy(y.data_ptr<float>(), y.data_ptr<float>() + m * k, out);
+            });
+        int64_t same = 0;
+        for (int64_t i = 0; i < n; ++i)
+          same += engine.predictions[i] == torch_timing.predictions[i];
+        char buffer[512];
+        std::snprintf(buffer, sizeof buffer,
+                      ", \"libtorch\": {\"test_accuracy\": %.6f, \"latency_ms_batch1\": %.4f, "
+                      "\"throughput_images_per_second\": %.1f}, \"same_predictions\": %.6f, "
+                      "\"speedup_batch1\": %.2f, \"speedup_throughput\": %.2f",
+                      torch_timing.accuracy(test.labels.labels), torch_timing.median_ms,
+                      torch_timing.throughput, static_cast<double>(same) / n,
+                      torch_timing.median_ms / engine.median_ms,
+                      engine.throughput / torch_timing.throughput);
+        compare = buffer;
       }
       std::printf(
           "{\"model\": \"%s\", \"images\": %lld, \"test_accuracy\": %.6f, "
           "\"latency_ms_batch1\": %.4f, \"throughput_images_per_second\": %.1f, \"batch\": %lld, "
-          "\"threads\": %d}\n",
-          run_model.c_str(), static_cast<long long>(n), static_cast<double>(correct) / n,
-          ms.empty() ? 0.0 : ms[ms.size() / 2], n / seconds, static_cast<long long>(run_batch),
-          run_threads);
+          "\"threads\": %d%s}\n",
+          run_model.c_str(), static_cast<long long>(n), engine.accuracy(test.labels.labels),
+          engine.median_ms, engine.throughput, static_cast<long long>(run_batch), run_threads,
+          compare.c_str());
     } else if (*exp) {
       lowbit::exporter::ExportOptions o;
       o.format = lowbit::exporter::parse_format(export_format);
