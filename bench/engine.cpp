@@ -5,6 +5,7 @@
 // their activations packed); BM_binary_pack_conv adds packing the float input's signs;
 // BM_torch_conv: torch::conv2d in float32.
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 #include <torch/torch.h>
 
 #include <random>
@@ -69,7 +70,38 @@ void BM_torch_conv(benchmark::State& state, Shape s) {
                          benchmark::Counter::kIsRate);
 }
 
+// The machine's XOR + popcount peak: the binary kernels' inner operation (a 512-bit load from L1,
+// XOR, VPOPCNTQ, add) in eight independent chains, counted in binary MACs (bits) per second.
+__attribute__((target("avx512f,avx512vpopcntdq"))) void BM_xor_popcount_peak(
+    benchmark::State& state) {
+  alignas(64) static uint64_t weights[64 * 8];
+  for (int i = 0; i < 64 * 8; ++i) weights[i] = 0x9e3779b97f4a7c15ULL * (i + 1);
+  __m512i acc[8], x[8];
+  for (int i = 0; i < 8; ++i) {
+    acc[i] = _mm512_setzero_si512();
+    x[i] = _mm512_set1_epi64(0x5555555555555555LL * (i + 1));
+  }
+  constexpr int64_t kSteps = 1 << 16;
+  for (auto _ : state) {
+    for (int64_t s = 0; s < kSteps; ++s) {
+      const uint64_t* w = weights + (s & 63) * 8;
+      const __m512i wv = _mm512_load_si512(w);
+      for (int i = 0; i < 8; ++i) {
+        acc[i] = _mm512_add_epi64(acc[i], _mm512_popcnt_epi64(_mm512_xor_si512(x[i], wv)));
+      }
+    }
+    long long sum = 0;
+    for (int i = 0; i < 8; ++i) sum += _mm512_reduce_add_epi64(acc[i]);
+    benchmark::DoNotOptimize(sum);
+  }
+  state.counters["MACs/s"] = benchmark::Counter(
+      static_cast<double>(kSteps) * 8 * 512 * state.iterations(), benchmark::Counter::kIsRate);
+}
+
 const bool registered = [] {
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq")) {
+    benchmark::RegisterBenchmark("BM_xor_popcount_peak/avx512", BM_xor_popcount_peak);
+  }
   for (const Shape& s : kShapes) {
     const std::string shape = std::to_string(s.c) + "x" + std::to_string(s.hw);
     benchmark::RegisterBenchmark(("BM_torch_conv/" + shape).c_str(), BM_torch_conv, s)
