@@ -11,6 +11,10 @@ namespace popcnt {
 void conv_popcnt(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&,
                  float*);
 }
+namespace avx2 {
+std::vector<uint64_t> pack(const float*, int64_t, int64_t, int64_t, int64_t);
+void conv(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&, float*);
+}  // namespace avx2
 namespace avx512 {
 std::vector<uint64_t> pack(const float*, int64_t, int64_t, int64_t, int64_t);
 void conv(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&, float*);
@@ -48,6 +52,7 @@ const std::vector<Kernels>& all() {
 #if defined(__x86_64__)
     {"popcnt", [] { return __builtin_cpu_supports("popcnt") != 0; }, &pack_kernel,
      &popcnt::conv_popcnt},
+    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::pack, &avx2::conv},
     {"avx512",
      [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); },
      &avx512::pack, &avx512::conv},

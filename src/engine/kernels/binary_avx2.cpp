@@ -1,0 +1,84 @@
+// The binary convolution with AVX2: four output channels per vector, popcount by nibble lookup
+// (PSHUFB) summed with PSADBW. Weights interleaved by four output channels:
+// w[((t * cw + k) * mp) + o] (mp: m rounded up to 4). Compiled with -mavx2; chosen at run time.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "binary.h"
+
+namespace lowbit {
+namespace engine {
+namespace binary {
+namespace avx2 {
+namespace {
+
+constexpr int64_t kLanes = 4;
+
+// Per 64-bit lane, the number of set bits of v.
+inline __m256i popcount64(__m256i v) {
+  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
+                                         1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low));
+  const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+  return _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256());
+}
+
+}  // namespace
+
+std::vector<uint64_t> pack(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
+  const int64_t cw = words(c), mp = (m + kLanes - 1) / kLanes * kLanes;
+  std::vector<uint64_t> out(kh * kw * cw * mp, 0);
+  for (int64_t o = 0; o < m; ++o)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) {
+          const bool negative = w[((o * c + ch) * kh + i) * kw + j] < 0;
+          out[((i * kw + j) * cw + (ch >> 6)) * mp + o] |= static_cast<uint64_t>(negative)
+                                                           << (ch & 63);
+        }
+  return out;
+}
+
+void conv(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
+          const ConvShape& s, float* y) {
+  const int64_t cw = words(s.c), mp = (s.m + kLanes - 1) / kLanes * kLanes;
+  const int64_t plane = s.oh * s.ow;
+  alignas(32) int64_t mism[kLanes];
+  for (int64_t r = 0; r < s.oh; ++r) {
+    for (int64_t q = 0; q < s.ow; ++q) {
+      for (int64_t o0 = 0; o0 < mp; o0 += kLanes) {
+        __m256i acc = _mm256_setzero_si256();
+        int64_t taps = 0;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
+          if (yy < 0 || yy >= s.h) continue;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t xx = q * s.stride_w - s.pad_w + j * s.dil_w;
+            if (xx < 0 || xx >= s.w) continue;
+            const uint64_t* xp = x + (yy * s.w + xx) * cw;
+            const uint64_t* wp = w + ((i * s.kw + j) * cw) * mp + o0;
+            for (int64_t k = 0; k < cw; ++k) {
+              const __m256i xv = _mm256_set1_epi64x(static_cast<long long>(xp[k]));
+              const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + k * mp));
+              acc = _mm256_add_epi64(acc, popcount64(_mm256_xor_si256(xv, wv)));
+            }
+            ++taps;
+          }
+        }
+        _mm256_store_si256(reinterpret_cast<__m256i*>(mism), acc);
+        const int64_t n = std::min<int64_t>(kLanes, s.m - o0);
+        for (int64_t l = 0; l < n; ++l) {
+          const int64_t o = o0 + l, sum = taps * s.c - 2 * mism[l];
+          y[o * plane + r * s.ow + q] = static_cast<float>(sum) * scale[o] + bias[o];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace avx2
+}  // namespace binary
+}  // namespace engine
+}  // namespace lowbit
