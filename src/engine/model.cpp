@@ -4,6 +4,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -148,14 +149,27 @@ std::vector<int64_t> broadcast_index(const std::vector<int64_t>& act, const std:
   return index;
 }
 
-float round_mode(float v, const std::string& mode) {
-  if (mode == "ROUND" || mode == "HALF_EVEN") return std::nearbyint(v);
-  if (mode == "CEIL") return std::ceil(v);
-  if (mode == "FLOOR") return std::floor(v);
-  if (mode == "HALF_UP") return v < 0 ? -std::floor(-v + 0.5f) : std::floor(v + 0.5f);
-  if (mode == "HALF_DOWN") return v < 0 ? -std::ceil(-v - 0.5f) : std::ceil(v - 0.5f);
-  if (mode == "UP") return v < 0 ? std::floor(v) : std::ceil(v);
-  return std::trunc(v);  // DOWN
+// QONNX's rounding modes (its documented table), by index into kRoundingModes.
+const char* const kRoundingModes[] = {"ROUND",   "HALF_EVEN", "CEIL", "FLOOR",
+                                      "HALF_UP", "HALF_DOWN", "UP",   "DOWN"};
+float round_mode(float v, int mode) {
+  switch (mode) {
+    case 0:
+    case 1:
+      return std::nearbyint(v);
+    case 2:
+      return std::ceil(v);
+    case 3:
+      return std::floor(v);
+    case 4:
+      return v < 0 ? -std::floor(-v + 0.5f) : std::floor(v + 0.5f);
+    case 5:
+      return v < 0 ? -std::ceil(-v - 0.5f) : std::ceil(v - 0.5f);
+    case 6:
+      return v < 0 ? std::floor(v) : std::ceil(v);
+    default:
+      return std::trunc(v);  // DOWN
+  }
 }
 
 }  // namespace
@@ -347,9 +361,7 @@ struct Model::Impl {
     Value out;
 
     // Element-wise operators: one activation (or constants only, folded below).
-    using Unary = std::function<float(float)>;
-    using Binary = std::function<float(float, float)>;
-    auto unary = [&](Unary f) {
+    auto unary = [&](auto f) {  // f inlined into the loop
       arity(1, 1);
       out.dims = in[0]->dims;
       s.info.kernel = "elementwise_f32";
@@ -358,7 +370,7 @@ struct Model::Impl {
       };
       return true;
     };
-    auto binary = [&](Binary f) {
+    auto binary = [&](auto f) {
       arity(2, 2);
       const Value &p = *in[0], &q = *in[1];
       s.info.kernel = "elementwise_f32";
@@ -393,9 +405,11 @@ struct Model::Impl {
       s.run = [f, index, cdata, per, act_first](const std::vector<const float*>& x, float* y,
                                                 int64_t count) {
         const float* a = x[0];  // the one activation
-        for (int64_t e = 0; e < count; ++e) {
-          const float cv = cdata[index[e % per]];
-          y[e] = act_first ? f(a[e], cv) : f(cv, a[e]);
+        for (int64_t b = 0; b < count; b += per) {
+          for (int64_t e = 0; e < per; ++e) {
+            const float cv = cdata[index[e]];
+            y[b + e] = act_first ? f(a[b + e], cv) : f(cv, a[b + e]);
+          }
         }
       };
     };
@@ -458,8 +472,9 @@ struct Model::Impl {
         const std::vector<float> sd = sc.data;
         const int64_t per = x.per_image();
         s.run = [index, sd, per](const std::vector<const float*>& xs, float* y, int64_t count) {
-          for (int64_t e = 0; e < count; ++e)
-            y[e] = (xs[0][e] >= 0 ? 1.0f : -1.0f) * sd[index[e % per]];
+          for (int64_t b = 0; b < count; b += per)
+            for (int64_t e = 0; e < per; ++e)
+              y[b + e] = (xs[0][b + e] >= 0 ? 1.0f : -1.0f) * sd[index[e]];
         };
       }
       out.bipolar = !x.constant && sc.data.size() == 1 && sc.data[0] == 1.0f;
@@ -477,11 +492,11 @@ struct Model::Impl {
       if (!(bits >= 1 && bits <= 32) || bits != std::floor(bits))
         bad(where, "bitwidth must be an integer in [1, 32]");
       const bool is_signed = a.i("signed", 1) != 0, narrow = a.i("narrow", 0) != 0;
-      const std::string mode = a.s("rounding_mode", "ROUND");
-      static const char* modes[] = {"ROUND",   "HALF_EVEN", "CEIL", "FLOOR",
-                                    "HALF_UP", "HALF_DOWN", "UP",   "DOWN"};
-      if (std::find(std::begin(modes), std::end(modes), mode) == std::end(modes))
-        bad(where, "unknown rounding_mode '" + mode + "'");
+      std::string mode = a.s("rounding_mode", "ROUND");  // QONNX: upper or lower case
+      for (char& ch : mode) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      const auto found = std::find(std::begin(kRoundingModes), std::end(kRoundingModes), mode);
+      if (found == std::end(kRoundingModes)) bad(where, "unknown rounding_mode '" + mode + "'");
+      const int rounding = static_cast<int>(found - std::begin(kRoundingModes));
       const double b = bits;
       const float lo = static_cast<float>(
           is_signed ? -std::ldexp(1.0, static_cast<int>(b) - 1) + (narrow ? 1 : 0) : 0.0);
@@ -491,10 +506,10 @@ struct Model::Impl {
       const Value& x = *in[0];
       out.dims = x.dims;
       s.info.kernel = "quant_f32";
-      auto q = [lo, hi, mode](float v, float scale, float zero) {
+      auto q = [lo, hi, rounding](float v, float scale, float zero) {
         float u = v / scale + zero;
         u = u > hi ? hi : (u < lo ? lo : u);
-        return (round_mode(u, mode) - zero) * scale;
+        return (round_mode(u, rounding) - zero) * scale;
       };
       if (!x.constant) {
         const auto si = broadcast_index(x.dims, sc.dims, where);
@@ -503,7 +518,8 @@ struct Model::Impl {
         const int64_t per = x.per_image();
         s.run = [q, si, zi, sd, zd, per](const std::vector<const float*>& xs, float* y,
                                          int64_t count) {
-          for (int64_t e = 0; e < count; ++e) y[e] = q(xs[0][e], sd[si[e % per]], zd[zi[e % per]]);
+          for (int64_t b = 0; b < count; b += per)
+            for (int64_t e = 0; e < per; ++e) y[b + e] = q(xs[0][b + e], sd[si[e]], zd[zi[e]]);
         };
       }
       fold_if_constant(in, out, where, [&](std::vector<float>& y) {
@@ -870,25 +886,35 @@ struct Model::Impl {
     };
   }
 
+  // Runs the graph over `batch` images in chunks of a few images, so that every activation of a
+  // chunk stays in cache and the buffers, allocated once per call, are reused.
   void run(const float* inputs, int64_t batch, float* outputs) const {
+    constexpr int64_t kChunk = 8;
+    const int64_t in_per = product(input_dims), out_per = classes;
     std::vector<std::vector<float>> buffers(values.size());
     std::vector<const float*> ptr(values.size(), nullptr);
-    ptr[input] = inputs;
-    for (const Step& s : steps) {
-      std::vector<const float*> xs;
-      for (int i : s.inputs) xs.push_back(ptr[i]);
-      const int64_t count = batch * values[s.output].per_image();
-      float* y;
-      if (s.output == output) {
-        y = outputs;
-      } else {
-        buffers[s.output].resize(count);
-        y = buffers[s.output].data();
+    std::vector<const float*> xs;
+    for (int64_t first = 0; first < batch; first += kChunk) {
+      const int64_t n = std::min(kChunk, batch - first);
+      ptr[input] = inputs + first * in_per;
+      float* out = outputs + first * out_per;
+      for (const Step& s : steps) {
+        xs.clear();
+        for (int i : s.inputs) xs.push_back(ptr[i]);
+        const int64_t count = n * values[s.output].per_image();
+        float* y;
+        if (s.output == output) {
+          y = out;
+        } else {
+          if (static_cast<int64_t>(buffers[s.output].size()) < count)
+            buffers[s.output].resize(count);
+          y = buffers[s.output].data();
+        }
+        s.run(xs, y, count);
+        ptr[s.output] = y;
       }
-      s.run(xs, y, count);
-      ptr[s.output] = y;
+      if (ptr[output] != out) bad(origin, "the output is not computed by the graph");
     }
-    if (ptr[output] != outputs) bad(origin, "the output is not computed by the graph");
   }
 };
 
