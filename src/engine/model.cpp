@@ -715,29 +715,40 @@ struct Model::Impl {
     s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
       const int64_t per_in = c * h * wd, per_out = m * oh * ow;
       const int64_t images = count / per_out;
+      std::vector<float> acc(ow);
       for (int64_t b = 0; b < images; ++b) {
         const float* xi = xs[0] + b * per_in;
         float* yo = y + b * per_out;
         for (int64_t o = 0; o < m; ++o) {
           const int64_t g = o / (m / group);
           for (int64_t r = 0; r < oh; ++r) {
-            for (int64_t q = 0; q < ow; ++q) {
-              float acc = 0;
-              for (int64_t ic = 0; ic < cg; ++ic) {
-                const float* xc = xi + (g * cg + ic) * h * wd;
-                const float* wc = wdata.data() + ((o * cg + ic) * kh) * kw;
-                for (int64_t i = 0; i < kh; ++i) {
-                  const int64_t yy = r * sh - ph + i * dh;
-                  if (yy < 0 || yy >= h) continue;
-                  for (int64_t j = 0; j < kw; ++j) {
-                    const int64_t xx = q * sw - pw + j * dw;
-                    if (xx < 0 || xx >= wd) continue;
-                    acc += xc[yy * wd + xx] * wc[i * kw + j];
+            // A row of outputs at a time, taps in the order (ic, i, j) for every output, so the
+            // inner loop runs along the row without bounds checks.
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int64_t ic = 0; ic < cg; ++ic) {
+              const float* xc = xi + (g * cg + ic) * h * wd;
+              const float* wc = wdata.data() + ((o * cg + ic) * kh) * kw;
+              for (int64_t i = 0; i < kh; ++i) {
+                const int64_t yy = r * sh - ph + i * dh;
+                if (yy < 0 || yy >= h) continue;
+                const float* xr = xc + yy * wd;
+                for (int64_t j = 0; j < kw; ++j) {
+                  const float wv = wc[i * kw + j];
+                  const int64_t off = j * dw - pw;  // xx = q * sw + off
+                  // The outputs q whose xx lies in [0, wd).
+                  const int64_t q0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
+                  const int64_t q1 =
+                      std::min<int64_t>(ow, wd - off <= 0 ? 0 : (wd - off - 1) / sw + 1);
+                  if (sw == 1) {
+                    for (int64_t q = q0; q < q1; ++q) acc[q] += xr[q + off] * wv;
+                  } else {
+                    for (int64_t q = q0; q < q1; ++q) acc[q] += xr[q * sw + off] * wv;
                   }
                 }
               }
-              yo[(o * oh + r) * ow + q] = acc + bias[o];
             }
+            float* yr = yo + (o * oh + r) * ow;
+            for (int64_t q = 0; q < ow; ++q) yr[q] = acc[q] + bias[o];
           }
         }
       }
@@ -823,10 +834,27 @@ struct Model::Impl {
     s.info.kernel = "maxpool_f32";
     const int64_t kh = ks[0], kw = ks[1], sh = st[0], sw = st[1], ph = pd[0], pw = pd[1],
                   dh = dl[0], dw = dl[1];
+    // Every window inside the input: no bounds checks (the recipes' 2x2 pools).
+    const bool inside = ph == 0 && pw == 0 && pd[2] == 0 && pd[3] == 0 && !ceil_mode;
     s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
       const int64_t planes = count / (oh * ow);
+      auto take = [](float& best, float v) {  // NaN propagates, as in LibTorch
+        if (v > best || std::isnan(v)) best = v;
+      };
       for (int64_t p = 0; p < planes; ++p) {
         const float* xp = xs[0] + p * h * w;
+        if (inside) {
+          for (int64_t r = 0; r < oh; ++r) {
+            for (int64_t q = 0; q < ow; ++q) {
+              float best = -std::numeric_limits<float>::infinity();
+              const float* x0 = xp + (r * sh) * w + q * sw;
+              for (int64_t i = 0; i < kh; ++i)
+                for (int64_t j = 0; j < kw; ++j) take(best, x0[i * dh * w + j * dw]);
+              y[(p * oh + r) * ow + q] = best;
+            }
+          }
+          continue;
+        }
         for (int64_t r = 0; r < oh; ++r) {
           for (int64_t q = 0; q < ow; ++q) {
             float best = -std::numeric_limits<float>::infinity();
@@ -836,8 +864,7 @@ struct Model::Impl {
               for (int64_t j = 0; j < kw; ++j) {
                 const int64_t xx = q * sw - pw + j * dw;
                 if (xx < 0 || xx >= w) continue;
-                const float v = xp[yy * w + xx];
-                if (v > best || std::isnan(v)) best = v;
+                take(best, xp[yy * w + xx]);
               }
             }
             y[(p * oh + r) * ow + q] = best;
