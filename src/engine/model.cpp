@@ -839,7 +839,7 @@ struct Model::Impl {
     s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
       const int64_t planes = count / (oh * ow);
       auto take = [](float& best, float v) {  // NaN propagates, as in LibTorch
-        if (v > best || std::isnan(v)) best = v;
+        best = (v > best || v != v) ? v : best;
       };
       for (int64_t p = 0; p < planes; ++p) {
         const float* xp = xs[0] + p * h * w;

@@ -1,5 +1,7 @@
 // Bit packing, the scalar binary convolution and the dispatch list.
 #define LOWBIT_BINARY_ISA scalar
+#include <algorithm>
+
 #include "binary_body.h"
 
 namespace lowbit {
@@ -23,12 +25,13 @@ void conv(const uint64_t*, const uint64_t*, const float*, const float*, const Co
 
 void pack_chw(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out) {
   const int64_t cw = words(c), plane = h * w;
-  for (int64_t p = 0; p < plane; ++p) {
-    uint64_t* o = out + p * cw;
-    for (int64_t k = 0; k < cw; ++k) o[k] = 0;
-    for (int64_t ch = 0; ch < c; ++ch) {
-      o[ch >> 6] |= static_cast<uint64_t>(x[ch * plane + p] < 0) << (ch & 63);
-    }
+  std::fill(out, out + plane * cw, uint64_t{0});
+  // Channel by channel, so that x is read in order.
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float* xc = x + ch * plane;
+    uint64_t* o = out + (ch >> 6);
+    const int shift = static_cast<int>(ch & 63);
+    for (int64_t p = 0; p < plane; ++p) o[p * cw] |= static_cast<uint64_t>(xc[p] < 0) << shift;
   }
 }
 
