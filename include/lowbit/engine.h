@@ -25,6 +25,9 @@ struct PlannedNode {
   std::string name, op_type;
   std::string kernel;           // the implementation chosen, e.g. "conv2d_f32"
   std::vector<int64_t> output;  // per-image output shape
+  // What the kernel keeps in memory: weights (packed for binary kernels), scales, biases, and the
+  // broadcast index maps of element-wise constants.
+  int64_t parameter_bytes = 0;
 };
 
 class Model {
@@ -44,6 +47,9 @@ class Model {
   std::vector<int64_t> input_shape() const;  // {channels, height, width}
   int64_t output_size() const;               // classes
   const std::vector<PlannedNode>& plan() const;
+  // The sum of the plan's parameter_bytes: the model's memory once loaded (the file's float
+  // initializers are released after planning).
+  int64_t parameter_bytes() const;
 
   // Runs `batch` images (contiguous, batch x channels x height x width) into `outputs` (batch x
   // classes), with up to `threads` threads (images are split between them).

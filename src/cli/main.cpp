@@ -265,10 +265,10 @@ int main(int argc, char** argv) {
       std::printf(
           "{\"model\": \"%s\", \"images\": %lld, \"test_accuracy\": %.6f, "
           "\"latency_ms_batch1\": %.4f, \"throughput_images_per_second\": %.1f, \"batch\": %lld, "
-          "\"threads\": %d%s}\n",
+          "\"threads\": %d, \"parameter_bytes\": %lld%s}\n",
           run_model.c_str(), static_cast<long long>(n), engine.accuracy(test.labels.labels),
           engine.median_ms, engine.throughput, static_cast<long long>(run_batch), run_threads,
-          compare.c_str());
+          static_cast<long long>(model.parameter_bytes()), compare.c_str());
     } else if (*exp) {
       lowbit::exporter::ExportOptions o;
       o.format = lowbit::exporter::parse_format(export_format);

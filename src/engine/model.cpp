@@ -149,6 +149,49 @@ std::vector<int64_t> broadcast_index(const std::vector<int64_t>& act, const std:
   return index;
 }
 
+// A broadcast constant's index for every element of an image, kept compact: a constant with one
+// value per channel (batch norms) or a single value (scales) needs no map.
+struct Broadcast {
+  int64_t per = 0, inner = 1, channels = 1;  // without a map, element e uses (e / inner) % channels
+  std::vector<int64_t> map;
+  int64_t bytes() const { return static_cast<int64_t>(map.size() * sizeof(int64_t)); }
+  // body(element, constant index) for every element of `count` (whole images).
+  template <class F>
+  void each(int64_t count, F&& body) const {
+    if (per == 0) return;
+    for (int64_t b = 0; b < count; b += per) {
+      if (map.empty()) {
+        for (int64_t e0 = 0; e0 < per; e0 += inner) {
+          const int64_t ch = (e0 / inner) % channels;
+          for (int64_t i = 0; i < inner; ++i) body(b + e0 + i, ch);
+        }
+      } else {
+        for (int64_t e = 0; e < per; ++e) body(b + e, map[e]);
+      }
+    }
+  }
+};
+
+Broadcast make_broadcast(const std::vector<int64_t>& act, const std::vector<int64_t>& c,
+                         const std::string& where) {
+  Broadcast bc;
+  bc.map = broadcast_index(act, c, where);
+  bc.per = product(act, 1);
+  const int64_t n = bc.per;
+  if (n == 0) return bc;
+  int64_t inner = 1;
+  while (inner < n && bc.map[inner] == bc.map[0]) ++inner;
+  const int64_t channels = product(c);
+  bool pattern = n % inner == 0 && channels > 0;
+  for (int64_t e = 0; pattern && e < n; ++e) pattern = bc.map[e] == (e / inner) % channels;
+  if (pattern) {
+    bc.inner = inner;
+    bc.channels = channels;
+    std::vector<int64_t>().swap(bc.map);
+  }
+  return bc;
+}
+
 // QONNX's rounding modes (its documented table), by index into kRoundingModes.
 const char* const kRoundingModes[] = {"ROUND",   "HALF_EVEN", "CEIL", "FLOOR",
                                       "HALF_UP", "HALF_DOWN", "UP",   "DOWN"};
@@ -309,6 +352,10 @@ struct Model::Impl {
     }
     if (input < 0) bad(origin, "the graph has no input");
     for (int k = 0; k < g.node_size(); ++k) add_node(g.node(k), k);
+    // Every kernel keeps what it needs (packed, for binary ones): the float constants go.
+    for (Value& v : values) {
+      if (v.constant) std::vector<float>().swap(v.data);
+    }
     if (g.output_size() != 1) bad(origin, "the graph must have one output");
     const Value& out = value(g.output(0).name(), origin + ": graph output");
     if (out.constant || out.dims.size() != 2)
@@ -399,18 +446,15 @@ struct Model::Impl {
       const Value& act = act_first ? p : q;
       const Value& c = act_first ? q : p;
       out.dims = act.dims;
-      const auto index = broadcast_index(act.dims, c.dims, where);
+      const Broadcast index = make_broadcast(act.dims, c.dims, where);
       const std::vector<float> cdata = c.data;
-      const int64_t per = act.per_image();
-      s.run = [f, index, cdata, per, act_first](const std::vector<const float*>& x, float* y,
-                                                int64_t count) {
+      s.info.parameter_bytes = index.bytes() + static_cast<int64_t>(cdata.size() * sizeof(float));
+      s.run = [f, index, cdata, act_first](const std::vector<const float*>& x, float* y,
+                                           int64_t count) {
         const float* a = x[0];  // the one activation
-        for (int64_t b = 0; b < count; b += per) {
-          for (int64_t e = 0; e < per; ++e) {
-            const float cv = cdata[index[e]];
-            y[b + e] = act_first ? f(a[b + e], cv) : f(cv, a[b + e]);
-          }
-        }
+        index.each(count, [&](int64_t e, int64_t k) {
+          y[e] = act_first ? f(a[e], cdata[k]) : f(cdata[k], a[e]);
+        });
       };
     };
 
@@ -468,13 +512,12 @@ struct Model::Impl {
       out.dims = x.dims;
       s.info.kernel = "bipolar_quant_f32";
       if (!x.constant) {
-        const auto index = broadcast_index(x.dims, sc.dims, where);
+        const Broadcast index = make_broadcast(x.dims, sc.dims, where);
         const std::vector<float> sd = sc.data;
-        const int64_t per = x.per_image();
-        s.run = [index, sd, per](const std::vector<const float*>& xs, float* y, int64_t count) {
-          for (int64_t b = 0; b < count; b += per)
-            for (int64_t e = 0; e < per; ++e)
-              y[b + e] = (xs[0][b + e] >= 0 ? 1.0f : -1.0f) * sd[index[e]];
+        s.info.parameter_bytes = index.bytes() + static_cast<int64_t>(sd.size() * sizeof(float));
+        s.run = [index, sd](const std::vector<const float*>& xs, float* y, int64_t count) {
+          index.each(count,
+                     [&](int64_t e, int64_t k) { y[e] = (xs[0][e] >= 0 ? 1.0f : -1.0f) * sd[k]; });
         };
       }
       out.bipolar = !x.constant && sc.data.size() == 1 && sc.data[0] == 1.0f;
@@ -512,12 +555,20 @@ struct Model::Impl {
         return (round_mode(u, rounding) - zero) * scale;
       };
       if (!x.constant) {
-        const auto si = broadcast_index(x.dims, sc.dims, where);
-        const auto zi = broadcast_index(x.dims, zp.dims, where);
+        // Scalar scale and zero point (activations): no index maps.
+        const bool scalars = sc.data.size() == 1 && zp.data.size() == 1;
+        const auto si = scalars ? std::vector<int64_t>() : broadcast_index(x.dims, sc.dims, where);
+        const auto zi = scalars ? std::vector<int64_t>() : broadcast_index(x.dims, zp.dims, where);
         const std::vector<float> sd = sc.data, zd = zp.data;
         const int64_t per = x.per_image();
+        s.info.parameter_bytes = static_cast<int64_t>((si.size() + zi.size()) * sizeof(int64_t) +
+                                                      (sd.size() + zd.size()) * sizeof(float));
         s.run = [q, si, zi, sd, zd, per](const std::vector<const float*>& xs, float* y,
                                          int64_t count) {
+          if (si.empty()) {
+            for (int64_t e = 0; e < count; ++e) y[e] = q(xs[0][e], sd[0], zd[0]);
+            return;
+          }
           for (int64_t b = 0; b < count; b += per)
             for (int64_t e = 0; e < per; ++e) y[b + e] = q(xs[0][b + e], sd[si[e]], zd[zi[e]]);
         };
@@ -654,6 +705,8 @@ struct Model::Impl {
     const binary::Kernels& k = binary::best();
     std::vector<uint64_t> kernel = k.pack(w.data(), shape.m, shape.c, shape.kh, shape.kw);
     s.info.kernel = (shape.kh == 1 && shape.h == 1 ? "binary_gemm_" : "binary_conv2d_") + k.name;
+    s.info.parameter_bytes = static_cast<int64_t>(kernel.size() * sizeof(uint64_t) +
+                                                  (scale.size() + bias.size()) * sizeof(float));
     const binary::ConvFn fn = k.conv;
     s.run = [fn, shape, kernel, scale, bias](const std::vector<const float*>& xs, float* y,
                                              int64_t count) {
@@ -711,6 +764,7 @@ struct Model::Impl {
     }
     s.info.kernel = "conv2d_f32";
     const std::vector<float> wdata = w.data;
+    s.info.parameter_bytes = static_cast<int64_t>((wdata.size() + bias.size()) * sizeof(float));
     const int64_t sh = st[0], sw = st[1], ph = pd[0], pw = pd[1], dh = dl[0], dw = dl[1];
     s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
       const int64_t per_in = c * h * wd, per_out = m * oh * ow;
@@ -793,6 +847,7 @@ struct Model::Impl {
       return;
     }
     s.info.kernel = "gemm_f32";
+    s.info.parameter_bytes = static_cast<int64_t>((rows.size() + bias.size()) * sizeof(float));
     s.run = [rows, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {
       const int64_t images = count / m;
       for (int64_t b = 0; b < images; ++b) {
@@ -989,6 +1044,11 @@ Model Model::from_file(const std::string& path, const Limits& limits) {
 std::vector<int64_t> Model::input_shape() const { return impl_->input_dims; }
 int64_t Model::output_size() const { return impl_->classes; }
 const std::vector<PlannedNode>& Model::plan() const { return impl_->plan; }
+int64_t Model::parameter_bytes() const {
+  int64_t total = 0;
+  for (const auto& p : impl_->plan) total += p.parameter_bytes;
+  return total;
+}
 
 void Model::run(const float* inputs, int64_t batch, float* outputs, int threads) const {
   if (batch < 0) throw std::invalid_argument("run: batch must be >= 0");

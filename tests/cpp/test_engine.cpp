@@ -443,6 +443,9 @@ TEST(EngineBinary, BipolarInputsAndScaledSignKernelsPlanTheBinaryKernel) {
   const std::string best = lowbit::engine::binary::best().name;
   EXPECT_EQ(kernels[2], "binary_conv2d_" + best);
   EXPECT_EQ(kernels[5], "binary_gemm_" + best);
+  // Packed: a few bits per weight (70 channels fill two words; channels padded to the vector).
+  EXPECT_LT(model.plan()[2].parameter_bytes, static_cast<int64_t>(w.size() * sizeof(float) / 8));
+  EXPECT_GT(model.plan()[2].parameter_bytes, static_cast<int64_t>(w.size() / 8));
   std::vector<float> y(2 * classes);
   model.run(x.data(), 2, y.data());
   for (int n = 0; n < 2; ++n) {
