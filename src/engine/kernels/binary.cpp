@@ -14,11 +14,9 @@ void conv_popcnt(const uint64_t*, const uint64_t*, const float*, const float*, c
                  float*);
 }
 namespace avx2 {
-std::vector<uint64_t> pack(const float*, int64_t, int64_t, int64_t, int64_t);
 void conv(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&, float*);
 }  // namespace avx2
 namespace avx512 {
-std::vector<uint64_t> pack(const float*, int64_t, int64_t, int64_t, int64_t);
 void conv(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&, float*);
 }  // namespace avx512
 #endif
@@ -49,16 +47,38 @@ std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t 
   return out;
 }
 
+std::vector<uint64_t> pack_interleaved(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw,
+                                       int64_t lanes) {
+  const int64_t cw = words(c), mp = (m + lanes - 1) / lanes * lanes;
+  std::vector<uint64_t> out(kh * kw * cw * mp, 0);
+  for (int64_t o = 0; o < m; ++o)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) {
+          const bool negative = w[((o * c + ch) * kh + i) * kw + j] < 0;
+          out[((i * kw + j) * cw + (ch >> 6)) * mp + o] |= static_cast<uint64_t>(negative)
+                                                           << (ch & 63);
+        }
+  return out;
+}
+
 const std::vector<Kernels>& all() {
   static const std::vector<Kernels> list = {
     {"scalar", [] { return true; }, &pack_kernel, &scalar::conv},
 #if defined(__x86_64__)
     {"popcnt", [] { return __builtin_cpu_supports("popcnt") != 0; }, &pack_kernel,
      &popcnt::conv_popcnt},
-    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::pack, &avx2::conv},
+    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; },
+     [](const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
+       return pack_interleaved(w, m, c, kh, kw, 4);
+     },
+     &avx2::conv},
     {"avx512",
      [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); },
-     &avx512::pack, &avx512::conv},
+     [](const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
+       return pack_interleaved(w, m, c, kh, kw, 8);
+     },
+     &avx512::conv},
 #endif
   };
   return list;

@@ -19,6 +19,11 @@ inline int64_t words(int64_t c) { return (c + 63) / 64; }
 void pack_chw(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out);
 // Packs the signs of a kernel w [m, c, kh, kw]: out[((o * kh + i) * kw + j) * words(c) + k].
 std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw);
+// The vector kernels' layout: the words of `lanes` output channels side by side,
+// out[((t * words(c) + k) * mp) + o] for tap t and word k (mp: m rounded up to lanes, extra
+// channels 0).
+std::vector<uint64_t> pack_interleaved(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw,
+                                       int64_t lanes);
 
 struct ConvShape {
   int64_t c = 0, h = 0, w = 0;  // input

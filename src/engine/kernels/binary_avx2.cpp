@@ -27,20 +27,6 @@ inline __m256i popcount64(__m256i v) {
 
 }  // namespace
 
-std::vector<uint64_t> pack(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
-  const int64_t cw = words(c), mp = (m + kLanes - 1) / kLanes * kLanes;
-  std::vector<uint64_t> out(kh * kw * cw * mp, 0);
-  for (int64_t o = 0; o < m; ++o)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t i = 0; i < kh; ++i)
-        for (int64_t j = 0; j < kw; ++j) {
-          const bool negative = w[((o * c + ch) * kh + i) * kw + j] < 0;
-          out[((i * kw + j) * cw + (ch >> 6)) * mp + o] |= static_cast<uint64_t>(negative)
-                                                           << (ch & 63);
-        }
-  return out;
-}
-
 void conv(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
           const ConvShape& s, float* y) {
   const int64_t cw = words(s.c), mp = (s.m + kLanes - 1) / kLanes * kLanes;

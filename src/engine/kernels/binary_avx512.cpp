@@ -13,20 +13,6 @@ namespace engine {
 namespace binary {
 namespace avx512 {
 
-std::vector<uint64_t> pack(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
-  const int64_t cw = words(c), mp = (m + 7) / 8 * 8;
-  std::vector<uint64_t> out(kh * kw * cw * mp, 0);
-  for (int64_t o = 0; o < m; ++o)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t i = 0; i < kh; ++i)
-        for (int64_t j = 0; j < kw; ++j) {
-          const bool negative = w[((o * c + ch) * kh + i) * kw + j] < 0;
-          const int64_t t = i * kw + j;
-          out[(t * cw + (ch >> 6)) * mp + o] |= static_cast<uint64_t>(negative) << (ch & 63);
-        }
-  return out;
-}
-
 namespace {
 
 // Writes float(taps * c - 2 * mismatches) * scale + bias of eight channels o0.. at one pixel.
