@@ -3,6 +3,9 @@
 //   build/lowbit_engine_bench [--benchmark_filter=...]
 // BM_binary_conv: every binary kernel the CPU runs, on a packed input (chained binary layers keep
 // their activations packed); BM_binary_pack_conv adds packing the float input's signs;
+// BM_int8_conv: every 8-bit kernel (power-of-2 layers, int8 x int8 -> int32) on codes in and sums
+// out; BM_int8_step adds what the engine's step does around it: the float input to codes and the
+// sums to the float output.
 // BM_torch_conv: torch::conv2d in float32.
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "../src/engine/kernels/binary.h"
+#include "../src/engine/kernels/int8.h"
 
 namespace {
 
@@ -55,6 +59,38 @@ void BM_binary_conv(benchmark::State& state, const bin::Kernels* k, Shape s, boo
                          benchmark::Counter::kIsRate);
 }
 
+// Power-of-2 codes as the po2-int8 recipe has them: activations (u - 128) * 2^-4, weights q * 2^-7.
+void BM_int8_conv(benchmark::State& state, const lowbit::engine::int8::Kernels* k, Shape s,
+                  bool step) {
+  namespace i8 = lowbit::engine::int8;
+  const auto g = conv_shape(s);
+  std::mt19937 rng(3);
+  std::vector<float> x(g.c * g.h * g.w);
+  for (auto& v : x) v = static_cast<float>(static_cast<int>(rng() % 256) - 128) * 0.0625f;
+  const int64_t cp = i8::padded_channels(g.c), plane = g.oh * g.ow;
+  std::vector<int8_t> codes(g.m * 9 * cp);
+  for (auto& v : codes) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  const auto packed = k->pack(codes, g.m, g);
+  std::vector<uint8_t> in(cp * i8::padded_rows(g) * i8::padded_cols(g));
+  std::vector<int32_t> raw(g.m * plane);
+  std::vector<int64_t> constant(g.m, 0);
+  std::vector<double> scale(g.m, 0.0625 / 128);
+  std::vector<float> bias(g.m, 0.5f), y(g.m * plane);
+  i8::pack_input(x.data(), 0.0625f, 128, g, in.data());
+  for (auto _ : state) {
+    if (step) i8::pack_input(x.data(), 0.0625f, 128, g, in.data());
+    k->conv(in.data(), packed.data(), g.m, g, raw.data());
+    if (step) {
+      i8::dequantize(raw.data(), g.m, plane, constant.data(), 0, scale.data(), bias.data(),
+                     y.data());
+    }
+    benchmark::DoNotOptimize(raw.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["MACs/s"] = benchmark::Counter(
+      static_cast<double>(g.m * g.c * 9 * plane) * state.iterations(), benchmark::Counter::kIsRate);
+}
+
 void BM_torch_conv(benchmark::State& state, Shape s) {
   at::set_num_threads(1);
   torch::NoGradGuard no_grad;
@@ -79,7 +115,7 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void BM_xor_popcount_peak(
   __m512i acc[8], x[8];
   for (int i = 0; i < 8; ++i) {
     acc[i] = _mm512_setzero_si512();
-    x[i] = _mm512_set1_epi64(0x5555555555555555LL * (i + 1));
+    x[i] = _mm512_set1_epi64(static_cast<long long>(0x5555555555555555ULL * (i + 1)));
   }
   constexpr int64_t kSteps = 1 << 16;
   for (auto _ : state) {
@@ -113,6 +149,15 @@ const bool registered = [] {
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("BM_binary_pack_conv/" + k.name + "/" + shape).c_str(),
                                    BM_binary_conv, &k, s, true)
+          ->Unit(benchmark::kMicrosecond);
+    }
+    for (const auto& k : lowbit::engine::int8::all()) {
+      if (!k.supported() || k.name == "scalar") continue;  // the scalar reference: tests only
+      benchmark::RegisterBenchmark(("BM_int8_conv/" + k.name + "/" + shape).c_str(), BM_int8_conv,
+                                   &k, s, false)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("BM_int8_step/" + k.name + "/" + shape).c_str(), BM_int8_conv,
+                                   &k, s, true)
           ->Unit(benchmark::kMicrosecond);
     }
   }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <stdexcept>
 
@@ -262,13 +263,30 @@ int main(int argc, char** argv) {
                       engine.throughput / torch_timing.throughput);
         compare = buffer;
       }
+      // How many planned nodes run on each kernel, in the order they first appear.
+      std::vector<std::pair<std::string, int>> kernels;
+      for (const auto& p : model.plan()) {
+        auto it = std::find_if(kernels.begin(), kernels.end(),
+                               [&](const auto& e) { return e.first == p.kernel; });
+        if (it == kernels.end()) {
+          kernels.emplace_back(p.kernel, 1);
+        } else {
+          ++it->second;
+        }
+      }
+      std::string kernel_json;
+      for (const auto& e : kernels)
+        kernel_json +=
+            (kernel_json.empty() ? "\"" : ", \"") + e.first + "\": " + std::to_string(e.second);
       std::printf(
           "{\"model\": \"%s\", \"images\": %lld, \"test_accuracy\": %.6f, "
           "\"latency_ms_batch1\": %.4f, \"throughput_images_per_second\": %.1f, \"batch\": %lld, "
-          "\"threads\": %d, \"parameter_bytes\": %lld%s}\n",
+          "\"threads\": %d, \"file_bytes\": %lld, \"parameter_bytes\": %lld, \"kernels\": "
+          "{%s}%s}\n",
           run_model.c_str(), static_cast<long long>(n), engine.accuracy(test.labels.labels),
           engine.median_ms, engine.throughput, static_cast<long long>(run_batch), run_threads,
-          static_cast<long long>(model.parameter_bytes()), compare.c_str());
+          static_cast<long long>(std::filesystem::file_size(run_model)),
+          static_cast<long long>(model.parameter_bytes()), kernel_json.c_str(), compare.c_str());
     } else if (*exp) {
       lowbit::exporter::ExportOptions o;
       o.format = lowbit::exporter::parse_format(export_format);

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "kernels/binary.h"
+#include "kernels/int8.h"
 #include "lowbit/engine.h"
 
 namespace lowbit {
@@ -48,9 +49,20 @@ std::string dims_str(const std::vector<int64_t>& d) {
 
 // A value of the graph: a constant (initializer or folded) or an activation whose first dimension
 // is the batch.
+// Values on an integer grid: value = (code - zero) * scale with integer codes in [lo, hi] and an
+// integer zero; one scale, or for constants one per slice of dims[0] (output channels).
+struct Grid {
+  bool on = false;
+  std::vector<float> scale;
+  double zero = 0;
+  int64_t lo = 0, hi = 0;
+};
+
 struct Value {
   bool constant = false;
   bool bipolar = false;       // an activation whose every value is -1 or +1
+  Grid grid;                  // set by Quant and DequantizeLinear, kept by Relu, pools, padding
+  bool integral = false;      // QuantizeLinear's codes: integers in [grid.lo, grid.hi]
   std::vector<int64_t> dims;  // activations: dims[0] is the batch (1 while planning)
   std::vector<float> data;    // constants
   int64_t per_image() const { return product(dims, 1); }
@@ -460,6 +472,12 @@ struct Model::Impl {
 
     if (op == "Relu") {
       unary([](float v) { return v < 0 ? 0.0f : v; });
+      const Grid& g = in[0]->grid;
+      if (g.on && !in[0]->constant && g.scale.size() == 1 && g.scale[0] > 0) {
+        out.grid = g;  // negative values become the zero's code
+        out.grid.lo = std::max<int64_t>(g.lo, static_cast<int64_t>(g.zero));
+        out.grid.hi = std::max(out.grid.lo, g.hi);
+      }
     } else if (op == "Sign") {
       unary([](float v) { return v > 0 ? 1.0f : (v < 0 ? -1.0f : 0.0f); });
     } else if (op == "Round") {
@@ -472,6 +490,7 @@ struct Model::Impl {
       unary([](float v) { return std::fabs(v); });
     } else if (op == "Identity") {
       unary([](float v) { return v; });
+      out.grid = in[0]->grid;
     } else if (op == "Cast") {
       if (a.i("to", 0) != onnx::TensorProto::FLOAT) bad(where, "only casts to float are supported");
       unary([](float v) { return v; });  // booleans are already 0 / 1
@@ -481,8 +500,10 @@ struct Model::Impl {
       binary([](float p, float q) { return p - q; });
     } else if (op == "Mul") {
       binary([](float p, float q) { return p * q; });
+      scale_grid(in, out, false);
     } else if (op == "Div") {
       binary([](float p, float q) { return p / q; });
+      scale_grid(in, out, true);
     } else if (op == "GreaterOrEqual") {
       binary([](float p, float q) { return p >= q ? 1.0f : 0.0f; });
     } else if (op == "Greater") {
@@ -573,6 +594,7 @@ struct Model::Impl {
             for (int64_t e = 0; e < per; ++e) y[b + e] = q(xs[0][b + e], sd[si[e]], zd[zi[e]]);
         };
       }
+      out.grid = quant_grid(x, sc, zp, lo, hi);
       fold_if_constant(in, out, where, [&](std::vector<float>& y) {
         const auto si = broadcast_constant(x.dims, sc.dims, where);
         const auto zi = broadcast_constant(x.dims, zp.dims, where);
@@ -589,6 +611,16 @@ struct Model::Impl {
       const auto range = zero_point_ranges.find(n.input_size() > 2 ? n.input(2) : "");
       if (range != zero_point_ranges.end()) std::tie(lo, hi) = range->second;
       in.resize(1);
+      const Value& x = *in[0];
+      if (dequant && zp == std::nearbyint(zp) && sc > 0 && std::isfinite(sc) &&
+          (x.integral || (x.constant && integral_in(x.data, lo, hi)))) {
+        out.grid.on = true, out.grid.scale = {sc}, out.grid.zero = zp;
+        out.grid.lo = static_cast<int64_t>(lo), out.grid.hi = static_cast<int64_t>(hi);
+      }
+      if (!dequant && !x.constant) {
+        out.integral = true;
+        out.grid.lo = static_cast<int64_t>(lo), out.grid.hi = static_cast<int64_t>(hi);
+      }
       if (dequant) {
         unary([sc, zp](float v) { return (v - zp) * sc; });
       } else {
@@ -608,6 +640,7 @@ struct Model::Impl {
       if (in[0]->constant) bad(where, "a constant input");
       out.dims = {1, in[0]->per_image()};
       out.bipolar = in[0]->bipolar;
+      out.grid = in[0]->grid;
       s.info.kernel = "copy";
       s.run = [](const std::vector<const float*>& x, float* y, int64_t count) {
         std::copy(x[0], x[0] + count, y);
@@ -683,6 +716,42 @@ struct Model::Impl {
 
   std::map<std::string, std::pair<float, float>> zero_point_ranges;
 
+  // An activation on a grid times (or over) a positive scalar stays on a grid of that scale
+  // (exactly for powers of 2; else up to float32's rounding of each value, which the 8-bit kernels'
+  // codes round away: Blueoil's 2-bit activations, written as Quant then / 3 * 2).
+  static void scale_grid(const std::vector<const Value*>& in, Value& out, bool divide) {
+    const Value &p = *in[0], &q = *in[1];
+    if (p.constant || !p.grid.on || !q.constant || q.data.size() != 1) return;
+    const float c = q.data[0];
+    if (!(c > 0) || !std::isfinite(c)) return;
+    const float scale = divide ? p.grid.scale[0] / c : p.grid.scale[0] * c;
+    if (!(scale > 0) || !std::isfinite(scale)) return;
+    out.grid = p.grid;
+    out.grid.scale = {scale};
+  }
+
+  static bool integral_in(const std::vector<float>& v, float lo, float hi) {
+    for (float e : v)
+      if (!(e >= lo && e <= hi) || e != std::nearbyint(e)) return false;
+    return true;
+  }
+
+  // The grid of Quant's output: an integer zero point, and one scale (or, for constants, one per
+  // slice of the first dimension).
+  static Grid quant_grid(const Value& x, const Value& sc, const Value& zp, float lo, float hi) {
+    Grid g;
+    if (zp.data.size() != 1 || zp.data[0] != std::nearbyint(zp.data[0])) return g;
+    for (float v : sc.data)
+      if (!(v > 0) || !std::isfinite(v)) return g;
+    const bool per_slice = x.constant && !x.dims.empty() && sc.data.size() > 1 &&
+                           static_cast<int64_t>(sc.data.size()) == x.dims[0] &&
+                           sc.dims.size() == x.dims.size() && product(sc.dims, 1) == 1;
+    if (sc.data.size() != 1 && !per_slice) return g;
+    g.on = true, g.scale = sc.data, g.zero = zp.data[0];
+    g.lo = static_cast<int64_t>(lo), g.hi = static_cast<int64_t>(hi);
+    return g;
+  }
+
   // Whether a kernel of m output channels is s[o] * (±1) (every |w| of a channel equal); its s.
   static bool binary_scales(const std::vector<float>& w, int64_t m, std::vector<float>& scale) {
     if (m <= 0 || w.size() % m != 0 || w.empty()) return false;
@@ -719,6 +788,89 @@ struct Model::Impl {
     };
   }
 
+  // The weights' grid: the one Quant or DequantizeLinear gave them, else codes ±1 where every
+  // output channel's weights are s[o] * (±1) (binary kernels with 2-bit activations, as in
+  // Blueoil's A2W1).
+  static Grid weight_grid(const std::vector<float>& w, int64_t m, const Grid& given) {
+    if (given.on) return given;
+    Grid g;
+    if (binary_scales(w, m, g.scale)) {
+      for (float v : g.scale)
+        if (!(v > 0) || !std::isfinite(v)) return Grid();
+      g.on = true, g.zero = 0, g.lo = -1, g.hi = 1;
+    }
+    return g;
+  }
+
+  // The step of an 8-bit convolution (or dense layer) where the input and the weights w
+  // [m, c, kh, kw] lie on integer grids whose codes fit 8 bits (unsigned input codes, signed
+  // weight codes, each shifted by a constant where its grid's range needs it); false where they
+  // do not. With input x = (u - zx) sx and weights w = (k - zw) sw[o], the convolution is
+  //   sx sw[o] (sum u k - zw sum u - zx sum k + taps c zx zw),
+  // sum k a constant per channel and sum u, where zw != 0, one more row of weights all 1. The
+  // integer sum is exact; scaled and biased in double, it rounds once to float.
+  static bool int8_conv(Step& s, const binary::ConvShape& shape, const Grid& xg,
+                        const std::vector<float>& w, const Grid& wg,
+                        const std::vector<float>& bias) {
+    if (!xg.on || !wg.on || xg.scale.size() != 1) return false;
+    const int64_t zx = static_cast<int64_t>(xg.zero) - xg.lo;  // the input's zero, shifted
+    if (xg.hi - xg.lo > 255 || zx < 0 || zx > 255) return false;
+    const int64_t shift = wg.lo >= -128 && wg.hi <= 127 ? 0 : wg.lo + 128;
+    if (wg.hi - shift > 127) return false;
+    const int64_t zw = static_cast<int64_t>(wg.zero) - shift;
+    const int64_t taps = shape.kh * shape.kw, terms = taps * shape.c, m = shape.m;
+    if (terms > int8::kMaxTerms) return false;
+    const int64_t cp = int8::padded_channels(shape.c), mc = m + (zw != 0 ? 1 : 0);
+    std::vector<int8_t> codes(mc * taps * cp, 0);
+    std::vector<int64_t> constant(m);
+    std::vector<double> scale(m);
+    for (int64_t o = 0; o < m; ++o) {
+      const float sw = wg.scale[wg.scale.size() == 1 ? 0 : o];
+      int64_t sum = 0;
+      for (int64_t ch = 0; ch < shape.c; ++ch) {
+        for (int64_t t = 0; t < taps; ++t) {
+          const float v = w[(o * shape.c + ch) * taps + t];
+          const double k = std::nearbyint(static_cast<double>(v) / sw) + wg.zero;
+          // On the grid exactly as Quant and DequantizeLinear compute it.
+          if (!(k >= wg.lo && k <= wg.hi) ||
+              (static_cast<float>(k) - static_cast<float>(wg.zero)) * sw != v)
+            return false;
+          const int64_t kc = static_cast<int64_t>(k) - shift;
+          codes[(o * taps + t) * cp + ch] = static_cast<int8_t>(kc);
+          sum += kc;
+        }
+      }
+      constant[o] = terms * zx * zw - zx * sum;
+      scale[o] = static_cast<double>(xg.scale[0]) * sw;
+    }
+    for (int64_t t = 0; t < taps && mc > m; ++t)
+      for (int64_t ch = 0; ch < shape.c; ++ch) codes[(m * taps + t) * cp + ch] = 1;
+    const int8::Kernels& k = int8::best();
+    const std::vector<int8_t> packed = k.pack(codes, mc, shape);
+    s.info.kernel = (shape.kh == 1 && shape.h == 1 ? "int8_gemm_" : "int8_conv2d_") + k.name;
+    s.info.parameter_bytes = static_cast<int64_t>(
+        packed.size() + m * (sizeof(int64_t) + sizeof(double)) + bias.size() * sizeof(float));
+    const int8::ConvFn fn = k.conv;
+    const float sx = xg.scale[0];
+    s.run = [fn, shape, packed, mc, m, zx, zw, sx, constant, scale, bias](
+                const std::vector<const float*>& xs, float* y, int64_t count) {
+      const int64_t per_in = shape.c * shape.h * shape.w, plane = shape.oh * shape.ow;
+      // Reused by every 8-bit step of a thread: no fresh pages per image.
+      thread_local std::vector<uint8_t> codes_in;
+      thread_local std::vector<int32_t> raw;
+      codes_in.resize(int8::padded_channels(shape.c) * int8::padded_rows(shape) *
+                      int8::padded_cols(shape));
+      raw.resize(mc * plane);
+      for (int64_t b = 0; b < count / (m * plane); ++b) {
+        int8::pack_input(xs[0] + b * per_in, sx, static_cast<int>(zx), shape, codes_in.data());
+        fn(codes_in.data(), packed.data(), mc, shape, raw.data());
+        int8::dequantize(raw.data(), m, plane, constant.data(), zw, scale.data(), bias.data(),
+                         y + b * m * plane);
+      }
+    };
+    return true;
+  }
+
   void conv(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
             const std::string& where) {
     if (in.size() < 2 || in.size() > 3 || !in[0] || !in[1])
@@ -751,17 +903,17 @@ struct Model::Impl {
     out.dims = {1, m, oh, ow};
     checked_mul(m * oh, ow, limits.max_tensor_elements, where, "the output");
     in.resize(1);
-    if (group == 1 && x.bipolar) {
-      std::vector<float> scale;
-      if (binary_scales(w.data, m, scale)) {
-        binary::ConvShape shape;
-        shape.c = c, shape.h = h, shape.w = wd, shape.m = m, shape.kh = kh, shape.kw = kw;
-        shape.stride_h = st[0], shape.stride_w = st[1], shape.pad_h = pd[0], shape.pad_w = pd[1];
-        shape.dil_h = dl[0], shape.dil_w = dl[1], shape.oh = oh, shape.ow = ow;
-        binary_conv(s, shape, w.data, scale, bias);
-        return;
-      }
+    binary::ConvShape shape;
+    shape.c = c, shape.h = h, shape.w = wd, shape.m = m, shape.kh = kh, shape.kw = kw;
+    shape.stride_h = st[0], shape.stride_w = st[1], shape.pad_h = pd[0], shape.pad_w = pd[1];
+    shape.dil_h = dl[0], shape.dil_w = dl[1], shape.oh = oh, shape.ow = ow;
+    std::vector<float> scale;
+    if (group == 1 && x.bipolar && binary_scales(w.data, m, scale)) {
+      binary_conv(s, shape, w.data, scale, bias);
+      return;
     }
+    if (group == 1 && int8_conv(s, shape, x.grid, w.data, weight_grid(w.data, m, w.grid), bias))
+      return;
     s.info.kernel = "conv2d_f32";
     const std::vector<float> wdata = w.data;
     s.info.parameter_bytes = static_cast<int64_t>((wdata.size() + bias.size()) * sizeof(float));
@@ -839,13 +991,16 @@ struct Model::Impl {
     out.dims = {1, m};
     in.resize(1);
     std::vector<float> scale;
-    if (x.bipolar && binary_scales(rows, m, scale)) {  // a 1x1 convolution of a 1x1 image
-      binary::ConvShape shape;
-      shape.c = k, shape.h = shape.w = 1, shape.m = m, shape.kh = shape.kw = 1;
-      shape.oh = shape.ow = 1;
+    binary::ConvShape shape;  // a 1x1 convolution of a 1x1 image
+    shape.c = k, shape.h = shape.w = 1, shape.m = m, shape.kh = shape.kw = 1;
+    shape.oh = shape.ow = 1;
+    if (x.bipolar && binary_scales(rows, m, scale)) {
       binary_conv(s, shape, rows, scale, bias);
       return;
     }
+    // Per-channel weight scales apply to rows only where B holds them (transB).
+    const Grid wg = weight_grid(rows, m, tb || w.grid.scale.size() == 1 ? w.grid : Grid());
+    if (int8_conv(s, shape, x.grid, rows, wg, bias)) return;
     s.info.kernel = "gemm_f32";
     s.info.parameter_bytes = static_cast<int64_t>((rows.size() + bias.size()) * sizeof(float));
     s.run = [rows, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {
@@ -886,6 +1041,7 @@ struct Model::Impl {
     };
     const int64_t c = d[1], h = d[2], w = d[3], oh = extent(h, 0), ow = extent(w, 1);
     out.dims = {1, c, oh, ow};
+    out.grid = in[0]->grid;  // the maximum of codes on one grid
     s.info.kernel = "maxpool_f32";
     const int64_t kh = ks[0], kw = ks[1], sh = st[0], sw = st[1], ph = pd[0], pw = pd[1],
                   dh = dl[0], dw = dl[1];
@@ -954,6 +1110,11 @@ struct Model::Impl {
     out.dims = {1, c, oh, ow};
     checked_mul(c * oh, ow, limits.max_tensor_elements, where, "the output");
     out.bipolar = in[0]->bipolar && (value == 1.0f || value == -1.0f);
+    if (in[0]->grid.on && value == 0.0f) {  // the zero's code in the padding
+      out.grid = in[0]->grid;
+      out.grid.lo = std::min<int64_t>(out.grid.lo, static_cast<int64_t>(out.grid.zero));
+      out.grid.hi = std::max<int64_t>(out.grid.hi, static_cast<int64_t>(out.grid.zero));
+    }
     in.resize(1);
     s.info.kernel = "pad_f32";
     s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "binary_body.h"
+#include "dispatch.h"
 
 namespace lowbit {
 namespace engine {
@@ -85,13 +86,7 @@ const std::vector<Kernels>& all() {
 }
 
 const Kernels& best() {
-  static const Kernels& k = []() -> const Kernels& {
-    const auto& list = all();
-    for (size_t i = list.size(); i-- > 0;) {
-      if (list[i].supported()) return list[i];
-    }
-    return list[0];
-  }();
+  static const Kernels& k = best_of(all());
   return k;
 }
 

@@ -1,0 +1,137 @@
+// The input packer, the scalar 8-bit convolution (the reference) and the dispatch list.
+#include "int8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "dispatch.h"
+
+namespace lowbit {
+namespace engine {
+namespace int8 {
+
+#if defined(__x86_64__)
+namespace avx2 {
+std::vector<int8_t> pack(const std::vector<int8_t>&, int64_t, const ConvShape&);
+void conv(const uint8_t*, const int8_t*, int64_t, const ConvShape&, int32_t*);
+}  // namespace avx2
+namespace avx512 {
+std::vector<int8_t> pack(const std::vector<int8_t>&, int64_t, const ConvShape&);
+void conv(const uint8_t*, const int8_t*, int64_t, const ConvShape&, int32_t*);
+}  // namespace avx512
+#endif
+
+void pack_input(const float* x, float scale, int zero, const ConvShape& s, uint8_t* out) {
+  const int64_t cp = padded_channels(s.c), hp = padded_rows(s), wp = padded_cols(s);
+  const uint8_t pad = static_cast<uint8_t>(zero);
+  // The padding's codes everywhere (the extra channels' 0 below), then the image over them.
+  for (int64_t p = 0; p < hp * wp; ++p) {
+    std::fill(out + p * cp, out + p * cp + s.c, pad);
+    std::fill(out + p * cp + s.c, out + (p + 1) * cp, uint8_t{0});
+  }
+  // The values are integer multiples of scale: v / scale lies within float32's rounding of an
+  // integer in [-255, 255], which adding and subtracting 1.5 * 2^23 rounds to (no branch, no libm
+  // call, vectorized).
+  auto code = [](float v) { return static_cast<int>((v + 12582912.0f) - 12582912.0f); };
+  const float inverse = 1.0f / scale;
+  const bool exact_inverse = inverse * scale == 1.0f && std::isfinite(inverse);
+  const int64_t n = std::max<int64_t>(0, std::min<int64_t>(s.w, wp - s.pad_w));  // columns read
+  std::vector<float> row(n);
+  std::vector<uint32_t> four(n);
+  // Four channels at a time, so that each pixel's group of 4 codes is one 32-bit store.
+  for (int64_t c0 = 0; c0 < s.c; c0 += 4) {
+    for (int64_t y = 0; y < s.h; ++y) {
+      const int64_t yp = y + s.pad_h;
+      if (yp >= hp) break;
+      std::fill(four.begin(), four.end(), 0u);
+      for (int64_t k = 0; k < 4 && c0 + k < s.c; ++k) {
+        const float* xr = x + ((c0 + k) * s.h + y) * s.w;
+        // Power-of-2 scales multiply by the exact inverse; others divide, as the reference does.
+        if (exact_inverse) {
+          for (int64_t q = 0; q < n; ++q) row[q] = xr[q] * inverse;
+        } else {
+          for (int64_t q = 0; q < n; ++q) row[q] = xr[q] / scale;
+        }
+        for (int64_t q = 0; q < n; ++q)
+          four[q] |= static_cast<uint32_t>(code(row[q]) + zero) << (8 * k);
+      }
+      uint8_t* o = out + (yp * wp + s.pad_w) * cp + c0;
+      for (int64_t q = 0; q < n; ++q) std::memcpy(o + q * cp, &four[q], 4);
+    }
+  }
+}
+
+void dequantize(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant, int64_t zw,
+                const double* scale, const float* bias, float* y) {
+  // Every term below 2^53: the sums are exact in double.
+  const int32_t* sum_u = raw + m * plane;
+  const double dzw = static_cast<double>(zw);
+  for (int64_t o = 0; o < m; ++o) {
+    const int32_t* r = raw + o * plane;
+    float* yo = y + o * plane;
+    const double so = scale[o], bo = bias[o], co = static_cast<double>(constant[o]);
+    if (zw == 0) {
+      for (int64_t p = 0; p < plane; ++p)
+        yo[p] = static_cast<float>((static_cast<double>(r[p]) + co) * so + bo);
+    } else {
+      for (int64_t p = 0; p < plane; ++p)
+        yo[p] = static_cast<float>(
+            (static_cast<double>(r[p]) + co - dzw * static_cast<double>(sum_u[p])) * so + bo);
+    }
+  }
+}
+
+namespace scalar {
+
+std::vector<int8_t> pack(const std::vector<int8_t>& codes, int64_t, const ConvShape&) {
+  return codes;
+}
+
+void conv(const uint8_t* x, const int8_t* w, int64_t mc, const ConvShape& s, int32_t* raw) {
+  const int64_t cp = padded_channels(s.c), wp = padded_cols(s), plane = s.oh * s.ow;
+  for (int64_t o = 0; o < mc; ++o) {
+    const int8_t* wo = w + o * s.kh * s.kw * cp;
+    for (int64_t r = 0; r < s.oh; ++r) {
+      for (int64_t q = 0; q < s.ow; ++q) {
+        int32_t acc = 0;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const uint8_t* xt =
+                x + ((r * s.stride_h + i * s.dil_h) * wp + q * s.stride_w + j * s.dil_w) * cp;
+            const int8_t* wt = wo + (i * s.kw + j) * cp;
+            for (int64_t ch = 0; ch < cp; ++ch) acc += int32_t{xt[ch]} * int32_t{wt[ch]};
+          }
+        }
+        raw[o * plane + r * s.ow + q] = acc;
+      }
+    }
+  }
+}
+
+}  // namespace scalar
+
+const std::vector<Kernels>& all() {
+  static const std::vector<Kernels> list = {
+    {"scalar", [] { return true; }, &scalar::pack, &scalar::conv},
+#if defined(__x86_64__)
+    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::pack, &avx2::conv},
+    {"avx512_vnni",
+     [] {
+       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vnni");
+     },
+     &avx512::pack, &avx512::conv},
+#endif
+  };
+  return list;
+}
+
+const Kernels& best() {
+  static const Kernels& k = best_of(all());
+  return k;
+}
+
+}  // namespace int8
+}  // namespace engine
+}  // namespace lowbit
