@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
@@ -58,6 +59,23 @@ struct Grid {
   int64_t lo = 0, hi = 0;
 };
 
+// A binary layer's output followed by per-channel monotone element-wise steps and at most one
+// max-pool: each value is h_o(n) of the layer's integer sum n, so its sign is a threshold on n.
+struct SumChain {
+  size_t conv_step = 0;            // the binary layer's step
+  std::vector<size_t> steps;       // the chain's later steps (removed when fused)
+  std::vector<std::string> names;  // every value of the chain (each used once, to be fused)
+  struct Op {
+    char kind;             // * + - /
+    bool constant_first;   // c - v (the others are written v op c)
+    std::vector<float> c;  // per channel
+  };
+  std::vector<Op> before_pool, after_pool;
+  bool pooled = false;
+  int64_t pool_kh = 1, pool_kw = 1, pool_sh = 1, pool_sw = 1;
+  std::vector<int64_t> chw;  // at the chain's end (before a Flatten)
+};
+
 struct Value {
   bool constant = false;
   bool bipolar = false;       // an activation whose every value is -1 or +1
@@ -65,7 +83,16 @@ struct Value {
   bool integral = false;      // QuantizeLinear's codes: integers in [grid.lo, grid.hi]
   std::vector<int64_t> dims;  // activations: dims[0] is the batch (1 while planning)
   std::vector<float> data;    // constants
+  // ±1 activations stored as bits (binary::pack_chw's layout over packed_chw = C, H, W; also after
+  // a Flatten, whose dims are then [1, C * H * W]): words(C) * H * W 64-bit words per image.
+  bool packed = false;
+  std::vector<int64_t> packed_chw;
+  std::shared_ptr<const SumChain> chain;
   int64_t per_image() const { return product(dims, 1); }
+  // The floats of storage per image.
+  int64_t storage_per_image() const {
+    return packed ? 2 * binary::words(packed_chw[0]) * packed_chw[1] * packed_chw[2] : per_image();
+  }
 };
 
 struct Attrs {
@@ -120,11 +147,32 @@ Window window(const Attrs& a, const std::string& where) {
 }
 
 // One executable step: reads value ids, writes one value id, for a chunk of `batch` images.
+// A binary convolution or dense layer (a dense layer is the convolution of its input by a kernel
+// as large as it), its weights in the kernel's layout.
+struct BinaryLayer {
+  binary::ConvShape shape;
+  const binary::Kernels* kernels = nullptr;
+  std::vector<uint64_t> weights;
+  std::vector<float> scale, bias;
+  bool input_packed = false;  // reads packed words, else packs the signs of floats
+  int64_t input_words() const { return binary::words(shape.c) * shape.h * shape.w; }
+  // Image b's packed input: in place, or packed into buffer.
+  const uint64_t* input(const float* x, int64_t b, std::vector<uint64_t>& buffer) const {
+    if (input_packed) return reinterpret_cast<const uint64_t*>(x) + b * input_words();
+    buffer.resize(input_words());
+    binary::pack_chw(x + b * shape.c * shape.h * shape.w, shape.c, shape.h, shape.w, buffer.data());
+    return buffer.data();
+  }
+};
+
+// One executable step: reads value ids, writes one value id, for a chunk of `batch` images.
 struct Step {
   PlannedNode info;
   std::vector<int> inputs;
   int output = -1;
   std::function<void(const std::vector<const float*>&, float*, int64_t batch)> run;
+  std::shared_ptr<const BinaryLayer> binary;  // binary layers: what a fusion rebuilds them from
+  bool removed = false;                       // fused into an earlier step
 };
 
 // ---- element-wise helpers
@@ -363,7 +411,19 @@ struct Model::Impl {
       input = add_value(in.name(), std::move(v), origin);
     }
     if (input < 0) bad(origin, "the graph has no input");
+    for (const auto& n : g.node())
+      for (const auto& i : n.input()) ++uses[i];
+    for (const auto& o : g.output()) uses[o.name()] += 2;  // never fused away
     for (int k = 0; k < g.node_size(); ++k) add_node(g.node(k), k);
+    if (g.output_size() == 1 && ids.count(g.output(0).name()) &&
+        values[ids.at(g.output(0).name())].packed) {
+      unpack(g.output(0).name());
+    }
+    // The steps fused into others go; the plan lists the rest.
+    steps.erase(
+        std::remove_if(steps.begin(), steps.end(), [](const Step& st) { return st.removed; }),
+        steps.end());
+    for (const Step& st : steps) plan.push_back(st.info);
     // Every kernel keeps what it needs (packed, for binary ones): the float constants go.
     for (Value& v : values) {
       if (v.constant) std::vector<float>().swap(v.data);
@@ -380,6 +440,265 @@ struct Model::Impl {
     }
   }
 
+  // ---- bitpacked binary chains
+
+  // Whether node n reads its input i as packed bits: binary convolutions and dense layers, ±1
+  // padding, Flatten and max-pools without padding; every other reader gets floats.
+  bool reads_packed(const onnx::NodeProto& n, int i) const {
+    if (i != 0) return false;
+    const Value& x = values[ids.at(n.input(0))];
+    Attrs a;
+    a.where = origin;
+    for (const auto& attr : n.attribute()) a.map[attr.name()] = &attr;
+    auto constant_input = [&](int k) -> const Value* {
+      if (n.input_size() <= k || n.input(k).empty() || !ids.count(n.input(k))) return nullptr;
+      const Value& v = values[ids.at(n.input(k))];
+      return v.constant ? &v : nullptr;
+    };
+    const std::string& op = n.op_type();
+    const bool four_d = x.dims.size() == 4;
+    std::vector<float> scale;
+    if (op == "Flatten") return a.i("axis", 1) == 1;
+    if (op == "Conv") {
+      const Value* w = constant_input(1);
+      return four_d && a.i("group", 1) == 1 && w && w->dims.size() == 4 &&
+             w->dims[1] == x.dims[1] && binary_scales(w->data, w->dims[0], scale);
+    }
+    if (op == "Gemm") {
+      const Value* w = constant_input(1);
+      return x.dims.size() == 2 && a.i("transB", 0) == 1 && a.i("transA", 0) == 0 &&
+             a.f("alpha", 1.0f) == 1.0f && a.f("beta", 1.0f) == 1.0f && w && w->dims.size() == 2 &&
+             w->dims[1] == x.dims[1] && binary_scales(w->data, w->dims[0], scale);
+    }
+    if (op == "Pad") {
+      const Value* v = constant_input(2);
+      return four_d && a.s("mode", "constant") == "constant" && v && v->data.size() == 1 &&
+             (v->data[0] == 1.0f || v->data[0] == -1.0f);
+    }
+    if (op == "MaxPool") {
+      for (const char* k : {"pads", "dilations"}) {
+        for (int64_t v : a.ints(k, {}))
+          if (v != (std::string(k) == "pads" ? 0 : 1)) return false;
+      }
+      return four_d && a.i("ceil_mode", 0) == 0 && a.s("auto_pad", "NOTSET") == "NOTSET" &&
+             a.i("storage_order", 0) == 0;
+    }
+    return false;
+  }
+
+  // Plans a step that turns packed value `name` into floats ±1 and makes the name refer to them.
+  void unpack(const std::string& name) {
+    const int packed_id = ids.at(name);
+    Value u;
+    u.dims = values[packed_id].dims;
+    u.bipolar = true;
+    const std::vector<int64_t> chw = values[packed_id].packed_chw;
+    Step st;
+    st.info.name = name;
+    st.info.op_type = "Unpack";
+    st.info.kernel = "unpack_bits";
+    st.info.output.assign(u.dims.begin() + 1, u.dims.end());
+    st.inputs = {packed_id};
+    st.run = [chw](const std::vector<const float*>& xs, float* y, int64_t count) {
+      const int64_t c = chw[0], plane = chw[1] * chw[2], cw = binary::words(c);
+      for (int64_t b = 0; b < count / (c * plane); ++b) {
+        const uint64_t* in = reinterpret_cast<const uint64_t*>(xs[0]) + b * cw * plane;
+        float* yb = y + b * c * plane;
+        for (int64_t ch = 0; ch < c; ++ch)
+          for (int64_t p = 0; p < plane; ++p)
+            yb[ch * plane + p] = (in[p * cw + (ch >> 6)] >> (ch & 63)) & 1 ? -1.0f : 1.0f;
+      }
+    };
+    values.push_back(std::move(u));
+    st.output = ids[name] = static_cast<int>(values.size()) - 1;
+    steps.push_back(std::move(st));
+  }
+
+  // The constant of an element-wise step as one value per channel of a chain's activation (whose
+  // channels are its first dimension after the batch, also when flattened); false if it varies
+  // within a channel.
+  static bool channel_constants(const Value& act, const Value& c, int64_t channels,
+                                std::vector<float>& per) {
+    if (c.data.size() == 1) {
+      per.assign(channels, c.data[0]);
+      return true;
+    }
+    const int64_t total = act.per_image(), plane = total / channels;
+    if (plane * channels != total) return false;
+    const auto index = broadcast_index(act.dims, c.dims, "");
+    per.resize(channels);
+    for (int64_t e = 0; e < total; ++e) {
+      if (index[e] != index[e / plane * plane]) return false;
+      if (e % plane == 0) per[e / plane] = c.data[index[e]];
+    }
+    return true;
+  }
+
+  // Starts a chain at a binary layer's output and carries it through per-channel Mul, Add, Sub and
+  // Div by constants, one max-pool without padding, Flatten and Identity.
+  void extend_chain(const std::string& op, const onnx::NodeProto& n,
+                    const std::vector<const Value*>& in, const Attrs& a, const Step& s,
+                    Value& out) {
+    const size_t index = steps.size();  // the step about to be added
+    if (s.binary) {
+      auto chain = std::make_shared<SumChain>();
+      chain->conv_step = index;
+      chain->names = {n.output(0)};
+      chain->chw = {s.binary->shape.m, s.binary->shape.oh, s.binary->shape.ow};
+      out.chain = chain;
+      return;
+    }
+    if (in.empty() || !in[0]) return;
+    std::shared_ptr<SumChain> next;
+    if (op == "Mul" || op == "Add" || op == "Sub" || op == "Div") {
+      if (in.size() != 2 || !in[1] || in[0]->constant == in[1]->constant) return;
+      const bool act_first = !in[0]->constant;
+      const Value& act = act_first ? *in[0] : *in[1];
+      const Value& c = act_first ? *in[1] : *in[0];
+      if (!act.chain || (op == "Div" && !act_first)) return;
+      SumChain::Op step{op == "Mul"   ? '*'
+                        : op == "Add" ? '+'
+                        : op == "Sub" ? '-'
+                                      : '/',
+                        !act_first && op == "Sub",
+                        {}};
+      if (!channel_constants(act, c, act.chain->chw[0], step.c)) return;
+      next = std::make_shared<SumChain>(*act.chain);
+      (next->pooled ? next->after_pool : next->before_pool).push_back(step);
+    } else if (op == "MaxPool") {
+      const Value& x = *in[0];
+      if (!x.chain || x.chain->pooled || x.dims.size() != 4 || x.chain->chw[1] != x.dims[2]) return;
+      for (int64_t v : a.ints("pads", {}))
+        if (v != 0) return;
+      for (int64_t v : a.ints("dilations", {}))
+        if (v != 1) return;
+      if (a.i("ceil_mode", 0) != 0) return;
+      const auto ks = a.ints("kernel_shape", {});
+      const auto st = a.ints("strides", {1, 1});
+      if (ks.size() != 2 || st.size() != 2) return;
+      next = std::make_shared<SumChain>(*x.chain);
+      next->pooled = true;
+      next->pool_kh = ks[0], next->pool_kw = ks[1], next->pool_sh = st[0], next->pool_sw = st[1];
+      next->chw = {out.dims[1], out.dims[2], out.dims[3]};
+    } else if (op == "Flatten" || op == "Identity") {
+      if (!in[0]->chain) return;
+      next = std::make_shared<SumChain>(*in[0]->chain);
+    } else {
+      return;
+    }
+    next->steps.push_back(index);
+    next->names.push_back(n.output(0));
+    out.chain = next;
+  }
+
+  // The thresholds of a fused chain: bit (−1) where n < t (below) or n > t, n the sum, or over a
+  // pool the largest (pool_max) or smallest sum of the window.
+  struct Thresholds {
+    std::vector<float> t, one, zero;
+    std::vector<uint8_t> below, pool_max;
+  };
+
+  // Fuses a chain ending in BipolarQuant into its binary layer's step: the layer's sums (scale 1,
+  // bias 0: exact integers), pooled, compared with per-channel thresholds and written as bits.
+  // The thresholds come from evaluating the chain's own float operations at every possible sum, so
+  // the bits are the float graph's signs exactly; false (no fusion) where a value of the chain is
+  // read elsewhere or its functions are not monotone.
+  bool fuse(const SumChain& chain, size_t& into) {
+    for (const auto& name : chain.names)
+      if (uses[name] != 1) return false;
+    Step& conv = steps[chain.conv_step];
+    const std::shared_ptr<const BinaryLayer> layer = conv.binary;
+    const BinaryLayer& l = *layer;
+    const int64_t m = l.shape.m, k = l.shape.kh * l.shape.kw * l.shape.c;
+    if (k > (int64_t{1} << 20)) return false;
+    auto th = std::make_shared<Thresholds>();
+    th->t.resize(m), th->below.resize(m), th->pool_max.assign(m, 1);
+    th->one.assign(m, 1.0f), th->zero.assign(m, 0.0f);
+    std::vector<float> pre(2 * k + 1);
+    for (int64_t o = 0; o < m; ++o) {
+      auto apply = [o](const std::vector<SumChain::Op>& ops, float v) {
+        for (const auto& op : ops) {
+          const float c = op.c[o];
+          v = op.kind == '*'   ? v * c
+              : op.kind == '+' ? v + c
+              : op.kind == '/' ? v / c
+                               : (op.constant_first ? c - v : v - c);
+        }
+        return v;
+      };
+      bool up = true, down = true;
+      for (int64_t n = -k; n <= k; ++n) {
+        // As the kernels compute the layer's value, then the chain's steps before the pool.
+        float& v = pre[n + k];
+        v = apply(chain.before_pool, static_cast<float>(n) * l.scale[o] + l.bias[o]);
+        if (v != v) return false;
+        if (n > -k) up = up && v >= pre[n + k - 1], down = down && v <= pre[n + k - 1];
+      }
+      if (chain.pooled && !up && !down) return false;
+      th->pool_max[o] = up;
+      // BipolarQuant: -1 (bit 1) unless v >= 0.
+      auto bit = [&](int64_t n) { return !(apply(chain.after_pool, pre[n + k]) >= 0); };
+      int changes = 0;
+      int64_t last_change = 0;
+      for (int64_t n = -k + 1; n <= k; ++n) {
+        if (bit(n) != bit(n - 1)) ++changes, last_change = n;
+      }
+      if (changes > 1) return false;
+      if (changes == 0) {
+        th->below[o] = 1, th->t[o] = static_cast<float>(bit(-k) ? k + 1 : -k);
+      } else if (bit(-k)) {
+        th->below[o] = 1, th->t[o] = static_cast<float>(last_change);  // bits for n < t
+      } else {
+        th->below[o] = 0, th->t[o] = static_cast<float>(last_change - 1);  // bits for n > t
+      }
+    }
+    const int64_t ph = chain.chw[1], pw = chain.chw[2];
+    const bool pooled = chain.pooled;
+    const int64_t pkh = chain.pool_kh, pkw = chain.pool_kw, psh = chain.pool_sh,
+                  psw = chain.pool_sw;
+    conv.run = [layer, th, ph, pw, pooled, pkh, pkw, psh, psw](const std::vector<const float*>& xs,
+                                                               float* y, int64_t count) {
+      const BinaryLayer& l = *layer;
+      const binary::ConvShape& sh = l.shape;
+      const int64_t m = sh.m, plane = sh.oh * sh.ow, mw = binary::words(m),
+                    out_words = mw * ph * pw;
+      thread_local std::vector<uint64_t> buffer;
+      thread_local std::vector<float> sums;
+      sums.resize(m * plane);
+      for (int64_t b = 0; b < count / (2 * out_words); ++b) {
+        l.kernels->conv(l.input(xs[0], b, buffer), l.weights.data(), th->one.data(),
+                        th->zero.data(), sh, sums.data());
+        uint64_t* o = reinterpret_cast<uint64_t*>(y) + b * out_words;
+        std::fill(o, o + out_words, uint64_t{0});
+        for (int64_t c = 0; c < m; ++c) {
+          const float* sc = sums.data() + c * plane;
+          const float t = th->t[c];
+          const bool below = th->below[c] != 0, largest = th->pool_max[c] != 0;
+          const uint64_t bit = uint64_t{1} << (c & 63);
+          uint64_t* oc = o + (c >> 6);
+          for (int64_t r = 0; r < ph; ++r) {
+            for (int64_t q = 0; q < pw; ++q) {
+              float v = sc[r * sh.ow + q];
+              if (pooled) {
+                const float* w0 = sc + (r * psh) * sh.ow + q * psw;
+                v = w0[0];
+                for (int64_t i = 0; i < pkh; ++i)
+                  for (int64_t j = 0; j < pkw; ++j)
+                    v = largest ? std::max(v, w0[i * sh.ow + j]) : std::min(v, w0[i * sh.ow + j]);
+              }
+              if (below ? v < t : v > t) oc[(r * pw + q) * mw] |= bit;
+            }
+          }
+        }
+      }
+    };
+    conv.info.kernel += pooled ? "+maxpool+threshold" : "+threshold";
+    conv.info.parameter_bytes += m * static_cast<int64_t>(sizeof(float) + 2);
+    for (size_t i : chain.steps) steps[i].removed = true;
+    into = chain.conv_step;
+    return true;
+  }
+
   // ---- nodes
 
   void add_node(const onnx::NodeProto& n, int k) {
@@ -387,6 +706,13 @@ struct Model::Impl {
     const std::string where =
         origin + ": node " + std::to_string(k) + " '" + n.name() + "' (" + op + ")";
     if (n.output_size() != 1) bad(where, "must have one output");
+    // Packed inputs stay packed only where this node reads bits; elsewhere they are unpacked.
+    for (int i = 0; i < n.input_size(); ++i) {
+      const auto it = ids.find(n.input(i));
+      if (it != ids.end() && values[it->second].packed && !reads_packed(n, i)) unpack(n.input(i));
+    }
+    bool fused = false;
+    size_t fused_into = 0;
     std::vector<const Value*> in;
     for (const auto& i : n.input()) in.push_back(i.empty() ? nullptr : &value(i, where));
     Attrs a;
@@ -532,7 +858,12 @@ struct Model::Impl {
       const Value& x = *in[0];
       out.dims = x.dims;
       s.info.kernel = "bipolar_quant_f32";
-      if (!x.constant) {
+      if (!x.constant && x.chain && sc.data.size() == 1 && sc.data[0] == 1.0f &&
+          fuse(*x.chain, fused_into)) {
+        fused = true;
+        out.packed = out.bipolar = true;
+        out.packed_chw = x.chain->chw;
+      } else if (!x.constant) {
         const Broadcast index = make_broadcast(x.dims, sc.dims, where);
         const std::vector<float> sd = sc.data;
         s.info.parameter_bytes = index.bytes() + static_cast<int64_t>(sd.size() * sizeof(float));
@@ -541,7 +872,7 @@ struct Model::Impl {
                      [&](int64_t e, int64_t k) { y[e] = (xs[0][e] >= 0 ? 1.0f : -1.0f) * sd[k]; });
         };
       }
-      out.bipolar = !x.constant && sc.data.size() == 1 && sc.data[0] == 1.0f;
+      out.bipolar = out.packed || (!x.constant && sc.data.size() == 1 && sc.data[0] == 1.0f);
       fold_if_constant(in, out, where, [&](std::vector<float>& y) {
         const auto index = broadcast_constant(x.dims, sc.dims, where);
         for (size_t e = 0; e < y.size(); ++e)
@@ -641,6 +972,8 @@ struct Model::Impl {
       out.dims = {1, in[0]->per_image()};
       out.bipolar = in[0]->bipolar;
       out.grid = in[0]->grid;
+      out.packed = in[0]->packed;  // the same words
+      out.packed_chw = in[0]->packed_chw;
       s.info.kernel = "copy";
       s.run = [](const std::vector<const float*>& x, float* y, int64_t count) {
         std::copy(x[0], x[0] + count, y);
@@ -681,13 +1014,18 @@ struct Model::Impl {
         if (!i.empty() && !values[ids.at(i)].constant) s.inputs.push_back(ids.at(i));
       }
     }
+    if (!out.constant && !fused) extend_chain(op, n, in, a, s, out);
     const std::string out_name = n.output(0);
     const bool constant_out = out.constant;
     std::vector<int64_t> dims = out.dims;
     s.output = add_value(out_name, std::move(out), where);
+    if (fused) {  // the binary layer's step now writes this node's output
+      steps[fused_into].output = s.output;
+      steps[fused_into].info.output.assign(dims.begin() + 1, dims.end());
+      return;
+    }
     if (!constant_out) {
       s.info.output.assign(dims.begin() + 1, dims.end());
-      plan.push_back(s.info);
       steps.push_back(std::move(s));
     }
   }
@@ -715,6 +1053,7 @@ struct Model::Impl {
   }
 
   std::map<std::string, std::pair<float, float>> zero_point_ranges;
+  std::map<std::string, int> uses;  // how many node inputs (and graph outputs) read each value
 
   // An activation on a grid times (or over) a positive scalar stays on a grid of that scale
   // (exactly for powers of 2; else up to float32's rounding of each value, which the 8-bit kernels'
@@ -770,20 +1109,27 @@ struct Model::Impl {
   // The step of a binary convolution (or dense layer): packs each image's signs, then XOR and
   // popcount against the packed kernel; exact, as the sums of ±1 products are integers.
   static void binary_conv(Step& s, const binary::ConvShape& shape, const std::vector<float>& w,
-                          std::vector<float> scale, std::vector<float> bias) {
-    const binary::Kernels& k = binary::best();
-    std::vector<uint64_t> kernel = k.pack(w.data(), shape.m, shape.c, shape.kh, shape.kw);
-    s.info.kernel = (shape.kh == 1 && shape.h == 1 ? "binary_gemm_" : "binary_conv2d_") + k.name;
-    s.info.parameter_bytes = static_cast<int64_t>(kernel.size() * sizeof(uint64_t) +
-                                                  (scale.size() + bias.size()) * sizeof(float));
-    const binary::ConvFn fn = k.conv;
-    s.run = [fn, shape, kernel, scale, bias](const std::vector<const float*>& xs, float* y,
-                                             int64_t count) {
-      const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
-      std::vector<uint64_t> packed(binary::words(shape.c) * shape.h * shape.w);
+                          std::vector<float> scale, std::vector<float> bias, bool input_packed,
+                          const std::string& kind) {
+    auto layer = std::make_shared<BinaryLayer>();
+    layer->shape = shape;
+    layer->kernels = &binary::best();
+    layer->weights = layer->kernels->pack(w.data(), shape.m, shape.c, shape.kh, shape.kw);
+    layer->scale = std::move(scale);
+    layer->bias = std::move(bias);
+    layer->input_packed = input_packed;
+    s.info.kernel = kind + layer->kernels->name;
+    s.info.parameter_bytes =
+        static_cast<int64_t>(layer->weights.size() * sizeof(uint64_t) +
+                             (layer->scale.size() + layer->bias.size()) * sizeof(float));
+    s.binary = layer;
+    s.run = [layer](const std::vector<const float*>& xs, float* y, int64_t count) {
+      const BinaryLayer& l = *layer;
+      const int64_t per_out = l.shape.m * l.shape.oh * l.shape.ow;
+      thread_local std::vector<uint64_t> buffer;
       for (int64_t b = 0; b < count / per_out; ++b) {
-        binary::pack_chw(xs[0] + b * per_in, shape.c, shape.h, shape.w, packed.data());
-        fn(packed.data(), kernel.data(), scale.data(), bias.data(), shape, y + b * per_out);
+        l.kernels->conv(l.input(xs[0], b, buffer), l.weights.data(), l.scale.data(), l.bias.data(),
+                        l.shape, y + b * per_out);
       }
     };
   }
@@ -909,9 +1255,10 @@ struct Model::Impl {
     shape.dil_h = dl[0], shape.dil_w = dl[1], shape.oh = oh, shape.ow = ow;
     std::vector<float> scale;
     if (group == 1 && x.bipolar && binary_scales(w.data, m, scale)) {
-      binary_conv(s, shape, w.data, scale, bias);
+      binary_conv(s, shape, w.data, scale, bias, x.packed, "binary_conv2d_");
       return;
     }
+    if (x.packed) bad(where, "internal: a packed input reached a float convolution");
     if (group == 1 && int8_conv(s, shape, x.grid, w.data, weight_grid(w.data, m, w.grid), bias))
       return;
     s.info.kernel = "conv2d_f32";
@@ -994,8 +1341,17 @@ struct Model::Impl {
     binary::ConvShape shape;  // a 1x1 convolution of a 1x1 image
     shape.c = k, shape.h = shape.w = 1, shape.m = m, shape.kh = shape.kw = 1;
     shape.oh = shape.ow = 1;
+    if (x.packed) {
+      // Bits in channels-last order: the dense layer is the convolution of the [C, H, W] input
+      // by a kernel [m, C, H, W], which is what the rows hold.
+      if (!binary_scales(rows, m, scale)) bad(where, "internal: a packed input of float weights");
+      const auto& chw = x.packed_chw;
+      shape.c = chw[0], shape.h = shape.kh = chw[1], shape.w = shape.kw = chw[2];
+      binary_conv(s, shape, rows, scale, bias, true, "binary_gemm_");
+      return;
+    }
     if (x.bipolar && binary_scales(rows, m, scale)) {
-      binary_conv(s, shape, rows, scale, bias);
+      binary_conv(s, shape, rows, scale, bias, false, "binary_gemm_");
       return;
     }
     // Per-channel weight scales apply to rows only where B holds them (transB).
@@ -1045,6 +1401,27 @@ struct Model::Impl {
     s.info.kernel = "maxpool_f32";
     const int64_t kh = ks[0], kw = ks[1], sh = st[0], sw = st[1], ph = pd[0], pw = pd[1],
                   dh = dl[0], dw = dl[1];
+    if (in[0]->packed) {  // the maximum of ±1 values is -1 where all are: AND of the bits
+      out.packed = out.bipolar = true;
+      out.packed_chw = {c, oh, ow};
+      s.info.kernel = "maxpool_bits";
+      const int64_t cw = binary::words(c);
+      s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+        for (int64_t b = 0; b < count / (2 * cw * oh * ow); ++b) {
+          const uint64_t* x = reinterpret_cast<const uint64_t*>(xs[0]) + b * cw * h * w;
+          uint64_t* o = reinterpret_cast<uint64_t*>(y) + b * cw * oh * ow;
+          for (int64_t r = 0; r < oh; ++r)
+            for (int64_t q = 0; q < ow; ++q)
+              for (int64_t k = 0; k < cw; ++k) {
+                uint64_t v = ~uint64_t{0};
+                for (int64_t i = 0; i < kh; ++i)
+                  for (int64_t j = 0; j < kw; ++j) v &= x[((r * sh + i) * w + q * sw + j) * cw + k];
+                o[(r * ow + q) * cw + k] = v;
+              }
+        }
+      };
+      return;
+    }
     // Every window inside the input: no bounds checks (the recipes' 2x2 pools).
     const bool inside = ph == 0 && pw == 0 && pd[2] == 0 && pd[3] == 0 && !ceil_mode;
     s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
@@ -1116,6 +1493,27 @@ struct Model::Impl {
       out.grid.hi = std::max<int64_t>(out.grid.hi, static_cast<int64_t>(out.grid.zero));
     }
     in.resize(1);
+    if (in[0]->packed) {  // words of +1 (0) or -1 (the channels' bits) around the image's
+      out.packed = out.bipolar = true;
+      out.packed_chw = {c, oh, ow};
+      s.info.kernel = "pad_bits";
+      const int64_t cw = binary::words(c);
+      std::vector<uint64_t> fill(cw, 0);
+      for (int64_t k = 0; k < cw && value < 0; ++k) {
+        const int64_t bits = std::min<int64_t>(64, c - 64 * k);
+        fill[k] = bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+      }
+      s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+        for (int64_t b = 0; b < count / (2 * cw * oh * ow); ++b) {
+          const uint64_t* x = reinterpret_cast<const uint64_t*>(xs[0]) + b * cw * h * w;
+          uint64_t* o = reinterpret_cast<uint64_t*>(y) + b * cw * oh * ow;
+          for (int64_t p = 0; p < oh * ow; ++p) std::copy(fill.begin(), fill.end(), o + p * cw);
+          for (int64_t r = 0; r < h; ++r)
+            std::copy(x + r * w * cw, x + (r + 1) * w * cw, o + ((r + t) * ow + l) * cw);
+        }
+      };
+      return;
+    }
     s.info.kernel = "pad_f32";
     s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
       const int64_t planes = count / (oh * ow);
@@ -1144,7 +1542,7 @@ struct Model::Impl {
       for (const Step& s : steps) {
         xs.clear();
         for (int i : s.inputs) xs.push_back(ptr[i]);
-        const int64_t count = n * values[s.output].per_image();
+        const int64_t count = n * values[s.output].storage_per_image();
         float* y;
         if (s.output == output) {
           y = out;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -442,8 +443,10 @@ TEST(EngineBinary, BipolarInputsAndScaledSignKernelsPlanTheBinaryKernel) {
   std::vector<std::string> kernels;
   for (const auto& p : model.plan()) kernels.push_back(p.kernel);
   const std::string best = lowbit::engine::binary::best().name;
-  EXPECT_EQ(kernels[2], "binary_conv2d_" + best);
-  EXPECT_EQ(kernels[5], "binary_gemm_" + best);
+  // Conv -> Flatten -> BipolarQuant fused: the sums' signs written as bits for the dense layer.
+  ASSERT_EQ(kernels.size(), 4u);
+  EXPECT_EQ(kernels[2], "binary_conv2d_" + best + "+threshold");
+  EXPECT_EQ(kernels[3], "binary_gemm_" + best);
   // Packed: a few bits per weight (70 channels fill two words; channels padded to the vector).
   EXPECT_LT(model.plan()[2].parameter_bytes, static_cast<int64_t>(w.size() * sizeof(float) / 8));
   EXPECT_GT(model.plan()[2].parameter_bytes, static_cast<int64_t>(w.size() / 8));
@@ -469,6 +472,117 @@ TEST(EngineBinary, BipolarInputsAndScaledSignKernelsPlanTheBinaryKernel) {
       EXPECT_EQ(y[n * classes + k], acc) << n << " " << k;
     }
   }
+}
+
+// A chain of binary layers, once fused (bits between the layers) and once kept apart by a second
+// reader of every intermediate value (floats, the reference path tested above): equal outputs.
+// 70 and 67 channels cross a word; the per-channel multipliers are negative, zero and positive.
+Model chained_binary_model(bool fused, std::vector<std::string>* kernels) {
+  const int64_t C = 70, M2 = 67, H = 6, classes = 4;
+  std::mt19937 rng(21);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  auto uniform = [&](float lo, float hi) {
+    return std::uniform_real_distribution<float>(lo, hi)(rng);
+  };
+  std::vector<float> w1(C * C * 9), w2(M2 * C * 9), g(classes * M2 * 4), a(C), b(C), a2(M2);
+  for (auto& v : w1) v = 0.5f * sign();
+  for (int64_t o = 0; o < M2; ++o)
+    for (int64_t e = 0; e < C * 9; ++e) w2[o * C * 9 + e] = 0.25f * (1 + o % 3) * sign();
+  for (auto& v : g) v = sign();
+  for (int64_t c = 0; c < C; ++c) a[c] = c % 7 == 0 ? 0.0f : uniform(-2, 2), b[c] = uniform(-3, 3);
+  for (auto& v : a2) v = uniform(-1, 1);
+  Builder m({C, H, H});
+  m.init("one", {}, {1.0f});
+  m.init("minus", {}, {-1.0f});
+  m.init("pads", {8}, {0, 0, 1, 1, 0, 0, 1, 1});
+  m.init("w1", {C, C, 3, 3}, w1);
+  m.init("w2", {M2, C, 3, 3}, w2);
+  m.init("g", {classes, M2 * 4}, g);
+  m.init("a", {1, C, 1, 1}, a);
+  m.init("b", {1, C, 1, 1}, b);
+  m.init("a2", {1, M2, 1, 1}, a2);
+  const char* qonnx = "qonnx.custom_op.general";
+  m.node("BipolarQuant", {"image", "one"}, "x0", qonnx);
+  m.node("Pad", {"x0", "pads", "one"}, "x1");
+  m.node("Conv", {"x1", "w1"}, "c1");
+  auto* pool = m.node("MaxPool", {"c1"}, "p1");
+  Builder::attr(pool, "kernel_shape", std::vector<int64_t>{2, 2});
+  Builder::attr(pool, "strides", std::vector<int64_t>{2, 2});
+  m.node("Mul", {"p1", "a"}, "m1");
+  m.node("Add", {"m1", "b"}, "s1");
+  m.node("BipolarQuant", {"s1", "one"}, "x2", qonnx);  // 3x3, packed when fused
+  m.node("Pad", {"x2", "pads", "minus"}, "x3");        // -1 padding of packed words
+  m.node("Conv", {"x3", "w2"}, "c2");
+  m.node("Mul", {"c2", "a2"}, "m2");
+  m.node("BipolarQuant", {"m2", "one"}, "x4", qonnx);
+  auto* pool2 = m.node("MaxPool", {"x4"}, "p2");  // on bits: AND
+  Builder::attr(pool2, "kernel_shape", std::vector<int64_t>{2, 2});
+  m.node("Flatten", {"p2"}, "f");
+  auto* gemm = m.node("Gemm", {"f", "g"}, "y");
+  Builder::attr(gemm, "transB", int64_t{1});
+  if (!fused) {
+    for (const char* v : {"c1", "p1", "m1", "s1", "c2", "m2"})
+      m.node("Relu", {v}, std::string(v) + "_reader");
+  }
+  Model model = m.load("y");
+  for (const auto& p : model.plan()) kernels->push_back(p.kernel);
+  return model;
+}
+
+TEST(EngineBinary, ChainedBinaryLayersStayPackedAndEqualTheFloatGraph) {
+  std::vector<std::string> fused_kernels, plain_kernels;
+  const Model fused = chained_binary_model(true, &fused_kernels);
+  const Model plain = chained_binary_model(false, &plain_kernels);
+  const std::string best = lowbit::engine::binary::best().name;
+  const std::vector<std::string> expected = {"bipolar_quant_f32",
+                                             "pad_f32",
+                                             "binary_conv2d_" + best + "+maxpool+threshold",
+                                             "pad_bits",
+                                             "binary_conv2d_" + best + "+threshold",
+                                             "maxpool_bits",
+                                             "copy",
+                                             "binary_gemm_" + best};
+  EXPECT_EQ(fused_kernels, expected);
+  EXPECT_EQ(std::count(plain_kernels.begin(), plain_kernels.end(), "bipolar_quant_f32"), 3);
+  std::mt19937 rng(4);
+  const int64_t n = 9;  // more than one chunk of images
+  std::vector<float> x(n * 70 * 36);
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  std::vector<float> y1(n * 4), y2(n * 4);
+  fused.run(x.data(), n, y1.data(), 2);
+  plain.run(x.data(), n, y2.data(), 1);
+  EXPECT_EQ(y1, y2);
+}
+
+TEST(EngineBinary, PackedValuesReadAsFloatsAreUnpacked) {
+  // BipolarQuant fused into the convolution, then Relu, which reads floats.
+  const int64_t C = 3, M = 65, H = 4;
+  std::mt19937 rng(8);
+  std::vector<float> w(M * C * 9), x(2 * C * H * H);
+  for (auto& v : w) v = rng() % 2 ? 1.0f : -1.0f;
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  auto build = [&](bool fused) {
+    Builder m({C, H, H});
+    m.init("one", {}, {1.0f});
+    m.init("w", {M, C, 3, 3}, w);
+    m.node("BipolarQuant", {"image", "one"}, "x0", "qonnx.custom_op.general");
+    auto* conv = m.node("Conv", {"x0", "w"}, "c");
+    Builder::attr(conv, "pads", std::vector<int64_t>{1, 1, 1, 1});
+    m.node("BipolarQuant", {"c", "one"}, "s", "qonnx.custom_op.general");
+    m.node("Relu", {"s"}, "r");
+    m.node("Flatten", {"r"}, "y");
+    if (!fused) m.node("Relu", {"c"}, "reader");
+    return m.load("y");
+  };
+  const Model fused = build(true), plain = build(false);
+  std::vector<std::string> kernels;
+  for (const auto& p : fused.plan()) kernels.push_back(p.kernel);
+  EXPECT_NE(std::find(kernels.begin(), kernels.end(), "unpack_bits"), kernels.end());
+  std::vector<float> y1(2 * M * H * H), y2(y1.size());
+  fused.run(x.data(), 2, y1.data());
+  plain.run(x.data(), 2, y2.data());
+  EXPECT_EQ(y1, y2);
+  for (float v : y1) EXPECT_TRUE(v == 0.0f || v == 1.0f);
 }
 
 }  // namespace lowbit_binary_tests
