@@ -88,6 +88,10 @@ struct Value {
   bool packed = false;
   std::vector<int64_t> packed_chw;
   std::shared_ptr<const SumChain> chain;
+  // GreaterOrEqual(x, 0) of an activation (the standard format's sign, with Where(., 1, -1)), and
+  // x's chain carried through it.
+  bool ge_zero = false;
+  std::shared_ptr<const SumChain> sign_chain;
   int64_t per_image() const { return product(dims, 1); }
   // The floats of storage per image.
   int64_t storage_per_image() const {
@@ -832,6 +836,15 @@ struct Model::Impl {
       scale_grid(in, out, true);
     } else if (op == "GreaterOrEqual") {
       binary([](float p, float q) { return p >= q ? 1.0f : 0.0f; });
+      if (!in[0]->constant && in[1]->constant && in[1]->data.size() == 1 && in[1]->data[0] == 0) {
+        out.ge_zero = true;
+        if (in[0]->chain) {
+          auto chain = std::make_shared<SumChain>(*in[0]->chain);
+          chain->steps.push_back(steps.size());
+          chain->names.push_back(n.output(0));
+          out.sign_chain = chain;
+        }
+      }
     } else if (op == "Greater") {
       binary([](float p, float q) { return p > q ? 1.0f : 0.0f; });
     } else if (op == "Clip") {
@@ -852,6 +865,13 @@ struct Model::Impl {
       const float t = in[1]->data[0], f = in[2]->data[0];
       in.resize(1);
       unary([t, f](float c) { return c != 0 ? t : f; });
+      if (cond.ge_zero && t == 1.0f && f == -1.0f) {  // the sign, as BipolarQuant's
+        out.bipolar = true;
+        if (cond.sign_chain && fuse(*cond.sign_chain, fused_into)) {
+          fused = out.packed = true;
+          out.packed_chw = cond.sign_chain->chw;
+        }
+      }
     } else if (op == "BipolarQuant") {
       arity(2, 2);
       const Value& sc = constant(1, "scale");

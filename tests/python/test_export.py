@@ -315,12 +315,13 @@ def test_engine_runs_the_export_like_libtorch(work, trained, exported, recipe, f
         # Every convolution and dense layer whose input is quantized runs on integers.
         assert any(k.startswith("int8_conv2d_") for k in kernels), kernels
         assert any(k.startswith("int8_gemm_") for k in kernels), kernels
-    if recipe in ("bnn", "xnor", "birealnet") and fmt == "qonnx":
+    if recipe in ("bnn", "xnor", "birealnet"):
+        # QONNX's BipolarQuant and the standard format's Where(x >= 0, 1, -1) alike.
         assert any(k.startswith("binary_conv2d_") for k in kernels), kernels
-    if recipe in ("bnn", "xnor") and fmt == "qonnx":
+    if recipe in ("bnn", "xnor"):
         # Conv -> MaxPool -> batch norm -> sign: one step writing bits; no float sign or pool left.
         assert any(k.endswith("+maxpool+threshold") for k in kernels), kernels
-        assert "maxpool_f32" not in kernels and "bipolar_quant_f32" in kernels, kernels
+        assert "maxpool_f32" not in kernels, kernels
 
 
 def test_engine_rejects_a_corrupt_model_naming_it(tmp_path, work):
