@@ -1,10 +1,19 @@
 // The binary convolution with AVX-512 VPOPCNTDQ: eight output channels per vector. The weights are
 // interleaved so that the eight channels' words of one tap and word index are adjacent:
 // w[((t * cw + k) * mp) + o] for tap t, word k and output channel o (mp: m rounded up to 8, the
-// extra channels' words 0). Compiled with -mavx512f -mavx512vpopcntdq; chosen at run time.
+// extra channels' words 0). Compiled with -mavx512f -mavx512dq -mavx512vl -mavx512vpopcntdq;
+// chosen at run time.
+//
+// The input is first copied into a padded image whose padding holds +1 (words of 0), so that every
+// window is whole and tiles of 8 output pixels (in row-major order, across rows) share each weight
+// load without bounds checks. A tap in the padding then adds the kernel's own sum over that tap,
+// c - 2 popcount(w), which is subtracted again for the pixels at the border (zero padding
+// contributes nothing). The 8 pixels x 8 channels of a tile are transposed in registers, so that
+// each channel's 8 adjacent outputs are one store.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "binary.h"
 
@@ -15,87 +24,144 @@ namespace avx512 {
 
 namespace {
 
-// Writes float(taps * c - 2 * mismatches) * scale + bias of eight channels o0.. at one pixel.
-inline void store8(__m512i mism, int64_t taps, const ConvShape& s, const float* scale,
-                   const float* bias, int64_t o0, int64_t pixel, float* y) {
-  const int64_t plane = s.oh * s.ow, n = std::min<int64_t>(8, s.m - o0);
-  const __m512i sum = _mm512_sub_epi64(_mm512_set1_epi64(taps * s.c), _mm512_slli_epi64(mism, 1));
-  alignas(32) float out[8];
-  // |sum| < 2^24 for any realistic layer, so the conversion is exact; the product and the sum
-  // round once each, as the scalar kernel's do.
-  const __m256 v = _mm512_cvtepi64_ps(sum);
-  if (n == 8) {
-    _mm256_store_ps(out, _mm256_add_ps(_mm256_mul_ps(v, _mm256_loadu_ps(scale + o0)),
-                                       _mm256_loadu_ps(bias + o0)));
-  } else {
-    _mm256_store_ps(out, v);
-    for (int64_t l = 0; l < n; ++l) out[l] = out[l] * scale[o0 + l] + bias[o0 + l];
+constexpr int kPixels = 8;
+
+// Rows of an 8x8 matrix of floats become its columns.
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// NB blocks of 8 output channels from o0 over every pixel, in tiles of kPixels: each broadcast
+// input word meets NB weight vectors, each weight vector kPixels input words.
+template <int NB>
+void tile_channels(const uint64_t* xp, const uint64_t* w, const float* scale, const float* bias,
+                   const ConvShape& s, const int32_t* tap_sum, int64_t cw, int64_t mp, int64_t wp,
+                   int64_t o0, float* y) {
+  const int64_t plane = s.oh * s.ow, taps = s.kh * s.kw;
+  const __m512i all = _mm512_set1_epi64(taps * s.c);
+  __m256 scale8[NB], bias8[NB];
+  for (int k = 0; k < NB; ++k) {
+    alignas(32) float sv[8], bv[8];
+    for (int l = 0; l < 8; ++l) {
+      const int64_t o = o0 + 8 * k + l;
+      sv[l] = o < s.m ? scale[o] : 0.0f;
+      bv[l] = o < s.m ? bias[o] : 0.0f;
+    }
+    scale8[k] = _mm256_load_ps(sv), bias8[k] = _mm256_load_ps(bv);
   }
-  for (int64_t l = 0; l < n; ++l) y[(o0 + l) * plane + pixel] = out[l];
+  for (int64_t p0 = 0; p0 < plane; p0 += kPixels) {
+    const int64_t np = std::min<int64_t>(kPixels, plane - p0);
+    const uint64_t* base[kPixels];
+    int64_t rows[kPixels], cols[kPixels];
+    int64_t r = p0 / s.ow, q = p0 % s.ow;  // one division per tile, then steps
+    for (int p = 0; p < kPixels; ++p) {
+      rows[p] = r, cols[p] = q;
+      base[p] = xp + (r * s.stride_h * wp + q * s.stride_w) * cw;
+      if (p + 1 < np && ++q == s.ow) q = 0, ++r;  // extra pixels repeat the last
+    }
+    __m512i acc[kPixels][NB];
+    for (auto& row : acc)
+      for (auto& a : row) a = _mm512_setzero_si512();
+    for (int64_t i = 0; i < s.kh; ++i) {
+      for (int64_t j = 0; j < s.kw; ++j) {
+        const int64_t t = i * s.kw + j, off = (i * s.dil_h * wp + j * s.dil_w) * cw;
+        const uint64_t* wt = w + t * cw * mp + o0;
+        for (int64_t k = 0; k < cw; ++k) {
+          __m512i wv[NB];
+          for (int b = 0; b < NB; ++b) wv[b] = _mm512_loadu_si512(wt + k * mp + 8 * b);
+          for (int p = 0; p < kPixels; ++p) {
+            const __m512i xv = _mm512_set1_epi64(static_cast<long long>(base[p][off + k]));
+            for (int b = 0; b < NB; ++b)
+              acc[p][b] =
+                  _mm512_add_epi64(acc[p][b], _mm512_popcnt_epi64(_mm512_xor_si512(xv, wv[b])));
+          }
+        }
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      const int64_t ob = o0 + 8 * b;
+      __m256 v[kPixels];
+      for (int p = 0; p < kPixels; ++p) {
+        __m512i sum = _mm512_sub_epi64(all, _mm512_slli_epi64(acc[p][b], 1));
+        // A pixel whose window leaves the image: its padding taps' sums go back out.
+        const int64_t y0 = rows[p] * s.stride_h - s.pad_h, x0 = cols[p] * s.stride_w - s.pad_w;
+        if (y0 < 0 || x0 < 0 || y0 + (s.kh - 1) * s.dil_h >= s.h ||
+            x0 + (s.kw - 1) * s.dil_w >= s.w) {
+          __m256i outside = _mm256_setzero_si256();
+          for (int64_t i = 0; i < s.kh; ++i) {
+            const int64_t yy = y0 + i * s.dil_h;
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const int64_t xx = x0 + j * s.dil_w;
+              if (yy >= 0 && yy < s.h && xx >= 0 && xx < s.w) continue;
+              outside =
+                  _mm256_add_epi32(outside, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                                tap_sum + (i * s.kw + j) * mp + ob)));
+            }
+          }
+          sum = _mm512_sub_epi64(sum, _mm512_cvtepi32_epi64(outside));
+        }
+        // |sum| < 2^24 for any realistic layer, so the conversion is exact; the product and the
+        // sum round once each, as the scalar kernel's do.
+        v[p] = _mm256_add_ps(_mm256_mul_ps(_mm512_cvtepi64_ps(sum), scale8[b]), bias8[b]);
+      }
+      transpose8(v);  // v[l]: channel ob + l at the tile's pixels
+      const __mmask8 keep = static_cast<__mmask8>((1u << np) - 1);
+      for (int64_t l = 0; l < 8 && ob + l < s.m; ++l) {
+        float* out = y + (ob + l) * plane + p0;
+        if (np == kPixels) {
+          _mm256_storeu_ps(out, v[l]);
+        } else {
+          _mm256_mask_storeu_ps(out, keep, v[l]);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
 
 void conv(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
           const ConvShape& s, float* y) {
-  const int64_t cw = words(s.c), mp = (s.m + 7) / 8 * 8;
-  constexpr int64_t kBlock = 4;  // output pixels sharing each weight load
-  for (int64_t r = 0; r < s.oh; ++r) {
-    int64_t i0 = 0, i1 = s.kh;  // the kernel rows inside the image
-    while (i0 < i1 && r * s.stride_h - s.pad_h + i0 * s.dil_h < 0) ++i0;
-    while (i1 > i0 && r * s.stride_h - s.pad_h + (i1 - 1) * s.dil_h >= s.h) --i1;
-    for (int64_t o0 = 0; o0 < mp; o0 += 8) {
-      int64_t q = 0;
-      while (q < s.ow) {
-        const int64_t first = q * s.stride_w - s.pad_w;
-        const int64_t last = (q + kBlock - 1) * s.stride_w - s.pad_w + (s.kw - 1) * s.dil_w;
-        if (q + kBlock <= s.ow && first >= 0 && last < s.w) {
-          // kBlock pixels whose every tap column is inside the image.
-          __m512i acc[kBlock];
-          for (auto& a : acc) a = _mm512_setzero_si512();
-          for (int64_t i = i0; i < i1; ++i) {
-            const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
-            for (int64_t j = 0; j < s.kw; ++j) {
-              const uint64_t* wp = w + ((i * s.kw + j) * cw) * mp + o0;
-              const uint64_t* xp = x + (yy * s.w + first + j * s.dil_w) * cw;
-              for (int64_t k = 0; k < cw; ++k) {
-                const __m512i wv = _mm512_loadu_si512(wp + k * mp);
-                for (int64_t u = 0; u < kBlock; ++u) {
-                  const __m512i xv =
-                      _mm512_set1_epi64(static_cast<long long>(xp[u * s.stride_w * cw + k]));
-                  acc[u] = _mm512_add_epi64(acc[u], _mm512_popcnt_epi64(_mm512_xor_si512(xv, wv)));
-                }
-              }
-            }
-          }
-          const int64_t taps = (i1 - i0) * s.kw;
-          for (int64_t u = 0; u < kBlock; ++u) {
-            store8(acc[u], taps, s, scale, bias, o0, r * s.ow + q + u, y);
-          }
-          q += kBlock;
-          continue;
-        }
-        // One pixel near the border: the taps inside the image only.
-        __m512i acc = _mm512_setzero_si512();
-        int64_t taps = 0;
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t xx = first + j * s.dil_w;
-            if (xx < 0 || xx >= s.w) continue;
-            const uint64_t* xp = x + (yy * s.w + xx) * cw;
-            const uint64_t* wp = w + ((i * s.kw + j) * cw) * mp + o0;
-            for (int64_t k = 0; k < cw; ++k) {
-              const __m512i xv = _mm512_set1_epi64(static_cast<long long>(xp[k]));
-              const __m512i wv = _mm512_loadu_si512(wp + k * mp);
-              acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(xv, wv)));
-            }
-            ++taps;
-          }
-        }
-        store8(acc, taps, s, scale, bias, o0, r * s.ow + q, y);
-        ++q;
-      }
+  const int64_t cw = words(s.c), mp = (s.m + 7) / 8 * 8, taps = s.kh * s.kw;
+  const int64_t hp = (s.oh - 1) * s.stride_h + (s.kh - 1) * s.dil_h + 1;
+  const int64_t wp = (s.ow - 1) * s.stride_w + (s.kw - 1) * s.dil_w + 1;
+  // The padded input (+1 outside the image).
+  thread_local std::vector<uint64_t> padded;
+  padded.assign(hp * wp * cw, 0);
+  for (int64_t yy = 0; yy < s.h; ++yy) {
+    const int64_t yp = yy + s.pad_h;
+    if (yp >= hp) break;
+    const int64_t n = std::min<int64_t>(s.w, wp - s.pad_w);
+    if (n > 0)
+      std::copy(x + yy * s.w * cw, x + (yy * s.w + n) * cw,
+                padded.data() + (yp * wp + s.pad_w) * cw);
+  }
+  // Each channel's sum over each tap, c - 2 popcount(w): what a +1 padding tap adds.
+  thread_local std::vector<int32_t> tap_sum;
+  tap_sum.assign(taps * mp, 0);
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t o = 0; o < mp; ++o) {
+      int64_t ones = 0;
+      for (int64_t k = 0; k < cw; ++k) ones += __builtin_popcountll(w[(t * cw + k) * mp + o]);
+      tap_sum[t * mp + o] = static_cast<int32_t>(s.c - 2 * ones);
+    }
+  const uint64_t* xp = padded.data();
+  for (int64_t o0 = 0; o0 < mp; o0 += 16) {
+    if (o0 + 8 < mp) {
+      tile_channels<2>(xp, w, scale, bias, s, tap_sum.data(), cw, mp, wp, o0, y);
+    } else {
+      tile_channels<1>(xp, w, scale, bias, s, tap_sum.data(), cw, mp, wp, o0, y);
     }
   }
 }
