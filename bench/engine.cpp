@@ -3,6 +3,8 @@
 //   build/lowbit_engine_bench [--benchmark_filter=...]
 // BM_binary_conv: every binary kernel the CPU runs, on a packed input (chained binary layers keep
 // their activations packed); BM_binary_pack_conv adds packing the float input's signs;
+// BM_binary_conv_bits: the same, its output thresholded per channel into packed bits (what a binary
+// layer followed by batch norm and a sign writes for the next one in a fused chain).
 // BM_int8_conv: every 8-bit kernel (power-of-2 layers, int8 x int8 -> int32) on codes in and sums
 // out; BM_int8_step adds what the engine's step does around it: the float input to codes and the
 // sums to the float output.
@@ -40,6 +42,23 @@ std::vector<float> signs(int64_t n, uint32_t seed) {
   std::vector<float> v(n);
   for (auto& e : v) e = rng() % 2 ? 1.0f : -1.0f;
   return v;
+}
+
+void BM_binary_conv_bits(benchmark::State& state, const bin::Kernels* k, Shape s) {
+  const auto g = conv_shape(s);
+  const auto x = signs(g.c * g.h * g.w, 1), w = signs(g.m * g.c * 9, 2);
+  std::vector<uint64_t> packed(bin::words(g.c) * g.h * g.w), bits(bin::words(g.m) * g.oh * g.ow);
+  bin::pack_chw(x.data(), g.c, g.h, g.w, packed.data());
+  const auto kernel = k->pack(w.data(), g.m, g.c, 3, 3);
+  std::vector<int32_t> t(g.m, 0);
+  std::vector<uint8_t> below(g.m, 1);
+  for (auto _ : state) {
+    k->conv_bits(packed.data(), kernel.data(), t.data(), below.data(), g, bits.data());
+    benchmark::DoNotOptimize(bits.data());
+  }
+  state.counters["MACs/s"] =
+      benchmark::Counter(static_cast<double>(g.m * g.c * 9 * g.oh * g.ow) * state.iterations(),
+                         benchmark::Counter::kIsRate);
 }
 
 void BM_binary_conv(benchmark::State& state, const bin::Kernels* k, Shape s, bool pack_input) {
@@ -149,6 +168,9 @@ const bool registered = [] {
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("BM_binary_pack_conv/" + k.name + "/" + shape).c_str(),
                                    BM_binary_conv, &k, s, true)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("BM_binary_conv_bits/" + k.name + "/" + shape).c_str(),
+                                   BM_binary_conv_bits, &k, s)
           ->Unit(benchmark::kMicrosecond);
     }
     for (const auto& k : lowbit::engine::int8::all()) {

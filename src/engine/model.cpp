@@ -598,8 +598,9 @@ struct Model::Impl {
   // The thresholds of a fused chain: bit (−1) where n < t (below) or n > t, n the sum, or over a
   // pool the largest (pool_max) or smallest sum of the window.
   struct Thresholds {
-    std::vector<float> t, one, zero;
+    std::vector<int32_t> t;
     std::vector<uint8_t> below, pool_max;
+    std::vector<uint64_t> and_mask;  // per word: the channels whose pooled bit is the AND
   };
 
   // Fuses a chain ending in BipolarQuant into its binary layer's step: the layer's sums (scale 1,
@@ -617,7 +618,6 @@ struct Model::Impl {
     if (k > (int64_t{1} << 20)) return false;
     auto th = std::make_shared<Thresholds>();
     th->t.resize(m), th->below.resize(m), th->pool_max.assign(m, 1);
-    th->one.assign(m, 1.0f), th->zero.assign(m, 0.0f);
     std::vector<float> pre(2 * k + 1);
     for (int64_t o = 0; o < m; ++o) {
       auto apply = [o](const std::vector<SumChain::Op>& ops, float v) {
@@ -649,51 +649,50 @@ struct Model::Impl {
       }
       if (changes > 1) return false;
       if (changes == 0) {
-        th->below[o] = 1, th->t[o] = static_cast<float>(bit(-k) ? k + 1 : -k);
+        th->below[o] = 1, th->t[o] = static_cast<int32_t>(bit(-k) ? k + 1 : -k);
       } else if (bit(-k)) {
-        th->below[o] = 1, th->t[o] = static_cast<float>(last_change);  // bits for n < t
+        th->below[o] = 1, th->t[o] = static_cast<int32_t>(last_change);  // bits for n < t
       } else {
-        th->below[o] = 0, th->t[o] = static_cast<float>(last_change - 1);  // bits for n > t
+        th->below[o] = 0, th->t[o] = static_cast<int32_t>(last_change - 1);  // bits for n > t
       }
     }
     const int64_t ph = chain.chw[1], pw = chain.chw[2];
     const bool pooled = chain.pooled;
     const int64_t pkh = chain.pool_kh, pkw = chain.pool_kw, psh = chain.pool_sh,
                   psw = chain.pool_sw;
+    // Over a pool, bit(largest n) for "n < t" is the AND of the window's bits, for "n > t" the OR
+    // (and the other way round for the smallest n).
+    th->and_mask.assign(binary::words(m), 0);
+    for (int64_t o = 0; o < m; ++o) {
+      if ((th->pool_max[o] != 0) == (th->below[o] != 0))
+        th->and_mask[o >> 6] |= uint64_t{1} << (o & 63);
+    }
     conv.run = [layer, th, ph, pw, pooled, pkh, pkw, psh, psw](const std::vector<const float*>& xs,
                                                                float* y, int64_t count) {
       const BinaryLayer& l = *layer;
       const binary::ConvShape& sh = l.shape;
-      const int64_t m = sh.m, plane = sh.oh * sh.ow, mw = binary::words(m),
-                    out_words = mw * ph * pw;
-      thread_local std::vector<uint64_t> buffer;
-      thread_local std::vector<float> sums;
-      sums.resize(m * plane);
+      const int64_t mw = binary::words(sh.m), out_words = mw * ph * pw;
+      thread_local std::vector<uint64_t> buffer, bits;
       for (int64_t b = 0; b < count / (2 * out_words); ++b) {
-        l.kernels->conv(l.input(xs[0], b, buffer), l.weights.data(), th->one.data(),
-                        th->zero.data(), sh, sums.data());
         uint64_t* o = reinterpret_cast<uint64_t*>(y) + b * out_words;
-        std::fill(o, o + out_words, uint64_t{0});
-        for (int64_t c = 0; c < m; ++c) {
-          const float* sc = sums.data() + c * plane;
-          const float t = th->t[c];
-          const bool below = th->below[c] != 0, largest = th->pool_max[c] != 0;
-          const uint64_t bit = uint64_t{1} << (c & 63);
-          uint64_t* oc = o + (c >> 6);
-          for (int64_t r = 0; r < ph; ++r) {
-            for (int64_t q = 0; q < pw; ++q) {
-              float v = sc[r * sh.ow + q];
-              if (pooled) {
-                const float* w0 = sc + (r * psh) * sh.ow + q * psw;
-                v = w0[0];
-                for (int64_t i = 0; i < pkh; ++i)
-                  for (int64_t j = 0; j < pkw; ++j)
-                    v = largest ? std::max(v, w0[i * sh.ow + j]) : std::min(v, w0[i * sh.ow + j]);
-              }
-              if (below ? v < t : v > t) oc[(r * pw + q) * mw] |= bit;
-            }
-          }
+        const uint64_t* in = l.input(xs[0], b, buffer);
+        if (!pooled) {
+          l.kernels->conv_bits(in, l.weights.data(), th->t.data(), th->below.data(), sh, o);
+          continue;
         }
+        bits.resize(mw * sh.oh * sh.ow);
+        l.kernels->conv_bits(in, l.weights.data(), th->t.data(), th->below.data(), sh, bits.data());
+        for (int64_t r = 0; r < ph; ++r)
+          for (int64_t q = 0; q < pw; ++q)
+            for (int64_t k = 0; k < mw; ++k) {
+              uint64_t all = ~uint64_t{0}, any = 0;
+              for (int64_t i = 0; i < pkh; ++i)
+                for (int64_t j = 0; j < pkw; ++j) {
+                  const uint64_t v = bits[((r * psh + i) * sh.ow + q * psw + j) * mw + k];
+                  all &= v, any |= v;
+                }
+              o[(r * pw + q) * mw + k] = (all & th->and_mask[k]) | (any & ~th->and_mask[k]);
+            }
       }
     };
     conv.info.kernel += pooled ? "+maxpool+threshold" : "+threshold";

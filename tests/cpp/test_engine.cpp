@@ -418,6 +418,44 @@ TEST(EngineBinary, EveryKernelEqualsTheDefinitionAroundWordSizes) {
   }
 }
 
+TEST(EngineBinary, EveryKernelsBitsAreTheThresholdedSums) {
+  std::mt19937 rng(12);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  for (const auto& k : lowbit::engine::binary::all()) {
+    if (!k.supported()) continue;
+    for (int64_t c : {7, 64, 130}) {
+      for (int64_t m : {5, 8, 17, 64, 70}) {
+        ConvShape s;
+        s.c = c, s.h = 5, s.w = 7, s.m = m, s.kh = s.kw = 3, s.pad_h = s.pad_w = 1;
+        s.oh = 5, s.ow = 7;
+        std::vector<float> x(c * s.h * s.w), w(m * c * 9);
+        for (auto& v : x) v = sign();
+        for (auto& v : w) v = sign();
+        const auto sums = reference_conv(x, w, std::vector<float>(m, 1.0f),
+                                         std::vector<float>(m, 0.0f), s);
+        std::vector<int32_t> t(m);
+        std::vector<uint8_t> below(m);
+        for (int64_t o = 0; o < m; ++o) {
+          t[o] = static_cast<int32_t>(rng() % 13) - 6;  // around the sums' middle
+          below[o] = rng() % 2;
+        }
+        const int64_t mw = lowbit::engine::binary::words(m), plane = s.oh * s.ow;
+        std::vector<uint64_t> want(mw * plane, 0), got(mw * plane, ~uint64_t{0});
+        for (int64_t o = 0; o < m; ++o)
+          for (int64_t p = 0; p < plane; ++p) {
+            const float n = sums[o * plane + p];
+            if (below[o] ? n < t[o] : n > t[o]) want[p * mw + o / 64] |= uint64_t{1} << (o % 64);
+          }
+        std::vector<uint64_t> packed(lowbit::engine::binary::words(c) * s.h * s.w);
+        lowbit::engine::binary::pack_chw(x.data(), c, s.h, s.w, packed.data());
+        const auto kernel = k.pack(w.data(), m, c, 3, 3);
+        k.conv_bits(packed.data(), kernel.data(), t.data(), below.data(), s, got.data());
+        EXPECT_EQ(got, want) << k.name << " c=" << c << " m=" << m;
+      }
+    }
+  }
+}
+
 TEST(EngineBinary, BipolarInputsAndScaledSignKernelsPlanTheBinaryKernel) {
   // BipolarQuant -> Pad(+1) -> Conv(±0.5 kernel) -> Flatten -> BipolarQuant -> Gemm(±1).
   const int64_t C = 70, H = 4, W = 3, M = 5, classes = 3;

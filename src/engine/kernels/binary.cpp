@@ -19,6 +19,8 @@ void conv(const uint64_t*, const uint64_t*, const float*, const float*, const Co
 }  // namespace avx2
 namespace avx512 {
 void conv(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&, float*);
+void conv_bits(const uint64_t*, const uint64_t*, const int32_t*, const uint8_t*, const ConvShape&,
+               uint64_t*);
 }  // namespace avx512
 #endif
 
@@ -63,23 +65,48 @@ std::vector<uint64_t> pack_interleaved(const float* w, int64_t m, int64_t c, int
   return out;
 }
 
+namespace {
+
+// conv_bits for kernels without their own: conv's float sums (scale 1, bias 0: exact), compared.
+template <ConvFn conv>
+void bits_from_sums(const uint64_t* x, const uint64_t* w, const int32_t* t, const uint8_t* below,
+                    const ConvShape& s, uint64_t* out) {
+  const int64_t plane = s.oh * s.ow, mw = words(s.m);
+  thread_local std::vector<float> sums, one, zero;
+  sums.resize(s.m * plane);
+  one.assign(s.m, 1.0f);
+  zero.assign(s.m, 0.0f);
+  conv(x, w, one.data(), zero.data(), s, sums.data());
+  std::fill(out, out + mw * plane, uint64_t{0});
+  for (int64_t o = 0; o < s.m; ++o) {
+    const float* so = sums.data() + o * plane;
+    const float to = static_cast<float>(t[o]);
+    const uint64_t bit = uint64_t{1} << (o & 63);
+    for (int64_t p = 0; p < plane; ++p) {
+      if (below[o] ? so[p] < to : so[p] > to) out[p * mw + (o >> 6)] |= bit;
+    }
+  }
+}
+
+}  // namespace
+
 const std::vector<Kernels>& all() {
   static const std::vector<Kernels> list = {
-    {"scalar", [] { return true; }, &pack_kernel, &scalar::conv},
+    {"scalar", [] { return true; }, &pack_kernel, &scalar::conv, &bits_from_sums<&scalar::conv>},
 #if defined(__x86_64__)
     {"popcnt", [] { return __builtin_cpu_supports("popcnt") != 0; }, &pack_kernel,
-     &popcnt::conv_popcnt},
+     &popcnt::conv_popcnt, &bits_from_sums<&popcnt::conv_popcnt>},
     {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; },
      [](const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
        return pack_interleaved(w, m, c, kh, kw, 4);
      },
-     &avx2::conv},
+     &avx2::conv, &bits_from_sums<&avx2::conv>},
     {"avx512",
      [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); },
      [](const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
        return pack_interleaved(w, m, c, kh, kw, 8);
      },
-     &avx512::conv},
+     &avx512::conv, &avx512::conv_bits},
 #endif
   };
   return list;

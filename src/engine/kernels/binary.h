@@ -37,6 +37,12 @@ struct ConvShape {
 using ConvFn = void (*)(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
                         const ConvShape& s, float* y);
 
+// The thresholded signs of the same sums n (before scale and bias) as bits, in pack_chw's layout
+// for the next binary layer: bit o of pixel p (out[p * words(m) + o / 64], bit o % 64) is 1 where
+// below[o] ? n < t[o] : n > t[o]. Writes every word of out (words(m) * oh * ow, padding bits 0).
+using ConvBitsFn = void (*)(const uint64_t* x, const uint64_t* w, const int32_t* t,
+                            const uint8_t* below, const ConvShape& s, uint64_t* out);
+
 // The kernel's layout of the packed weights, from w [m, c, kh, kw].
 using PackFn = std::vector<uint64_t> (*)(const float* w, int64_t m, int64_t c, int64_t kh,
                                          int64_t kw);
@@ -46,6 +52,7 @@ struct Kernels {
   bool (*supported)();
   PackFn pack;  // pack_kernel, or the kernel's own layout
   ConvFn conv;
+  ConvBitsFn conv_bits;  // the kernel's own, or conv's sums thresholded (bits_from_sums)
 };
 // Every implementation, the reference first; and the best one this CPU runs.
 const std::vector<Kernels>& all();

@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "binary.h"
@@ -44,14 +45,31 @@ inline void transpose8(__m256 r[8]) {
 
 // NB blocks of 8 output channels from o0 over every pixel, in tiles of kPixels: each broadcast
 // input word meets NB weight vectors, each weight vector kPixels input words.
-template <int NB>
+// kBits: the sums' thresholded signs as bits (one byte of 8 channels per pixel) instead of floats.
+template <int NB, bool kBits>
 void tile_channels(const uint64_t* xp, const uint64_t* w, const float* scale, const float* bias,
-                   const ConvShape& s, const int32_t* tap_sum, int64_t cw, int64_t mp, int64_t wp,
-                   int64_t o0, float* y) {
+                   const ConvShape& s, const int32_t* tap_sum, const uint8_t* border, int64_t cw,
+                   int64_t mp, int64_t wp, int64_t o0, float* y, const int32_t* t,
+                   const uint8_t* below, uint64_t* bits) {
   const int64_t plane = s.oh * s.ow, taps = s.kh * s.kw;
   const __m512i all = _mm512_set1_epi64(taps * s.c);
   __m256 scale8[NB], bias8[NB];
-  for (int k = 0; k < NB; ++k) {
+  __m512i t8[NB];
+  __mmask8 below8[NB], valid8[NB];
+  const int64_t mw = words(s.m);
+  for (int k = 0; k < NB && kBits; ++k) {
+    alignas(64) int64_t tv[8];
+    unsigned lanes = 0, valid = 0;
+    for (int l = 0; l < 8; ++l) {
+      const int64_t o = o0 + 8 * k + l;
+      tv[l] = o < s.m ? t[o] : 0;
+      lanes |= (o < s.m && below[o] ? 1u : 0u) << l;
+      valid |= (o < s.m ? 1u : 0u) << l;
+    }
+    t8[k] = _mm512_load_si512(tv);
+    below8[k] = static_cast<__mmask8>(lanes), valid8[k] = static_cast<__mmask8>(valid);
+  }
+  for (int k = 0; k < NB && !kBits; ++k) {
     alignas(32) float sv[8], bv[8];
     for (int l = 0; l < 8; ++l) {
       const int64_t o = o0 + 8 * k + l;
@@ -89,15 +107,16 @@ void tile_channels(const uint64_t* xp, const uint64_t* w, const float* scale, co
         }
       }
     }
+    uint64_t any_border;  // one flag byte per pixel of the tile (8 more after the plane)
+    std::memcpy(&any_border, border + p0, sizeof any_border);
     for (int b = 0; b < NB; ++b) {
       const int64_t ob = o0 + 8 * b;
       __m256 v[kPixels];
       for (int p = 0; p < kPixels; ++p) {
         __m512i sum = _mm512_sub_epi64(all, _mm512_slli_epi64(acc[p][b], 1));
         // A pixel whose window leaves the image: its padding taps' sums go back out.
-        const int64_t y0 = rows[p] * s.stride_h - s.pad_h, x0 = cols[p] * s.stride_w - s.pad_w;
-        if (y0 < 0 || x0 < 0 || y0 + (s.kh - 1) * s.dil_h >= s.h ||
-            x0 + (s.kw - 1) * s.dil_w >= s.w) {
+        if (any_border != 0 && border[p0 + std::min<int64_t>(p, np - 1)] != 0) {
+          const int64_t y0 = rows[p] * s.stride_h - s.pad_h, x0 = cols[p] * s.stride_w - s.pad_w;
           __m256i outside = _mm256_setzero_si256();
           for (int64_t i = 0; i < s.kh; ++i) {
             const int64_t yy = y0 + i * s.dil_h;
@@ -111,10 +130,20 @@ void tile_channels(const uint64_t* xp, const uint64_t* w, const float* scale, co
           }
           sum = _mm512_sub_epi64(sum, _mm512_cvtepi32_epi64(outside));
         }
+        if (kBits) {
+          if (p < np) {
+            const __mmask8 lt = _mm512_cmplt_epi64_mask(sum, t8[b]),
+                           gt = _mm512_cmpgt_epi64_mask(sum, t8[b]);
+            reinterpret_cast<uint8_t*>(bits + (p0 + p) * mw)[ob / 8] =
+                static_cast<uint8_t>(((lt & below8[b]) | (gt & ~below8[b])) & valid8[b]);
+          }
+          continue;
+        }
         // |sum| < 2^24 for any realistic layer, so the conversion is exact; the product and the
         // sum round once each, as the scalar kernel's do.
         v[p] = _mm256_add_ps(_mm256_mul_ps(_mm512_cvtepi64_ps(sum), scale8[b]), bias8[b]);
       }
+      if (kBits) continue;
       transpose8(v);  // v[l]: channel ob + l at the tile's pixels
       const __mmask8 keep = static_cast<__mmask8>((1u << np) - 1);
       for (int64_t l = 0; l < 8 && ob + l < s.m; ++l) {
@@ -131,8 +160,12 @@ void tile_channels(const uint64_t* xp, const uint64_t* w, const float* scale, co
 
 }  // namespace
 
-void conv(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
-          const ConvShape& s, float* y) {
+namespace {
+
+// Pads the input, then runs the tiles of every 16 channels.
+template <bool kBits>
+void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
+         const int32_t* t, const uint8_t* below, const ConvShape& s, float* y, uint64_t* bits) {
   const int64_t cw = words(s.c), mp = (s.m + 7) / 8 * 8, taps = s.kh * s.kw;
   const int64_t hp = (s.oh - 1) * s.stride_h + (s.kh - 1) * s.dil_h + 1;
   const int64_t wp = (s.ow - 1) * s.stride_w + (s.kw - 1) * s.dil_w + 1;
@@ -157,13 +190,37 @@ void conv(const uint64_t* x, const uint64_t* w, const float* scale, const float*
       tap_sum[t * mp + o] = static_cast<int32_t>(s.c - 2 * ones);
     }
   const uint64_t* xp = padded.data();
+  // Which output pixels' windows leave the image.
+  thread_local std::vector<uint8_t> border;
+  border.assign(s.oh * s.ow + 8, 0);
+  for (int64_t r = 0; r < s.oh; ++r)
+    for (int64_t q = 0; q < s.ow; ++q) {
+      const int64_t y0 = r * s.stride_h - s.pad_h, x0 = q * s.stride_w - s.pad_w;
+      border[r * s.ow + q] =
+          y0 < 0 || x0 < 0 || y0 + (s.kh - 1) * s.dil_h >= s.h || x0 + (s.kw - 1) * s.dil_w >= s.w;
+    }
   for (int64_t o0 = 0; o0 < mp; o0 += 16) {
     if (o0 + 8 < mp) {
-      tile_channels<2>(xp, w, scale, bias, s, tap_sum.data(), cw, mp, wp, o0, y);
+      tile_channels<2, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp, o0,
+                              y, t, below, bits);
     } else {
-      tile_channels<1>(xp, w, scale, bias, s, tap_sum.data(), cw, mp, wp, o0, y);
+      tile_channels<1, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp, o0,
+                              y, t, below, bits);
     }
   }
+}
+
+}  // namespace
+
+void conv(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
+          const ConvShape& s, float* y) {
+  run<false>(x, w, scale, bias, nullptr, nullptr, s, y, nullptr);
+}
+
+void conv_bits(const uint64_t* x, const uint64_t* w, const int32_t* t, const uint8_t* below,
+               const ConvShape& s, uint64_t* out) {
+  std::fill(out, out + words(s.m) * s.oh * s.ow, uint64_t{0});
+  run<true>(x, w, nullptr, nullptr, t, below, s, nullptr, out);
 }
 
 }  // namespace avx512
