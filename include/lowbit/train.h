@@ -1,6 +1,7 @@
 // Training recipes and the training loop behind the `lowbit` command (docs/training.md).
 #pragma once
 
+#include <optional>
 #include <torch/nn/modules/container/sequential.h>
 
 #include <cstdint>
@@ -50,6 +51,9 @@ struct Tensors {
   double input_mean = 0, input_std = 1;
 };
 Tensors to_tensors(const data::IdxDataset& dataset);
+// The same with a given standardisation (mean, std) instead of the training set's.
+Tensors to_tensors(const data::IdxDataset& dataset,
+                   const std::optional<std::pair<double, double>>& standardisation);
 
 struct TrainOptions {
   std::string data_dir;
@@ -101,6 +105,11 @@ struct Checkpoint {
 // Reads a checkpoint; `path` is a training output directory or a checkpoint file. A missing,
 // unreadable or incomplete file is an std::runtime_error naming it (and the missing entry).
 Checkpoint load_checkpoint(const std::string& path);
+
+// The data set standardised as the checkpoint's model was trained (its stored standardisation;
+// the data set's own training split where an older checkpoint lacks it), so that a model is
+// evaluated on any data set as it was trained.
+Tensors to_tensors(const data::IdxDataset& dataset, const Checkpoint& checkpoint);
 
 // Rebuilds the trained model of OUT (recipe and weights from OUT/checkpoint.pt).
 torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out = nullptr);

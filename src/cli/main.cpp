@@ -197,9 +197,11 @@ int main(int argc, char** argv) {
           r.name.c_str(), result.test_accuracy, static_cast<long long>(result.epochs),
           result.seconds, out.c_str());
     } else if (*eval) {
-      lowbit::train::Recipe r;
-      auto net = lowbit::train::load_model(checkpoint_dir, &r);
-      const auto t = lowbit::train::to_tensors(lowbit::data::load_idx_dataset(data));
+      const auto c = lowbit::train::load_checkpoint(checkpoint_dir);
+      const lowbit::train::Recipe& r = c.recipe;
+      auto net = c.model;
+      // Standardised as in training (the checkpoint's values), whatever data set is evaluated.
+      const auto t = lowbit::train::to_tensors(lowbit::data::load_idx_dataset(data), c);
       const auto [loss, acc] = lowbit::train::evaluate(net, t.test_images, t.test_labels);
       if (!logits_path.empty()) {
         torch::NoGradGuard no_grad;
@@ -242,8 +244,9 @@ int main(int argc, char** argv) {
         // LibTorch's eval-mode model on the same images (standardised as in training).
         at::set_num_threads(run_threads);
         torch::NoGradGuard no_grad;
-        auto net = lowbit::train::load_model(run_checkpoint);
-        const auto t = lowbit::train::to_tensors(lowbit::data::load_idx_dataset(run_data));
+        const auto c = lowbit::train::load_checkpoint(run_checkpoint);
+        auto net = c.model;
+        const auto t = lowbit::train::to_tensors(lowbit::data::load_idx_dataset(run_data), c);
         const Timing torch_timing =
             timed(n, k, run_batch, [&](int64_t first, int64_t m, float* out) {
               const at::Tensor y = net->forward(t.test_images.narrow(0, first, m)).contiguous();

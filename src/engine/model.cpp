@@ -615,7 +615,8 @@ struct Model::Impl {
     const std::shared_ptr<const BinaryLayer> layer = conv.binary;
     const BinaryLayer& l = *layer;
     const int64_t m = l.shape.m, k = l.shape.kh * l.shape.kw * l.shape.c;
-    if (k > (int64_t{1} << 20)) return false;
+    // Every sum of every channel is evaluated: a bounded amount of work for any file.
+    if (k > (int64_t{1} << 20) || m * (2 * k + 1) > (int64_t{1} << 26)) return false;
     auto th = std::make_shared<Thresholds>();
     th->t.resize(m), th->below.resize(m), th->pool_max.assign(m, 1);
     std::vector<float> pre(2 * k + 1);

@@ -1,4 +1,5 @@
 // The training loop of the `lowbit` command: checkpoints, metrics, resume, progress.
+#include <optional>
 #include <torch/torch.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -185,7 +186,15 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   }
 }
 
-Tensors to_tensors(const data::IdxDataset& d) {
+Tensors to_tensors(const data::IdxDataset& d) { return to_tensors(d, std::nullopt); }
+
+Tensors to_tensors(const data::IdxDataset& d, const Checkpoint& c) {
+  if (!c.has_normalization) return to_tensors(d);
+  return to_tensors(d, std::make_pair(c.input_mean, c.input_std));
+}
+
+Tensors to_tensors(const data::IdxDataset& d,
+                   const std::optional<std::pair<double, double>>& given) {
   auto images = [](const data::IdxImages& im) {
     return torch::from_blob(const_cast<uint8_t*>(im.pixels.data()), {im.count, 1, im.rows, im.cols},
                             torch::kUInt8)
@@ -200,8 +209,8 @@ Tensors to_tensors(const data::IdxDataset& d) {
   Tensors t;
   t.train_images = images(d.train.images);
   t.test_images = images(d.test.images);
-  const double mean = t.train_images.mean().item<double>();
-  const double std = std::max(t.train_images.std().item<double>(), 1e-6);
+  const double mean = given ? given->first : t.train_images.mean().item<double>();
+  const double std = given ? given->second : std::max(t.train_images.std().item<double>(), 1e-6);
   t.train_images.sub_(mean).div_(std);
   t.test_images.sub_(mean).div_(std);
   t.input_mean = mean;

@@ -329,3 +329,17 @@ def test_engine_rejects_a_corrupt_model_naming_it(tmp_path, work):
     bad.write_bytes(b"\x08\x07garbage")
     r = lowbit_cmd("run", bad, "--data", work / "data", check=False)
     assert r.returncode == 2 and "bad.onnx" in r.stderr
+
+
+def test_eval_and_run_standardise_as_in_training_on_another_data_set(work, trained, exported, tmp_path):
+    # A data set whose training split has another mean and std than the one the model saw: LibTorch
+    # (lowbit eval, lowbit run --checkpoint) must standardise with the checkpoint's values, as the
+    # exported graph does.
+    other = ref.subset(tmp_path / "other", train=300, test=400)
+    run = trained["float"][0]
+    lowbit_cmd("eval", "--checkpoint", run, "--data", other, "--logits", tmp_path / "torch.npy")
+    result = json.loads(lowbit_cmd("run", exported["float", "qonnx"], "--data", other, "--checkpoint", run,
+                                   "--logits", tmp_path / "engine.npy").stdout)
+    torch_logits, engine_logits = np.load(tmp_path / "torch.npy"), np.load(tmp_path / "engine.npy")
+    np.testing.assert_allclose(engine_logits, torch_logits, rtol=1e-4, atol=1e-4)
+    assert result["same_predictions"] == 1.0
