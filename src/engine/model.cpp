@@ -1176,8 +1176,8 @@ struct Model::Impl {
   // sum k a constant per channel and sum u, where zw != 0, one more row of weights all 1. The
   // integer sum is exact; scaled and biased in double, it rounds once to float.
   static bool int8_conv(Step& s, const binary::ConvShape& shape, const Grid& xg,
-                        const std::vector<float>& w, const Grid& wg,
-                        const std::vector<float>& bias) {
+                        const std::vector<float>& w, const Grid& wg, const std::vector<float>& bias,
+                        const std::string& kind) {
     if (!xg.on || !wg.on || xg.scale.size() != 1) return false;
     const int64_t zx = static_cast<int64_t>(xg.zero) - xg.lo;  // the input's zero, shifted
     if (xg.hi - xg.lo > 255 || zx < 0 || zx > 255) return false;
@@ -1213,7 +1213,7 @@ struct Model::Impl {
       for (int64_t ch = 0; ch < shape.c; ++ch) codes[(m * taps + t) * cp + ch] = 1;
     const int8::Kernels& k = int8::best();
     const std::vector<int8_t> packed = k.pack(codes, mc, shape);
-    s.info.kernel = (shape.kh == 1 && shape.h == 1 ? "int8_gemm_" : "int8_conv2d_") + k.name;
+    s.info.kernel = kind + k.name;
     s.info.parameter_bytes = static_cast<int64_t>(
         packed.size() + m * (sizeof(int64_t) + sizeof(double)) + bias.size() * sizeof(float));
     const int8::ConvFn fn = k.conv;
@@ -1279,7 +1279,8 @@ struct Model::Impl {
       return;
     }
     if (x.packed) bad(where, "internal: a packed input reached a float convolution");
-    if (group == 1 && int8_conv(s, shape, x.grid, w.data, weight_grid(w.data, m, w.grid), bias))
+    if (group == 1 &&
+        int8_conv(s, shape, x.grid, w.data, weight_grid(w.data, m, w.grid), bias, "int8_conv2d_"))
       return;
     s.info.kernel = "conv2d_f32";
     const std::vector<float> wdata = w.data;
@@ -1376,7 +1377,7 @@ struct Model::Impl {
     }
     // Per-channel weight scales apply to rows only where B holds them (transB).
     const Grid wg = weight_grid(rows, m, tb || w.grid.scale.size() == 1 ? w.grid : Grid());
-    if (int8_conv(s, shape, x.grid, rows, wg, bias)) return;
+    if (int8_conv(s, shape, x.grid, rows, wg, bias, "int8_gemm_")) return;
     s.info.kernel = "gemm_f32";
     s.info.parameter_bytes = static_cast<int64_t>((rows.size() + bias.size()) * sizeof(float));
     s.run = [rows, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -431,8 +432,8 @@ TEST(EngineBinary, EveryKernelsBitsAreTheThresholdedSums) {
         std::vector<float> x(c * s.h * s.w), w(m * c * 9);
         for (auto& v : x) v = sign();
         for (auto& v : w) v = sign();
-        const auto sums = reference_conv(x, w, std::vector<float>(m, 1.0f),
-                                         std::vector<float>(m, 0.0f), s);
+        const auto sums =
+            reference_conv(x, w, std::vector<float>(m, 1.0f), std::vector<float>(m, 0.0f), s);
         std::vector<int32_t> t(m);
         std::vector<uint8_t> below(m);
         for (int64_t o = 0; o < m; ++o) {
@@ -811,6 +812,30 @@ TEST(EngineInt8, PowerOfTwoGraphRunsOnTheInt8KernelsExactly) {
 
 TEST(EngineInt8, AffineGraphWithZeroPointsAndChannelScalesRunsExactly) {
   check_quantized_graph(0.037f, 3, 0.0021f, -28, true);  // weight codes offset: the row of ones
+}
+
+TEST(EngineInt8, NotANumberReachingAnInt8LayerIsReadAsZero) {
+  // Quant passes NaN on; the 8-bit kernels have no code for it (found by the fuzzer: the
+  // conversion to int was undefined behaviour).
+  Builder b({2, 1, 3});
+  b.init("s", {}, {0.5f});
+  b.init("z", {}, {128});
+  b.init("bits", {}, {8});
+  b.init("w", {1, 2, 1, 1}, {1.0f, -2.0f});
+  b.init("one", {}, {1.0f});
+  b.init("zero", {}, {0.0f});
+  auto* q = b.node("Quant", {"image", "s", "z", "bits"}, "xq", "qonnx.custom_op.general");
+  Builder::attr(q, "signed", int64_t{0});
+  b.node("Quant", {"w", "one", "zero", "bits"}, "wq", "qonnx.custom_op.general");
+  b.node("Conv", {"xq", "wq"}, "c");
+  b.node("Flatten", {"c"}, "y");
+  const Model model = b.load("y");
+  ASSERT_EQ(model.plan()[1].kernel, "int8_conv2d_" + lowbit::engine::int8::best().name);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> x = {nan, 1.0f, 2.0f, 3.0f, nan, -1.5f};  // channel 0 then channel 1
+  std::vector<float> y(3);
+  model.run(x.data(), 1, y.data());
+  EXPECT_EQ(y, (std::vector<float>{0.0f - 2 * 3.0f, 1.0f - 0.0f, 2.0f + 3.0f}));
 }
 
 TEST(EngineInt8, WeightsOffTheirGridKeepTheFloatKernel) {

@@ -31,9 +31,14 @@ void pack_input(const float* x, float scale, int zero, const ConvShape& s, uint8
     std::fill(out + p * cp + s.c, out + (p + 1) * cp, uint8_t{0});
   }
   // The values are integer multiples of scale: v / scale lies within float32's rounding of an
-  // integer in [-255, 255], which adding and subtracting 1.5 * 2^23 rounds to (no branch, no libm
-  // call, vectorized).
-  auto code = [](float v) { return static_cast<int>((v + 12582912.0f) - 12582912.0f); };
+  // integer in [-zero, 255 - zero], which adding and subtracting 1.5 * 2^23 rounds to (no libm
+  // call, vectorized). The only value off the grid a graph can bring is NaN (Quant passes it on),
+  // read as 0; the clamp keeps every code in range whatever the input.
+  const float lo = static_cast<float>(-zero), hi = static_cast<float>(255 - zero);
+  auto code = [lo, hi](float v) {
+    v = v > hi ? hi : (v >= lo ? v : (v < lo ? lo : 0.0f));
+    return static_cast<int>((v + 12582912.0f) - 12582912.0f);
+  };
   const float inverse = 1.0f / scale;
   const bool exact_inverse = inverse * scale == 1.0f && std::isfinite(inverse);
   const int64_t n = std::max<int64_t>(0, std::min<int64_t>(s.w, wp - s.pad_w));  // columns read

@@ -31,7 +31,8 @@ inline int64_t padded_cols(const ConvShape& s) {
 // The codes of one image x [c, h, w] channels last with the padding written out:
 // out[(yp * padded_cols + xp) * padded_channels(c) + ch] = x[ch, yp - pad_h, xp - pad_w] / scale
 // + zero where that is inside the image, `zero` in the padding, 0 in the extra channels. The values
-// must be integer multiples of scale with codes in [0, 255] (the caller's planning checks that).
+// are integer multiples of scale with codes in [0, 255] (the caller's planning checks that); NaN
+// is read as 0 and anything else off the range is clamped to it, so every code is defined.
 void pack_input(const float* x, float scale, int zero, const ConvShape& s, uint8_t* out);
 
 // Weights: codes [mc][kh][kw][padded_channels(c)] (extra channels 0), mc rows of output channels.
