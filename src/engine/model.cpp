@@ -963,7 +963,7 @@ struct Model::Impl {
       if (range != zero_point_ranges.end()) std::tie(lo, hi) = range->second;
       in.resize(1);
       const Value& x = *in[0];
-      if (dequant && zp == std::nearbyint(zp) && sc > 0 && std::isfinite(sc) &&
+      if (dequant && small_integer(zp) && sc > 0 && std::isfinite(sc) &&
           (x.integral || (x.constant && integral_in(x.data, lo, hi)))) {
         out.grid.on = true, out.grid.scale = {sc}, out.grid.zero = zp;
         out.grid.lo = static_cast<int64_t>(lo), out.grid.hi = static_cast<int64_t>(hi);
@@ -1089,6 +1089,11 @@ struct Model::Impl {
     out.grid.scale = {scale};
   }
 
+  // An integer that int64 and float32 both hold exactly (zero points of a grid).
+  static bool small_integer(float v) {
+    return std::fabs(v) <= 16777216.0f && v == std::nearbyint(v);
+  }
+
   static bool integral_in(const std::vector<float>& v, float lo, float hi) {
     for (float e : v)
       if (!(e >= lo && e <= hi) || e != std::nearbyint(e)) return false;
@@ -1099,7 +1104,7 @@ struct Model::Impl {
   // slice of the first dimension).
   static Grid quant_grid(const Value& x, const Value& sc, const Value& zp, float lo, float hi) {
     Grid g;
-    if (zp.data.size() != 1 || zp.data[0] != std::nearbyint(zp.data[0])) return g;
+    if (zp.data.size() != 1 || !small_integer(zp.data[0])) return g;
     for (float v : sc.data)
       if (!(v > 0) || !std::isfinite(v)) return g;
     const bool per_slice = x.constant && !x.dims.empty() && sc.data.size() > 1 &&
