@@ -5,6 +5,8 @@
 // their activations packed); BM_binary_pack_conv adds packing the float input's signs;
 // BM_binary_conv_bits: the same, its output thresholded per channel into packed bits (what a binary
 // layer followed by batch norm and a sign writes for the next one in a fused chain).
+// BM_binary_gemm: a GEMM (the 1x1 convolution of a 14x14 image, 1024 -> 1024 channels: 196 rows,
+// 1024-bit dot products, 1024 columns), against BM_xor_popcount_peak.
 // BM_int8_conv: every 8-bit kernel (power-of-2 layers, int8 x int8 -> int32) on codes in and sums
 // out; BM_int8_step adds what the engine's step does around it: the float input to codes and the
 // sums to the float output.
@@ -61,6 +63,25 @@ void BM_binary_conv_bits(benchmark::State& state, const bin::Kernels* k, Shape s
                          benchmark::Counter::kIsRate);
 }
 
+void BM_binary_gemm(benchmark::State& state, const bin::Kernels* k) {
+  bin::ConvShape g;
+  g.c = g.m = 1024;
+  g.h = g.w = g.oh = g.ow = 14;
+  g.kh = g.kw = 1;
+  const auto x = signs(g.c * g.h * g.w, 1), w = signs(g.m * g.c, 2);
+  std::vector<uint64_t> packed(bin::words(g.c) * g.h * g.w);
+  bin::pack_chw(x.data(), g.c, g.h, g.w, packed.data());
+  const auto kernel = k->pack(w.data(), g.m, g.c, 1, 1);
+  std::vector<float> scale(g.m, 1.0f), bias(g.m, 0.0f), y(g.m * g.oh * g.ow);
+  for (auto _ : state) {
+    k->conv(packed.data(), kernel.data(), scale.data(), bias.data(), g, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["MACs/s"] =
+      benchmark::Counter(static_cast<double>(g.m * g.c * g.oh * g.ow) * state.iterations(),
+                         benchmark::Counter::kIsRate);
+}
+
 void BM_binary_conv(benchmark::State& state, const bin::Kernels* k, Shape s, bool pack_input) {
   const auto g = conv_shape(s);
   const auto x = signs(g.c * g.h * g.w, 1), w = signs(g.m * g.c * 9, 2);
@@ -97,11 +118,11 @@ void BM_int8_conv(benchmark::State& state, const lowbit::engine::int8::Kernels* 
   std::vector<float> bias(g.m, 0.5f), y(g.m * plane);
   i8::pack_input(x.data(), 0.0625f, 128, g, in.data());
   for (auto _ : state) {
-    if (step) i8::pack_input(x.data(), 0.0625f, 128, g, in.data());
+    if (step) k->pack_input(x.data(), 0.0625f, 128, g, in.data());
     k->conv(in.data(), packed.data(), g.m, g, raw.data());
     if (step) {
-      i8::dequantize(raw.data(), g.m, plane, constant.data(), 0, scale.data(), bias.data(),
-                     y.data());
+      k->dequantize(raw.data(), g.m, plane, constant.data(), 0, scale.data(), bias.data(),
+                    y.data());
     }
     benchmark::DoNotOptimize(raw.data());
     benchmark::DoNotOptimize(y.data());
@@ -156,6 +177,12 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void BM_xor_popcount_peak(
 const bool registered = [] {
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq")) {
     benchmark::RegisterBenchmark("BM_xor_popcount_peak/avx512", BM_xor_popcount_peak);
+  }
+  for (const auto& k : bin::all()) {
+    if (k.supported() && k.name != "scalar") {
+      benchmark::RegisterBenchmark(("BM_binary_gemm/" + k.name).c_str(), BM_binary_gemm, &k)
+          ->Unit(benchmark::kMicrosecond);
+    }
   }
   for (const Shape& s : kShapes) {
     const std::string shape = std::to_string(s.c) + "x" + std::to_string(s.hw);

@@ -1221,9 +1221,9 @@ struct Model::Impl {
     s.info.kernel = kind + k.name;
     s.info.parameter_bytes = static_cast<int64_t>(
         packed.size() + m * (sizeof(int64_t) + sizeof(double)) + bias.size() * sizeof(float));
-    const int8::ConvFn fn = k.conv;
+    const int8::Kernels* k8 = &k;
     const float sx = xg.scale[0];
-    s.run = [fn, shape, packed, mc, m, zx, zw, sx, constant, scale, bias](
+    s.run = [k8, shape, packed, mc, m, zx, zw, sx, constant, scale, bias](
                 const std::vector<const float*>& xs, float* y, int64_t count) {
       const int64_t per_in = shape.c * shape.h * shape.w, plane = shape.oh * shape.ow;
       // Reused by every 8-bit step of a thread: no fresh pages per image.
@@ -1233,10 +1233,10 @@ struct Model::Impl {
                       int8::padded_cols(shape));
       raw.resize(mc * plane);
       for (int64_t b = 0; b < count / (m * plane); ++b) {
-        int8::pack_input(xs[0] + b * per_in, sx, static_cast<int>(zx), shape, codes_in.data());
-        fn(codes_in.data(), packed.data(), mc, shape, raw.data());
-        int8::dequantize(raw.data(), m, plane, constant.data(), zw, scale.data(), bias.data(),
-                         y + b * m * plane);
+        k8->pack_input(xs[0] + b * per_in, sx, static_cast<int>(zx), shape, codes_in.data());
+        k8->conv(codes_in.data(), packed.data(), mc, shape, raw.data());
+        k8->dequantize(raw.data(), m, plane, constant.data(), zw, scale.data(), bias.data(),
+                       y + b * m * plane);
       }
     };
     return true;

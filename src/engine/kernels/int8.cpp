@@ -1,11 +1,9 @@
 // The input packer, the scalar 8-bit convolution (the reference) and the dispatch list.
-#include "int8.h"
-
+#define LOWBIT_INT8_ISA scalar
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 
 #include "dispatch.h"
+#include "int8_body.h"
 
 namespace lowbit {
 namespace engine {
@@ -15,76 +13,26 @@ namespace int8 {
 namespace avx2 {
 std::vector<int8_t> pack(const std::vector<int8_t>&, int64_t, const ConvShape&);
 void conv(const uint8_t*, const int8_t*, int64_t, const ConvShape&, int32_t*);
+void pack_input(const float*, float, int, const ConvShape&, uint8_t*);
+void dequantize(const int32_t*, int64_t, int64_t, const int64_t*, int64_t, const double*,
+                const float*, float*);
 }  // namespace avx2
 namespace avx512 {
 std::vector<int8_t> pack(const std::vector<int8_t>&, int64_t, const ConvShape&);
 void conv(const uint8_t*, const int8_t*, int64_t, const ConvShape&, int32_t*);
+void pack_input(const float*, float, int, const ConvShape&, uint8_t*);
+void dequantize(const int32_t*, int64_t, int64_t, const int64_t*, int64_t, const double*,
+                const float*, float*);
 }  // namespace avx512
 #endif
 
 void pack_input(const float* x, float scale, int zero, const ConvShape& s, uint8_t* out) {
-  const int64_t cp = padded_channels(s.c), hp = padded_rows(s), wp = padded_cols(s);
-  const uint8_t pad = static_cast<uint8_t>(zero);
-  // The padding's codes everywhere (the extra channels' 0 below), then the image over them.
-  for (int64_t p = 0; p < hp * wp; ++p) {
-    std::fill(out + p * cp, out + p * cp + s.c, pad);
-    std::fill(out + p * cp + s.c, out + (p + 1) * cp, uint8_t{0});
-  }
-  // The values are integer multiples of scale: v / scale lies within float32's rounding of an
-  // integer in [-zero, 255 - zero], which adding and subtracting 1.5 * 2^23 rounds to (no libm
-  // call, vectorized). The only value off the grid a graph can bring is NaN (Quant passes it on),
-  // read as 0; the clamp keeps every code in range whatever the input.
-  const float lo = static_cast<float>(-zero), hi = static_cast<float>(255 - zero);
-  auto code = [lo, hi](float v) {
-    v = v > hi ? hi : (v >= lo ? v : (v < lo ? lo : 0.0f));
-    return static_cast<int>((v + 12582912.0f) - 12582912.0f);
-  };
-  const float inverse = 1.0f / scale;
-  const bool exact_inverse = inverse * scale == 1.0f && std::isfinite(inverse);
-  const int64_t n = std::max<int64_t>(0, std::min<int64_t>(s.w, wp - s.pad_w));  // columns read
-  std::vector<float> row(n);
-  std::vector<uint32_t> four(n);
-  // Four channels at a time, so that each pixel's group of 4 codes is one 32-bit store.
-  for (int64_t c0 = 0; c0 < s.c; c0 += 4) {
-    for (int64_t y = 0; y < s.h; ++y) {
-      const int64_t yp = y + s.pad_h;
-      if (yp >= hp) break;
-      std::fill(four.begin(), four.end(), 0u);
-      for (int64_t k = 0; k < 4 && c0 + k < s.c; ++k) {
-        const float* xr = x + ((c0 + k) * s.h + y) * s.w;
-        // Power-of-2 scales multiply by the exact inverse; others divide, as the reference does.
-        if (exact_inverse) {
-          for (int64_t q = 0; q < n; ++q) row[q] = xr[q] * inverse;
-        } else {
-          for (int64_t q = 0; q < n; ++q) row[q] = xr[q] / scale;
-        }
-        for (int64_t q = 0; q < n; ++q)
-          four[q] |= static_cast<uint32_t>(code(row[q]) + zero) << (8 * k);
-      }
-      uint8_t* o = out + (yp * wp + s.pad_w) * cp + c0;
-      for (int64_t q = 0; q < n; ++q) std::memcpy(o + q * cp, &four[q], 4);
-    }
-  }
+  scalar::pack_input_body(x, scale, zero, s, out);
 }
 
 void dequantize(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant, int64_t zw,
                 const double* scale, const float* bias, float* y) {
-  // Every term below 2^53: the sums are exact in double.
-  const int32_t* sum_u = raw + m * plane;
-  const double dzw = static_cast<double>(zw);
-  for (int64_t o = 0; o < m; ++o) {
-    const int32_t* r = raw + o * plane;
-    float* yo = y + o * plane;
-    const double so = scale[o], bo = bias[o], co = static_cast<double>(constant[o]);
-    if (zw == 0) {
-      for (int64_t p = 0; p < plane; ++p)
-        yo[p] = static_cast<float>((static_cast<double>(r[p]) + co) * so + bo);
-    } else {
-      for (int64_t p = 0; p < plane; ++p)
-        yo[p] = static_cast<float>(
-            (static_cast<double>(r[p]) + co - dzw * static_cast<double>(sum_u[p])) * so + bo);
-    }
-  }
+  scalar::dequantize_body(raw, m, plane, constant, zw, scale, bias, y);
 }
 
 namespace scalar {
@@ -118,15 +66,16 @@ void conv(const uint8_t* x, const int8_t* w, int64_t mc, const ConvShape& s, int
 
 const std::vector<Kernels>& all() {
   static const std::vector<Kernels> list = {
-    {"scalar", [] { return true; }, &scalar::pack, &scalar::conv},
+    {"scalar", [] { return true; }, &scalar::pack, &scalar::conv, &pack_input, &dequantize},
 #if defined(__x86_64__)
-    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::pack, &avx2::conv},
+    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::pack, &avx2::conv,
+     &avx2::pack_input, &avx2::dequantize},
     {"avx512_vnni",
      [] {
        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
               __builtin_cpu_supports("avx512vnni");
      },
-     &avx512::pack, &avx512::conv},
+     &avx512::pack, &avx512::conv, &avx512::pack_input, &avx512::dequantize},
 #endif
   };
   return list;

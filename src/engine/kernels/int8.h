@@ -44,11 +44,18 @@ using ConvFn = void (*)(const uint8_t* x, const int8_t* w, int64_t mc, const Con
 using PackFn = std::vector<int8_t> (*)(const std::vector<int8_t>& codes, int64_t mc,
                                        const ConvShape& s);
 
+using PackInputFn = void (*)(const float* x, float scale, int zero, const ConvShape& s,
+                             uint8_t* out);
+using DequantizeFn = void (*)(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant,
+                              int64_t zw, const double* scale, const float* bias, float* y);
+
 struct Kernels {
   std::string name;
   bool (*supported)();
   PackFn pack;
   ConvFn conv;
+  PackInputFn pack_input;  // pack_input and dequantize below, compiled for the kernel's ISA
+  DequantizeFn dequantize;
 };
 // Every implementation, the reference first; and the best one this CPU runs.
 const std::vector<Kernels>& all();

@@ -9,12 +9,23 @@
 #include <algorithm>
 #include <cstring>
 
+#define LOWBIT_INT8_ISA avx2
 #include "int8.h"
+#include "int8_body.h"
 
 namespace lowbit {
 namespace engine {
 namespace int8 {
 namespace avx2 {
+
+void pack_input(const float* x, float scale, int zero, const ConvShape& s, uint8_t* out) {
+  pack_input_body(x, scale, zero, s, out);
+}
+
+void dequantize(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant, int64_t zw,
+                const double* scale, const float* bias, float* y) {
+  dequantize_body(raw, m, plane, constant, zw, scale, bias, y);
+}
 
 // The int16 codes, stored in the bytes of the returned vector.
 std::vector<int8_t> pack(const std::vector<int8_t>& codes, int64_t mc, const ConvShape& s) {
