@@ -21,6 +21,25 @@ namespace {
 
 constexpr const char* kDefaultData = "/usr/share/datasets/fashion-mnist";
 
+// A file path inside a JSON string: quotes, backslashes and control characters escaped.
+std::string json_escaped(const std::string& text) {
+  std::string out;
+  for (const char ch : text) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (u < 0x20) {
+      char buffer[8];
+      std::snprintf(buffer, sizeof buffer, "\\u%04x", u);
+      out += buffer;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 std::string recipe_list() {
   std::string s;
   for (const auto& n : lowbit::train::recipe_names()) s += (s.empty() ? "" : ", ") + n;
@@ -195,7 +214,7 @@ int main(int argc, char** argv) {
           "{\"model\": \"%s\", \"test_accuracy\": %.6f, \"epochs\": %lld, \"seconds\": %.1f, "
           "\"out\": \"%s\"}\n",
           r.name.c_str(), result.test_accuracy, static_cast<long long>(result.epochs),
-          result.seconds, out.c_str());
+          result.seconds, json_escaped(out).c_str());
     } else if (*eval) {
       const auto c = lowbit::train::load_checkpoint(checkpoint_dir);
       const lowbit::train::Recipe& r = c.recipe;
@@ -286,8 +305,9 @@ int main(int argc, char** argv) {
           "\"latency_ms_batch1\": %.4f, \"throughput_images_per_second\": %.1f, \"batch\": %lld, "
           "\"threads\": %d, \"file_bytes\": %lld, \"parameter_bytes\": %lld, \"kernels\": "
           "{%s}%s}\n",
-          run_model.c_str(), static_cast<long long>(n), engine.accuracy(test.labels.labels),
-          engine.median_ms, engine.throughput, static_cast<long long>(run_batch), run_threads,
+          json_escaped(run_model).c_str(), static_cast<long long>(n),
+          engine.accuracy(test.labels.labels), engine.median_ms, engine.throughput,
+          static_cast<long long>(run_batch), run_threads,
           static_cast<long long>(std::filesystem::file_size(run_model)),
           static_cast<long long>(model.parameter_bytes()), kernel_json.c_str(), compare.c_str());
     } else if (*exp) {
@@ -300,7 +320,8 @@ int main(int argc, char** argv) {
         ops += (ops.empty() ? "" : ", ") + std::string("\"") + op + "\": " + std::to_string(n);
       }
       std::printf("{\"out\": \"%s\", \"format\": \"%s\", \"bytes\": %lld, \"nodes\": {%s}}\n",
-                  result.path.c_str(), lowbit::exporter::format_name(result.format).c_str(),
+                  json_escaped(result.path).c_str(),
+                  lowbit::exporter::format_name(result.format).c_str(),
                   static_cast<long long>(result.bytes), ops.c_str());
     } else if (*summary) {
       auto r = resolve(summary_model, summary_config);

@@ -343,3 +343,13 @@ def test_eval_and_run_standardise_as_in_training_on_another_data_set(work, train
     torch_logits, engine_logits = np.load(tmp_path / "torch.npy"), np.load(tmp_path / "engine.npy")
     np.testing.assert_allclose(engine_logits, torch_logits, rtol=1e-4, atol=1e-4)
     assert result["same_predictions"] == 1.0
+
+
+def test_json_output_escapes_paths(trained, exported, tmp_path, work):
+    # A file name with a quote and a backslash: lowbit's JSON lines stay valid JSON.
+    odd = tmp_path / 'we"ird\\name.onnx'
+    odd.write_bytes(exported["bnn", "qonnx"].read_bytes())
+    result = json.loads(lowbit_cmd("run", odd, "--data", work / "data").stdout)
+    assert result["model"] == str(odd)
+    out = tmp_path / 'ex"port.onnx'
+    assert json.loads(lowbit_cmd("export", "--checkpoint", trained["bnn"][0], "--out", out).stdout)["out"] == str(out)
