@@ -595,11 +595,11 @@ struct Model::Impl {
     out.chain = next;
   }
 
-  // The thresholds of a fused chain: bit (−1) where n < t (below) or n > t, n the sum, or over a
-  // pool the largest (pool_max) or smallest sum of the window.
+  // The thresholds of a fused chain: bit (−1) where n < t (below) or n > t, n the sum; over a
+  // pool, the window's bits combined by AND or OR per channel.
   struct Thresholds {
     std::vector<int32_t> t;
-    std::vector<uint8_t> below, pool_max;
+    std::vector<uint8_t> below;
     std::vector<uint64_t> and_mask;  // per word: the channels whose pooled bit is the AND
   };
 
@@ -618,7 +618,8 @@ struct Model::Impl {
     // Every sum of every channel is evaluated: a bounded amount of work for any file.
     if (k > (int64_t{1} << 20) || m * (2 * k + 1) > (int64_t{1} << 26)) return false;
     auto th = std::make_shared<Thresholds>();
-    th->t.resize(m), th->below.resize(m), th->pool_max.assign(m, 1);
+    th->t.resize(m), th->below.resize(m);
+    th->and_mask.assign(binary::words(m), 0);
     std::vector<float> pre(2 * k + 1);
     for (int64_t o = 0; o < m; ++o) {
       auto apply = [o](const std::vector<SumChain::Op>& ops, float v) {
@@ -640,7 +641,7 @@ struct Model::Impl {
         if (n > -k) up = up && v >= pre[n + k - 1], down = down && v <= pre[n + k - 1];
       }
       if (chain.pooled && !up && !down) return false;
-      th->pool_max[o] = up;
+      const bool largest = up;  // the pool keeps the largest sum (else the smallest)
       // BipolarQuant: -1 (bit 1) unless v >= 0.
       auto bit = [&](int64_t n) { return !(apply(chain.after_pool, pre[n + k]) >= 0); };
       int changes = 0;
@@ -656,18 +657,14 @@ struct Model::Impl {
       } else {
         th->below[o] = 0, th->t[o] = static_cast<int32_t>(last_change - 1);  // bits for n > t
       }
+      // Over a pool, bit(largest n) for "n < t" is the AND of the window's bits, for "n > t" the
+      // OR (and the other way round for the smallest n).
+      if (largest == (th->below[o] != 0)) th->and_mask[o >> 6] |= uint64_t{1} << (o & 63);
     }
     const int64_t ph = chain.chw[1], pw = chain.chw[2];
     const bool pooled = chain.pooled;
     const int64_t pkh = chain.pool_kh, pkw = chain.pool_kw, psh = chain.pool_sh,
                   psw = chain.pool_sw;
-    // Over a pool, bit(largest n) for "n < t" is the AND of the window's bits, for "n > t" the OR
-    // (and the other way round for the smallest n).
-    th->and_mask.assign(binary::words(m), 0);
-    for (int64_t o = 0; o < m; ++o) {
-      if ((th->pool_max[o] != 0) == (th->below[o] != 0))
-        th->and_mask[o >> 6] |= uint64_t{1} << (o & 63);
-    }
     conv.run = [layer, th, ph, pw, pooled, pkh, pkw, psh, psw](const std::vector<const float*>& xs,
                                                                float* y, int64_t count) {
       const BinaryLayer& l = *layer;

@@ -27,12 +27,12 @@ void dequantize(const int32_t*, int64_t, int64_t, const int64_t*, int64_t, const
 #endif
 
 void pack_input(const float* x, float scale, int zero, const ConvShape& s, uint8_t* out) {
-  scalar::pack_input_body(x, scale, zero, s, out);
+  scalar::pack_input(x, scale, zero, s, out);
 }
 
 void dequantize(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant, int64_t zw,
                 const double* scale, const float* bias, float* y) {
-  scalar::dequantize_body(raw, m, plane, constant, zw, scale, bias, y);
+  scalar::dequantize(raw, m, plane, constant, zw, scale, bias, y);
 }
 
 namespace scalar {

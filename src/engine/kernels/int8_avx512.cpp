@@ -18,15 +18,6 @@ namespace engine {
 namespace int8 {
 namespace avx512 {
 
-void pack_input(const float* x, float scale, int zero, const ConvShape& s, uint8_t* out) {
-  pack_input_body(x, scale, zero, s, out);
-}
-
-void dequantize(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant, int64_t zw,
-                const double* scale, const float* bias, float* y) {
-  dequantize_body(raw, m, plane, constant, zw, scale, bias, y);
-}
-
 std::vector<int8_t> pack(const std::vector<int8_t>& codes, int64_t mc, const ConvShape& s) {
   const int64_t cp = padded_channels(s.c), taps = s.kh * s.kw, groups = cp / 4;
   const int64_t blocks = (mc + 15) / 16;

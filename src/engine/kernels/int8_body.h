@@ -1,6 +1,7 @@
 // The 8-bit layers' conversions, compiled once per instruction set (int8.cpp: baseline, the
 // kernels' files with their flags, where the compiler vectorizes them wider): the float input to
-// codes, and the sums to the float output (int8.h).
+// codes, and the sums to the float output (int8.h). Included by exactly one file per
+// LOWBIT_INT8_ISA namespace, which it gives pack_input and dequantize.
 #pragma once
 
 #include <algorithm>
@@ -15,8 +16,7 @@ namespace engine {
 namespace int8 {
 namespace LOWBIT_INT8_ISA {
 
-inline void pack_input_body(const float* x, float scale, int zero, const ConvShape& s,
-                            uint8_t* out) {
+void pack_input(const float* x, float scale, int zero, const ConvShape& s, uint8_t* out) {
   const int64_t cp = padded_channels(s.c), hp = padded_rows(s), wp = padded_cols(s);
   const uint8_t pad = static_cast<uint8_t>(zero);
   // The padding's codes everywhere (the extra channels' 0 below), then the image over them.
@@ -62,8 +62,8 @@ inline void pack_input_body(const float* x, float scale, int zero, const ConvSha
   }
 }
 
-inline void dequantize_body(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant,
-                            int64_t zw, const double* scale, const float* bias, float* y) {
+void dequantize(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant, int64_t zw,
+                const double* scale, const float* bias, float* y) {
   // Every term below 2^53: the sums are exact in double.
   const int32_t* sum_u = raw + m * plane;
   const double dzw = static_cast<double>(zw);
