@@ -80,7 +80,7 @@ struct Value {
   bool constant = false;
   bool bipolar = false;       // an activation whose every value is -1 or +1
   Grid grid;                  // set by Quant and DequantizeLinear, kept by Relu, pools, padding
-  bool integral = false;      // QuantizeLinear's codes: integers in [grid.lo, grid.hi]
+  bool integral = false;      // QuantizeLinear's codes: integers in its zero point type's range
   std::vector<int64_t> dims;  // activations: dims[0] is the batch (1 while planning)
   std::vector<float> data;    // constants
   // ±1 activations stored as bits (binary::pack_chw's layout over packed_chw = C, H, W; also after
@@ -965,10 +965,7 @@ struct Model::Impl {
         out.grid.on = true, out.grid.scale = {sc}, out.grid.zero = zp;
         out.grid.lo = static_cast<int64_t>(lo), out.grid.hi = static_cast<int64_t>(hi);
       }
-      if (!dequant && !x.constant) {
-        out.integral = true;
-        out.grid.lo = static_cast<int64_t>(lo), out.grid.hi = static_cast<int64_t>(hi);
-      }
+      if (!dequant && !x.constant) out.integral = true;
       if (dequant) {
         unary([sc, zp](float v) { return (v - zp) * sc; });
       } else {
