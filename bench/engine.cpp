@@ -100,8 +100,12 @@ void BM_binary_conv(benchmark::State& state, const bin::Kernels* k, Shape s, boo
 }
 
 // Power-of-2 codes as the po2-int8 recipe has them: activations (u - 128) * 2^-4, weights q * 2^-7.
+// The kernel alone (kKernel); the unfused step, float input to float output (kStep); the fused
+// step, a fused layer's codes to the next layer's (kFused: pack_codes, conv, requantize).
+enum Int8Mode { kKernel, kStep, kFused };
 void BM_int8_conv(benchmark::State& state, const lowbit::engine::int8::Kernels* k, Shape s,
-                  bool step) {
+                  Int8Mode mode) {
+  const bool step = mode == kStep;
   namespace i8 = lowbit::engine::int8;
   const auto g = conv_shape(s);
   std::mt19937 rng(3);
@@ -116,13 +120,24 @@ void BM_int8_conv(benchmark::State& state, const lowbit::engine::int8::Kernels* 
   std::vector<int64_t> constant(g.m, 0);
   std::vector<double> scale(g.m, 0.0625 / 128);
   std::vector<float> bias(g.m, 0.5f), y(g.m * plane);
+  std::vector<uint8_t> codes_in(x.size()), codes_out(g.m * plane);
+  for (size_t e = 0; e < x.size(); ++e) codes_in[e] = static_cast<uint8_t>(x[e] / 0.0625f + 128);
+  // 2^-11 per unit of the sum, 2^-4 per code: a shift of 7, ties up, the bias at the sums' scale.
+  std::vector<int64_t> add(g.m, 64 + 128 * 128 + 1024);
+  std::vector<int32_t> shift(g.m, 7), lo(g.m, 128), hi(g.m, 255);
   i8::pack_input(x.data(), 0.0625f, 128, g, in.data());
   for (auto _ : state) {
     if (step) k->pack_input(x.data(), 0.0625f, 128, g, in.data());
+    if (mode == kFused) k->pack_codes(codes_in.data(), 128, g, in.data());
     k->conv(in.data(), packed.data(), g.m, g, raw.data());
     if (step) {
       k->dequantize(raw.data(), g.m, plane, constant.data(), 0, scale.data(), bias.data(),
                     y.data());
+    }
+    if (mode == kFused) {
+      k->requantize(raw.data(), g.m, plane, add.data(), 0, shift.data(), lo.data(), hi.data(),
+                    codes_out.data());
+      benchmark::DoNotOptimize(codes_out.data());
     }
     benchmark::DoNotOptimize(raw.data());
     benchmark::DoNotOptimize(y.data());
@@ -174,10 +189,32 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void BM_xor_popcount_peak(
       static_cast<double>(kSteps) * 8 * 512 * state.iterations(), benchmark::Counter::kIsRate);
 }
 
+// The machine's float32 multiply-add peak, what a float convolution can reach at best: 512-bit
+// FMAs in twelve independent chains, counted in MACs per second. With the XOR + popcount peak it
+// bounds the speedup any binary kernel can have over a float one on this CPU.
+__attribute__((target("avx512f"))) void BM_fma_peak(benchmark::State& state) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * static_cast<float>(i));
+  const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.0001f);
+  constexpr int64_t kSteps = 1 << 16;
+  for (auto _ : state) {
+    for (int64_t s = 0; s < kSteps; ++s) {
+      for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+    }
+    float sum = 0;
+    for (int i = 0; i < 12; ++i) sum += _mm512_reduce_add_ps(acc[i]);
+    benchmark::DoNotOptimize(sum);
+  }
+  state.counters["MACs/s"] = benchmark::Counter(
+      static_cast<double>(kSteps) * 12 * 16 * state.iterations(), benchmark::Counter::kIsRate);
+}
+
 const bool registered = [] {
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq")) {
     benchmark::RegisterBenchmark("BM_xor_popcount_peak/avx512", BM_xor_popcount_peak);
   }
+  if (__builtin_cpu_supports("avx512f"))
+    benchmark::RegisterBenchmark("BM_fma_peak/avx512", BM_fma_peak);
   for (const auto& k : bin::all()) {
     if (k.supported() && k.name != "scalar") {
       benchmark::RegisterBenchmark(("BM_binary_gemm/" + k.name).c_str(), BM_binary_gemm, &k)
@@ -203,10 +240,13 @@ const bool registered = [] {
     for (const auto& k : lowbit::engine::int8::all()) {
       if (!k.supported() || k.name == "scalar") continue;  // the scalar reference: tests only
       benchmark::RegisterBenchmark(("BM_int8_conv/" + k.name + "/" + shape).c_str(), BM_int8_conv,
-                                   &k, s, false)
+                                   &k, s, kKernel)
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("BM_int8_step/" + k.name + "/" + shape).c_str(), BM_int8_conv,
-                                   &k, s, true)
+                                   &k, s, kStep)
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("BM_int8_fused/" + k.name + "/" + shape).c_str(), BM_int8_conv,
+                                   &k, s, kFused)
           ->Unit(benchmark::kMicrosecond);
     }
   }

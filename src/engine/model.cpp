@@ -70,7 +70,8 @@ struct SumChain {
     bool constant_first;   // c - v (the others are written v op c)
     std::vector<float> c;  // per channel
   };
-  std::vector<Op> before_pool, after_pool;
+  std::vector<Op> before_pool, after_pool;  // and r: Relu
+  bool int8 = false;                        // an 8-bit layer's chain: no pool, monotone ops
   bool pooled = false;
   int64_t pool_kh = 1, pool_kw = 1, pool_sh = 1, pool_sw = 1;
   std::vector<int64_t> chw;  // at the chain's end (before a Flatten)
@@ -92,9 +93,13 @@ struct Value {
   // x's chain carried through it.
   bool ge_zero = false;
   std::shared_ptr<const SumChain> sign_chain;
+  // Codes on `grid` stored as bytes, code - grid.lo, in the value's order (a fused 8-bit layer's
+  // output): 4 per float of storage.
+  bool codes = false;
   int64_t per_image() const { return product(dims, 1); }
   // The floats of storage per image.
   int64_t storage_per_image() const {
+    if (codes) return (per_image() + 3) / 4;
     return packed ? 2 * binary::words(packed_chw[0]) * packed_chw[1] * packed_chw[2] : per_image();
   }
 };
@@ -169,6 +174,44 @@ struct BinaryLayer {
   }
 };
 
+// An 8-bit convolution or dense layer (int8_conv below): its weights in the kernel's layout and
+// what turns its sums into the layer's value.
+struct Int8Layer {
+  binary::ConvShape shape;
+  const int8::Kernels* kernels = nullptr;
+  std::vector<int8_t> weights;
+  int64_t mc = 0, zx = 0, zw = 0;  // rows of weights (m, plus the row of ones where zw != 0)
+  float sx = 1;                    // the input's scale
+  std::vector<int64_t> constant;
+  std::vector<double> scale;
+  std::vector<float> bias;
+  bool input_codes = false;  // reads a fused layer's codes, else the codes of floats
+  int64_t sum_bound = 0;     // |every sum| (int8.h's, with the zero points' corrections) is below
+  int64_t input_bytes() const { return shape.c * shape.h * shape.w; }
+  // Image b's padded codes and the raw sums (int8.h), in buffers reused by every step of a thread.
+  const int32_t* sums(const float* x, int64_t b) const {
+    thread_local std::vector<uint8_t> codes_in;
+    thread_local std::vector<int32_t> raw;
+    codes_in.resize(int8::padded_channels(shape.c) * int8::padded_rows(shape) *
+                    int8::padded_cols(shape));
+    raw.resize(mc * shape.oh * shape.ow);
+    if (input_codes) {
+      const auto* in = reinterpret_cast<const uint8_t*>(x) + b * 4 * ((input_bytes() + 3) / 4);
+      kernels->pack_codes(in, static_cast<int>(zx), shape, codes_in.data());
+    } else {
+      kernels->pack_input(x + b * input_bytes(), sx, static_cast<int>(zx), shape, codes_in.data());
+    }
+    kernels->conv(codes_in.data(), weights.data(), mc, shape, raw.data());
+    return raw.data();
+  }
+};
+
+// A fused 8-bit layer's requantization (int8::requantize's arguments per output channel).
+struct Requantization {
+  std::vector<int64_t> add;
+  std::vector<int32_t> shift, lo, hi;
+};
+
 // One executable step: reads value ids, writes one value id, for a chunk of `batch` images.
 struct Step {
   PlannedNode info;
@@ -176,6 +219,7 @@ struct Step {
   int output = -1;
   std::function<void(const std::vector<const float*>&, float*, int64_t batch)> run;
   std::shared_ptr<const BinaryLayer> binary;  // binary layers: what a fusion rebuilds them from
+  std::shared_ptr<const Int8Layer> int8;      // 8-bit layers: the same
   bool removed = false;                       // fused into an earlier step
 };
 
@@ -423,6 +467,10 @@ struct Model::Impl {
         values[ids.at(g.output(0).name())].packed) {
       unpack(g.output(0).name());
     }
+    if (g.output_size() == 1 && ids.count(g.output(0).name()) &&
+        values[ids.at(g.output(0).name())].codes) {
+      decode(g.output(0).name());
+    }
     // The steps fused into others go; the plan lists the rest.
     steps.erase(
         std::remove_if(steps.begin(), steps.end(), [](const Step& st) { return st.removed; }),
@@ -490,6 +538,22 @@ struct Model::Impl {
     return false;
   }
 
+  // Plans a step `kernel` that turns value `name` (packed or codes) into floats, value f, and makes
+  // the name refer to them.
+  template <class Run>
+  void convert(const std::string& name, Value f, const std::string& kernel, Run&& run) {
+    Step st;
+    st.info.name = name;
+    st.info.op_type = "Convert";
+    st.info.kernel = kernel;
+    st.info.output.assign(f.dims.begin() + 1, f.dims.end());
+    st.inputs = {ids.at(name)};
+    st.run = std::forward<Run>(run);
+    values.push_back(std::move(f));
+    st.output = ids[name] = static_cast<int>(values.size()) - 1;
+    steps.push_back(std::move(st));
+  }
+
   // Plans a step that turns packed value `name` into floats ±1 and makes the name refer to them.
   void unpack(const std::string& name) {
     const int packed_id = ids.at(name);
@@ -497,25 +561,17 @@ struct Model::Impl {
     u.dims = values[packed_id].dims;
     u.bipolar = true;
     const std::vector<int64_t> chw = values[packed_id].packed_chw;
-    Step st;
-    st.info.name = name;
-    st.info.op_type = "Unpack";
-    st.info.kernel = "unpack_bits";
-    st.info.output.assign(u.dims.begin() + 1, u.dims.end());
-    st.inputs = {packed_id};
-    st.run = [chw](const std::vector<const float*>& xs, float* y, int64_t count) {
-      const int64_t c = chw[0], plane = chw[1] * chw[2], cw = binary::words(c);
-      for (int64_t b = 0; b < count / (c * plane); ++b) {
-        const uint64_t* in = reinterpret_cast<const uint64_t*>(xs[0]) + b * cw * plane;
-        float* yb = y + b * c * plane;
-        for (int64_t ch = 0; ch < c; ++ch)
-          for (int64_t p = 0; p < plane; ++p)
-            yb[ch * plane + p] = (in[p * cw + (ch >> 6)] >> (ch & 63)) & 1 ? -1.0f : 1.0f;
-      }
-    };
-    values.push_back(std::move(u));
-    st.output = ids[name] = static_cast<int>(values.size()) - 1;
-    steps.push_back(std::move(st));
+    convert(name, std::move(u), "unpack_bits",
+            [chw](const std::vector<const float*>& xs, float* y, int64_t count) {
+              const int64_t c = chw[0], plane = chw[1] * chw[2], cw = binary::words(c);
+              for (int64_t b = 0; b < count / (c * plane); ++b) {
+                const uint64_t* in = reinterpret_cast<const uint64_t*>(xs[0]) + b * cw * plane;
+                float* yb = y + b * c * plane;
+                for (int64_t ch = 0; ch < c; ++ch)
+                  for (int64_t p = 0; p < plane; ++p)
+                    yb[ch * plane + p] = (in[p * cw + (ch >> 6)] >> (ch & 63)) & 1 ? -1.0f : 1.0f;
+              }
+            });
   }
 
   // The constant of an element-wise step as one value per channel of a chain's activation (whose
@@ -552,6 +608,15 @@ struct Model::Impl {
       out.chain = chain;
       return;
     }
+    if (s.int8) {
+      auto chain = std::make_shared<SumChain>();
+      chain->conv_step = index;
+      chain->names = {n.output(0)};
+      chain->chw = {s.int8->shape.m, s.int8->shape.oh, s.int8->shape.ow};
+      chain->int8 = true;
+      out.chain = chain;
+      return;
+    }
     if (in.empty() || !in[0]) return;
     std::shared_ptr<SumChain> next;
     if (op == "Mul" || op == "Add" || op == "Sub" || op == "Div") {
@@ -567,11 +632,24 @@ struct Model::Impl {
                         !act_first && op == "Sub",
                         {}};
       if (!channel_constants(act, c, act.chain->chw[0], step.c)) return;
+      // An 8-bit layer's chain is fused without evaluating every sum: its steps must be
+      // nondecreasing functions by construction.
+      if (act.chain->int8) {
+        if (step.constant_first) return;
+        for (float v : step.c)
+          if (!std::isfinite(v) || ((step.kind == '*' || step.kind == '/') && !(v > 0))) return;
+      }
       next = std::make_shared<SumChain>(*act.chain);
       (next->pooled ? next->after_pool : next->before_pool).push_back(step);
+    } else if (op == "Relu") {
+      if (!in[0]->chain) return;
+      next = std::make_shared<SumChain>(*in[0]->chain);
+      (next->pooled ? next->after_pool : next->before_pool).push_back({'r', false, {}});
     } else if (op == "MaxPool") {
       const Value& x = *in[0];
-      if (!x.chain || x.chain->pooled || x.dims.size() != 4 || x.chain->chw[1] != x.dims[2]) return;
+      if (!x.chain || x.chain->int8 || x.chain->pooled || x.dims.size() != 4 ||
+          x.chain->chw[1] != x.dims[2])
+        return;
       for (int64_t v : a.ints("pads", {}))
         if (v != 0) return;
       for (int64_t v : a.ints("dilations", {}))
@@ -617,6 +695,7 @@ struct Model::Impl {
     const int64_t m = l.shape.m, k = l.shape.kh * l.shape.kw * l.shape.c;
     // Every sum of every channel is evaluated: a bounded amount of work for any file.
     if (k > (int64_t{1} << 20) || m * (2 * k + 1) > (int64_t{1} << 26)) return false;
+    if (!spend(m * (2 * k + 1))) return false;
     auto th = std::make_shared<Thresholds>();
     th->t.resize(m), th->below.resize(m);
     th->and_mask.assign(binary::words(m), 0);
@@ -624,6 +703,10 @@ struct Model::Impl {
     for (int64_t o = 0; o < m; ++o) {
       auto apply = [o](const std::vector<SumChain::Op>& ops, float v) {
         for (const auto& op : ops) {
+          if (op.kind == 'r') {
+            v = v < 0 ? 0.0f : v;
+            continue;
+          }
           const float c = op.c[o];
           v = op.kind == '*'   ? v * c
               : op.kind == '+' ? v + c
@@ -700,6 +783,161 @@ struct Model::Impl {
     return true;
   }
 
+  // Fusions evaluate a chain's float operations many times; all of a model's together at most
+  // kFusionWork times (about a second), after which layers run unfused (as exactly, more slowly).
+  static constexpr int64_t kFusionWork = int64_t{1} << 28;
+  int64_t fusion_work = 0;
+  bool spend(int64_t evaluations) {
+    if (fusion_work + evaluations > kFusionWork) return false;
+    fusion_work += evaluations;
+    return true;
+  }
+
+  // ---- 8-bit codes between layers
+
+  // Whether node n reads its input i as codes (Value::codes): 8-bit convolutions and dense layers
+  // (which decode where they take another kernel), Flatten, and max-pools without padding.
+  bool reads_codes(const onnx::NodeProto& n, int i) const {
+    if (i != 0) return false;
+    const std::string& op = n.op_type();
+    if (op == "Conv" || op == "Gemm") return true;
+    if (op != "Flatten" && op != "MaxPool") return false;
+    Attrs a;
+    a.where = origin;
+    for (const auto& attr : n.attribute()) a.map[attr.name()] = &attr;
+    if (op == "Flatten") return a.i("axis", 1) == 1;
+    for (const char* k : {"pads", "dilations"}) {
+      for (int64_t v : a.ints(k, {}))
+        if (v != (std::string(k) == "pads" ? 0 : 1)) return false;
+    }
+    return values[ids.at(n.input(0))].dims.size() == 4 && a.i("ceil_mode", 0) == 0 &&
+           a.s("auto_pad", "NOTSET") == "NOTSET" && a.i("storage_order", 0) == 0;
+  }
+
+  // The floats of codes: (code - zero) * scale, as Quant computes them.
+  static void decode_codes(const uint8_t* codes, int64_t count, const Grid& g, float* y) {
+    const float lo = static_cast<float>(g.lo), zero = static_cast<float>(g.zero), sc = g.scale[0];
+    for (int64_t e = 0; e < count; ++e) y[e] = (static_cast<float>(codes[e]) + lo - zero) * sc;
+  }
+
+  // Plans a step that turns codes value `name` into floats and makes the name refer to them.
+  void decode(const std::string& name) {
+    const int codes_id = ids.at(name);
+    Value f;
+    f.dims = values[codes_id].dims;
+    f.grid = values[codes_id].grid;
+    const Grid g = f.grid;
+    const int64_t per = f.per_image(), stored = 4 * ((per + 3) / 4);
+    convert(name, std::move(f), "decode_codes",
+            [g, per, stored](const std::vector<const float*>& xs, float* y, int64_t count) {
+              const auto* in = reinterpret_cast<const uint8_t*>(xs[0]);
+              for (int64_t b = 0; b < count / per; ++b)
+                decode_codes(in + b * stored, per, g, y + b * per);
+            });
+  }
+
+  // Makes step s, planned for a float input, read codes value x (out_storage: the floats of its
+  // output per image).
+  static void decode_input(Step& s, const Value& x, int64_t out_storage) {
+    const Grid g = x.grid;
+    const int64_t per = x.per_image(), stored = 4 * ((per + 3) / 4);
+    auto inner = s.run;
+    s.info.kernel = "decode_codes+" + s.info.kernel;
+    s.run = [inner, g, per, stored, out_storage](const std::vector<const float*>& xs, float* y,
+                                                 int64_t count) {
+      const int64_t images = count / out_storage;
+      thread_local std::vector<float> floats;  // the inner step does not use it
+      floats.resize(images * per);
+      const auto* in = reinterpret_cast<const uint8_t*>(xs[0]);
+      for (int64_t b = 0; b < images; ++b)
+        decode_codes(in + b * stored, per, g, floats.data() + b * per);
+      std::vector<const float*> with = xs;
+      with[0] = floats.data();
+      inner(with, y, count);
+    };
+  }
+
+  // Fuses an 8-bit layer's chain ending in Quant (scalar scale and zero point, codes in [lo, hi])
+  // into the layer's step, which then writes the Quant's codes (Value::codes) by the spec's integer
+  // step: clamp((sum + add) >> shift). Every function of the chain is nondecreasing (extend_chain
+  // admits no other), so the chain's codes are a nondecreasing function of the layer's integer sum
+  // n; its steps, found by bisection evaluating the chain's own float operations (as the unfused
+  // steps compute them), must lie 2^shift apart, which makes the shift exact for every n; false
+  // (no fusion) where they do not, or a value of the chain is read elsewhere.
+  bool fuse_int8(const SumChain& chain, float qscale, float qzero, float qlo, float qhi,
+                 int rounding, const Grid& grid, size_t& into) {
+    for (const auto& name : chain.names)
+      if (uses[name] != 1) return false;
+    if (!grid.on || grid.hi - grid.lo > 255 || !chain.after_pool.empty()) return false;
+    Step& conv = steps[chain.conv_step];
+    const std::shared_ptr<const Int8Layer> layer = conv.int8;
+    const Int8Layer& l = *layer;
+    const int64_t m = l.shape.m, levels = grid.hi - grid.lo, bound = l.sum_bound;
+    // At most 256 bisections of 64 steps per channel: bounded work for any file.
+    if (m > 4096 || !spend(m * (levels + 1) * 64)) return false;
+    auto code = [&](int64_t o, int64_t n) {
+      float v = static_cast<float>(static_cast<double>(n) * l.scale[o] + l.bias[o]);
+      for (const auto& op : chain.before_pool) {
+        const float c = op.kind == 'r' ? 0.0f : op.c[o];
+        v = op.kind == 'r'   ? (v < 0 ? 0.0f : v)
+            : op.kind == '*' ? v * c
+            : op.kind == '+' ? v + c
+            : op.kind == '/' ? v / c
+                             : v - c;
+      }
+      float u = v / qscale + qzero;
+      u = u > qhi ? qhi : (u < qlo ? qlo : u);
+      return static_cast<int64_t>(round_mode(u, rounding)) - grid.lo;  // the stored code
+    };
+    auto q = std::make_shared<Requantization>();
+    q->add.resize(m), q->shift.resize(m), q->lo.resize(m), q->hi.resize(m);
+    std::vector<int64_t> steps_at;
+    for (int64_t o = 0; o < m; ++o) {
+      if (!std::isfinite(l.bias[o]) || !(l.scale[o] > 0) || !std::isfinite(l.scale[o]))
+        return false;
+      const int64_t first = code(o, -bound), last = code(o, bound);
+      if (first < 0 || last > levels || first > last) return false;
+      // steps_at[j]: the least n whose code exceeds first + j.
+      steps_at.clear();
+      for (int64_t j = first + 1; j <= last; ++j) {
+        int64_t below = -bound, at = bound;  // code(below) < j <= code(at)
+        while (at - below > 1) {
+          const int64_t mid = below + (at - below) / 2;
+          (code(o, mid) >= j ? at : below) = mid;
+        }
+        steps_at.push_back(at);
+      }
+      int64_t step = 1;
+      if (steps_at.size() > 1) step = steps_at[1] - steps_at[0];
+      if (step < 1 || (step & (step - 1)) != 0 || step > (int64_t{1} << 30)) return false;
+      for (size_t j = 1; j < steps_at.size(); ++j)
+        if (steps_at[j] - steps_at[j - 1] != step) return false;
+      int k = 0;
+      while ((int64_t{1} << k) < step) ++k;
+      // code = first + 1 + floor((n - steps_at[0]) / 2^k) from steps_at[0] on, clamped; n is the
+      // kernel's raw sum plus the layer's constant.
+      const int64_t start = steps_at.empty() ? 0 : steps_at[0];
+      q->add[o] = l.constant[o] + (first + 1) * step - start;
+      q->shift[o] = k, q->lo[o] = static_cast<int32_t>(first),
+      q->hi[o] = static_cast<int32_t>(last);
+    }
+    const int64_t plane = l.shape.oh * l.shape.ow, stored = (m * plane + 3) / 4;
+    conv.run = [layer, q, m, plane, stored](const std::vector<const float*>& xs, float* y,
+                                            int64_t count) {
+      const Int8Layer& l = *layer;
+      for (int64_t b = 0; b < count / stored; ++b) {
+        l.kernels->requantize(l.sums(xs[0], b), m, plane, q->add.data(), l.zw, q->shift.data(),
+                              q->lo.data(), q->hi.data(),
+                              reinterpret_cast<uint8_t*>(y) + b * 4 * stored);
+      }
+    };
+    conv.info.kernel += "+requantize";
+    conv.info.parameter_bytes += m * static_cast<int64_t>(sizeof(int64_t) + 3 * sizeof(int32_t));
+    for (size_t i : chain.steps) steps[i].removed = true;
+    into = chain.conv_step;
+    return true;
+  }
+
   // ---- nodes
 
   void add_node(const onnx::NodeProto& n, int k) {
@@ -711,6 +949,7 @@ struct Model::Impl {
     for (int i = 0; i < n.input_size(); ++i) {
       const auto it = ids.find(n.input(i));
       if (it != ids.end() && values[it->second].packed && !reads_packed(n, i)) unpack(n.input(i));
+      if (it != ids.end() && values[it->second].codes && !reads_codes(n, i)) decode(n.input(i));
     }
     bool fused = false;
     size_t fused_into = 0;
@@ -923,7 +1162,11 @@ struct Model::Impl {
         u = u > hi ? hi : (u < lo ? lo : u);
         return (round_mode(u, rounding) - zero) * scale;
       };
-      if (!x.constant) {
+      out.grid = quant_grid(x, sc, zp, lo, hi);
+      if (!x.constant && x.chain && x.chain->int8 && sc.data.size() == 1 && zp.data.size() == 1 &&
+          fuse_int8(*x.chain, sc.data[0], zp.data[0], lo, hi, rounding, out.grid, fused_into)) {
+        fused = out.codes = true;
+      } else if (!x.constant) {
         // Scalar scale and zero point (activations): no index maps.
         const bool scalars = sc.data.size() == 1 && zp.data.size() == 1;
         const auto si = scalars ? std::vector<int64_t>() : broadcast_index(x.dims, sc.dims, where);
@@ -942,7 +1185,6 @@ struct Model::Impl {
             for (int64_t e = 0; e < per; ++e) y[b + e] = q(xs[0][b + e], sd[si[e]], zd[zi[e]]);
         };
       }
-      out.grid = quant_grid(x, sc, zp, lo, hi);
       fold_if_constant(in, out, where, [&](std::vector<float>& y) {
         const auto si = broadcast_constant(x.dims, sc.dims, where);
         const auto zi = broadcast_constant(x.dims, zp.dims, where);
@@ -988,6 +1230,7 @@ struct Model::Impl {
       out.grid = in[0]->grid;
       out.packed = in[0]->packed;  // the same words
       out.packed_chw = in[0]->packed_chw;
+      out.codes = in[0]->codes;  // the same bytes
       s.info.kernel = "copy";
       s.run = [](const std::vector<const float*>& x, float* y, int64_t count) {
         std::copy(x[0], x[0] + count, y);
@@ -1003,6 +1246,9 @@ struct Model::Impl {
     } else {
       bad(where, "the engine does not know this operator");
     }
+    // A convolution or dense layer on codes that did not take the 8-bit kernels reads floats.
+    if ((op == "Conv" || op == "Gemm") && in[0] && in[0]->codes && !s.int8)
+      decode_input(s, *in[0], out.storage_per_image());
 
     // Constants only: evaluate now (QONNX's weight quantizers, for instance).
     bool all_constant = !in.empty();
@@ -1174,7 +1420,7 @@ struct Model::Impl {
   //   sx sw[o] (sum u k - zw sum u - zx sum k + taps c zx zw),
   // sum k a constant per channel and sum u, where zw != 0, one more row of weights all 1. The
   // integer sum is exact; scaled and biased in double, it rounds once to float.
-  static bool int8_conv(Step& s, const binary::ConvShape& shape, const Grid& xg,
+  static bool int8_conv(Step& s, const binary::ConvShape& shape, const Grid& xg, bool input_codes,
                         const std::vector<float>& w, const Grid& wg, const std::vector<float>& bias,
                         const std::string& kind) {
     if (!xg.on || !wg.on || xg.scale.size() != 1) return false;
@@ -1187,8 +1433,9 @@ struct Model::Impl {
     if (terms > int8::kMaxTerms) return false;
     const int64_t cp = int8::padded_channels(shape.c), mc = m + (zw != 0 ? 1 : 0);
     std::vector<int8_t> codes(mc * taps * cp, 0);
-    std::vector<int64_t> constant(m);
-    std::vector<double> scale(m);
+    auto l = std::make_shared<Int8Layer>();
+    l->constant.resize(m), l->scale.resize(m);
+    int64_t widest = 0;  // |weight code - zw|
     for (int64_t o = 0; o < m; ++o) {
       const float sw = wg.scale[wg.scale.size() == 1 ? 0 : o];
       int64_t sum = 0;
@@ -1203,34 +1450,28 @@ struct Model::Impl {
           const int64_t kc = static_cast<int64_t>(k) - shift;
           codes[(o * taps + t) * cp + ch] = static_cast<int8_t>(kc);
           sum += kc;
+          widest = std::max<int64_t>(widest, std::abs(kc - zw));
         }
       }
-      constant[o] = terms * zx * zw - zx * sum;
-      scale[o] = static_cast<double>(xg.scale[0]) * sw;
+      l->constant[o] = terms * zx * zw - zx * sum;
+      l->scale[o] = static_cast<double>(xg.scale[0]) * sw;
     }
     for (int64_t t = 0; t < taps && mc > m; ++t)
       for (int64_t ch = 0; ch < shape.c; ++ch) codes[(m * taps + t) * cp + ch] = 1;
     const int8::Kernels& k = int8::best();
-    const std::vector<int8_t> packed = k.pack(codes, mc, shape);
+    l->shape = shape, l->kernels = &k, l->weights = k.pack(codes, mc, shape);
+    l->mc = mc, l->zx = zx, l->zw = zw, l->sx = xg.scale[0], l->bias = bias;
+    l->input_codes = input_codes;
+    l->sum_bound = terms * 255 * widest + 1;  // |input code - zx| <= 255
     s.info.kernel = kind + k.name;
     s.info.parameter_bytes = static_cast<int64_t>(
-        packed.size() + m * (sizeof(int64_t) + sizeof(double)) + bias.size() * sizeof(float));
-    const int8::Kernels* k8 = &k;
-    const float sx = xg.scale[0];
-    s.run = [k8, shape, packed, mc, m, zx, zw, sx, constant, scale, bias](
-                const std::vector<const float*>& xs, float* y, int64_t count) {
-      const int64_t per_in = shape.c * shape.h * shape.w, plane = shape.oh * shape.ow;
-      // Reused by every 8-bit step of a thread: no fresh pages per image.
-      thread_local std::vector<uint8_t> codes_in;
-      thread_local std::vector<int32_t> raw;
-      codes_in.resize(int8::padded_channels(shape.c) * int8::padded_rows(shape) *
-                      int8::padded_cols(shape));
-      raw.resize(mc * plane);
+        l->weights.size() + m * (sizeof(int64_t) + sizeof(double)) + bias.size() * sizeof(float));
+    s.int8 = l;
+    s.run = [l](const std::vector<const float*>& xs, float* y, int64_t count) {
+      const int64_t m = l->shape.m, plane = l->shape.oh * l->shape.ow;
       for (int64_t b = 0; b < count / (m * plane); ++b) {
-        k8->pack_input(xs[0] + b * per_in, sx, static_cast<int>(zx), shape, codes_in.data());
-        k8->conv(codes_in.data(), packed.data(), mc, shape, raw.data());
-        k8->dequantize(raw.data(), m, plane, constant.data(), zw, scale.data(), bias.data(),
-                       y + b * m * plane);
+        l->kernels->dequantize(l->sums(xs[0], b), m, plane, l->constant.data(), l->zw,
+                               l->scale.data(), l->bias.data(), y + b * m * plane);
       }
     };
     return true;
@@ -1273,13 +1514,13 @@ struct Model::Impl {
     shape.stride_h = st[0], shape.stride_w = st[1], shape.pad_h = pd[0], shape.pad_w = pd[1];
     shape.dil_h = dl[0], shape.dil_w = dl[1], shape.oh = oh, shape.ow = ow;
     std::vector<float> scale;
-    if (group == 1 && x.bipolar && binary_scales(w.data, m, scale)) {
+    if (group == 1 && !x.codes && x.bipolar && binary_scales(w.data, m, scale)) {
       binary_conv(s, shape, w.data, scale, bias, x.packed, "binary_conv2d_");
       return;
     }
     if (x.packed) bad(where, "internal: a packed input reached a float convolution");
-    if (group == 1 &&
-        int8_conv(s, shape, x.grid, w.data, weight_grid(w.data, m, w.grid), bias, "int8_conv2d_"))
+    if (group == 1 && int8_conv(s, shape, x.grid, x.codes, w.data, weight_grid(w.data, m, w.grid),
+                                bias, "int8_conv2d_"))
       return;
     s.info.kernel = "conv2d_f32";
     const std::vector<float> wdata = w.data;
@@ -1370,13 +1611,13 @@ struct Model::Impl {
       binary_conv(s, shape, rows, scale, bias, true, "binary_gemm_");
       return;
     }
-    if (x.bipolar && binary_scales(rows, m, scale)) {
+    if (!x.codes && x.bipolar && binary_scales(rows, m, scale)) {
       binary_conv(s, shape, rows, scale, bias, false, "binary_gemm_");
       return;
     }
     // Per-channel weight scales apply to rows only where B holds them (transB).
     const Grid wg = weight_grid(rows, m, tb || w.grid.scale.size() == 1 ? w.grid : Grid());
-    if (int8_conv(s, shape, x.grid, rows, wg, bias, "int8_gemm_")) return;
+    if (int8_conv(s, shape, x.grid, x.codes, rows, wg, bias, "int8_gemm_")) return;
     s.info.kernel = "gemm_f32";
     s.info.parameter_bytes = static_cast<int64_t>((rows.size() + bias.size()) * sizeof(float));
     s.run = [rows, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {
@@ -1437,6 +1678,27 @@ struct Model::Impl {
                 for (int64_t i = 0; i < kh; ++i)
                   for (int64_t j = 0; j < kw; ++j) v &= x[((r * sh + i) * w + q * sw + j) * cw + k];
                 o[(r * ow + q) * cw + k] = v;
+              }
+        }
+      };
+      return;
+    }
+    if (in[0]->codes) {  // the largest code is the code of the largest value (reads_codes: no pads)
+      out.codes = true;
+      s.info.kernel = "maxpool_codes";
+      const int64_t stored_in = 4 * ((c * h * w + 3) / 4), stored_out = (c * oh * ow + 3) / 4;
+      s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+        for (int64_t b = 0; b < count / stored_out; ++b) {
+          const uint8_t* x = reinterpret_cast<const uint8_t*>(xs[0]) + b * stored_in;
+          uint8_t* o = reinterpret_cast<uint8_t*>(y) + b * 4 * stored_out;
+          for (int64_t ch = 0; ch < c; ++ch)
+            for (int64_t r = 0; r < oh; ++r)
+              for (int64_t q = 0; q < ow; ++q) {
+                uint8_t best = 0;
+                for (int64_t i = 0; i < kh; ++i)
+                  for (int64_t j = 0; j < kw; ++j)
+                    best = std::max(best, x[(ch * h + r * sh + i) * w + q * sw + j]);
+                o[(ch * oh + r) * ow + q] = best;
               }
         }
       };

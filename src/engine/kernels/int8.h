@@ -48,14 +48,20 @@ using PackInputFn = void (*)(const float* x, float scale, int zero, const ConvSh
                              uint8_t* out);
 using DequantizeFn = void (*)(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant,
                               int64_t zw, const double* scale, const float* bias, float* y);
+using PackCodesFn = void (*)(const uint8_t* codes, int zero, const ConvShape& s, uint8_t* out);
+using RequantizeFn = void (*)(const int32_t* raw, int64_t m, int64_t plane, const int64_t* add,
+                              int64_t zw, const int32_t* shift, const int32_t* lo,
+                              const int32_t* hi, uint8_t* out);
 
 struct Kernels {
   std::string name;
   bool (*supported)();
   PackFn pack;
   ConvFn conv;
-  PackInputFn pack_input;  // pack_input and dequantize below, compiled for the kernel's ISA
-  DequantizeFn dequantize;
+  PackInputFn pack_input;   // pack_input, dequantize, pack_codes and requantize below, compiled
+  DequantizeFn dequantize;  // for the kernel's ISA
+  PackCodesFn pack_codes;
+  RequantizeFn requantize;
 };
 // Every implementation, the reference first; and the best one this CPU runs.
 const std::vector<Kernels>& all();
@@ -66,6 +72,17 @@ const Kernels& best();
 // read only where zw != 0).
 void dequantize(const int32_t* raw, int64_t m, int64_t plane, const int64_t* constant, int64_t zw,
                 const double* scale, const float* bias, float* y);
+
+// pack_input's layout from codes already stored as bytes, codes[ch * h * w + y * w + x] (a fused
+// layer's output): the same codes, `zero` in the padding, 0 in the extra channels.
+void pack_codes(const uint8_t* codes, int zero, const ConvShape& s, uint8_t* out);
+
+// The spec's integer requantization (docs/engine.md), the sums to the next layer's codes:
+//   out[o, p] = clamp((raw[o, p] - zw * raw[m, p] + add[o]) >> shift[o], lo[o], hi[o])
+// with an arithmetic right shift (floor division by 2^shift, so that an add holding 2^(shift-1)
+// rounds ties up) and 0 <= lo[o] <= hi[o] <= 255; raw[m] is read only where zw != 0.
+void requantize(const int32_t* raw, int64_t m, int64_t plane, const int64_t* add, int64_t zw,
+                const int32_t* shift, const int32_t* lo, const int32_t* hi, uint8_t* out);
 
 // The vector kernels' walk over their tiles: pairs of blocks of `lanes` output channels (one
 // block at the end), times tiles of kPixels output pixels in row-major order, then of 4 and 1
