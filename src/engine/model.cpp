@@ -336,9 +336,16 @@ struct Model::Impl {
   std::vector<int64_t> input_dims;  // C, H, W
   int64_t classes = 0;
   int64_t total_constant_elements = 0;
+  bool initializing = false;  // reading initializers, counted as they are read
 
   int add_value(const std::string& name, Value v, const std::string& where) {
     if (ids.count(name)) bad(where, "value '" + name + "' is defined twice");
+    // Folded constants count with the initializers (broadcasting can grow them).
+    if (v.constant && !initializing) {
+      total_constant_elements += static_cast<int64_t>(v.data.size());
+      if (total_constant_elements > limits.max_total_elements)
+        bad(where, "the constants (initializers and folded values) are too large");
+    }
     values.push_back(std::move(v));
     ids[name] = static_cast<int>(values.size()) - 1;
     return ids[name];
@@ -430,7 +437,9 @@ struct Model::Impl {
   void load(const onnx::ModelProto& m) {
     const onnx::GraphProto& g = m.graph();
     if (g.node_size() > limits.max_nodes) bad(origin, "too many nodes");
+    initializing = true;
     for (const auto& t : g.initializer()) add_value(t.name(), read_initializer(t), origin);
+    initializing = false;
     // The one graph input that is not an initializer: [batch, C, H, W].
     for (const auto& in : g.input()) {
       if (ids.count(in.name())) continue;
@@ -1009,15 +1018,33 @@ struct Model::Impl {
         };
         return;
       }
-      if (p.constant && q.constant) {  // folded: same sizes, or one of them a single value
-        const bool sp = p.data.size() == 1, sq = q.data.size() == 1;
-        if (p.data.size() != q.data.size() && !sp && !sq)
-          bad(where, "constants of different shapes");
-        out.dims = p.data.size() >= q.data.size() ? p.dims : q.dims;
+      if (p.constant && q.constant) {  // folded, with numpy's broadcasting
         out.constant = true;
-        out.data.resize(std::max(p.data.size(), q.data.size()));
-        for (size_t e = 0; e < out.data.size(); ++e)
-          out.data[e] = f(p.data[sp ? 0 : e], q.data[sq ? 0 : e]);
+        if (p.dims == q.dims) {
+          out.dims = p.dims;
+          out.data.resize(p.data.size());
+          for (size_t e = 0; e < out.data.size(); ++e) out.data[e] = f(p.data[e], q.data[e]);
+          return;
+        }
+        const size_t rank = std::max(p.dims.size(), q.dims.size());
+        out.dims.assign(rank, 1);
+        for (size_t i = 0; i < rank; ++i) {
+          const int64_t a = i + p.dims.size() >= rank ? p.dims[i + p.dims.size() - rank] : 1;
+          const int64_t b = i + q.dims.size() >= rank ? q.dims[i + q.dims.size() - rank] : 1;
+          if (a != b && a != 1 && b != 1)
+            bad(where, "constants of shapes " + dims_str(p.dims) + " and " + dims_str(q.dims) +
+                           " do not broadcast");
+          out.dims[i] = a == 1 ? b : a;
+        }
+        int64_t count = 1;
+        for (int64_t d : out.dims)
+          count = checked_mul(count, d, limits.max_tensor_elements, where, "the output");
+        if (total_constant_elements + count > limits.max_total_elements)
+          bad(where, "the constants (initializers and folded values) are too large");
+        const auto ip = broadcast_constant(out.dims, p.dims, where);
+        const auto iq = broadcast_constant(out.dims, q.dims, where);
+        out.data.resize(count);
+        for (int64_t e = 0; e < count; ++e) out.data[e] = f(p.data[ip[e]], q.data[iq[e]]);
         return;
       }
       const bool act_first = !p.constant;
@@ -1235,6 +1262,12 @@ struct Model::Impl {
       s.run = [](const std::vector<const float*>& x, float* y, int64_t count) {
         std::copy(x[0], x[0] + count, y);
       };
+    } else if (op == "Reshape") {
+      arity(2, 2);
+      reshape(constant(0, "data"), constant(1, "shape"), a, out, where);
+    } else if (op == "Slice") {
+      arity(3, 5);
+      slice(in, out, where);
     } else if (op == "Conv") {
       conv(in, a, out, s, where);
     } else if (op == "Gemm") {
@@ -1567,6 +1600,105 @@ struct Model::Impl {
         }
       }
     };
+  }
+
+  // Reshape of a constant (the exports' packed binary kernels); ONNX's 0 (copy, allowzero 0) and
+  // -1 (inferred).
+  void reshape(const Value& x, const Value& shape, const Attrs& a, Value& out,
+               const std::string& where) {
+    if (a.i("allowzero", 0) != 0) bad(where, "allowzero is not supported");
+    if (shape.dims.size() != 1 || shape.data.size() > 16)
+      bad(where, "shape must be a 1-D constant of at most 16 values");
+    out.dims.clear();
+    int inferred = -1;
+    int64_t known = 1;
+    for (size_t i = 0; i < shape.data.size(); ++i) {
+      const float v = shape.data[i];
+      if (v != std::floor(v) || v < -1 || v > static_cast<float>(limits.max_tensor_elements))
+        bad(where, "shape values must be integers in [-1, " +
+                       std::to_string(limits.max_tensor_elements) + "]");
+      int64_t d = static_cast<int64_t>(v);
+      if (d == 0) {
+        if (i >= x.dims.size()) bad(where, "shape copies a dimension the data does not have");
+        d = x.dims[i];
+      }
+      if (d == -1) {
+        if (inferred >= 0) bad(where, "shape has more than one -1");
+        inferred = static_cast<int>(i);
+        d = 1;
+      } else {
+        known = checked_mul(known, d, limits.max_tensor_elements, where, "the shape");
+      }
+      out.dims.push_back(d);
+    }
+    const int64_t n = static_cast<int64_t>(x.data.size());
+    if (inferred >= 0) {
+      if (known == 0 || n % known != 0) bad(where, "no -1 makes the shape hold the data");
+      out.dims[inferred] = n / known;
+    } else if (known != n) {
+      bad(where, "shape " + dims_str(out.dims) + " does not hold the data's " + std::to_string(n) +
+                     " values");
+    }
+    out.constant = true;
+    out.data = x.data;
+  }
+
+  // Slice of a constant: starts, ends and optional axes (steps 1), ONNX's clamping of negative and
+  // out-of-range indices.
+  void slice(std::vector<const Value*>& in, Value& out, const std::string& where) {
+    for (size_t i = 0; i < in.size(); ++i)
+      if (in[i] && !in[i]->constant) bad(where, "only constant inputs are supported");
+    const Value& x = *in[0];
+    const std::vector<float>& starts = in[1]->data;
+    const std::vector<float>& ends = in[2]->data;
+    const size_t rank = x.dims.size();
+    if (starts.size() != ends.size() || starts.size() > rank)
+      bad(where, "starts and ends must have one value per sliced axis");
+    std::vector<float> axes(starts.size());
+    for (size_t i = 0; i < axes.size(); ++i) axes[i] = static_cast<float>(i);
+    if (in.size() > 3 && in[3]) axes = in[3]->data;
+    if (axes.size() != starts.size()) bad(where, "axes must have one value per sliced axis");
+    if (in.size() > 4 && in[4]) {
+      for (float v : in[4]->data)
+        if (v != 1.0f) bad(where, "only steps of 1 are supported");
+    }
+    std::vector<int64_t> lo(rank, 0), hi = x.dims;
+    std::vector<bool> seen(rank, false);
+    for (size_t i = 0; i < axes.size(); ++i) {
+      const float av = axes[i];
+      if (av != std::floor(av) || av < -static_cast<float>(rank) || av >= static_cast<float>(rank))
+        bad(where, "axes must be integers in [-rank, rank)");
+      const size_t ax = static_cast<size_t>(av < 0 ? av + static_cast<float>(rank) : av);
+      if (seen[ax]) bad(where, "an axis is sliced twice");
+      seen[ax] = true;
+      const double d = static_cast<double>(x.dims[ax]);
+      auto clampi = [&](float v) {
+        double e = std::isfinite(v) ? std::floor(v) : (v > 0 ? d : 0.0);
+        if (e < 0) e += d;
+        return static_cast<int64_t>(std::min(std::max(e, 0.0), d));
+      };
+      lo[ax] = clampi(starts[i]);
+      hi[ax] = std::max(lo[ax], clampi(ends[i]));
+    }
+    out.dims.resize(rank);
+    int64_t count = 1;
+    for (size_t d = 0; d < rank; ++d) count *= (out.dims[d] = hi[d] - lo[d]);
+    out.constant = true;
+    out.data.resize(count);
+    std::vector<int64_t> coord(rank, 0);
+    for (int64_t e = 0; e < count; ++e) {
+      int64_t rem = e, src = 0, stride = 1;
+      for (size_t d = rank; d-- > 0;) {
+        coord[d] = rem % std::max<int64_t>(out.dims[d], 1);
+        rem /= std::max<int64_t>(out.dims[d], 1);
+      }
+      for (size_t d = rank; d-- > 0;) {
+        src += (coord[d] + lo[d]) * stride;
+        stride *= x.dims[d];
+      }
+      out.data[e] = x.data[src];
+    }
+    in.resize(1);
   }
 
   void gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,

@@ -324,19 +324,72 @@ class Exporter {
     return per.reshape(shape).clone();
   }
 
+  // The signs of a binary kernel q (+1 where q >= 0, else -1) at one bit each: the bits of q in
+  // row-major order (1 for -1), least significant first, 8 to a uint8 initializer, turned back
+  // into the float ±1 tensor of q's shape by standard operators on exact small integers:
+  //   bit k of byte b = floor(b / 2^k) - 2 floor(b / 2^(k+1)),  sign = 1 - 2 bit.
+  // Any ONNX runtime folds them to the same constant; the file holds about 1 bit per weight.
+  std::string packed_signs(const at::Tensor& q, const std::string& path) {
+    const at::Tensor neg = q.detach().cpu().contiguous().reshape({-1}).signbit();
+    const int64_t n = neg.numel(), bytes = (n + 7) / 8;
+    at::Tensor packed = torch::zeros({bytes}, torch::kByte);
+    const auto* b = neg.data_ptr<bool>();
+    auto* out = packed.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < n; ++i)
+      if (b[i]) out[i / 8] = static_cast<uint8_t>(out[i / 8] | (1u << (i % 8)));
+    std::vector<float> low(8), high(8);
+    for (int k = 0; k < 8; ++k) low[k] = std::ldexp(1.0f, k), high[k] = std::ldexp(1.0f, k + 1);
+    const std::string w = path + ".weight";
+    auto* cast = g_.node("Cast", {g_.initializer(w + ".bits", packed)}, w);
+    Graph::attr(cast, "to", int64_t{onnx::TensorProto::FLOAT});
+    const std::string column = g_.op(
+        "Reshape",
+        {cast->output(0), g_.initializer(w + ".column", torch::tensor({bytes, int64_t{1}}))}, w);
+    auto floor_div = [&](const std::vector<float>& d, const std::string& hint) {
+      return g_.op("Floor", {g_.op("Div", {column, g_.initializer(hint, torch::tensor(d))}, w)}, w);
+    };
+    const std::string bit = g_.op(
+        "Sub",
+        {floor_div(low, w + ".low"), g_.op("Mul", {floor_div(high, w + ".high"), g_.scalar(2)}, w)},
+        w);
+    const std::string sign = g_.op("Sub", {g_.scalar(1), g_.op("Mul", {bit, g_.scalar(2)}, w)}, w);
+    std::string flat =
+        g_.op("Reshape", {sign, g_.initializer(w + ".flat", torch::tensor({bytes * 8}))}, w);
+    if (bytes * 8 != n) {  // the last byte's padding bits
+      flat = g_.op("Slice",
+                   {flat, g_.initializer(w + ".start", torch::tensor({int64_t{0}})),
+                    g_.initializer(w + ".end", torch::tensor({n}))},
+                   w);
+    }
+    return g_.op("Reshape", {flat, g_.initializer(w + ".shape", torch::tensor(q.sizes().vec()))},
+                 w);
+  }
+
   // The quantized kernel q (exactly the forward's) as an initializer, followed in QONNX by the
-  // node that describes its grid (applied to q it gives q back).
+  // node that describes its grid (applied to q it gives q back). Binary kernels (s * sign per
+  // output channel) are stored as packed signs (1 bit per weight) times their scale.
   std::string kernel(const nn::QuantLayer& layer, const at::Tensor& q, const std::string& path) {
+    if (!layer.kernel_quantizer.is_empty()) {
+      const nn::QuantizerSpec& s = layer.kernel_quantizer->spec();
+      const std::string where = path + " (kernel quantizer " + s.str() + ")";
+      const bool scaled = s.name == "magnitude_aware_sign" ||
+                          s.name == "binary_channel_wise_mean_scaling" ||
+                          s.name == "binary_mean_scaling";
+      if (is_sign(s.name) || scaled) {
+        const std::string signs = packed_signs(q, path);
+        const at::Tensor scale = scaled ? binary_scale(q, where) : torch::tensor(1.0f);
+        if (qonnx()) return bipolar(signs, scale, path + ".weight");
+        if (!scaled) return signs;
+        const std::string sc = scale.dim() == 0 ? g_.scalar(scale.item<float>())
+                                                : g_.initializer(path + ".weight.scale", scale);
+        return g_.op("Mul", {signs, sc}, path + ".weight");
+      }
+    }
     const std::string w = g_.initializer(path + ".weight", q);
     if (layer.kernel_quantizer.is_empty() || !qonnx()) return w;
     const nn::QuantizerSpec& s = layer.kernel_quantizer->spec();
     const std::string where = path + " (kernel quantizer " + s.str() + ")";
     const std::string& name = s.name;
-    if (is_sign(name)) return bipolar(w, torch::tensor(1.0f), path + ".weight");
-    if (name == "magnitude_aware_sign" || name == "binary_channel_wise_mean_scaling" ||
-        name == "binary_mean_scaling") {
-      return bipolar(w, binary_scale(q, where), path + ".weight");
-    }
     if (name == "ste_tern") return quant(w, 1.0, 0, 2, true, true, "ROUND", path + ".weight");
     if (name == "twn_weight") {
       const double a = q.abs().max().item<double>();

@@ -4,6 +4,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -247,6 +248,157 @@ TEST(Engine, ConstantsAreFoldedWhileLoading) {
   std::vector<float> y(4);
   model.run(x.data(), 1, y.data());
   EXPECT_EQ(y, (std::vector<float>{-2, -4, -6, -8}));
+}
+
+// The exports' packed binary kernel: bits (1 for -1, least significant first) as bytes, decoded by
+// Cast, Reshape, Div, Floor, Mul, Sub (broadcasting [bytes, 1] against [8]), Reshape, Slice (the
+// last byte's padding bits) and Reshape to the kernel's shape.
+void packed_kernel(Builder& b, const std::vector<float>& signs, std::vector<int64_t> shape,
+                   const std::string& out) {
+  const int64_t n = static_cast<int64_t>(signs.size()), bytes = (n + 7) / 8;
+  std::vector<float> packed(bytes, 0.0f), low(8), high(8);
+  for (int64_t i = 0; i < n; ++i)
+    if (signs[i] < 0) packed[i / 8] += static_cast<float>(1 << (i % 8));
+  for (int k = 0; k < 8; ++k) low[k] = static_cast<float>(1 << k), high[k] = 2.0f * low[k];
+  b.init(out + ".bits", {bytes}, packed);
+  b.init(out + ".column", {2}, {static_cast<float>(bytes), 1.0f});
+  b.init(out + ".low", {8}, low);
+  b.init(out + ".high", {8}, high);
+  b.init(out + ".two", {}, {2.0f});
+  b.init(out + ".one", {}, {1.0f});
+  b.init(out + ".flat", {1}, {-1.0f});
+  b.init(out + ".start", {1}, {0.0f});
+  b.init(out + ".end", {1}, {static_cast<float>(n)});
+  b.init(out + ".shape", {static_cast<int64_t>(shape.size())},
+         std::vector<float>(shape.begin(), shape.end()));
+  auto* cast = b.node("Cast", {out + ".bits"}, out + "/f");
+  Builder::attr(cast, "to", int64_t{onnx::TensorProto::FLOAT});
+  b.node("Reshape", {out + "/f", out + ".column"}, out + "/col");
+  b.node("Div", {out + "/col", out + ".low"}, out + "/dl");
+  b.node("Floor", {out + "/dl"}, out + "/fl");
+  b.node("Div", {out + "/col", out + ".high"}, out + "/dh");
+  b.node("Floor", {out + "/dh"}, out + "/fh");
+  b.node("Mul", {out + "/fh", out + ".two"}, out + "/fh2");
+  b.node("Sub", {out + "/fl", out + "/fh2"}, out + "/bit");
+  b.node("Mul", {out + "/bit", out + ".two"}, out + "/bit2");
+  b.node("Sub", {out + ".one", out + "/bit2"}, out + "/pm");
+  b.node("Reshape", {out + "/pm", out + ".flat"}, out + "/flat");
+  b.node("Slice", {out + "/flat", out + ".start", out + ".end"}, out + "/cut");
+  b.node("Reshape", {out + "/cut", out + ".shape"}, out);
+}
+
+TEST(Engine, PackedBinaryKernelsFoldToTheirSigns) {
+  // 135 weights: 17 bytes, the last with 1 bit of padding; 64 weights: 8 bytes, where [8, 1]
+  // against [8] must broadcast to [8, 8], not pair the values.
+  for (const auto& geometry : {std::array<int64_t, 3>{3, 5, 3}, std::array<int64_t, 3>{8, 8, 1}}) {
+    const int64_t C = geometry[0], M = geometry[1], K = geometry[2], H = 4;
+    std::mt19937 rng(17);
+    std::vector<float> signs(M * C * K * K), x(C * H * H);
+    for (auto& v : signs) v = rng() % 2 ? 1.0f : -1.0f;
+    for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+    auto build = [&](bool packed) {
+      Builder b({C, H, H});
+      if (packed) {
+        packed_kernel(b, signs, {M, C, K, K}, "w");
+      } else {
+        b.init("w", {M, C, K, K}, signs);
+      }
+      b.init("one", {}, {1.0f});
+      b.node("BipolarQuant", {"image", "one"}, "xb", "qonnx.custom_op.general");
+      auto* conv = b.node("Conv", {"xb", "w"}, "c");
+      const int64_t p = K / 2;
+      Builder::attr(conv, "pads", std::vector<int64_t>{p, p, p, p});
+      b.node("Flatten", {"c"}, "y");
+      return b.load("y");
+    };
+    const Model packed = build(true), plain = build(false);
+    // Only the sign, the convolution and Flatten run: the decoding was folded while loading.
+    ASSERT_EQ(packed.plan().size(), 3u);
+    EXPECT_EQ(packed.plan()[1].kernel, "binary_conv2d_" + lowbit::engine::binary::best().name);
+    std::vector<float> y1(M * H * H), y2(M * H * H);
+    packed.run(x.data(), 1, y1.data());
+    plain.run(x.data(), 1, y2.data());
+    EXPECT_EQ(y1, y2) << C << " " << M << " " << K;
+  }
+}
+
+TEST(Engine, ReshapeSliceAndBroadcastOfConstantsCheckTheirArguments) {
+  auto error = [](const std::function<void(Builder&)>& body) {
+    Builder b({1, 2, 2});
+    body(b);
+    b.node("Mul", {"image", "k"}, "y");
+    return load_error(b.bytes("y"));
+  };
+  EXPECT_NE(error([](Builder& b) {
+              b.init("a", {6}, {1, 2, 3, 4, 5, 6});
+              b.init("s", {2}, {4, 2});
+              b.node("Reshape", {"a", "s"}, "k");
+            }).find("does not hold the data's 6 values"),
+            std::string::npos);
+  EXPECT_NE(error([](Builder& b) {
+              b.init("a", {6}, {1, 2, 3, 4, 5, 6});
+              b.init("s", {2}, {-1, -1});
+              b.node("Reshape", {"a", "s"}, "k");
+            }).find("more than one -1"),
+            std::string::npos);
+  EXPECT_NE(error([](Builder& b) {
+              b.init("s", {4}, {1, 1, 2, 2});
+              b.node("Reshape", {"image", "s"}, "k");
+            }).find("data must be a constant"),
+            std::string::npos);
+  EXPECT_NE(error([](Builder& b) {
+              b.init("a", {6}, {1, 2, 3, 4, 5, 6});
+              b.init("st", {1}, {0});
+              b.init("en", {1}, {4});
+              b.init("ax", {1}, {0});
+              b.init("step", {1}, {2});
+              b.node("Slice", {"a", "st", "en", "ax", "step"}, "k");
+            }).find("steps of 1"),
+            std::string::npos);
+  EXPECT_NE(error([](Builder& b) {
+              b.init("a", {3}, {1, 2, 3});
+              b.init("c", {2}, {1, 2});
+              b.node("Add", {"a", "c"}, "k");
+            }).find("do not broadcast"),
+            std::string::npos);
+  {  // Broadcasting that would grow constants past the limit on all of them together.
+    Builder b({1, 2, 2});
+    std::vector<float> col(4096, 1.0f);
+    b.init("p", {4096, 1}, col);
+    b.init("q", {4096}, col);
+    b.node("Mul", {"p", "q"}, "k");
+    b.node("Mul", {"image", "one"}, "y");
+    b.init("one", {}, {1.0f});
+    lowbit::engine::Limits limits;
+    limits.max_total_elements = 1 << 20;
+    const std::string bytes = b.bytes("y");
+    try {
+      Model::from_buffer(bytes.data(), bytes.size(), limits);
+      ADD_FAILURE() << "no error";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
+    }
+  }
+  // Slices clamp as ONNX says: negative starts count from the end, ends past it stop there.
+  Builder b({2, 1, 2});
+  b.init("a", {2, 3}, {1, 2, 3, 4, 5, 6});
+  b.init("st", {1}, {-2});
+  b.init("en", {1}, {100});
+  b.init("ax", {1}, {1});
+  b.node("Slice", {"a", "st", "en", "ax"}, "k2");  // [[2, 3], [5, 6]]
+  b.init("rs", {3}, {0, 1, -1});                   // [2, 1, 2]
+  b.node("Reshape", {"k2", "rs"}, "k3");
+  b.init("sel", {2, 1, 1}, {1, 0});
+  b.node("Mul", {"k3", "sel"}, "k4");  // [[2, 3], [0, 0]] as [2, 1, 2]
+  b.init("rs2", {4}, {1, 2, 1, 2});
+  b.node("Reshape", {"k4", "rs2"}, "k");
+  b.node("Mul", {"image", "k"}, "m");
+  b.node("Flatten", {"m"}, "y");
+  const Model model = b.load("y");
+  const std::vector<float> x = {10, 100, 1000, 10000};
+  std::vector<float> y(4);
+  model.run(x.data(), 1, y.data());
+  EXPECT_EQ(y, (std::vector<float>{20, 300, 0, 0}));
 }
 
 TEST(Engine, CApiRunsAndReportsErrors) {

@@ -71,6 +71,37 @@ def _const(graph, name, value):
     return name
 
 
+def constant_values(model):
+    """name -> numpy value of every initializer and of every node computed from initializers only,
+    by the standard operators the exports use for constants (packed binary kernels: Cast, Reshape,
+    Div, Floor, Mul, Sub, Slice), with numpy's float32 semantics."""
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    ops = {
+        "Div": lambda a, b: np.divide(a, b, dtype=np.float32),
+        "Mul": lambda a, b: np.multiply(a, b, dtype=np.float32),
+        "Sub": lambda a, b: np.subtract(a, b, dtype=np.float32),
+        "Add": lambda a, b: np.add(a, b, dtype=np.float32),
+    }
+    for n in model.graph.node:
+        if not n.input or not all(i in values for i in n.input if i):
+            continue
+        x = [values[i] for i in n.input if i]
+        if n.op_type in ops:
+            y = ops[n.op_type](*x)
+        elif n.op_type == "Floor":
+            y = np.floor(x[0])
+        elif n.op_type == "Cast":
+            y = x[0].astype(np.float32)
+        elif n.op_type == "Reshape":
+            y = x[0].reshape([int(d) for d in x[1]])
+        elif n.op_type == "Slice":
+            y = x[0][tuple(slice(int(a), int(b)) for a, b in zip(x[1], x[2]))]
+        else:
+            continue
+        values[n.output[0]] = np.asarray(y)
+    return values
+
+
 def qonnx_to_standard(model):
     """A copy of a QONNX model whose Quant / BipolarQuant nodes are replaced by standard operators
     computing QONNX's reference semantics in float32:

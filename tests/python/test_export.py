@@ -131,7 +131,7 @@ def test_qonnx_export_under_qonnx_semantics_matches_libtorch(work, trained, expo
 
 
 def qonnx_nodes(model, op):
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    inits = ref.constant_values(model)  # initializers and the packed binary kernels they decode to
     out = []
     for n in model.graph.node:
         if n.op_type == op and n.domain == QONNX:
@@ -154,13 +154,42 @@ def test_qonnx_marks_binary_tensors_with_bipolar_quant(exported):
     assert not qonnx_nodes(model, "Quant")
 
 
+@pytest.mark.parametrize("fmt", ["qonnx", "standard"])
+@pytest.mark.parametrize("recipe", ["bnn", "xnor", "blueoil-a2w1", "birealnet"])
+def test_binary_kernels_are_stored_at_one_bit_per_weight(exported, recipe, fmt):
+    model = onnx.load(exported[recipe, fmt])
+    inits = {t.name: t for t in model.graph.initializer}
+    bits = [t for name, t in inits.items() if name.endswith(".weight.bits")]
+    assert bits and all(t.data_type == onnx.TensorProto.UINT8 for t in bits)
+    values = ref.constant_values(model)
+    float_bytes = 0
+    for t in bits:
+        # The decoded signs: the Reshape to the kernel's shape that ends the chain from the bits.
+        prefix = t.name[: -len(".bits")]
+        shape = numpy_helper.to_array(inits[prefix + ".shape"])
+        ends = [n for n in model.graph.node if n.op_type == "Reshape" and n.input[1] == prefix + ".shape"]
+        assert len(ends) == 1, prefix
+        w = values[ends[0].output[0]]
+        assert w.shape == tuple(shape)
+        assert set(np.unique(w)) <= {-1.0, 1.0}
+        # Bit k of byte b is weight 8b + k, 1 for -1.
+        packed = numpy_helper.to_array(t)
+        unpacked = np.unpackbits(packed, bitorder="little")[: w.size]
+        np.testing.assert_array_equal(np.where(unpacked == 1, -1.0, 1.0), w.reshape(-1))
+        assert packed.size == (w.size + 7) // 8
+        float_bytes += 4 * w.size
+    # No float copy of a binary kernel: the file is far smaller than float kernels would make it.
+    assert not [n for n in inits if n.endswith(".weight") and n + ".bits" in inits]
+    assert exported[recipe, fmt].stat().st_size < 0.5 * float_bytes
+
+
 def test_qonnx_scaled_binary_kernels_carry_their_scales(exported, trained):
     model = onnx.load(exported["xnor", "qonnx"])
     for _, (w, scale), _ in qonnx_nodes(model, "BipolarQuant"):
         if w is None:
             continue
         assert scale.shape == (w.shape[0],) + (1,) * (w.ndim - 1)  # one scale per output channel
-        np.testing.assert_array_equal(np.abs(w), np.broadcast_to(scale, w.shape))
+        assert (scale > 0).all() and set(np.unique(w)) <= {-1.0, 1.0}  # the signs, at 1 bit each
 
 
 def test_qonnx_power_of_2_activations_are_8_bit_fixed_point(exported):
