@@ -17,6 +17,7 @@
 
 #include "kernels/binary.h"
 #include "kernels/int8.h"
+#include "kernels/planes.h"
 #include "lowbit/engine.h"
 
 namespace lowbit {
@@ -72,6 +73,7 @@ struct SumChain {
   };
   std::vector<Op> before_pool, after_pool;  // and r: Relu
   bool int8 = false;                        // an 8-bit layer's chain: no pool, monotone ops
+  bool planes = false;                      // a bit-plane layer's chain
   bool pooled = false;
   int64_t pool_kh = 1, pool_kw = 1, pool_sh = 1, pool_sw = 1;
   std::vector<int64_t> chw;  // at the chain's end (before a Flatten)
@@ -96,10 +98,17 @@ struct Value {
   // Codes on `grid` stored as bytes, code - grid.lo, in the value's order (a fused 8-bit layer's
   // output): 4 per float of storage.
   bool codes = false;
+  // Codes of `planes` bits (1 to 4) stored as bit planes (planes::pack_floats' layout over
+  // packed_chw), a fused bit-plane layer's output: value = code * planes_scale, then the scalar
+  // Mul / Div the graph applied since (planes_post, in order).
+  int planes = 0;
+  float planes_scale = 1;
+  std::vector<std::pair<char, float>> planes_post;
   int64_t per_image() const { return product(dims, 1); }
   // The floats of storage per image.
   int64_t storage_per_image() const {
     if (codes) return (per_image() + 3) / 4;
+    if (planes) return 2 * planes::image_words(planes, packed_chw[0], packed_chw[1], packed_chw[2]);
     return packed ? 2 * binary::words(packed_chw[0]) * packed_chw[1] * packed_chw[2] : per_image();
   }
 };
@@ -206,6 +215,35 @@ struct Int8Layer {
   }
 };
 
+// A layer of b-bit codes with binary weights (planes.h), its weights in the kernel's layout; its
+// value is n * scale[o] + bias[o] for the integer sum n, computed as int8's dequantize does.
+struct PlanesLayer {
+  binary::ConvShape shape;
+  const planes::Kernels* kernels = nullptr;
+  std::vector<uint64_t> weights;
+  int bits = 0;
+  float sx = 1;  // the input's scale (codes of floats: round(x / sx))
+  std::vector<double> scale;
+  std::vector<float> bias;
+  std::vector<int64_t> zeros;  // dequantize's constant
+  bool input_planes = false;   // reads a fused layer's planes, else packs the codes of floats
+  int64_t input_words() const { return planes::image_words(bits, shape.c, shape.h, shape.w); }
+  const int32_t* sums(const float* x, int64_t b) const {
+    thread_local std::vector<uint64_t> packed;
+    thread_local std::vector<int32_t> raw;
+    const uint64_t* in = reinterpret_cast<const uint64_t*>(x) + b * input_words();
+    if (!input_planes) {
+      packed.resize(input_words());
+      planes::pack_floats(x + b * shape.c * shape.h * shape.w, sx, bits, shape.c, shape.h, shape.w,
+                          packed.data());
+      in = packed.data();
+    }
+    raw.resize(shape.m * shape.oh * shape.ow);
+    kernels->sums(in, bits, weights.data(), shape, raw.data());
+    return raw.data();
+  }
+};
+
 // A fused 8-bit layer's requantization (int8::requantize's arguments per output channel).
 struct Requantization {
   std::vector<int64_t> add;
@@ -220,6 +258,7 @@ struct Step {
   std::function<void(const std::vector<const float*>&, float*, int64_t batch)> run;
   std::shared_ptr<const BinaryLayer> binary;  // binary layers: what a fusion rebuilds them from
   std::shared_ptr<const Int8Layer> int8;      // 8-bit layers: the same
+  std::shared_ptr<const PlanesLayer> planes;  // bit-plane layers: the same
   bool removed = false;                       // fused into an earlier step
 };
 
@@ -480,6 +519,10 @@ struct Model::Impl {
         values[ids.at(g.output(0).name())].codes) {
       decode(g.output(0).name());
     }
+    if (g.output_size() == 1 && ids.count(g.output(0).name()) &&
+        values[ids.at(g.output(0).name())].planes) {
+      decode_planes(g.output(0).name());
+    }
     // The steps fused into others go; the plan lists the rest.
     steps.erase(
         std::remove_if(steps.begin(), steps.end(), [](const Step& st) { return st.removed; }),
@@ -617,6 +660,15 @@ struct Model::Impl {
       out.chain = chain;
       return;
     }
+    if (s.planes) {
+      auto chain = std::make_shared<SumChain>();
+      chain->conv_step = index;
+      chain->names = {n.output(0)};
+      chain->chw = {s.planes->shape.m, s.planes->shape.oh, s.planes->shape.ow};
+      chain->planes = true;
+      out.chain = chain;
+      return;
+    }
     if (s.int8) {
       auto chain = std::make_shared<SumChain>();
       chain->conv_step = index;
@@ -682,6 +734,37 @@ struct Model::Impl {
     out.chain = next;
   }
 
+  // A chain's per-channel steps applied to value v of channel o, as the unfused steps compute them.
+  static float apply_ops(const std::vector<SumChain::Op>& ops, int64_t o, float v) {
+    for (const auto& op : ops) {
+      if (op.kind == 'r') {
+        v = v < 0 ? 0.0f : v;
+        continue;
+      }
+      const float c = op.c[o];
+      v = op.kind == '*'   ? v * c
+          : op.kind == '+' ? v + c
+          : op.kind == '/' ? v / c
+                           : (op.constant_first ? c - v : v - c);
+    }
+    return v;
+  }
+
+  // pre[n + k]: channel o's value before the chain's pool at every sum n in [-k, k] (layer(n),
+  // then the steps before the pool); up / down: whether it never falls / never rises with n. False
+  // on NaN, or where a pool's input is not monotone.
+  template <class Layer>
+  static bool values_before_pool(const SumChain& chain, int64_t o, int64_t k, Layer&& layer,
+                                 std::vector<float>& pre, bool& up, bool& down) {
+    for (int64_t n = -k; n <= k; ++n) {
+      float& v = pre[n + k];
+      v = apply_ops(chain.before_pool, o, layer(n));
+      if (v != v) return false;
+      if (n > -k) up = up && v >= pre[n + k - 1], down = down && v <= pre[n + k - 1];
+    }
+    return !chain.pooled || up || down;
+  }
+
   // The thresholds of a fused chain: bit (−1) where n < t (below) or n > t, n the sum; over a
   // pool, the window's bits combined by AND or OR per channel.
   struct Thresholds {
@@ -710,32 +793,16 @@ struct Model::Impl {
     th->and_mask.assign(binary::words(m), 0);
     std::vector<float> pre(2 * k + 1);
     for (int64_t o = 0; o < m; ++o) {
-      auto apply = [o](const std::vector<SumChain::Op>& ops, float v) {
-        for (const auto& op : ops) {
-          if (op.kind == 'r') {
-            v = v < 0 ? 0.0f : v;
-            continue;
-          }
-          const float c = op.c[o];
-          v = op.kind == '*'   ? v * c
-              : op.kind == '+' ? v + c
-              : op.kind == '/' ? v / c
-                               : (op.constant_first ? c - v : v - c);
-        }
-        return v;
-      };
       bool up = true, down = true;
-      for (int64_t n = -k; n <= k; ++n) {
-        // As the kernels compute the layer's value, then the chain's steps before the pool.
-        float& v = pre[n + k];
-        v = apply(chain.before_pool, static_cast<float>(n) * l.scale[o] + l.bias[o]);
-        if (v != v) return false;
-        if (n > -k) up = up && v >= pre[n + k - 1], down = down && v <= pre[n + k - 1];
-      }
-      if (chain.pooled && !up && !down) return false;
+      // As the kernels compute the layer's value, then the chain's steps before the pool.
+      if (!values_before_pool(
+              chain, o, k,
+              [&](int64_t n) { return static_cast<float>(n) * l.scale[o] + l.bias[o]; }, pre, up,
+              down))
+        return false;
       const bool largest = up;  // the pool keeps the largest sum (else the smallest)
       // BipolarQuant: -1 (bit 1) unless v >= 0.
-      auto bit = [&](int64_t n) { return !(apply(chain.after_pool, pre[n + k]) >= 0); };
+      auto bit = [&](int64_t n) { return !(apply_ops(chain.after_pool, o, pre[n + k]) >= 0); };
       int changes = 0;
       int64_t last_change = 0;
       for (int64_t n = -k + 1; n <= k; ++n) {
@@ -885,15 +952,9 @@ struct Model::Impl {
     // At most 256 bisections of 64 steps per channel: bounded work for any file.
     if (m > 4096 || !spend(m * (levels + 1) * 64)) return false;
     auto code = [&](int64_t o, int64_t n) {
-      float v = static_cast<float>(static_cast<double>(n) * l.scale[o] + l.bias[o]);
-      for (const auto& op : chain.before_pool) {
-        const float c = op.kind == 'r' ? 0.0f : op.c[o];
-        v = op.kind == 'r'   ? (v < 0 ? 0.0f : v)
-            : op.kind == '*' ? v * c
-            : op.kind == '+' ? v + c
-            : op.kind == '/' ? v / c
-                             : v - c;
-      }
+      const float v =
+          apply_ops(chain.before_pool, o,
+                    static_cast<float>(static_cast<double>(n) * l.scale[o] + l.bias[o]));
       float u = v / qscale + qzero;
       u = u > qhi ? qhi : (u < qlo ? qlo : u);
       return static_cast<int64_t>(round_mode(u, rounding)) - grid.lo;  // the stored code
@@ -947,6 +1008,234 @@ struct Model::Impl {
     return true;
   }
 
+  // ---- bit planes between layers
+
+  // The bits of a bit-plane layer's input: its planes, or floats on a grid of one scale, zero 0 and
+  // codes 0 .. 2^b - 1 for b <= 4 (zero padding is then code 0); 0 where neither.
+  static int planes_bits(const Value& x) {
+    if (x.planes) return x.planes;
+    const Grid& g = x.grid;
+    if (x.packed || x.codes || !g.on || g.scale.size() != 1 || g.zero != 0 || g.lo != 0 ||
+        g.hi < 1 || g.hi > 15)
+      return 0;
+    return g.hi <= 1 ? 1 : g.hi <= 3 ? 2 : g.hi <= 7 ? 3 : 4;
+  }
+
+  static void planes_conv(Step& s, const binary::ConvShape& shape, const Value& x, int bits,
+                          const std::vector<float>& w, const std::vector<float>& sw,
+                          const std::vector<float>& bias, const std::string& kind) {
+    auto l = std::make_shared<PlanesLayer>();
+    const planes::Kernels& k = planes::best();
+    l->shape = shape, l->kernels = &k, l->bits = bits, l->bias = bias;
+    l->weights = k.pack(w.data(), shape.m, shape.c, shape.kh, shape.kw);
+    l->sx = x.grid.scale[0];
+    l->input_planes = x.planes > 0;
+    l->zeros.assign(shape.m, 0);
+    l->scale.resize(shape.m);
+    for (int64_t o = 0; o < shape.m; ++o) l->scale[o] = static_cast<double>(l->sx) * sw[o];
+    s.info.kernel = kind + k.name;
+    s.info.parameter_bytes = static_cast<int64_t>(l->weights.size() * sizeof(uint64_t) +
+                                                  shape.m * (sizeof(double) + sizeof(float)));
+    s.planes = l;
+    s.run = [l](const std::vector<const float*>& xs, float* y, int64_t count) {
+      const int64_t m = l->shape.m, plane = l->shape.oh * l->shape.ow;
+      for (int64_t b = 0; b < count / (m * plane); ++b) {
+        int8::best().dequantize(l->sums(xs[0], b), m, plane, l->zeros.data(), 0, l->scale.data(),
+                                l->bias.data(), y + b * m * plane);
+      }
+    };
+  }
+
+  // Whether node n reads its input i as bit planes: bit-plane convolutions and dense layers
+  // (binary weights), Flatten, and Mul / Div by a positive scalar (recorded, applied when decoded).
+  bool reads_planes(const onnx::NodeProto& n, int i) const {
+    if (i != 0) return false;
+    const std::string& op = n.op_type();
+    if (op == "Mul" || op == "Div") return planes_scalar(n);
+    Attrs a;
+    a.where = origin;
+    for (const auto& attr : n.attribute()) a.map[attr.name()] = &attr;
+    if (op == "Flatten") return a.i("axis", 1) == 1;
+    if (op != "Conv" && op != "Gemm") return false;
+    if (n.input_size() < 2 || !ids.count(n.input(1))) return false;
+    const Value& w = values[ids.at(n.input(1))];
+    std::vector<float> scale;
+    if (op == "Conv")
+      return a.i("group", 1) == 1 && w.constant && w.dims.size() == 4 &&
+             binary_scales(w.data, w.dims[0], scale);
+    return a.i("transB", 0) == 1 && a.i("transA", 0) == 0 && a.f("alpha", 1.0f) == 1.0f &&
+           a.f("beta", 1.0f) == 1.0f && w.constant && w.dims.size() == 2 &&
+           binary_scales(w.data, w.dims[0], scale);
+  }
+
+  // Mul or Div of a bit-plane value (input 0) by a positive finite scalar constant.
+  bool planes_scalar(const onnx::NodeProto& n) const {
+    if (n.input_size() != 2 || !ids.count(n.input(0)) || !ids.count(n.input(1))) return false;
+    const Value &x = values[ids.at(n.input(0))], &c = values[ids.at(n.input(1))];
+    return x.planes && c.constant && c.data.size() == 1 && c.data[0] > 0 &&
+           std::isfinite(c.data[0]);
+  }
+
+  void planes_scaled(std::vector<const Value*>& in, Value& out, Step& s, char kind) {
+    const Value& x = *in[0];
+    out.dims = x.dims, out.planes = x.planes, out.planes_scale = x.planes_scale;
+    out.packed_chw = x.packed_chw;
+    out.planes_post = x.planes_post;
+    out.planes_post.emplace_back(kind, in[1]->data[0]);
+    scale_grid(in, out, kind == '/');
+    s.info.kernel = "copy";
+    s.run = [](const std::vector<const float*>& xs, float* y, int64_t count) {
+      std::copy(xs[0], xs[0] + count, y);
+    };
+    in.resize(1);
+  }
+
+  // Plans a step that turns bit-plane value `name` into the floats the graph computes for it.
+  void decode_planes(const std::string& name) {
+    const Value& p = values[ids.at(name)];
+    Value f;
+    f.dims = p.dims;
+    f.grid = p.grid;
+    const std::vector<int64_t> chw = p.packed_chw;
+    const int bits = p.planes;
+    const float scale = p.planes_scale;
+    const auto post = p.planes_post;
+    convert(
+        name, std::move(f), "decode_planes",
+        [chw, bits, scale, post](const std::vector<const float*>& xs, float* y, int64_t count) {
+          const int64_t c = chw[0], plane = chw[1] * chw[2], cw = binary::words(c);
+          const int64_t stored = planes::image_words(bits, c, chw[1], chw[2]);
+          for (int64_t b = 0; b < count / (c * plane); ++b) {
+            const uint64_t* in = reinterpret_cast<const uint64_t*>(xs[0]) + b * stored;
+            float* yb = y + b * c * plane;
+            for (int64_t ch = 0; ch < c; ++ch)
+              for (int64_t q = 0; q < plane; ++q) {
+                unsigned code = 0;
+                for (int k = 0; k < bits; ++k)
+                  code |=
+                      static_cast<unsigned>((in[(q * bits + k) * cw + (ch >> 6)] >> (ch & 63)) & 1)
+                      << k;
+                float v = (static_cast<float>(code) - 0.0f) * scale;  // Quant's, zero 0
+                for (const auto& op : post) v = op.first == '*' ? v * op.second : v / op.second;
+                yb[ch * plane + q] = v;
+              }
+          }
+        });
+  }
+
+  // Per channel: code = base + #{j : dir * n >= t[j]} (t ascending, unused entries INT32_MAX) for
+  // the layer's sum n, pooled first (the largest n, or the smallest) where the chain pools.
+  struct CodeTable {
+    int levels = 0;
+    std::vector<int32_t> t, base, dir;
+    std::vector<uint8_t> largest;
+  };
+
+  // Fuses a bit-plane layer's chain ending in Quant (scale s, zero 0, codes 0 .. hi <= 15) into the
+  // layer's step, which then writes the Quant's codes as planes. As for binary chains, the chain's
+  // own float operations are evaluated at every possible sum, so the table of thresholds gives the
+  // float graph's codes exactly; false where a value of the chain is read elsewhere, or its codes
+  // are not a monotone function of the sum.
+  bool fuse_planes(const SumChain& chain, float qscale, float qhi, int rounding, size_t& into) {
+    for (const auto& name : chain.names)
+      if (uses[name] != 1) return false;
+    Step& conv = steps[chain.conv_step];
+    const std::shared_ptr<const PlanesLayer> layer = conv.planes;
+    const PlanesLayer& l = *layer;
+    const int64_t m = l.shape.m;
+    const int64_t k = ((int64_t{1} << l.bits) - 1) * l.shape.kh * l.shape.kw * l.shape.c;
+    if (k > (int64_t{1} << 22) || m * (2 * k + 1) > (int64_t{1} << 26)) return false;
+    if (!spend(m * (2 * k + 1))) return false;
+    auto table = std::make_shared<CodeTable>();
+    const int levels = static_cast<int>(qhi);
+    table->levels = levels;
+    table->t.assign(m * levels, std::numeric_limits<int32_t>::max());
+    table->base.resize(m), table->dir.resize(m), table->largest.resize(m);
+    std::vector<float> pre(2 * k + 1);
+    std::vector<int> code(2 * k + 1);
+    for (int64_t o = 0; o < m; ++o) {
+      bool up = true, down = true;
+      // The layer's value as int8's dequantize computes it, then the chain's steps before the pool.
+      if (!values_before_pool(
+              chain, o, k,
+              [&](int64_t n) {
+                return static_cast<float>(static_cast<double>(n) * l.scale[o] + l.bias[o]);
+              },
+              pre, up, down))
+        return false;
+      bool rising = true, falling = true;
+      for (int64_t n = -k; n <= k; ++n) {
+        float u = apply_ops(chain.after_pool, o, pre[n + k]) / qscale;
+        if (u != u) return false;
+        u = u > qhi ? qhi : (u < 0 ? 0.0f : u);
+        code[n + k] = static_cast<int>(round_mode(u, rounding));
+        if (n > -k) {
+          rising = rising && code[n + k] >= code[n + k - 1];
+          falling = falling && code[n + k] <= code[n + k - 1];
+        }
+      }
+      if (!rising && !falling) return false;
+      // Thresholds on n' = dir * n, along which the codes rise.
+      const int dir = rising ? 1 : -1;
+      const int first = rising ? code[0] : code[2 * k];
+      int32_t* t = table->t.data() + o * levels;
+      int j = 0;
+      for (int64_t i = 0; i <= 2 * k; ++i) {
+        const int64_t n = dir > 0 ? i - k : k - i;  // n' ascending
+        const int c = code[n + k];
+        while (first + j < c) t[j++] = static_cast<int32_t>(dir * n);
+      }
+      table->base[o] = first, table->dir[o] = dir, table->largest[o] = up ? 1 : 0;
+    }
+    const int out_bits = levels <= 1 ? 1 : levels <= 3 ? 2 : levels <= 7 ? 3 : 4;
+    const int64_t ph = chain.chw[1], pw = chain.chw[2];
+    const bool pooled = chain.pooled;
+    const int64_t pkh = chain.pool_kh, pkw = chain.pool_kw, psh = chain.pool_sh,
+                  psw = chain.pool_sw;
+    conv.run = [layer, table, out_bits, ph, pw, pooled, pkh, pkw, psh, psw](
+                   const std::vector<const float*>& xs, float* y, int64_t count) {
+      const PlanesLayer& l = *layer;
+      const int64_t m = l.shape.m, mw = binary::words(m), ow = l.shape.ow;
+      const int64_t stored = planes::image_words(out_bits, m, ph, pw);
+      const int levels = table->levels;
+      for (int64_t b = 0; b < count / (2 * stored); ++b) {
+        const int32_t* n = l.sums(xs[0], b);
+        uint64_t* out = reinterpret_cast<uint64_t*>(y) + b * stored;
+        std::fill(out, out + stored, uint64_t{0});
+        for (int64_t o = 0; o < m; ++o) {
+          const int32_t* no = n + o * l.shape.oh * ow;
+          const int32_t* t = table->t.data() + o * levels;
+          const int64_t dir = table->dir[o];
+          const bool largest = table->largest[o] != 0;
+          for (int64_t r = 0; r < ph; ++r)
+            for (int64_t q = 0; q < pw; ++q) {
+              int64_t v = no[r * ow + q];
+              if (pooled) {
+                v = no[(r * psh) * ow + q * psw];
+                for (int64_t i = 0; i < pkh; ++i)
+                  for (int64_t j = 0; j < pkw; ++j) {
+                    const int64_t e = no[(r * psh + i) * ow + q * psw + j];
+                    v = largest ? std::max(v, e) : std::min(v, e);
+                  }
+              }
+              v *= dir;
+              int c = table->base[o];
+              for (int j = 0; j < levels; ++j) c += v >= t[j] ? 1 : 0;
+              const int64_t p = r * pw + q;
+              for (int bit = 0; bit < out_bits; ++bit)
+                out[(p * out_bits + bit) * mw + (o >> 6)] |= static_cast<uint64_t>((c >> bit) & 1)
+                                                             << (o & 63);
+            }
+        }
+      }
+    };
+    conv.info.kernel += pooled ? "+maxpool+threshold" : "+threshold";
+    conv.info.parameter_bytes += m * static_cast<int64_t>((levels + 2) * sizeof(int32_t) + 1);
+    for (size_t i : chain.steps) steps[i].removed = true;
+    into = chain.conv_step;
+    return true;
+  }
+
   // ---- nodes
 
   void add_node(const onnx::NodeProto& n, int k) {
@@ -959,6 +1248,8 @@ struct Model::Impl {
       const auto it = ids.find(n.input(i));
       if (it != ids.end() && values[it->second].packed && !reads_packed(n, i)) unpack(n.input(i));
       if (it != ids.end() && values[it->second].codes && !reads_codes(n, i)) decode(n.input(i));
+      if (it != ids.end() && values[it->second].planes && !reads_planes(n, i))
+        decode_planes(n.input(i));
     }
     bool fused = false;
     size_t fused_into = 0;
@@ -1091,6 +1382,8 @@ struct Model::Impl {
       binary([](float p, float q) { return p + q; });
     } else if (op == "Sub") {
       binary([](float p, float q) { return p - q; });
+    } else if ((op == "Mul" || op == "Div") && planes_scalar(n)) {
+      planes_scaled(in, out, s, op == "Mul" ? '*' : '/');
     } else if (op == "Mul") {
       binary([](float p, float q) { return p * q; });
       scale_grid(in, out, false);
@@ -1193,6 +1486,13 @@ struct Model::Impl {
       if (!x.constant && x.chain && x.chain->int8 && sc.data.size() == 1 && zp.data.size() == 1 &&
           fuse_int8(*x.chain, sc.data[0], zp.data[0], lo, hi, rounding, out.grid, fused_into)) {
         fused = out.codes = true;
+      } else if (!x.constant && x.chain && x.chain->planes && sc.data.size() == 1 &&
+                 zp.data.size() == 1 && zp.data[0] == 0 && lo == 0 && hi >= 1 && hi <= 15 &&
+                 fuse_planes(*x.chain, sc.data[0], hi, rounding, fused_into)) {
+        fused = true;
+        out.planes = hi <= 1 ? 1 : hi <= 3 ? 2 : hi <= 7 ? 3 : 4;
+        out.planes_scale = sc.data[0];
+        out.packed_chw = x.chain->chw;
       } else if (!x.constant) {
         // Scalar scale and zero point (activations): no index maps.
         const bool scalars = sc.data.size() == 1 && zp.data.size() == 1;
@@ -1257,7 +1557,10 @@ struct Model::Impl {
       out.grid = in[0]->grid;
       out.packed = in[0]->packed;  // the same words
       out.packed_chw = in[0]->packed_chw;
-      out.codes = in[0]->codes;  // the same bytes
+      out.codes = in[0]->codes;    // the same bytes
+      out.planes = in[0]->planes;  // the same planes
+      out.planes_scale = in[0]->planes_scale;
+      out.planes_post = in[0]->planes_post;
       s.info.kernel = "copy";
       s.run = [](const std::vector<const float*>& x, float* y, int64_t count) {
         std::copy(x[0], x[0] + count, y);
@@ -1552,6 +1855,12 @@ struct Model::Impl {
       return;
     }
     if (x.packed) bad(where, "internal: a packed input reached a float convolution");
+    const int bits = planes_bits(x);
+    if (group == 1 && bits > 0 && binary_scales(w.data, m, scale)) {
+      planes_conv(s, shape, x, bits, w.data, scale, bias, "bitplane_conv2d_");
+      return;
+    }
+    if (x.planes) bad(where, "internal: bit planes reached a float convolution");
     if (group == 1 && int8_conv(s, shape, x.grid, x.codes, w.data, weight_grid(w.data, m, w.grid),
                                 bias, "int8_conv2d_"))
       return;
@@ -1741,6 +2050,17 @@ struct Model::Impl {
       const auto& chw = x.packed_chw;
       shape.c = chw[0], shape.h = shape.kh = chw[1], shape.w = shape.kw = chw[2];
       binary_conv(s, shape, rows, scale, bias, true, "binary_gemm_");
+      return;
+    }
+    if (x.planes) {  // as for packed bits: the convolution by a kernel as large as the image
+      if (!binary_scales(rows, m, scale)) bad(where, "internal: bit planes of float weights");
+      const auto& chw = x.packed_chw;
+      shape.c = chw[0], shape.h = shape.kh = chw[1], shape.w = shape.kw = chw[2];
+      planes_conv(s, shape, x, x.planes, rows, scale, bias, "bitplane_gemm_");
+      return;
+    }
+    if (planes_bits(x) > 0 && binary_scales(rows, m, scale)) {
+      planes_conv(s, shape, x, planes_bits(x), rows, scale, bias, "bitplane_gemm_");
       return;
     }
     if (!x.codes && x.bipolar && binary_scales(rows, m, scale)) {

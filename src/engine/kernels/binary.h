@@ -32,6 +32,20 @@ struct ConvShape {
   int64_t oh = 0, ow = 0;
 };
 
+// f(yy, xx, t) for the taps t = i * kw + j of output pixel (r, q) whose input pixel (yy, xx) lies
+// inside the image (the scalar kernels' window walk).
+template <class F>
+inline void for_each_tap_inside(const ConvShape& s, int64_t r, int64_t q, F&& f) {
+  for (int64_t i = 0; i < s.kh; ++i) {
+    const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
+    if (yy < 0 || yy >= s.h) continue;
+    for (int64_t j = 0; j < s.kw; ++j) {
+      const int64_t xx = q * s.stride_w - s.pad_w + j * s.dil_w;
+      if (xx >= 0 && xx < s.w) f(yy, xx, i * s.kw + j);
+    }
+  }
+}
+
 // y[o, r, q] = scale[o] * sum over the taps inside the image of sum_c x * w (±1 products), plus
 // bias[o]: taps in the zero padding contribute nothing. x: pack_chw of one image; w: pack_kernel.
 using ConvFn = void (*)(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,

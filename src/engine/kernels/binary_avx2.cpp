@@ -37,22 +37,16 @@ void conv(const uint64_t* x, const uint64_t* w, const float* scale, const float*
       for (int64_t o0 = 0; o0 < mp; o0 += kLanes) {
         __m256i acc = _mm256_setzero_si256();
         int64_t taps = 0;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
-          if (yy < 0 || yy >= s.h) continue;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t xx = q * s.stride_w - s.pad_w + j * s.dil_w;
-            if (xx < 0 || xx >= s.w) continue;
-            const uint64_t* xp = x + (yy * s.w + xx) * cw;
-            const uint64_t* wp = w + ((i * s.kw + j) * cw) * mp + o0;
-            for (int64_t k = 0; k < cw; ++k) {
-              const __m256i xv = _mm256_set1_epi64x(static_cast<long long>(xp[k]));
-              const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + k * mp));
-              acc = _mm256_add_epi64(acc, popcount64(_mm256_xor_si256(xv, wv)));
-            }
-            ++taps;
+        for_each_tap_inside(s, r, q, [&](int64_t yy, int64_t xx, int64_t t) {
+          const uint64_t* xp = x + (yy * s.w + xx) * cw;
+          const uint64_t* wp = w + (t * cw) * mp + o0;
+          for (int64_t k = 0; k < cw; ++k) {
+            const __m256i xv = _mm256_set1_epi64x(static_cast<long long>(xp[k]));
+            const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + k * mp));
+            acc = _mm256_add_epi64(acc, popcount64(_mm256_xor_si256(xv, wv)));
           }
-        }
+          ++taps;
+        });
         _mm256_store_si256(reinterpret_cast<__m256i*>(mism), acc);
         const int64_t n = std::min<int64_t>(kLanes, s.m - o0);
         for (int64_t l = 0; l < n; ++l) {

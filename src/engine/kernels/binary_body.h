@@ -17,18 +17,12 @@ inline void conv(const uint64_t* x, const uint64_t* w, const float* scale, const
     for (int64_t r = 0; r < s.oh; ++r) {
       for (int64_t q = 0; q < s.ow; ++q) {
         int64_t mismatches = 0, taps = 0;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
-          if (yy < 0 || yy >= s.h) continue;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t xx = q * s.stride_w - s.pad_w + j * s.dil_w;
-            if (xx < 0 || xx >= s.w) continue;
-            const uint64_t* xp = x + (yy * s.w + xx) * cw;
-            const uint64_t* wp = wo + (i * s.kw + j) * cw;
-            for (int64_t k = 0; k < cw; ++k) mismatches += __builtin_popcountll(xp[k] ^ wp[k]);
-            ++taps;
-          }
-        }
+        for_each_tap_inside(s, r, q, [&](int64_t yy, int64_t xx, int64_t t) {
+          const uint64_t* xp = x + (yy * s.w + xx) * cw;
+          const uint64_t* wp = wo + t * cw;
+          for (int64_t k = 0; k < cw; ++k) mismatches += __builtin_popcountll(xp[k] ^ wp[k]);
+          ++taps;
+        });
         const int64_t sum = taps * s.c - 2 * mismatches;  // matches - mismatches
         y[(o * s.oh + r) * s.ow + q] = static_cast<float>(sum) * scale[o] + bias[o];
       }
