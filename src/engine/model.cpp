@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "kernels/binary.h"
+#include "kernels/float32.h"
 #include "kernels/int8.h"
 #include "kernels/planes.h"
 #include "lowbit/engine.h"
@@ -1195,18 +1196,20 @@ struct Model::Impl {
     conv.run = [layer, table, out_bits, ph, pw, pooled, pkh, pkw, psh, psw](
                    const std::vector<const float*>& xs, float* y, int64_t count) {
       const PlanesLayer& l = *layer;
-      const int64_t m = l.shape.m, mw = binary::words(m), ow = l.shape.ow;
+      const int64_t m = l.shape.m, ow = l.shape.ow;
       const int64_t stored = planes::image_words(out_bits, m, ph, pw);
       const int levels = table->levels;
+      thread_local std::vector<uint8_t> codes;
+      codes.resize(m * ph * pw);
       for (int64_t b = 0; b < count / (2 * stored); ++b) {
         const int32_t* n = l.sums(xs[0], b);
-        uint64_t* out = reinterpret_cast<uint64_t*>(y) + b * stored;
-        std::fill(out, out + stored, uint64_t{0});
+        // The codes per channel, then packed as planes for the next layer.
         for (int64_t o = 0; o < m; ++o) {
           const int32_t* no = n + o * l.shape.oh * ow;
           const int32_t* t = table->t.data() + o * levels;
           const int64_t dir = table->dir[o];
           const bool largest = table->largest[o] != 0;
+          uint8_t* co = codes.data() + o * ph * pw;
           for (int64_t r = 0; r < ph; ++r)
             for (int64_t q = 0; q < pw; ++q) {
               int64_t v = no[r * ow + q];
@@ -1221,12 +1224,11 @@ struct Model::Impl {
               v *= dir;
               int c = table->base[o];
               for (int j = 0; j < levels; ++j) c += v >= t[j] ? 1 : 0;
-              const int64_t p = r * pw + q;
-              for (int bit = 0; bit < out_bits; ++bit)
-                out[(p * out_bits + bit) * mw + (o >> 6)] |= static_cast<uint64_t>((c >> bit) & 1)
-                                                             << (o & 63);
+              co[r * pw + q] = static_cast<uint8_t>(c);
             }
         }
+        planes::pack_codes(codes.data(), out_bits, m, ph, pw,
+                           reinterpret_cast<uint64_t*>(y) + b * stored);
       }
     };
     conv.info.kernel += pooled ? "+maxpool+threshold" : "+threshold";
@@ -1864,50 +1866,15 @@ struct Model::Impl {
     if (group == 1 && int8_conv(s, shape, x.grid, x.codes, w.data, weight_grid(w.data, m, w.grid),
                                 bias, "int8_conv2d_"))
       return;
-    s.info.kernel = "conv2d_f32";
+    const float32::Kernels* k = &float32::best();
+    s.info.kernel = "conv2d_f32_" + k->name;
     const std::vector<float> wdata = w.data;
     s.info.parameter_bytes = static_cast<int64_t>((wdata.size() + bias.size()) * sizeof(float));
-    const int64_t sh = st[0], sw = st[1], ph = pd[0], pw = pd[1], dh = dl[0], dw = dl[1];
-    s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
-      const int64_t per_in = c * h * wd, per_out = m * oh * ow;
-      const int64_t images = count / per_out;
-      std::vector<float> acc(ow);
-      for (int64_t b = 0; b < images; ++b) {
-        const float* xi = xs[0] + b * per_in;
-        float* yo = y + b * per_out;
-        for (int64_t o = 0; o < m; ++o) {
-          const int64_t g = o / (m / group);
-          for (int64_t r = 0; r < oh; ++r) {
-            // A row of outputs at a time, taps in the order (ic, i, j) for every output, so the
-            // inner loop runs along the row without bounds checks.
-            std::fill(acc.begin(), acc.end(), 0.0f);
-            for (int64_t ic = 0; ic < cg; ++ic) {
-              const float* xc = xi + (g * cg + ic) * h * wd;
-              const float* wc = wdata.data() + ((o * cg + ic) * kh) * kw;
-              for (int64_t i = 0; i < kh; ++i) {
-                const int64_t yy = r * sh - ph + i * dh;
-                if (yy < 0 || yy >= h) continue;
-                const float* xr = xc + yy * wd;
-                for (int64_t j = 0; j < kw; ++j) {
-                  const float wv = wc[i * kw + j];
-                  const int64_t off = j * dw - pw;  // xx = q * sw + off
-                  // The outputs q whose xx lies in [0, wd).
-                  const int64_t q0 = off >= 0 ? 0 : (-off + sw - 1) / sw;
-                  const int64_t q1 =
-                      std::min<int64_t>(ow, wd - off <= 0 ? 0 : (wd - off - 1) / sw + 1);
-                  if (sw == 1) {
-                    for (int64_t q = q0; q < q1; ++q) acc[q] += xr[q + off] * wv;
-                  } else {
-                    for (int64_t q = q0; q < q1; ++q) acc[q] += xr[q * sw + off] * wv;
-                  }
-                }
-              }
-            }
-            float* yr = yo + (o * oh + r) * ow;
-            for (int64_t q = 0; q < ow; ++q) yr[q] = acc[q] + bias[o];
-          }
-        }
-      }
+    s.run = [k, shape, group, wdata, bias](const std::vector<const float*>& xs, float* y,
+                                           int64_t count) {
+      const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
+      for (int64_t b = 0; b < count / per_out; ++b)
+        k->conv(xs[0] + b * per_in, wdata.data(), bias.data(), shape, group, y + b * per_out);
     };
   }
 

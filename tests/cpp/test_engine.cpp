@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../../src/engine/kernels/binary.h"
+#include "../../src/engine/kernels/float32.h"
 #include "../../src/engine/kernels/int8.h"
 #include "../../src/engine/kernels/planes.h"
 #include "lowbit/engine.h"
@@ -215,7 +216,7 @@ TEST(Engine, ConvPoolGemmMatchDirectLoops) {
   }
   const auto& plan = model.plan();
   ASSERT_EQ(plan.size(), 5u);
-  EXPECT_EQ(plan[0].kernel, "conv2d_f32");
+  EXPECT_EQ(plan[0].kernel, "conv2d_f32_" + lowbit::engine::float32::best().name);
   EXPECT_EQ(plan[0].output, (std::vector<int64_t>{M, OH, OW}));
 }
 
@@ -233,6 +234,62 @@ TEST(Engine, PadsWithTheConstantAndBroadcastsPerChannel) {
   model.run(x.data(), 1, y.data());
   // Channel planes of 2x2: [1 1; 5 1] * 2 and [1 1; 7 1] * -3.
   EXPECT_EQ(y, (std::vector<float>{2, 2, 10, 2, -3, -3, -21, -3}));
+}
+
+TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
+  // The vectorized builds run the reference's own multiplies and adds, in its order: equal bits.
+  namespace f32 = lowbit::engine::float32;
+  std::mt19937 rng(13);
+  int checked = 0;
+  for (const auto& k : f32::all()) {
+    if (!k.supported()) continue;
+    for (int geometry = 0; geometry < 6; ++geometry) {
+      lowbit::engine::binary::ConvShape s;
+      int64_t group = 1;
+      // 3x3 same over 28 columns (rows longer than a vector, the padded plane); strided along
+      // rows, dilated, uneven padding (the row loops); grouped; a 1x1 over 3 columns (shorter than
+      // a vector); strided down the columns only, dilated along rows (padded, row by row); an
+      // infinite weight with padding (the row loops: 0 * inf would be NaN).
+      const int64_t cs[] = {1, 4, 6, 5, 3, 2}, ms[] = {7, 3, 4, 2, 5, 3}, hs[] = {5, 9, 6, 2, 9, 4},
+                    ws[] = {28, 17, 19, 3, 21, 6};
+      s.c = cs[geometry], s.m = ms[geometry], s.h = hs[geometry], s.w = ws[geometry];
+      s.kh = s.kw = geometry == 3 ? 1 : 3;
+      if (geometry == 0 || geometry == 5) s.pad_h = s.pad_w = 1;
+      if (geometry == 1) s.pad_h = 2, s.pad_w = 1, s.stride_w = 2, s.dil_h = 2;
+      if (geometry == 2) group = 2, s.pad_w = 1;
+      if (geometry == 4) s.pad_h = 1, s.pad_w = 2, s.stride_h = 2, s.dil_w = 2;
+      s.oh = (s.h + 2 * s.pad_h - s.dil_h * (s.kh - 1) - 1) / s.stride_h + 1;
+      s.ow = (s.w + 2 * s.pad_w - s.dil_w * (s.kw - 1) - 1) / s.stride_w + 1;
+      std::vector<float> x(s.c * s.h * s.w), w(s.m * (s.c / group) * s.kh * s.kw), bias(s.m);
+      for (auto* v : {&x, &w, &bias})
+        for (auto& e : *v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
+      if (geometry == 5) w[4] = std::numeric_limits<float>::infinity(), x[0] = std::fabs(x[0]);
+      std::vector<float> got(s.m * s.oh * s.ow), want(got.size());
+      k.conv(x.data(), w.data(), bias.data(), s, group, got.data());
+      f32::all()[0].conv(x.data(), w.data(), bias.data(), s, group, want.data());
+      ASSERT_EQ(got, want) << k.name << " geometry " << geometry;
+      // And the reference is the definition, summed in its order.
+      const int64_t cg = s.c / group;
+      for (int64_t o = 0; o < s.m; ++o)
+        for (int64_t r = 0; r < s.oh; ++r)
+          for (int64_t q = 0; q < s.ow; ++q) {
+            float acc = 0;
+            for (int64_t ic = 0; ic < cg; ++ic)
+              for (int64_t i = 0; i < s.kh; ++i)
+                for (int64_t j = 0; j < s.kw; ++j) {
+                  const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
+                  const int64_t xx = q * s.stride_w - s.pad_w + j * s.dil_w;
+                  if (yy < 0 || yy >= s.h || xx < 0 || xx >= s.w) continue;
+                  const int64_t g = o / (s.m / group);
+                  acc += x[((g * cg + ic) * s.h + yy) * s.w + xx] *
+                         w[((o * cg + ic) * s.kh + i) * s.kw + j];
+                }
+            ASSERT_EQ(want[(o * s.oh + r) * s.ow + q], acc + bias[o]) << geometry;
+          }
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 6);
 }
 
 TEST(Engine, ConstantsAreFoldedWhileLoading) {
@@ -1315,7 +1372,8 @@ TEST(EngineInt8, ChainedPowerOfTwoLayersPassCodesAndEqualTheFloatGraph) {
     const std::string conv = "int8_conv2d_" + best + "+requantize";
     std::vector<std::string> expected = {"quant_f32", conv, "maxpool_codes", conv};
     if (float_last) {
-      expected.insert(expected.end(), {"decode_codes+conv2d_f32", "copy"});
+      expected.insert(expected.end(),
+                      {"decode_codes+conv2d_f32_" + lowbit::engine::float32::best().name, "copy"});
     } else {
       expected.insert(expected.end(), {conv, "copy", "int8_gemm_" + best + "+requantize",
                                        "decode_codes", "elementwise_f32"});
@@ -1376,7 +1434,7 @@ TEST(EngineInt8, WeightsOffTheirGridKeepTheFloatKernel) {
   b.node("Conv", {"xq", "w2"}, "c");
   b.node("Flatten", {"c"}, "y");
   const Model model = b.load("y");
-  EXPECT_EQ(model.plan()[1].kernel, "conv2d_f32");
+  EXPECT_EQ(model.plan()[1].kernel, "conv2d_f32_" + lowbit::engine::float32::best().name);
 }
 
 }  // namespace lowbit_int8_tests

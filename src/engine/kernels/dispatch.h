@@ -2,6 +2,7 @@
 // lists run from the scalar reference to the widest instruction set).
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 namespace lowbit {

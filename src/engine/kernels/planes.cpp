@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "dispatch.h"
 
@@ -18,16 +19,25 @@ void sums(const uint64_t*, int, const uint64_t*, const ConvShape&, int32_t*);
 
 namespace {
 
+// Eight pixels' words at a time in registers (as binary::pack_chw), code(e) of element e.
 template <class Code>
 void pack(int bits, int64_t c, int64_t h, int64_t w, uint64_t* out, Code&& code) {
   const int64_t cw = binary::words(c), plane = h * w;
-  std::fill(out, out + image_words(bits, c, h, w), uint64_t{0});
-  for (int64_t ch = 0; ch < c; ++ch) {
-    const int shift = static_cast<int>(ch & 63);
-    for (int64_t p = 0; p < plane; ++p) {
-      const unsigned u = code(ch * plane + p);
-      for (int k = 0; k < bits; ++k)
-        out[(p * bits + k) * cw + (ch >> 6)] |= static_cast<uint64_t>((u >> k) & 1u) << shift;
+  constexpr int64_t kBlock = 8;
+  for (int64_t p0 = 0; p0 < plane; p0 += kBlock) {
+    const int64_t n = std::min(kBlock, plane - p0);
+    for (int64_t k = 0; k < cw; ++k) {
+      uint64_t acc[kMaxBits][kBlock] = {};
+      const int64_t channels = std::min<int64_t>(64, c - 64 * k);
+      for (int64_t b = 0; b < channels; ++b) {
+        const int64_t e0 = (64 * k + b) * plane + p0;
+        for (int64_t t = 0; t < n; ++t) {
+          const uint64_t u = code(e0 + t);
+          for (int bit = 0; bit < bits; ++bit) acc[bit][t] |= ((u >> bit) & 1u) << b;
+        }
+      }
+      for (int64_t t = 0; t < n; ++t)
+        for (int bit = 0; bit < bits; ++bit) out[((p0 + t) * bits + bit) * cw + k] = acc[bit][t];
     }
   }
 }
@@ -60,14 +70,19 @@ void scalar_sums(const uint64_t* x, int bits, const uint64_t* w, const ConvShape
 void pack_floats(const float* x, float scale, int bits, int64_t c, int64_t h, int64_t w,
                  uint64_t* out) {
   // As int8::pack_input codes them: the exact inverse for power-of-2 scales, else a division,
-  // rounded to the nearest integer (the values lie within float32's rounding of one).
+  // rounded to the nearest integer (the values lie within float32's rounding of one); the codes
+  // first (a loop the compiler vectorizes), then their planes.
   const float inverse = 1.0f / scale, hi = static_cast<float>((1 << bits) - 1);
   const bool exact_inverse = inverse * scale == 1.0f && std::isfinite(inverse);
-  pack(bits, c, h, w, out, [&](int64_t e) {
+  const int64_t n = c * h * w;
+  thread_local std::vector<uint8_t> codes;
+  codes.resize(n);
+  for (int64_t e = 0; e < n; ++e) {
     float v = exact_inverse ? x[e] * inverse : x[e] / scale;
     v = v > hi ? hi : (v >= 0 ? v : 0.0f);  // NaN: 0
-    return static_cast<unsigned>((v + 12582912.0f) - 12582912.0f);
-  });
+    codes[e] = static_cast<uint8_t>((v + 12582912.0f) - 12582912.0f);
+  }
+  pack_codes(codes.data(), bits, c, h, w, out);
 }
 
 void pack_codes(const uint8_t* codes, int bits, int64_t c, int64_t h, int64_t w, uint64_t* out) {

@@ -1,10 +1,10 @@
 // The bit-plane sums with AVX-512 VPOPCNTDQ: eight output channels per vector (binary.h's
 // interleaved weights, w[((t * cw + k) * mp) + o]). The planes are first copied into an image
 // padded with zero words (code 0: nothing to correct), so that tiles of 4 output pixels x 16
-// channels run without bounds checks; each weight vector meets every plane of the 4 pixels, the
-// popcounts of plane k added shifted by k. The popcounts of the input alone (the same for every
-// output channel) are summed once per pixel. Compiled with -mavx512f -mavx512vpopcntdq; chosen at
-// run time.
+// channels run without bounds checks; each weight vector meets every plane of the 4 pixels, each
+// plane's popcounts in its own accumulators, weighted by 2^k once at the end. The popcounts of the
+// input alone (the same for every output channel) are summed once per pixel. Compiled with
+// -mavx512f -mavx512vpopcntdq; chosen at run time.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -21,27 +21,27 @@ namespace {
 
 constexpr int kPixels = 4;
 
-template <int NB, int NP>
-void tile(const uint64_t* const* base, const uint64_t* w, int bits, const ConvShape& s,
+// Plane k's popcounts in their own accumulators (no shift per step), weighted once at the end.
+template <int B, int NB, int NP>
+void tile(const uint64_t* const* base, const uint64_t* w, const ConvShape& s,
           const int64_t* tap_offset, int64_t cw, int64_t mp, int64_t o0, const int64_t* ones,
           int64_t p0, int32_t* n) {
   const int64_t taps = s.kh * s.kw, plane = s.oh * s.ow;
-  __m512i acc[NP][NB];
-  for (int p = 0; p < NP; ++p)
-    for (int b = 0; b < NB; ++b) acc[p][b] = _mm512_setzero_si512();
+  __m512i acc[B][NP][NB];
+  for (int k = 0; k < B; ++k)
+    for (int p = 0; p < NP; ++p)
+      for (int b = 0; b < NB; ++b) acc[k][p][b] = _mm512_setzero_si512();
   for (int64_t t = 0; t < taps; ++t) {
-    for (int64_t k = 0; k < cw; ++k) {
+    for (int64_t e = 0; e < cw; ++e) {
       __m512i wv[NB];
-      for (int b = 0; b < NB; ++b) wv[b] = _mm512_loadu_si512(w + (t * cw + k) * mp + o0 + 8 * b);
-      for (int bit = 0; bit < bits; ++bit) {
-        const __m128i shift = _mm_cvtsi32_si128(bit);
+      for (int b = 0; b < NB; ++b) wv[b] = _mm512_loadu_si512(w + (t * cw + e) * mp + o0 + 8 * b);
+      for (int k = 0; k < B; ++k) {
         for (int p = 0; p < NP; ++p) {
           const __m512i x =
-              _mm512_set1_epi64(static_cast<long long>(base[p][tap_offset[t] + bit * cw + k]));
+              _mm512_set1_epi64(static_cast<long long>(base[p][tap_offset[t] + k * cw + e]));
           for (int b = 0; b < NB; ++b) {
-            acc[p][b] = _mm512_add_epi64(
-                acc[p][b],
-                _mm512_sll_epi64(_mm512_popcnt_epi64(_mm512_and_si512(x, wv[b])), shift));
+            acc[k][p][b] =
+                _mm512_add_epi64(acc[k][p][b], _mm512_popcnt_epi64(_mm512_and_si512(x, wv[b])));
           }
         }
       }
@@ -49,11 +49,39 @@ void tile(const uint64_t* const* base, const uint64_t* w, int bits, const ConvSh
   }
   for (int p = 0; p < NP; ++p) {
     for (int b = 0; b < NB; ++b) {
+      __m512i sum = acc[B - 1][p][b];
+      for (int k = B - 2; k >= 0; --k)
+        sum = _mm512_add_epi64(_mm512_add_epi64(sum, sum), acc[k][p][b]);
       alignas(64) int64_t v[8];
-      _mm512_store_si512(v, acc[p][b]);
+      _mm512_store_si512(v, sum);
       for (int l = 0; l < 8; ++l) {
         const int64_t o = o0 + 8 * b + l;
         if (o < s.m) n[o * plane + p0 + p] = static_cast<int32_t>(ones[p] - 2 * v[l]);
+      }
+    }
+  }
+}
+
+template <int B>
+void all_tiles(const std::vector<const uint64_t*>& base, const uint64_t* w, const ConvShape& s,
+               const int64_t* tap_offset, int64_t cw, int64_t mp, const int64_t* ones, int32_t* n) {
+  const int64_t blocks = mp / 8, plane = s.oh * s.ow;
+  for (int64_t b = 0; b < blocks; b += 2) {
+    const int64_t o0 = b * 8;
+    const bool two = b + 1 < blocks;
+    int64_t p = 0;
+    for (; p + kPixels <= plane; p += kPixels) {
+      if (two) {
+        tile<B, 2, kPixels>(&base[p], w, s, tap_offset, cw, mp, o0, &ones[p], p, n);
+      } else {
+        tile<B, 1, kPixels>(&base[p], w, s, tap_offset, cw, mp, o0, &ones[p], p, n);
+      }
+    }
+    for (; p < plane; ++p) {
+      if (two) {
+        tile<B, 2, 1>(&base[p], w, s, tap_offset, cw, mp, o0, &ones[p], p, n);
+      } else {
+        tile<B, 1, 1>(&base[p], w, s, tap_offset, cw, mp, o0, &ones[p], p, n);
       }
     }
   }
@@ -94,24 +122,19 @@ void sums(const uint64_t* x, int bits, const uint64_t* w, const ConvShape& s, in
                  << bit;
     ones[p] = sum;
   }
-  const int64_t blocks = mp / 8;
-  for (int64_t b = 0; b < blocks; b += 2) {
-    const int64_t o0 = b * 8;
-    int64_t p = 0;
-    for (; p + kPixels <= plane; p += kPixels) {
-      if (b + 1 < blocks) {
-        tile<2, kPixels>(&base[p], w, bits, s, tap_offset.data(), cw, mp, o0, &ones[p], p, n);
-      } else {
-        tile<1, kPixels>(&base[p], w, bits, s, tap_offset.data(), cw, mp, o0, &ones[p], p, n);
-      }
-    }
-    for (; p < plane; ++p) {
-      if (b + 1 < blocks) {
-        tile<2, 1>(&base[p], w, bits, s, tap_offset.data(), cw, mp, o0, &ones[p], p, n);
-      } else {
-        tile<1, 1>(&base[p], w, bits, s, tap_offset.data(), cw, mp, o0, &ones[p], p, n);
-      }
-    }
+  switch (bits) {
+    case 1:
+      all_tiles<1>(base, w, s, tap_offset.data(), cw, mp, ones.data(), n);
+      break;
+    case 2:
+      all_tiles<2>(base, w, s, tap_offset.data(), cw, mp, ones.data(), n);
+      break;
+    case 3:
+      all_tiles<3>(base, w, s, tap_offset.data(), cw, mp, ones.data(), n);
+      break;
+    default:
+      all_tiles<4>(base, w, s, tap_offset.data(), cw, mp, ones.data(), n);
+      break;
   }
 }
 

@@ -1,0 +1,37 @@
+// The scalar-ISA float32 convolution (the reference, baseline flags) and the dispatch list.
+#define LOWBIT_FLOAT32_ISA scalar
+#include "dispatch.h"
+#include "float32_body.h"
+
+namespace lowbit {
+namespace engine {
+namespace float32 {
+
+#if defined(__x86_64__)
+namespace avx2 {
+void conv(const float*, const float*, const float*, const ConvShape&, int64_t, float*);
+}  // namespace avx2
+namespace avx512 {
+void conv(const float*, const float*, const float*, const ConvShape&, int64_t, float*);
+}  // namespace avx512
+#endif
+
+const std::vector<Kernels>& all() {
+  static const std::vector<Kernels> list = {
+    {"scalar", [] { return true; }, &scalar::conv},
+#if defined(__x86_64__)
+    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::conv},
+    {"avx512", [] { return __builtin_cpu_supports("avx512f") != 0; }, &avx512::conv},
+#endif
+  };
+  return list;
+}
+
+const Kernels& best() {
+  static const Kernels& k = best_of(all());
+  return k;
+}
+
+}  // namespace float32
+}  // namespace engine
+}  // namespace lowbit
