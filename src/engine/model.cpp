@@ -1866,6 +1866,7 @@ struct Model::Impl {
     if (group == 1 && int8_conv(s, shape, x.grid, x.codes, w.data, weight_grid(w.data, m, w.grid),
                                 bias, "int8_conv2d_"))
       return;
+    if (ternary_conv(s, shape, group, w.data, bias, "ternary_conv2d_f32_")) return;
     const float32::Kernels* k = &float32::best();
     s.info.kernel = "conv2d_f32_" + k->name;
     const std::vector<float> wdata = w.data;
@@ -1876,6 +1877,74 @@ struct Model::Impl {
       for (int64_t b = 0; b < count / per_out; ++b)
         k->conv(xs[0] + b * per_in, wdata.data(), bias.data(), shape, group, y + b * per_out);
     };
+  }
+
+  // Whether w [m, ...] is ternary, alpha[o] * {-1, 0, 1} per output channel; its codes and scales.
+  static bool ternary_weights(const std::vector<float>& w, int64_t m, std::vector<int8_t>& t,
+                              std::vector<float>& alpha) {
+    if (m <= 0 || w.empty() || w.size() % m != 0) return false;
+    const int64_t per = static_cast<int64_t>(w.size()) / m;
+    alpha.assign(m, 0.0f);
+    t.resize(w.size());
+    for (int64_t o = 0; o < m; ++o) {
+      for (int64_t e = 0; e < per; ++e) alpha[o] = std::max(alpha[o], std::fabs(w[o * per + e]));
+      if (!std::isfinite(alpha[o])) return false;
+      for (int64_t e = 0; e < per; ++e) {
+        const float v = w[o * per + e];
+        if (v == 0) {
+          t[o * per + e] = 0;
+        } else if (v == alpha[o] || v == -alpha[o]) {
+          t[o * per + e] = v > 0 ? 1 : -1;
+        } else {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  // The float convolution's step where its weights are ternary (float32::ternary_conv: the float
+  // kernel's bits from codes of a byte); false where they are not.
+  static bool ternary_conv(Step& s, const binary::ConvShape& shape, int64_t group,
+                           const std::vector<float>& w, const std::vector<float>& bias,
+                           const std::string& kind) {
+    std::vector<int8_t> t;
+    std::vector<float> alpha;
+    if (!ternary_weights(w, shape.m, t, alpha)) return false;
+    const float32::Kernels* k = &float32::best();
+    s.info.kernel = kind + k->name;
+    s.info.parameter_bytes = static_cast<int64_t>(t.size() + (alpha.size() + bias.size()) * 4);
+    s.run = [k, shape, group, t, alpha, bias](const std::vector<const float*>& xs, float* y,
+                                              int64_t count) {
+      const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
+      for (int64_t b = 0; b < count / per_out; ++b)
+        k->ternary_conv(xs[0] + b * per_in, t.data(), alpha.data(), bias.data(), shape, group,
+                        y + b * per_out);
+    };
+    return true;
+  }
+
+  // The float dense layer's step where its rows are ternary: gemm_f32's operations over the rows
+  // t * alpha[o] rebuilt from codes of a byte, so its bits.
+  static bool ternary_dense(Step& s, int64_t k, int64_t m, const std::vector<float>& rows,
+                            const std::vector<float>& bias) {
+    std::vector<int8_t> t;
+    std::vector<float> alpha;
+    if (!ternary_weights(rows, m, t, alpha)) return false;
+    s.info.kernel = "ternary_gemm_f32";
+    s.info.parameter_bytes = static_cast<int64_t>(t.size() + (alpha.size() + bias.size()) * 4);
+    s.run = [t, alpha, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {
+      for (int64_t b = 0; b < count / m; ++b) {
+        const float* xi = xs[0] + b * k;
+        for (int64_t o = 0; o < m; ++o) {
+          float acc = 0;
+          const int8_t* r = t.data() + o * k;
+          for (int64_t i = 0; i < k; ++i) acc += xi[i] * (static_cast<float>(r[i]) * alpha[o]);
+          y[b * m + o] = acc + bias[o];
+        }
+      }
+    };
+    return true;
   }
 
   // Reshape of a constant (the exports' packed binary kernels); ONNX's 0 (copy, allowzero 0) and
@@ -2037,6 +2106,7 @@ struct Model::Impl {
     // Per-channel weight scales apply to rows only where B holds them (transB).
     const Grid wg = weight_grid(rows, m, tb || w.grid.scale.size() == 1 ? w.grid : Grid());
     if (int8_conv(s, shape, x.grid, x.codes, rows, wg, bias, "int8_gemm_")) return;
+    if (ternary_dense(s, k, m, rows, bias)) return;
     s.info.kernel = "gemm_f32";
     s.info.parameter_bytes = static_cast<int64_t>((rows.size() + bias.size()) * sizeof(float));
     s.run = [rows, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {

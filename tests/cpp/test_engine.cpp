@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -268,6 +269,26 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
       k.conv(x.data(), w.data(), bias.data(), s, group, got.data());
       f32::all()[0].conv(x.data(), w.data(), bias.data(), s, group, want.data());
       ASSERT_EQ(got, want) << k.name << " geometry " << geometry;
+      // Ternary codes with a scale per output channel (1 for some): conv() of t * alpha, bit for
+      // bit, also with an infinite input (x * 0 is NaN there, as in conv()).
+      std::vector<int8_t> t(w.size());
+      std::vector<float> alpha(s.m), tw(w.size());
+      for (auto& v : t) v = static_cast<int8_t>(static_cast<int>(rng() % 3) - 1);
+      for (int64_t o = 0; o < s.m; ++o) alpha[o] = o % 2 ? 1.0f : 0.37f * static_cast<float>(o + 1);
+      for (size_t e = 0; e < w.size(); ++e)
+        tw[e] = static_cast<float>(t[e]) * alpha[e / (w.size() / s.m)];
+      for (int infinite = 0; infinite < 2; ++infinite) {
+        std::vector<float> xi = x;
+        if (infinite) xi[xi.size() / 2] = -std::numeric_limits<float>::infinity();
+        std::vector<float> tern(got.size()), flt(got.size());
+        k.ternary_conv(xi.data(), t.data(), alpha.data(), bias.data(), s, group, tern.data());
+        f32::all()[0].conv(xi.data(), tw.data(), bias.data(), s, group, flt.data());
+        ASSERT_EQ(0, std::memcmp(tern.data(), flt.data(), tern.size() * sizeof(float)))
+            << k.name << " geometry " << geometry << " infinite " << infinite;
+        if (infinite)
+          EXPECT_TRUE(
+              std::any_of(tern.begin(), tern.end(), [](float v) { return !std::isfinite(v); }));
+      }
       // And the reference is the definition, summed in its order.
       const int64_t cg = s.c / group;
       for (int64_t o = 0; o < s.m; ++o)
@@ -290,6 +311,63 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
     }
   }
   EXPECT_GE(checked, 6);
+}
+
+TEST(Engine, TernaryLayersKeepCodesOfAByteAndTheFloatKernelsBits) {
+  // Quant (2 bits, signed, narrow) of float weights: codes -1, 0, 1 (times a scale per output
+  // channel for the convolution); float activations.
+  const int64_t C = 3, H = 5, M = 6, F = M * H * H, classes = 4;
+  std::mt19937 rng(19);
+  std::vector<float> w(M * C * 9), g(classes * F), x(2 * C * H * H), wscale(M);
+  for (auto& v : w) v = std::uniform_real_distribution<float>(-1.5f, 1.5f)(rng);
+  for (auto& v : g) v = std::uniform_real_distribution<float>(-1.5f, 1.5f)(rng);
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  for (int64_t o = 0; o < M; ++o) wscale[o] = 0.25f * static_cast<float>(o + 1);
+  Builder b({C, H, H});
+  b.init("w", {M, C, 3, 3}, w);
+  b.init("sw", {M, 1, 1, 1}, wscale);
+  b.init("g", {classes, F}, g);
+  b.init("one", {}, {1.0f});
+  b.init("zero", {}, {0.0f});
+  b.init("bits", {}, {2.0f});
+  for (const auto& [in, scale, out] :
+       std::vector<std::array<std::string, 3>>{{"w", "sw", "wq"}, {"g", "one", "gq"}}) {
+    auto* q = b.node("Quant", {in, scale, "zero", "bits"}, out, "qonnx.custom_op.general");
+    Builder::attr(q, "narrow", int64_t{1});
+  }
+  auto* conv = b.node("Conv", {"image", "wq"}, "c");
+  Builder::attr(conv, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  b.node("Flatten", {"c"}, "f");
+  auto* gemm = b.node("Gemm", {"f", "gq"}, "y");
+  Builder::attr(gemm, "transB", int64_t{1});
+  const Model model = b.load("y");
+  namespace f32 = lowbit::engine::float32;
+  ASSERT_EQ(model.plan().size(), 3u);
+  EXPECT_EQ(model.plan()[0].kernel, "ternary_conv2d_f32_" + f32::best().name);
+  EXPECT_EQ(model.plan()[2].kernel, "ternary_gemm_f32");
+  EXPECT_LT(model.plan()[0].parameter_bytes, static_cast<int64_t>(w.size() * sizeof(float)) / 2);
+  std::vector<float> y(2 * classes);
+  model.run(x.data(), 2, y.data());
+  // The definition: Quant's codes times the scales, the float kernel's sums and the dense layer's
+  // dot products in order.
+  auto code = [](float v, float s) {
+    return std::min(1.0f, std::max(-1.0f, std::nearbyint(v / s)));
+  };
+  std::vector<float> wq(w.size()), gq(g.size()), zeros(M, 0.0f);
+  for (size_t e = 0; e < w.size(); ++e)
+    wq[e] = code(w[e], wscale[e / (C * 9)]) * wscale[e / (C * 9)];
+  for (size_t e = 0; e < g.size(); ++e) gq[e] = code(g[e], 1.0f);
+  lowbit::engine::binary::ConvShape s;
+  s.c = C, s.h = s.w = H, s.m = M, s.kh = s.kw = 3, s.pad_h = s.pad_w = 1, s.oh = s.ow = H;
+  for (int n = 0; n < 2; ++n) {
+    std::vector<float> c(F);
+    f32::all()[0].conv(x.data() + n * C * H * H, wq.data(), zeros.data(), s, 1, c.data());
+    for (int64_t k = 0; k < classes; ++k) {
+      float acc = 0;
+      for (int64_t f = 0; f < F; ++f) acc += c[f] * gq[k * F + f];
+      EXPECT_EQ(y[n * classes + k], acc + 0.0f) << n << " " << k;
+    }
+  }
 }
 
 TEST(Engine, ConstantsAreFoldedWhileLoading) {

@@ -25,10 +25,16 @@ using ConvShape = binary::ConvShape;
 using ConvFn = void (*)(const float* x, const float* w, const float* bias, const ConvShape& s,
                         int64_t group, float* y);
 
+// Ternary weights w = alpha[o] * t with t in {-1, 0, 1} (int8 codes in conv's order, a byte per
+// weight in memory): conv() of the weights t * alpha[o], the same operations, so the same bits.
+using TernaryConvFn = void (*)(const float* x, const int8_t* t, const float* alpha,
+                               const float* bias, const ConvShape& s, int64_t group, float* y);
+
 struct Kernels {
   std::string name;
   bool (*supported)();
   ConvFn conv;
+  TernaryConvFn ternary_conv;
 };
 // Every implementation, the reference first; and the best one this CPU runs.
 const std::vector<Kernels>& all();
