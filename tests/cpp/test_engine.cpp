@@ -285,9 +285,10 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
         f32::all()[0].conv(xi.data(), tw.data(), bias.data(), s, group, flt.data());
         ASSERT_EQ(0, std::memcmp(tern.data(), flt.data(), tern.size() * sizeof(float)))
             << k.name << " geometry " << geometry << " infinite " << infinite;
-        if (infinite)
+        if (infinite) {
           EXPECT_TRUE(
               std::any_of(tern.begin(), tern.end(), [](float v) { return !std::isfinite(v); }));
+        }
       }
       // And the reference is the definition, summed in its order.
       const int64_t cg = s.c / group;
