@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "binary.h"
+#include "popcount_avx2.h"
 
 namespace lowbit {
 namespace engine {
@@ -14,16 +15,6 @@ namespace avx2 {
 namespace {
 
 constexpr int64_t kLanes = 4;
-
-// Per 64-bit lane, the number of set bits of v.
-inline __m256i popcount64(__m256i v) {
-  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
-                                         1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  const __m256i low = _mm256_set1_epi8(0x0f);
-  const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low));
-  const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-  return _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256());
-}
 
 }  // namespace
 

@@ -12,6 +12,9 @@ namespace engine {
 namespace planes {
 
 #if defined(__x86_64__)
+namespace avx2 {
+void sums(const uint64_t*, int, const uint64_t*, const ConvShape&, int32_t*);
+}  // namespace avx2
 namespace avx512 {
 void sums(const uint64_t*, int, const uint64_t*, const ConvShape&, int32_t*);
 }  // namespace avx512
@@ -93,6 +96,11 @@ const std::vector<Kernels>& all() {
   static const std::vector<Kernels> list = {
     {"scalar", [] { return true; }, &binary::pack_kernel, &scalar_sums},
 #if defined(__x86_64__)
+    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; },
+     [](const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
+       return binary::pack_interleaved(w, m, c, kh, kw, 4);
+     },
+     &avx2::sums},
     {"avx512",
      [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); },
      [](const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {

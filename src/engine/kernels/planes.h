@@ -4,7 +4,7 @@
 // with the weights' bits (1 means -1) the products sum as
 //   sum_c u w = sum_k 2^k (popcount(u_k) - 2 popcount(u_k AND w_bits)),
 // and zero padding (code 0, every plane 0) contributes nothing, with no correction. One list of
-// implementations (scalar, avx512) drives dispatch, tests and benchmarks (docs/engine.md).
+// implementations (scalar, avx2, avx512) drives dispatch, tests and benchmarks (docs/engine.md).
 #pragma once
 
 #include <cstdint>
