@@ -8,9 +8,12 @@
 // BM_binary_gemm: a GEMM (the 1x1 convolution of a 14x14 image, 1024 -> 1024 channels: 196 rows,
 // 1024-bit dot products, 1024 columns), against BM_xor_popcount_peak.
 // BM_int8_conv: every 8-bit kernel (power-of-2 layers, int8 x int8 -> int32) on codes in and sums
-// out; BM_int8_step adds what the engine's step does around it: the float input to codes and the
-// sums to the float output.
-// BM_torch_conv: torch::conv2d in float32.
+// out; BM_int8_step adds what the engine's unfused step does around it: the float input to codes
+// and the sums to the float output; BM_int8_fused what a fused power-of-2 layer does: codes in,
+// requantized codes out.
+// BM_bitplane_conv: every bit-plane kernel (2-bit codes, binary weights), sums out.
+// BM_float32_conv: every build of the engine's float convolution (first and float layers).
+// BM_torch_conv: torch::conv2d in float32; BM_fma_peak: the CPU's float32 multiply-add peak.
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 #include <torch/torch.h>
@@ -19,7 +22,9 @@
 #include <vector>
 
 #include "../src/engine/kernels/binary.h"
+#include "../src/engine/kernels/float32.h"
 #include "../src/engine/kernels/int8.h"
+#include "../src/engine/kernels/planes.h"
 
 namespace {
 
@@ -92,6 +97,43 @@ void BM_binary_conv(benchmark::State& state, const bin::Kernels* k, Shape s, boo
   for (auto _ : state) {
     if (pack_input) bin::pack_chw(x.data(), g.c, g.h, g.w, packed.data());
     k->conv(packed.data(), kernel.data(), scale.data(), bias.data(), g, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["MACs/s"] =
+      benchmark::Counter(static_cast<double>(g.m * g.c * 9 * g.oh * g.ow) * state.iterations(),
+                         benchmark::Counter::kIsRate);
+}
+
+// Blueoil's layers: 2-bit activation codes (two bit planes) with binary weights, the sums only.
+void BM_bitplane_conv(benchmark::State& state, const lowbit::engine::planes::Kernels* k, Shape s) {
+  namespace pl = lowbit::engine::planes;
+  const auto g = conv_shape(s);
+  std::mt19937 rng(5);
+  std::vector<uint8_t> codes(g.c * g.h * g.w);
+  for (auto& v : codes) v = static_cast<uint8_t>(rng() % 4);
+  std::vector<uint64_t> x(pl::image_words(2, g.c, g.h, g.w));
+  pl::pack_codes(codes.data(), 2, g.c, g.h, g.w, x.data());
+  const auto w = signs(g.m * g.c * 9, 2);
+  const auto kernel = k->pack(w.data(), g.m, g.c, 3, 3);
+  std::vector<int32_t> n(g.m * g.oh * g.ow);
+  for (auto _ : state) {
+    k->sums(x.data(), 2, kernel.data(), g, n.data());
+    benchmark::DoNotOptimize(n.data());
+  }
+  state.counters["MACs/s"] =
+      benchmark::Counter(static_cast<double>(g.m * g.c * 9 * g.oh * g.ow) * state.iterations(),
+                         benchmark::Counter::kIsRate);
+}
+
+// The engine's float32 convolution (first layers, float recipes) on the same shapes.
+void BM_float32_conv(benchmark::State& state, const lowbit::engine::float32::Kernels* k, Shape s) {
+  const auto g = conv_shape(s);
+  std::mt19937 rng(6);
+  std::vector<float> x(g.c * g.h * g.w), w(g.m * g.c * 9), bias(g.m, 0.0f), y(g.m * g.oh * g.ow);
+  for (auto* v : {&x, &w})
+    for (auto& e : *v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
+  for (auto _ : state) {
+    k->conv(x.data(), w.data(), bias.data(), g, 1, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["MACs/s"] =
@@ -235,6 +277,18 @@ const bool registered = [] {
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("BM_binary_conv_bits/" + k.name + "/" + shape).c_str(),
                                    BM_binary_conv_bits, &k, s)
+          ->Unit(benchmark::kMicrosecond);
+    }
+    for (const auto& k : lowbit::engine::planes::all()) {
+      if (!k.supported() || k.name == "scalar") continue;
+      benchmark::RegisterBenchmark(("BM_bitplane_conv/" + k.name + "/" + shape).c_str(),
+                                   BM_bitplane_conv, &k, s)
+          ->Unit(benchmark::kMicrosecond);
+    }
+    for (const auto& k : lowbit::engine::float32::all()) {
+      if (!k.supported() || k.name == "scalar") continue;
+      benchmark::RegisterBenchmark(("BM_float32_conv/" + k.name + "/" + shape).c_str(),
+                                   BM_float32_conv, &k, s)
           ->Unit(benchmark::kMicrosecond);
     }
     for (const auto& k : lowbit::engine::int8::all()) {
