@@ -1,6 +1,7 @@
 // The scalar-ISA float32 convolution (the reference, baseline flags) and the dispatch list.
 #define LOWBIT_FLOAT32_ISA scalar
 #include "dispatch.h"
+#define LOWBIT_FLOAT32_VECTOR 4  // floats per register
 #include "float32_body.h"
 
 namespace lowbit {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "float32.h"
@@ -15,6 +16,13 @@ namespace LOWBIT_FLOAT32_ISA {
 
 // The loops of conv() and ternary_conv(): tap(o, ic, i, j) is the tap's weight; `finite`: every
 // weight finite.
+// The register blocks of the stride-1 loops: output channels, and outputs along the plane.
+// kVector floats: one register of the file's instruction set (LOWBIT_FLOAT32_VECTOR: 4, 8 or 16),
+// with GCC's vector extension; a product and a sum round once each, as the scalar loops' (no FMA
+// under -ffp-contract=off). The width changes which outputs share a register, not any sum.
+constexpr int64_t kBlock = 4, kVector = LOWBIT_FLOAT32_VECTOR;
+typedef float Vector __attribute__((vector_size(kVector * sizeof(float))));
+
 template <class Tap>
 void convolve(const float* x, const float* bias, const ConvShape& s, int64_t group, bool finite,
               float* y, Tap&& tap) {
@@ -36,7 +44,8 @@ void convolve(const float* x, const float* bias, const ConvShape& s, int64_t gro
   // which leaves every sum as skipping it would (the sums never hold -0; w finite): the same bits.
   if (sw == 1 && finite) {
     const int64_t hp = (oh - 1) * sh + (kh - 1) * dh + 1, wp = ow + (kw - 1) * dw;
-    const int64_t slack = (kw - 1) * dw;  // read past the last row by the widest tap
+    // Read past the last row by the widest tap, and by a vector's length (below).
+    const int64_t slack = (kw - 1) * dw + kVector;
     thread_local std::vector<float> xp;
     xp.assign(c * hp * wp + slack, 0.0f);
     for (int64_t ch = 0; ch < c; ++ch)
@@ -48,6 +57,50 @@ void convolve(const float* x, const float* bias, const ConvShape& s, int64_t gro
           if (xx >= 0 && xx < wd) xp[(ch * hp + yp) * wp + xq] = x[(ch * h + yy) * wd + xx];
         }
       }
+    if (sh == 1) {
+      // Stride 1 both ways: kBlock output channels times kVector outputs of the padded plane at a
+      // time, their sums held in registers over every tap (in the order (ic, i, j), as below), each
+      // input vector loaded once for the kBlock channels. Channels past a group's end get weight 0
+      // and are not stored.
+      const int64_t n = oh * wp, per_group = m / group;
+      row.resize(kBlock * n);
+      for (int64_t g = 0; g < group; ++g) {
+        for (int64_t o0 = g * per_group; o0 < (g + 1) * per_group; o0 += kBlock) {
+          const int64_t nb = std::min(kBlock, (g + 1) * per_group - o0);
+          // The block's weights, tap by tap in (ic, i, j) order.
+          thread_local std::vector<float> wb;
+          wb.assign(cg * kh * kw * kBlock, 0.0f);
+          for (int64_t ic = 0; ic < cg; ++ic)
+            for (int64_t i = 0; i < kh; ++i)
+              for (int64_t j = 0; j < kw; ++j)
+                for (int64_t b = 0; b < nb; ++b)
+                  wb[((ic * kh + i) * kw + j) * kBlock + b] = tap(o0 + b, ic, i, j);
+          for (int64_t e0 = 0; e0 < n; e0 += kVector) {
+            Vector acc[kBlock] = {};
+            const float* wt = wb.data();
+            for (int64_t ic = 0; ic < cg; ++ic) {
+              const float* xc = xp.data() + (g * cg + ic) * hp * wp + e0;
+              for (int64_t i = 0; i < kh; ++i)
+                for (int64_t j = 0; j < kw; ++j, wt += kBlock) {
+                  Vector xv;
+                  std::memcpy(&xv, xc + i * dh * wp + j * dw, sizeof xv);
+                  for (int64_t b = 0; b < kBlock; ++b) acc[b] += xv * wt[b];
+                }
+            }
+            const int64_t count = std::min(kVector, n - e0);
+            for (int64_t b = 0; b < nb; ++b)
+              std::memcpy(row.data() + b * n + e0, &acc[b], count * sizeof(float));
+          }
+          for (int64_t b = 0; b < nb; ++b)
+            for (int64_t r = 0; r < oh; ++r) {
+              float* yr = y + ((o0 + b) * oh + r) * ow;
+              const float* ar = row.data() + b * n + r * wp;
+              for (int64_t q = 0; q < ow; ++q) yr[q] = ar[q] + bias[o0 + b];
+            }
+        }
+      }
+      return;
+    }
     row.resize(oh * wp + slack);
     float* acc = row.data();
     for (int64_t o = 0; o < m; ++o) {
