@@ -365,6 +365,32 @@ class Exporter {
                  w);
   }
 
+  // Quantized weights q = (k - zero) * scale with signed 8-bit codes k: stored as the codes (a byte
+  // per weight, `<layer>.weight.codes`) turned back into q by Cast, Sub zero and Mul scale (the
+  // ones that are not identities), which is checked to give q exactly in float32; else q as
+  // float32.
+  std::string weight_values(const at::Tensor& q, double scale, double zero,
+                            const std::string& path) {
+    const at::Tensor qf = q.detach().cpu().to(torch::kFloat).contiguous();
+    const float s = static_cast<float>(scale), z = static_cast<float>(zero);
+    const at::Tensor k = (qf.to(torch::kDouble) / s).round() + z;
+    const bool in_range = qf.numel() > 0 && torch::isfinite(qf).all().item<bool>() &&
+                          k.min().item<double>() >= -128 && k.max().item<double>() <= 127 &&
+                          z == std::nearbyint(z) && std::isfinite(s) && s > 0;
+    if (!in_range) return g_.initializer(path + ".weight", q);
+    at::Tensor decoded = k.to(torch::kFloat);
+    if (z != 0) decoded = decoded - z;
+    if (s != 1) decoded = decoded * s;
+    if (!torch::equal(decoded, qf)) return g_.initializer(path + ".weight", q);
+    const std::string w = path + ".weight";
+    auto* cast = g_.node("Cast", {g_.initializer(w + ".codes", k.to(torch::kChar))}, w);
+    Graph::attr(cast, "to", int64_t{onnx::TensorProto::FLOAT});
+    std::string v = cast->output(0);
+    if (z != 0) v = g_.op("Sub", {v, g_.scalar(z)}, w);
+    if (s != 1) v = g_.op("Mul", {v, g_.scalar(s)}, w);
+    return v;
+  }
+
   // The quantized kernel q (exactly the forward's) as an initializer, followed in QONNX by the
   // node that describes its grid (applied to q it gives q back). Binary kernels (s * sign per
   // output channel) are stored as packed signs (1 bit per weight) times their scale.
@@ -385,16 +411,21 @@ class Exporter {
         return g_.op("Mul", {signs, sc}, path + ".weight");
       }
     }
+    // Ternary kernels: codes of a byte, times their one scale (both formats).
+    if (!layer.kernel_quantizer.is_empty()) {
+      const std::string& tname = layer.kernel_quantizer->spec().name;
+      if (tname == "ste_tern" || tname == "twn_weight") {
+        const double a = tname == "ste_tern" ? 1.0 : q.abs().max().item<double>();
+        const std::string w = weight_values(q, a > 0 ? a : 1.0, 0.0, path);
+        if (!qonnx()) return w;
+        return quant(w, a > 0 ? a : 1.0, 0, 2, true, true, "ROUND", path + ".weight");
+      }
+    }
     const std::string w = g_.initializer(path + ".weight", q);
     if (layer.kernel_quantizer.is_empty() || !qonnx()) return w;
     const nn::QuantizerSpec& s = layer.kernel_quantizer->spec();
     const std::string where = path + " (kernel quantizer " + s.str() + ")";
     const std::string& name = s.name;
-    if (name == "ste_tern") return quant(w, 1.0, 0, 2, true, true, "ROUND", path + ".weight");
-    if (name == "twn_weight") {
-      const double a = q.abs().max().item<double>();
-      return quant(w, a > 0 ? a : 1.0, 0, 2, true, true, "ROUND", path + ".weight");
-    }
     if (name == "dorefa" && option_word(s, "mode", "activations") == "weights") {
       // 2j / n - 1 for the levels j in [0, n]: scale 2 / n, zero point n / 2.
       const int64_t k = option_int(s, "k_bit", 2);
@@ -556,10 +587,11 @@ class Exporter {
     const bool pow2 = f.options.scheme == qat::Scheme::kPow2;
     std::string wname, bname;
     if (qonnx()) {
-      wname = g_.initializer(path + ".weight", w);
       // Weights as signed codes: pow2 q * 2^-f; affine (narrow [1, 2^b - 1]) shifted by 2^(b-1).
       const double zp =
           pow2 ? 0.0 : static_cast<double>(wq.zero_point - (int64_t{1} << (wq.bits - 1)));
+      wname =
+          wq.bits <= 8 ? weight_values(w, wq.scale, zp, path) : g_.initializer(path + ".weight", w);
       wname = quant(wname, wq.scale, zp, wq.bits, true, !pow2, "ROUND", path + ".weight");
       if (b.defined()) {
         bname = g_.initializer(path + ".bias", b);

@@ -183,6 +183,29 @@ def test_binary_kernels_are_stored_at_one_bit_per_weight(exported, recipe, fmt):
     assert exported[recipe, fmt].stat().st_size < 0.5 * float_bytes
 
 
+@pytest.mark.parametrize("fmt", ["qonnx", "standard"])
+@pytest.mark.parametrize("recipe", ["po2-int8", "tf-int8", "ternary"])
+def test_low_bit_weights_are_stored_as_byte_codes(exported, recipe, fmt):
+    model = onnx.load(exported[recipe, fmt])
+    inits = {t.name: t for t in model.graph.initializer}
+    codes = [t for name, t in inits.items() if name.endswith(".weight.codes") or name.endswith(".weight_q")]
+    assert codes and all(t.data_type == onnx.TensorProto.INT8 for t in codes)
+    values = ref.constant_values(model)
+    for t in codes:
+        k = numpy_helper.to_array(t)
+        assert k.min() >= -128 and k.max() <= 127
+        # The chain from the codes ends in the float weights (Cast, then Sub / Mul by scalars):
+        # the same number of values, each (k - zero) * scale.
+        consumers = [n for n in model.graph.node if t.name in n.input]
+        assert len(consumers) == 1
+    # Only the float first and last layers (and biases, scales) are left in float32: the file is
+    # well under half of what float32 weights would take.
+    floats = sum(numpy_helper.to_array(t).size for t in inits.values() if t.data_type == onnx.TensorProto.FLOAT)
+    total = sum(numpy_helper.to_array(t).size for t in codes)
+    assert floats < total, (floats, total)
+    assert exported[recipe, fmt].stat().st_size < 0.5 * 4 * (total + floats)
+
+
 def test_qonnx_scaled_binary_kernels_carry_their_scales(exported, trained):
     model = onnx.load(exported["xnor", "qonnx"])
     for _, (w, scale), _ in qonnx_nodes(model, "BipolarQuant"):
