@@ -551,44 +551,57 @@ struct Model::Impl {
   // padding, Flatten and max-pools without padding; every other reader gets floats.
   bool reads_packed(const onnx::NodeProto& n, int i) const {
     if (i != 0) return false;
-    const Value& x = values[ids.at(n.input(0))];
+    const Attrs a = attrs_of(n);
+    const std::string& op = n.op_type();
+    if (op == "Pad") {
+      const Value* v = constant_input(n, 2);
+      return values[ids.at(n.input(0))].dims.size() == 4 && a.s("mode", "constant") == "constant" &&
+             v && v->data.size() == 1 && (v->data[0] == 1.0f || v->data[0] == -1.0f);
+    }
+    return flattens(n, a) || binary_layer(n, a) || pools_unpadded(n, a);
+  }
+
+  // The checks the readers of packed bits, codes and bit planes share. Node n's attributes:
+  Attrs attrs_of(const onnx::NodeProto& n) const {
     Attrs a;
     a.where = origin;
     for (const auto& attr : n.attribute()) a.map[attr.name()] = &attr;
-    auto constant_input = [&](int k) -> const Value* {
-      if (n.input_size() <= k || n.input(k).empty() || !ids.count(n.input(k))) return nullptr;
-      const Value& v = values[ids.at(n.input(k))];
-      return v.constant ? &v : nullptr;
-    };
+    return a;
+  }
+  // Node n's input k where it is a constant, else null.
+  const Value* constant_input(const onnx::NodeProto& n, int k) const {
+    if (n.input_size() <= k || n.input(k).empty() || !ids.count(n.input(k))) return nullptr;
+    const Value& v = values[ids.at(n.input(k))];
+    return v.constant ? &v : nullptr;
+  }
+  // A Flatten of axis 1: the same storage, whatever it holds.
+  static bool flattens(const onnx::NodeProto& n, const Attrs& a) {
+    return n.op_type() == "Flatten" && a.i("axis", 1) == 1;
+  }
+  // A MaxPool of a 4-D input without padding, dilation or ceil mode.
+  bool pools_unpadded(const onnx::NodeProto& n, const Attrs& a) const {
+    if (n.op_type() != "MaxPool") return false;
+    for (const char* k : {"pads", "dilations"}) {
+      for (int64_t v : a.ints(k, {}))
+        if (v != (std::string(k) == "pads" ? 0 : 1)) return false;
+    }
+    return values[ids.at(n.input(0))].dims.size() == 4 && a.i("ceil_mode", 0) == 0 &&
+           a.s("auto_pad", "NOTSET") == "NOTSET" && a.i("storage_order", 0) == 0;
+  }
+  // A Conv (group 1) or Gemm (transB, alpha = beta = 1) of input 0 whose constant weights match
+  // its channels and are s[o] * (±1): the layers planned as binary or bit-plane layers.
+  bool binary_layer(const onnx::NodeProto& n, const Attrs& a) const {
     const std::string& op = n.op_type();
-    const bool four_d = x.dims.size() == 4;
+    if (op != "Conv" && op != "Gemm") return false;
+    const Value& x = values[ids.at(n.input(0))];
+    const Value* w = constant_input(n, 1);
     std::vector<float> scale;
-    if (op == "Flatten") return a.i("axis", 1) == 1;
-    if (op == "Conv") {
-      const Value* w = constant_input(1);
-      return four_d && a.i("group", 1) == 1 && w && w->dims.size() == 4 &&
-             w->dims[1] == x.dims[1] && binary_scales(w->data, w->dims[0], scale);
-    }
-    if (op == "Gemm") {
-      const Value* w = constant_input(1);
-      return x.dims.size() == 2 && a.i("transB", 0) == 1 && a.i("transA", 0) == 0 &&
-             a.f("alpha", 1.0f) == 1.0f && a.f("beta", 1.0f) == 1.0f && w && w->dims.size() == 2 &&
-             w->dims[1] == x.dims[1] && binary_scales(w->data, w->dims[0], scale);
-    }
-    if (op == "Pad") {
-      const Value* v = constant_input(2);
-      return four_d && a.s("mode", "constant") == "constant" && v && v->data.size() == 1 &&
-             (v->data[0] == 1.0f || v->data[0] == -1.0f);
-    }
-    if (op == "MaxPool") {
-      for (const char* k : {"pads", "dilations"}) {
-        for (int64_t v : a.ints(k, {}))
-          if (v != (std::string(k) == "pads" ? 0 : 1)) return false;
-      }
-      return four_d && a.i("ceil_mode", 0) == 0 && a.s("auto_pad", "NOTSET") == "NOTSET" &&
-             a.i("storage_order", 0) == 0;
-    }
-    return false;
+    const bool layout = op == "Conv"
+                            ? x.dims.size() == 4 && a.i("group", 1) == 1 && w && w->dims.size() == 4
+                            : x.dims.size() == 2 && a.i("transB", 0) == 1 &&
+                                  a.i("transA", 0) == 0 && a.f("alpha", 1.0f) == 1.0f &&
+                                  a.f("beta", 1.0f) == 1.0f && w && w->dims.size() == 2;
+    return layout && w->dims[1] == x.dims[1] && binary_scales(w->data, w->dims[0], scale);
   }
 
   // Plans a step `kernel` that turns value `name` (packed or codes) into floats, value f, and makes
@@ -653,29 +666,17 @@ struct Model::Impl {
                     const std::vector<const Value*>& in, const Attrs& a, const Step& s,
                     Value& out) {
     const size_t index = steps.size();  // the step about to be added
-    if (s.binary) {
+    const binary::ConvShape* layer = s.binary   ? &s.binary->shape
+                                     : s.planes ? &s.planes->shape
+                                     : s.int8   ? &s.int8->shape
+                                                : nullptr;
+    if (layer) {
       auto chain = std::make_shared<SumChain>();
       chain->conv_step = index;
       chain->names = {n.output(0)};
-      chain->chw = {s.binary->shape.m, s.binary->shape.oh, s.binary->shape.ow};
-      out.chain = chain;
-      return;
-    }
-    if (s.planes) {
-      auto chain = std::make_shared<SumChain>();
-      chain->conv_step = index;
-      chain->names = {n.output(0)};
-      chain->chw = {s.planes->shape.m, s.planes->shape.oh, s.planes->shape.ow};
-      chain->planes = true;
-      out.chain = chain;
-      return;
-    }
-    if (s.int8) {
-      auto chain = std::make_shared<SumChain>();
-      chain->conv_step = index;
-      chain->names = {n.output(0)};
-      chain->chw = {s.int8->shape.m, s.int8->shape.oh, s.int8->shape.ow};
-      chain->int8 = true;
+      chain->chw = {layer->m, layer->oh, layer->ow};
+      chain->planes = s.planes != nullptr;
+      chain->int8 = s.int8 != nullptr;
       out.chain = chain;
       return;
     }
@@ -878,17 +879,8 @@ struct Model::Impl {
     if (i != 0) return false;
     const std::string& op = n.op_type();
     if (op == "Conv" || op == "Gemm") return true;
-    if (op != "Flatten" && op != "MaxPool") return false;
-    Attrs a;
-    a.where = origin;
-    for (const auto& attr : n.attribute()) a.map[attr.name()] = &attr;
-    if (op == "Flatten") return a.i("axis", 1) == 1;
-    for (const char* k : {"pads", "dilations"}) {
-      for (int64_t v : a.ints(k, {}))
-        if (v != (std::string(k) == "pads" ? 0 : 1)) return false;
-    }
-    return values[ids.at(n.input(0))].dims.size() == 4 && a.i("ceil_mode", 0) == 0 &&
-           a.s("auto_pad", "NOTSET") == "NOTSET" && a.i("storage_order", 0) == 0;
+    const Attrs a = attrs_of(n);
+    return flattens(n, a) || pools_unpadded(n, a);
   }
 
   // The floats of codes: (code - zero) * scale, as Quant computes them.
@@ -1051,22 +1043,9 @@ struct Model::Impl {
   // (binary weights), Flatten, and Mul / Div by a positive scalar (recorded, applied when decoded).
   bool reads_planes(const onnx::NodeProto& n, int i) const {
     if (i != 0) return false;
-    const std::string& op = n.op_type();
-    if (op == "Mul" || op == "Div") return planes_scalar(n);
-    Attrs a;
-    a.where = origin;
-    for (const auto& attr : n.attribute()) a.map[attr.name()] = &attr;
-    if (op == "Flatten") return a.i("axis", 1) == 1;
-    if (op != "Conv" && op != "Gemm") return false;
-    if (n.input_size() < 2 || !ids.count(n.input(1))) return false;
-    const Value& w = values[ids.at(n.input(1))];
-    std::vector<float> scale;
-    if (op == "Conv")
-      return a.i("group", 1) == 1 && w.constant && w.dims.size() == 4 &&
-             binary_scales(w.data, w.dims[0], scale);
-    return a.i("transB", 0) == 1 && a.i("transA", 0) == 0 && a.f("alpha", 1.0f) == 1.0f &&
-           a.f("beta", 1.0f) == 1.0f && w.constant && w.dims.size() == 2 &&
-           binary_scales(w.data, w.dims[0], scale);
+    if (n.op_type() == "Mul" || n.op_type() == "Div") return planes_scalar(n);
+    const Attrs a = attrs_of(n);
+    return flattens(n, a) || binary_layer(n, a);
   }
 
   // Mul or Div of a bit-plane value (input 0) by a positive finite scalar constant.
@@ -2095,8 +2074,8 @@ struct Model::Impl {
       planes_conv(s, shape, x, x.planes, rows, scale, bias, "bitplane_gemm_");
       return;
     }
-    if (planes_bits(x) > 0 && binary_scales(rows, m, scale)) {
-      planes_conv(s, shape, x, planes_bits(x), rows, scale, bias, "bitplane_gemm_");
+    if (const int bits = planes_bits(x); bits > 0 && binary_scales(rows, m, scale)) {
+      planes_conv(s, shape, x, bits, rows, scale, bias, "bitplane_gemm_");
       return;
     }
     if (!x.codes && x.bipolar && binary_scales(rows, m, scale)) {

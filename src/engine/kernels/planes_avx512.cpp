@@ -105,12 +105,14 @@ void sums(const uint64_t* x, int bits, const uint64_t* w, const ConvShape& s, in
       std::copy(x + (y * s.w + x0) * pixel, x + (y * s.w + x1) * pixel,
                 padded.data() + (yp * wp + x0 + s.pad_w) * pixel);
   }
-  std::vector<int64_t> tap_offset(s.kh * s.kw);
+  thread_local std::vector<int64_t> tap_offset;
+  thread_local std::vector<const uint64_t*> base;
+  tap_offset.resize(s.kh * s.kw);
   for (int64_t i = 0; i < s.kh; ++i)
     for (int64_t j = 0; j < s.kw; ++j)
       tap_offset[i * s.kw + j] = (i * s.dil_h * wp + j * s.dil_w) * pixel;
   ones.assign(plane, 0);
-  std::vector<const uint64_t*> base(plane);
+  base.resize(plane);
   for (int64_t p = 0; p < plane; ++p) {
     const int64_t r = p / s.ow, q = p % s.ow;
     base[p] = padded.data() + (r * s.stride_h * wp + q * s.stride_w) * pixel;
