@@ -793,6 +793,22 @@ TEST(Nudge, RejectsBadArgumentsAndMarksTheDegenerateRange) {
   EXPECT_THROW(nudge<float>(1.0f, 1.0f, 8, false), std::invalid_argument);
   EXPECT_THROW(nudge<float>(1.0f, -1.0f, 8, false), std::invalid_argument);
   EXPECT_THROW(nudge<float>(kNaN, 1.0f, 8, false), std::invalid_argument);
+  // Infinite ends are rejected as NaN ones are, with one message, in nudge and pow2_range alike.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const auto& [lo, hi] : std::vector<std::pair<float, float>>{
+           {-1.0f, inf}, {-inf, 1.0f}, {kNaN, 1.0f}, {-1.0f, kNaN}, {inf, inf}, {-inf, inf}}) {
+    for (const auto& f : std::vector<std::function<void()>>{
+             [&] { nudge<float>(lo, hi, 8, false); },
+             [&] { pow2_range<float>(lo, hi, 8, kNoMaxExponent); }}) {
+      try {
+        f();
+        ADD_FAILURE() << "no error for [" << lo << ", " << hi << "]";
+      } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("min and max must be finite"), std::string::npos)
+            << e.what();
+      }
+    }
+  }
   try {
     nudge<float>(2.0f, 1.0f, 8, false);
   } catch (const std::invalid_argument& e) {

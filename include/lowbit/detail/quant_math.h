@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #if defined(__CUDACC__)
 #define LOWBIT_HD __host__ __device__ __forceinline__
@@ -47,10 +48,17 @@ LOWBIT_HD FakeQuantParams<T> nudge_unchecked(T min, T max, int num_bits, bool na
   return p;
 }
 
-// A range TF's fake quant accepts: min < max, or the degenerate min == max == 0.
+// min and max are both finite: neither NaN nor infinite (every range operator requires it).
+template <class T>
+LOWBIT_HD bool finite_range(T min, T max) {
+  const T inf = std::numeric_limits<T>::infinity();
+  return min > -inf && min < inf && max > -inf && max < inf;
+}
+
+// A range TF's fake quant accepts: finite, and min < max or the degenerate min == max == 0.
 template <class T>
 LOWBIT_HD bool valid_range(T min, T max) {
-  return (min == T(0) && max == T(0)) || min < max;
+  return finite_range(min, max) && ((min == T(0) && max == T(0)) || min < max);
 }
 
 // ceil(log2(v)) for v > 0, exactly: v = m * 2^p with m in [0.5, 1).

@@ -394,8 +394,7 @@ cudaError_t nudge_pow2(const T* min, const T* max, int64_t channels, int num_bit
                        T* hi, T* range_lo, T* range_hi, cudaStream_t stream) {
   return launch_map(channels, stream, [=] __device__(int64_t c) {
     const T mn = min[c], mx = max[c];
-    const bool finite =
-        !(mn != mn || mx != mx || (isinf(mn) && mn < T(0)) || (isinf(mx) && mx > T(0)));
+    const bool finite = d::finite_range(mn, mx);
     T plo = std::numeric_limits<T>::quiet_NaN(), phi = plo;
     if (finite) {
       d::pow2_range_unchecked(mn, mx, num_bits, has_max_exponent, max_exponent, &plo, &phi,

@@ -11,12 +11,24 @@
 namespace lowbit {
 namespace kernels {
 
+namespace {
+// One message for a NaN or infinite min or max in every range operator.
+template <class T>
+void check_finite_range(T min, T max) {
+  if (!detail::finite_range(min, max)) {
+    throw std::invalid_argument("min and max must be finite (not NaN or infinite), got min = " +
+                                std::to_string(min) + ", max = " + std::to_string(max));
+  }
+}
+}  // namespace
+
 template <class T>
 FakeQuantParams<T> nudge(T min, T max, int num_bits, bool narrow_range) {
   if (num_bits < 2 || num_bits > 16) {
     throw std::invalid_argument("num_bits must be between 2 and 16, inclusive, got " +
                                 std::to_string(num_bits));
   }
+  check_finite_range(min, max);
   if (!detail::valid_range(min, max)) {
     throw std::invalid_argument("min has to be smaller than max, got min = " + std::to_string(min) +
                                 ", max = " + std::to_string(max));
@@ -32,10 +44,7 @@ Pow2Range<T> pow2_range(T min, T max, int num_bits, int max_exponent) {
     throw std::invalid_argument("num_bits must be between 2 and 16, inclusive, got " +
                                 std::to_string(num_bits));
   }
-  if (std::isnan(min) || std::isnan(max))
-    throw std::invalid_argument("min and max must not be NaN");
-  if (std::isinf(min) && min < 0) throw std::invalid_argument("min and max must be finite");
-  if (std::isinf(max) && max > 0) throw std::invalid_argument("min and max must be finite");
+  check_finite_range(min, max);
   Pow2Range<T> r;
   detail::pow2_range_unchecked(min, max, num_bits, max_exponent != kNoMaxExponent, max_exponent,
                                &r.min, &r.max, &r.exponent);

@@ -142,6 +142,9 @@ inline Nudged nudge_both(double min, double max, int64_t num_bits, bool narrow_r
 // The range of the args operators (two floats): min < max, nudged on the host.
 inline Nudged args_range(double min, double max, int64_t num_bits, bool narrow_range) {
   check_num_bits(num_bits);
+  TORCH_CHECK_VALUE(std::isfinite(min) && std::isfinite(max),
+                    "min and max must be finite (not NaN or infinite), got min = ", min,
+                    ", max = ", max);
   TORCH_CHECK_VALUE(min < max, "min has to be smaller than max, got min = ", min, ", max = ", max);
   return nudge_both(min, max, num_bits, narrow_range);
 }
