@@ -61,6 +61,7 @@ std::map<std::string, int64_t> op_counts(const std::string& serialized_model);
 
 // The C entry point behind the Python face (lowbit.export_onnx): returns 0 on success, else writes
 // the error message (NUL-terminated, truncated to error_size) and returns 1 for bad arguments or
-// input, 2 for other failures.
+// input, 3 when a file cannot be written or read (io::IoError: a full disk, ...), 2 for other
+// failures.
 extern "C" int lowbit_export_onnx(const char* checkpoint, const char* out, const char* format,
                                   const char* data_dir, char* error, size_t error_size);

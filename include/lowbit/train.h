@@ -1,10 +1,11 @@
 // Training recipes and the training loop behind the `lowbit` command (docs/training.md).
 #pragma once
 
-#include <optional>
 #include <torch/nn/modules/container/sequential.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,11 +62,20 @@ struct TrainOptions {
   int64_t epochs = -1;  // -1: the recipe's
   uint64_t seed = 0;
   bool resume = false;
+  // A fresh run into an output directory that holds a run (checkpoint.pt, metrics.*) is refused
+  // unless this is set; then the old run's files are removed first.
+  bool overwrite = false;
+  // The model's classes; 0: the largest label + 1 (with a warning when some of those classes have
+  // no training image). Labels must be below it.
+  int64_t num_classes = 0;
   bool progress = true;
   std::string config_path;  // recorded in the checkpoint
   // Where the model, the data and the optimizer state live: "cpu", "cuda" or "cuda:N" (a LibTorch
   // with CUDA and a GPU). Checkpoints load on any device.
   std::string device = "cpu";
+  // Where warnings go (a data set with unused classes, a data set with fewer classes than the
+  // checkpoint); default: stderr, as "lowbit: warning: ...".
+  std::function<void(const std::string&)> warn;
 };
 
 // The device named by `name` ("cpu", "cuda", "cuda:1"); throws std::invalid_argument naming
@@ -78,9 +88,13 @@ struct TrainResult {
   double seconds = 0;
 };
 
-// Trains, writing OUT/checkpoint.pt (every epoch, atomically), OUT/metrics.jsonl (one line per
-// epoch), OUT/metrics.json and OUT/curves.png at the end. With resume, continues from the
-// checkpoint; the result equals an uninterrupted run with the same seed.
+// Trains, writing OUT/checkpoint.pt and OUT/metrics.jsonl (every epoch, both atomically),
+// OUT/metrics.json and OUT/curves.png at the end. With resume, continues from the checkpoint; the
+// result equals an uninterrupted run with the same seed. Before any training, OUT is created,
+// checked writable and locked (a second training into it is an error), temporary files left by a
+// killed run are removed, and an existing run is refused unless resume or overwrite is set; on
+// resume, the checkpoint is verified (CRC-32), and its recipe, seed, image size and classes must
+// fit the options and the data set, and --epochs must be at least its epoch.
 TrainResult train(const Recipe& recipe, const TrainOptions& options);
 
 // The model of a recipe for images of height x width and `classes` classes: the network, prepared
@@ -103,7 +117,8 @@ struct Checkpoint {
   torch::nn::Sequential model{nullptr};  // on the CPU, in eval mode
 };
 // Reads a checkpoint; `path` is a training output directory or a checkpoint file. A missing,
-// unreadable or incomplete file is an std::runtime_error naming it (and the missing entry).
+// unreadable, corrupt (CRC-32 of the ZIP container) or incomplete file is an std::runtime_error
+// naming it (and what is wrong).
 Checkpoint load_checkpoint(const std::string& path);
 
 // The data set standardised as the checkpoint's model was trained (its stored standardisation;
@@ -114,7 +129,12 @@ Tensors to_tensors(const data::IdxDataset& dataset, const Checkpoint& checkpoint
 // Rebuilds the trained model of OUT (recipe and weights from OUT/checkpoint.pt).
 torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out = nullptr);
 
-// Writes text to path atomically: a temporary file in the same directory, flushed, then renamed.
+// The data set checked against a checkpoint's model (data::check_compatible): image size and
+// classes; a warning text when the data set has fewer classes (empty otherwise).
+std::string check_compatible(const data::IdxDataset& dataset, const std::string& dir,
+                             const Checkpoint& checkpoint);
+
+// Writes text to path atomically (io::write_file_atomically: "PATH: REASON" on failure).
 void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace train

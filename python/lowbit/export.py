@@ -41,7 +41,8 @@ def export_onnx(checkpoint, out, format="qonnx", data=None):
     ``"standard"`` (standard ONNX operators only, for onnxruntime). ``data``: the training data
     set (IDX directory), only for checkpoints that do not store their input standardisation.
     Raises ValueError for bad arguments, a missing or corrupt checkpoint, or a model the format
-    cannot express (the message names the module), RuntimeError for other failures.
+    cannot express (the message names the module), OSError when ``out`` cannot be written (a full
+    disk: "OUT: no space left on device"; nothing is left behind), RuntimeError for other failures.
     """
     if format not in FORMATS:
         raise ValueError(f"format: unknown format {format!r} (known: {', '.join(FORMATS)})")
@@ -57,6 +58,8 @@ def export_onnx(checkpoint, out, format="qonnx", data=None):
     )
     if code == 1:
         raise ValueError(error.value.decode(errors="replace"))
+    if code == 3:
+        raise OSError(error.value.decode(errors="replace"))
     if code != 0:
         raise RuntimeError(error.value.decode(errors="replace"))
     return out

@@ -3,7 +3,9 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -102,6 +104,37 @@ Timing timed(int64_t n, int64_t k, int64_t batch, Run&& run) {
   return t;
 }
 
+// An integer option: digits only (a sign only where negatives are allowed), within [lo, hi]; the
+// message names the value ("'abc' is not an integer", "-5 is not in 0..18446744073709551615").
+template <class T>
+CLI::Validator integer_in(T lo, T hi) {
+  const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
+  return CLI::Validator(
+      [lo, hi, range](std::string& text) -> std::string {
+        size_t i = text.size() > 0 && (text[0] == '-' || text[0] == '+') ? 1 : 0;
+        if (i == text.size()) return "'" + text + "' is not an integer";
+        for (size_t k = i; k < text.size(); ++k)
+          if (!std::isdigit(static_cast<unsigned char>(text[k])))
+            return "'" + text + "' is not an integer";
+        const bool negative = text[0] == '-';
+        try {
+          if (negative) {
+            const long long v = std::stoll(text);
+            if (v < static_cast<long long>(lo) || lo >= 0) throw std::out_of_range("");
+          } else {
+            const unsigned long long v = std::stoull(text.substr(i));
+            if (v > static_cast<unsigned long long>(hi) ||
+                (lo > 0 && v < static_cast<unsigned long long>(lo)))
+              throw std::out_of_range("");
+          }
+        } catch (const std::out_of_range&) {
+          return text + " is not in " + range;
+        }
+        return "";
+      },
+      "INT in " + range);
+}
+
 lowbit::train::Recipe resolve(const std::string& model, const std::string& config) {
   lowbit::train::Recipe r = lowbit::train::recipe(model);
   if (!config.empty()) lowbit::train::apply_config(r, config);
@@ -111,25 +144,34 @@ lowbit::train::Recipe resolve(const std::string& model, const std::string& confi
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Over `ulimit -f` a write fails with EFBIG (reported like a full disk) instead of killing us.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "lowbit: train, evaluate, summarise and export low-bit networks (docs/training.md, "
       "docs/export.md)"};
   app.require_subcommand(1);
 
   std::string model, data = kDefaultData, out, config;
-  int64_t epochs = -1;
+  int64_t epochs = -1, num_classes = 0;
   uint64_t seed = 0;
-  bool resume = false, no_progress = false;
+  bool resume = false, overwrite = false, no_progress = false;
   auto* train = app.add_subcommand("train", "train a recipe on an IDX data set");
   train->add_option("--model", model, "recipe: " + recipe_list())->required();
   train->add_option("--data", data, "directory with the IDX files (plain or .gz)")
       ->capture_default_str();
   train->add_option("--epochs", epochs, "epochs (default: the recipe's)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+      ->check(integer_in<int64_t>(1, 1000000));
   train->add_option("--out", out, "output directory")->required();
   train->add_option("--config", config, "YAML file overriding recipe options");
-  train->add_option("--seed", seed, "random seed")->capture_default_str();
+  train->add_option("--seed", seed, "random seed")
+      ->capture_default_str()
+      ->check(integer_in<uint64_t>(0, UINT64_MAX));
   train->add_flag("--resume", resume, "continue from OUT/checkpoint.pt");
+  train->add_flag("--overwrite", overwrite, "replace the run that OUT holds");
+  train
+      ->add_option("--num-classes", num_classes,
+                   "classes of the model (default: the largest label + 1)")
+      ->check(integer_in<int64_t>(2, 256));
   train->add_flag("--no-progress", no_progress, "no progress bar");
   std::string device = "cpu";
   train->add_option("--device", device, "cpu, cuda or cuda:N (needs a LibTorch with CUDA)")
@@ -156,13 +198,13 @@ int main(int argc, char** argv) {
   summary->add_option("--config", summary_config, "YAML file overriding recipe options");
   summary->add_option("--height", height, "image height")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+      ->check(integer_in<int64_t>(1, 1000000));
   summary->add_option("--width", width, "image width")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+      ->check(integer_in<int64_t>(1, 1000000));
   summary->add_option("--classes", classes, "number of classes")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+      ->check(integer_in<int64_t>(2, int64_t{1} << 20));
 
   std::string export_checkpoint, export_out, export_format = "qonnx", export_data;
   auto* exp = app.add_subcommand("export", "export a trained model to ONNX (docs/export.md)");
@@ -187,16 +229,42 @@ int main(int argc, char** argv) {
   run->add_option("--data", run_data, "directory with the IDX test files")->capture_default_str();
   run->add_option("--threads", run_threads, "threads")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1024));
+      ->check(integer_in<int>(1, 1024));
   run->add_option("--batch", run_batch, "images per run for the throughput")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+      ->check(integer_in<int64_t>(1, int64_t{1} << 20));
   run->add_option("--logits", run_logits, "also write the test set's outputs to this .npy file");
   std::string run_checkpoint;
   run->add_option("--checkpoint", run_checkpoint,
                   "also time LibTorch's eval-mode model of this training run on the same images");
 
-  CLI11_PARSE(app, argc, argv);
+  // A first argument that names no subcommand gets a message that names them (CLI11 would say "A
+  // subcommand is required").
+  const auto commands = app.get_subcommands([](const CLI::App*) { return true; });
+  const bool known = argc > 1 && std::any_of(commands.begin(), commands.end(),
+                                             [&](CLI::App* c) { return c->get_name() == argv[1]; });
+  if (argc == 1 || (argv[1][0] != '-' && !known)) {
+    std::string names;
+    for (size_t i = 0; i < commands.size(); ++i)
+      names += (i == 0 ? "" : i + 1 == commands.size() ? " and " : ", ") + commands[i]->get_name();
+    const std::string what =
+        argc == 1 ? "no command given" : "unknown command '" + std::string(argv[1]) + "'";
+    std::fprintf(stderr, "lowbit: error: %s; the commands are %s (lowbit --help)\n", what.c_str(),
+                 names.c_str());
+    return 2;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(
+        stderr, "lowbit: error: %s (lowbit %s--help)\n", e.what(),
+        app.get_subcommands().empty() ? "" : (app.get_subcommands()[0]->get_name() + " ").c_str());
+    return 2;
+  }
+  const auto warn = [](const std::string& text) {
+    std::fprintf(stderr, "lowbit: warning: %s\n", text.c_str());
+  };
   try {
     if (*train) {
       lowbit::train::TrainOptions o;
@@ -205,6 +273,8 @@ int main(int argc, char** argv) {
       o.epochs = epochs;
       o.seed = seed;
       o.resume = resume;
+      o.overwrite = overwrite;
+      o.num_classes = num_classes;
       o.progress = !no_progress;
       o.config_path = config;
       o.device = device;
@@ -220,7 +290,10 @@ int main(int argc, char** argv) {
       const lowbit::train::Recipe& r = c.recipe;
       auto net = c.model;
       // Standardised as in training (the checkpoint's values), whatever data set is evaluated.
-      const auto t = lowbit::train::to_tensors(lowbit::data::load_idx_dataset(data), c);
+      const auto dataset = lowbit::data::load_idx_dataset(data);
+      const std::string note = lowbit::train::check_compatible(dataset, data, c);
+      if (!note.empty()) warn(note);
+      const auto t = lowbit::train::to_tensors(dataset, c);
       const auto [loss, acc] = lowbit::train::evaluate(net, t.test_images, t.test_labels);
       if (!logits_path.empty()) {
         torch::NoGradGuard no_grad;
@@ -241,14 +314,17 @@ int main(int argc, char** argv) {
       }
     } else if (*run) {
       const auto model = lowbit::engine::Model::from_file(run_model);
-      const auto test = lowbit::data::load_idx_dataset(run_data).test;
+      const auto dataset = lowbit::data::load_idx_dataset(run_data);
+      const auto& test = dataset.test;
       const auto shape = model.input_shape();
-      if (shape[0] != 1 || shape[1] != test.images.rows || shape[2] != test.images.cols) {
-        throw std::invalid_argument(
-            run_model + ": takes images of " + std::to_string(shape[0]) + "x" +
-            std::to_string(shape[1]) + "x" + std::to_string(shape[2]) + ", the data set has 1x" +
-            std::to_string(test.images.rows) + "x" + std::to_string(test.images.cols));
-      }
+      lowbit::data::ModelShape model_shape;
+      model_shape.channels = shape[0];
+      model_shape.height = shape[1];
+      model_shape.width = shape[2];
+      model_shape.classes = model.output_size();
+      const std::string note =
+          lowbit::data::check_compatible(dataset, run_data, model_shape, run_model);
+      if (!note.empty()) warn(note);
       const int64_t n = test.images.count, per = shape[1] * shape[2], k = model.output_size();
       const std::vector<float> pixels(test.images.pixels.begin(), test.images.pixels.end());
       const Timing engine = timed(n, k, run_batch, [&](int64_t first, int64_t m, float* out) {
@@ -265,7 +341,13 @@ int main(int argc, char** argv) {
         torch::NoGradGuard no_grad;
         const auto c = lowbit::train::load_checkpoint(run_checkpoint);
         auto net = c.model;
-        const auto t = lowbit::train::to_tensors(lowbit::data::load_idx_dataset(run_data), c);
+        lowbit::train::check_compatible(dataset, run_data, c);
+        if (c.num_classes != k) {
+          throw std::invalid_argument(run_checkpoint + ": the checkpoint's model has " +
+                                      std::to_string(c.num_classes) + " classes, " + run_model +
+                                      " has " + std::to_string(k) + " outputs");
+        }
+        const auto t = lowbit::train::to_tensors(dataset, c);
         const Timing torch_timing =
             timed(n, k, run_batch, [&](int64_t first, int64_t m, float* out) {
               const at::Tensor y = net->forward(t.test_images.narrow(0, first, m)).contiguous();

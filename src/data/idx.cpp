@@ -252,34 +252,50 @@ std::string size_string(int64_t rows, int64_t cols) {
   return std::to_string(rows) + "x" + std::to_string(cols);
 }
 
-// The plain file, else the gzipped one.
-std::string find_idx_file(const std::string& dir, const std::string& name) {
+// The plain file, else the gzipped one; both when both exist (load_split compares them).
+std::vector<std::string> find_idx_files(const std::string& dir, const std::string& name) {
   namespace fs = std::filesystem;
+  std::vector<std::string> found;
   for (const std::string& candidate : {name, name + ".gz"}) {
     const fs::path p = fs::path(dir) / candidate;
     std::error_code ec;
     const bool exists = fs::exists(p, ec);
     if (ec) fail(p.string(), "cannot access (" + ec.message() + ")");
-    if (exists) return p.string();
+    if (exists) found.push_back(p.string());
   }
-  fail(dir, "missing " + name + " (looked for " + name + " and " + name + ".gz)");
+  if (found.empty())
+    fail(dir, "missing " + name + " (looked for " + name + " and " + name + ".gz)");
+  return found;
 }
 
-struct LoadedSplit {
-  IdxSplit split;
-  std::string images_path, labels_path;
-};
+// Reads a file found by find_idx_files; where both forms exist they must hold the same data.
+template <class T, class Read, class Same>
+T read_one(const std::vector<std::string>& files, Read read, Same same, std::string* path) {
+  *path = files[0];
+  T value = read(files[0]);
+  if (files.size() > 1 && !same(value, read(files[1]))) {
+    fail(files[0], "differs from " + files[1] +
+                       ": both files exist and hold different data; remove the one that is not "
+                       "the data set");
+  }
+  return value;
+}
 
-LoadedSplit load_split(const std::string& dir, const std::string& prefix) {
-  LoadedSplit s;
-  s.images_path = find_idx_file(dir, prefix + "-images-idx3-ubyte");
-  s.labels_path = find_idx_file(dir, prefix + "-labels-idx1-ubyte");
-  s.split.images = read_idx_images(s.images_path);
-  s.split.labels = read_idx_labels(s.labels_path);
-  const auto n_labels = static_cast<int64_t>(s.split.labels.labels.size());
-  if (n_labels != s.split.images.count) {
+IdxSplit load_split(const std::string& dir, const std::string& prefix) {
+  IdxSplit s;
+  s.images = read_one<IdxImages>(
+      find_idx_files(dir, prefix + "-images-idx3-ubyte"), read_idx_images,
+      [](const IdxImages& a, const IdxImages& b) {
+        return a.count == b.count && a.rows == b.rows && a.cols == b.cols && a.pixels == b.pixels;
+      },
+      &s.images_path);
+  s.labels = read_one<IdxLabels>(
+      find_idx_files(dir, prefix + "-labels-idx1-ubyte"), read_idx_labels,
+      [](const IdxLabels& a, const IdxLabels& b) { return a.labels == b.labels; }, &s.labels_path);
+  const auto n_labels = static_cast<int64_t>(s.labels.labels.size());
+  if (n_labels != s.images.count) {
     throw std::runtime_error("image and label counts differ: " + s.images_path + " has " +
-                             std::to_string(s.split.images.count) + " images, " + s.labels_path +
+                             std::to_string(s.images.count) + " images, " + s.labels_path +
                              " has " + std::to_string(n_labels) + " labels");
   }
   return s;
@@ -331,25 +347,66 @@ IdxDataset load_idx_dataset(const std::string& dir) {
     fail(dir, "not a directory (expected the directory of an IDX data set)");
   }
 
-  LoadedSplit train = load_split(dir, "train");
-  LoadedSplit test = load_split(dir, "t10k");
-  const IdxImages& a = train.split.images;
-  const IdxImages& b = test.split.images;
+  IdxSplit train = load_split(dir, "train");
+  IdxSplit test = load_split(dir, "t10k");
+  const IdxImages& a = train.images;
+  const IdxImages& b = test.images;
   if (a.rows != b.rows || a.cols != b.cols) {
     throw std::runtime_error("train and test image sizes differ: " + train.images_path + " has " +
                              size_string(a.rows, a.cols) + " images, " + test.images_path +
                              " has " + size_string(b.rows, b.cols));
   }
-
   IdxDataset ds;
-  ds.train = std::move(train.split);
-  ds.test = std::move(test.split);
+  ds.train = std::move(train);
+  ds.test = std::move(test);
   int max_label = 0;
   for (const IdxSplit* split : {&ds.train, &ds.test}) {
     for (uint8_t l : split->labels.labels) max_label = std::max<int>(max_label, l);
   }
   ds.num_classes = max_label + 1;
   return ds;
+}
+
+std::vector<int64_t> class_counts(const IdxLabels& labels, int64_t classes) {
+  std::vector<int64_t> counts(static_cast<size_t>(std::max<int64_t>(classes, 0)), 0);
+  for (uint8_t l : labels.labels)
+    if (l < classes) ++counts[l];
+  return counts;
+}
+
+void check_labels(const IdxDataset& dataset, int64_t classes, const std::string& whose) {
+  for (const IdxSplit* split : {&dataset.train, &dataset.test}) {
+    const auto& labels = split->labels.labels;
+    for (size_t i = 0; i < labels.size(); ++i) {
+      if (labels[i] >= classes) {
+        fail(split->labels_path.empty() ? "labels" : split->labels_path,
+             "label " + std::to_string(labels[i]) + " (at index " + std::to_string(i) +
+                 ") is outside the " + std::to_string(classes) + " classes (0-" +
+                 std::to_string(classes - 1) + ") of " + whose);
+      }
+    }
+  }
+}
+
+std::string check_compatible(const IdxDataset& dataset, const std::string& dir,
+                             const ModelShape& model, const std::string& origin) {
+  const IdxImages& im = dataset.test.images;
+  if (model.channels != 1) {
+    fail(dir, "channels differ: the model " + origin + " takes " + std::to_string(model.channels) +
+                  "-channel images, the IDX data set has 1 channel");
+  }
+  if (model.height != im.rows || model.width != im.cols) {
+    fail(dir, "image sizes differ: the model " + origin + " takes " +
+                  size_string(model.height, model.width) + " images, the data set has " +
+                  size_string(im.rows, im.cols));
+  }
+  check_labels(dataset, model.classes, "the model " + origin + " (class counts differ)");
+  if (dataset.num_classes < model.classes) {
+    return dir + ": the data set's labels use " + std::to_string(dataset.num_classes) +
+           " classes (0-" + std::to_string(dataset.num_classes - 1) + "), the model " + origin +
+           " has " + std::to_string(model.classes) + "; accuracy counts only those classes";
+  }
+  return "";
 }
 
 }  // namespace data

@@ -7,12 +7,12 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
 #include <memory>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include "kernels/binary.h"
@@ -20,6 +20,8 @@
 #include "kernels/int8.h"
 #include "kernels/planes.h"
 #include "lowbit/engine.h"
+#include "lowbit/io/checksum.h"
+#include "lowbit/io/file.h"
 
 namespace lowbit {
 namespace engine {
@@ -2320,6 +2322,13 @@ Model Model::from_buffer(const void* data, size_t size, const Limits& limits,
       size > static_cast<size_t>(std::numeric_limits<int>::max())) {
     bad(origin, "the model is too large (" + std::to_string(size) + " bytes)");
   }
+  if (size == 0) bad(origin, "empty file (0 bytes), not an ONNX model");
+  // lowbit's own exports end with a CRC-32 of the rest (io::onnx_checksum_trailer).
+  try {
+    io::verify_onnx_checksum(std::string_view(static_cast<const char*>(data), size), origin);
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(e.what());
+  }
   onnx::ModelProto proto;
   if (!proto.ParseFromArray(data, static_cast<int>(size)))
     bad(origin, "not an ONNX model (the protobuf does not parse)");
@@ -2338,15 +2347,12 @@ Model Model::from_buffer(const void* data, size_t size, const Limits& limits,
 }
 
 Model Model::from_file(const std::string& path, const Limits& limits) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) bad(path, "cannot open the model file");
-  const std::streamoff size = f.tellg();
-  if (size < 0) bad(path, "cannot read the model file");
-  if (size > limits.max_file_bytes)
-    bad(path, "the model file is too large (" + std::to_string(size) + " bytes)");
-  std::string bytes(static_cast<size_t>(size), '\0');
-  f.seekg(0);
-  if (!f.read(bytes.data(), size)) bad(path, "cannot read the model file");
+  std::string bytes;
+  try {
+    bytes = io::read_file(path, limits.max_file_bytes);
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(e.what());
+  }
   return from_buffer(bytes.data(), bytes.size(), limits, path);
 }
 

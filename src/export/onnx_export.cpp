@@ -14,6 +14,8 @@
 
 #include "lowbit/data/idx.h"
 #include "lowbit/export.h"
+#include "lowbit/io/checksum.h"
+#include "lowbit/io/file.h"
 #include "lowbit/network.h"
 #include "lowbit/nn.h"
 #include "lowbit/qat.h"
@@ -748,7 +750,8 @@ std::string to_onnx(torch::nn::Sequential& model, const InputSpec& input, int64_
   if (!proto.SerializeToString(&bytes)) {
     throw std::runtime_error("export: the model is too large to serialise (over 2 GiB)");
   }
-  return bytes;
+  // A CRC-32 of the file as one more metadata_props entry, verified by lowbit's engine.
+  return bytes + io::onnx_checksum_trailer(bytes);
 }
 
 std::map<std::string, int64_t> op_counts(const std::string& serialized_model) {
@@ -792,7 +795,7 @@ ExportResult export_checkpoint(const std::string& checkpoint, const std::string&
         "lowbit stored it); pass --data with the training data set to recompute it");
   }
   const std::string bytes = to_onnx(c.model, input, c.num_classes, options.format, c.recipe.name);
-  train::write_file_atomically(out, bytes);
+  io::write_file_atomically(out, bytes);  // also removes what a killed export left
   ExportResult r;
   r.path = out;
   r.format = options.format;
@@ -822,6 +825,8 @@ extern "C" int lowbit_export_onnx(const char* checkpoint, const char* out, const
     return report("", 0);
   } catch (const std::invalid_argument& e) {  // bad arguments, or a model the format cannot hold
     return report(e.what(), 1);
+  } catch (const lowbit::io::IoError& e) {  // a full disk, a read-only directory, ...
+    return report(e.what(), 3);
   } catch (const std::runtime_error& e) {  // a missing, unreadable or corrupt checkpoint
     return report(e.what(), 1);
   } catch (const c10::Error& e) {

@@ -1,22 +1,20 @@
 // Renders training-curve charts into RGB pixels with a built-in 5x7 font, and writes them as PNG.
 #include "lowbit/plot.h"
 
-#include <fcntl.h>
 #include <stb_image_write.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <atomic>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "lowbit/io/file.h"
 
 namespace lowbit {
 namespace plot {
@@ -519,50 +517,6 @@ void draw_chart(Canvas& c, const Rect& panel, const Chart& chart, int s) {
 
 // ---- files ------------------------------------------------------------------------------------
 
-[[noreturn]] void fail(const std::string& path, const std::string& what, int err) {
-  throw std::runtime_error(path + ": " + what +
-                           (err ? std::string(": ") + std::strerror(err) : ""));
-}
-
-// Writes bytes to a new file beside path and renames it over path, so readers never see a partial
-// file; the temporary file is removed on any failure.
-void write_file_atomically(const std::string& path, const std::vector<uint8_t>& bytes) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  if (!target.has_filename()) fail(path, "not a file name", 0);
-  static std::atomic<unsigned> counter{0};
-  int fd = -1;
-  fs::path tmp;
-  for (int attempt = 0; fd < 0; ++attempt) {
-    tmp = target.parent_path() / ("." + target.filename().string() + ".tmp-" +
-                                  std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    const int err = errno;
-    if (fd < 0 && (err != EEXIST || attempt >= 100))
-      fail(path, "cannot create a temporary file " + tmp.string(), err);
-  }
-  const auto give_up = [&](const std::string& what, int err) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    fail(path, what, err);
-  };
-  for (size_t done = 0; done < bytes.size();) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    const int err = n < 0 ? errno : EIO;
-    if (n < 0 && err == EINTR) continue;
-    if (n <= 0) give_up("cannot write " + tmp.string(), err);
-    done += static_cast<size_t>(n);
-  }
-  const int closed = ::close(fd);
-  const int close_err = errno;
-  fd = -1;
-  if (closed != 0) give_up("cannot write " + tmp.string(), close_err);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    give_up("cannot rename " + tmp.string() + " to it", err);
-  }
-}
-
 }  // namespace
 
 std::vector<uint8_t> render_rgb(const std::vector<Chart>& charts, int width, int height) {
@@ -592,8 +546,9 @@ void write_png(const std::string& path, const std::vector<Chart>& charts, int wi
     out->insert(out->end(), bytes, bytes + size);
   };
   if (stbi_write_png_to_func(append, &png, width, height, 3, rgb.data(), width * 3) == 0)
-    fail(path, "cannot encode the PNG", 0);
-  write_file_atomically(path, png);
+    throw std::runtime_error(path + ": cannot encode the PNG");
+  io::write_file_atomically(
+      path, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
 }
 
 }  // namespace plot

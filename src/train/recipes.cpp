@@ -1,8 +1,10 @@
 // The training recipes by name, and their overrides from YAML config files.
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <functional>
 #include <map>
+#include <set>
 #include <stdexcept>
 
 #include "lowbit/nn.h"
@@ -103,6 +105,12 @@ std::string known() {
   return s;
 }
 
+// " (line N)" of a node read from a file, for messages.
+std::string line_of(const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  return mark.line >= 0 ? " (line " + std::to_string(mark.line + 1) + ")" : "";
+}
+
 template <class T>
 T read_value(const YAML::Node& node, const std::string& key, const std::string& path) {
   try {
@@ -160,11 +168,21 @@ void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& pat
   if (root.IsNull()) return;
   if (!root.IsMap()) throw std::invalid_argument(path + ": the config must be a mapping of keys");
   auto& n = r.network;
+  std::set<std::string> seen;
   for (const auto& item : root) {
     const std::string key = item.first.as<std::string>();
     const YAML::Node& v = item.second;
+    // YAML leaves duplicate keys to the reader; a second value would silently win.
+    if (!seen.insert(key).second) {
+      throw std::invalid_argument(path + ": duplicate key '" + key + "'" + line_of(item.first));
+    }
     auto positive = [&](auto value) {
-      if (!(value > 0)) throw std::invalid_argument(path + ": " + key + " must be positive");
+      if (!(value > 0) || !std::isfinite(static_cast<double>(value)))
+        throw std::invalid_argument(path + ": " + key + " must be positive and finite");
+      return value;
+    };
+    auto finite = [&](double value) {
+      if (!std::isfinite(value)) throw std::invalid_argument(path + ": " + key + " must be finite");
       return value;
     };
     if (key == "epochs") {
@@ -174,7 +192,7 @@ void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& pat
     } else if (key == "learning_rate") {
       r.learning_rate = positive(read_value<double>(v, key, path));
     } else if (key == "weight_decay") {
-      r.weight_decay = read_value<double>(v, key, path);
+      r.weight_decay = finite(read_value<double>(v, key, path));
       if (r.weight_decay < 0) throw std::invalid_argument(path + ": weight_decay must be >= 0");
     } else if (key == "schedule") {
       r.schedule = read_value<std::string>(v, key, path);
@@ -187,13 +205,25 @@ void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& pat
         throw std::invalid_argument(path + ": optimizer must be adam or bop");
       }
     } else if (key == "bop_threshold") {
-      r.bop_threshold = read_value<double>(v, key, path);
+      r.bop_threshold = finite(read_value<double>(v, key, path));
+      if (r.bop_threshold < 0) throw std::invalid_argument(path + ": bop_threshold must be >= 0");
     } else if (key == "bop_gamma") {
       r.bop_gamma = positive(read_value<double>(v, key, path));
     } else if (key == "blocks") {
       n.blocks = read_value<std::vector<int64_t>>(v, key, path);
+      for (const int64_t c : n.blocks) {
+        if (c < 0) {
+          throw std::invalid_argument(path + ": blocks: " + std::to_string(c) +
+                                      " is not a channel count (> 0) or a pool (0)");
+        }
+      }
     } else if (key == "hidden") {
       n.hidden = read_value<int64_t>(v, key, path);
+      if (n.hidden < 0) {
+        throw std::invalid_argument(path +
+                                    ": hidden must be >= 0 (0: no hidden dense layer), got " +
+                                    std::to_string(n.hidden));
+      }
     } else if (key == "input_quantizer" || key == "kernel_quantizer") {
       const std::string spec = read_value<std::string>(v, key, path);
       try {  // checked here, so that a bad quantizer is reported with the file and key
@@ -209,9 +239,12 @@ void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& pat
     } else if (key == "quantize_last_convolution") {
       n.quantize_last_convolution = read_value<bool>(v, key, path);
     } else if (key == "pad_values") {
-      n.pad_values = read_value<double>(v, key, path);
+      n.pad_values = finite(read_value<double>(v, key, path));
     } else if (key == "activation") {
       n.activation = read_value<std::string>(v, key, path);
+      if (n.activation != "relu" && n.activation != "none") {
+        throw std::invalid_argument(path + ": activation must be relu or none");
+      }
     } else if (key == "dropout") {
       n.dropout = read_value<double>(v, key, path);
       if (!(n.dropout >= 0 && n.dropout < 1)) {

@@ -1,5 +1,4 @@
 // The training loop of the `lowbit` command: checkpoints, metrics, resume, progress.
-#include <optional>
 #include <torch/torch.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -10,9 +9,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
+#include "checkpoint_file.h"
+#include "lowbit/io/file.h"
 #include "lowbit/nn.h"
 #include "lowbit/optim.h"
 #include "lowbit/plot.h"
@@ -113,17 +115,110 @@ nn::NetworkOptions network_for(const Recipe& r, int64_t height, int64_t width, i
   return n;
 }
 
-// Keeps the lines of metrics.jsonl whose epoch is at most `epochs` (after a resume).
-void truncate_metrics(const fs::path& path, int64_t epochs) {
-  if (!fs::exists(path)) return;
-  std::ifstream in(path);
-  std::string line, kept;
+// The lines of metrics.jsonl whose epoch is at most `epochs` (after a resume, a run killed between
+// its checkpoint and its log line may have left one more), and their rows.
+std::string read_metrics(const fs::path& path, int64_t epochs,
+                         std::vector<std::map<std::string, double>>* history) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return "";
+  std::string kept;
+  std::istringstream in(io::read_file(path.string(), int64_t{1} << 30));
+  std::string line;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
-    const YAML::Node n = YAML::Load(line);  // JSON is YAML
-    if (n["epoch"] && n["epoch"].as<int64_t>() <= epochs) kept += line + "\n";
+    YAML::Node n;
+    try {
+      n = YAML::Load(line);  // JSON is YAML
+    } catch (const YAML::Exception& e) {
+      throw std::runtime_error(path.string() + ": not a metrics log line: " + e.what());
+    }
+    if (!n.IsMap() || !n["epoch"] || n["epoch"].as<int64_t>() > epochs) continue;
+    kept += line + "\n";
+    std::map<std::string, double> row;
+    for (const auto& kv : n) {
+      if (kv.first.as<std::string>() != "model") {
+        row[kv.first.as<std::string>()] = kv.second.as<double>();
+      }
+    }
+    history->push_back(row);
   }
-  write_file_atomically(path.string(), kept);
+  return kept;
+}
+
+// The files a run writes in its output directory.
+const char* const kRunFiles[] = {"checkpoint.pt", "metrics.jsonl", "metrics.json", "curves.png",
+                                 "integer-parameters.json"};
+
+// Prepares the output directory of a run: created, writable, locked, cleared of the temporary files
+// of killed runs; an existing run is refused unless resumed or overwritten (then removed).
+std::unique_ptr<io::DirectoryLock> prepare_out_dir(const fs::path& out, const TrainOptions& o) {
+  const std::string dir = out.string();
+  io::ensure_writable_directory(dir);
+  std::unique_ptr<io::DirectoryLock> lock;
+  try {
+    lock = std::make_unique<io::DirectoryLock>(dir);
+  } catch (const std::runtime_error&) {
+    throw std::runtime_error(dir +
+                             ": another lowbit train is writing to this run directory (it "
+                             "holds its lock); wait for it to end or choose another --out");
+  }
+  std::error_code ec;
+  for (const char* name : kRunFiles) io::remove_stale_temporaries((out / name).string());
+  fs::remove(out / "checkpoint.pt.tmp", ec);  // the temporary name of lowbit 0.1's first releases
+  std::string found;
+  for (const char* name : kRunFiles) {
+    if (fs::exists(out / name, ec)) found += (found.empty() ? "" : ", ") + std::string(name);
+  }
+  if (found.empty() || o.resume) return lock;
+  if (!o.overwrite) {
+    throw std::runtime_error(dir + ": holds a run (" + found +
+                             "); give --resume to continue it or --overwrite to replace it");
+  }
+  for (const char* name : kRunFiles) {
+    if (!fs::remove(out / name, ec) && ec) {
+      throw std::runtime_error((out / name).string() +
+                               ": cannot remove: " + io::reason(ec.value()));
+    }
+  }
+  return lock;
+}
+
+int64_t archive_int(torch::serialize::InputArchive& archive, const char* key,
+                    const std::string& file) {
+  c10::IValue v;
+  if (!archive.try_read(key, v) || !v.isInt()) {
+    throw std::runtime_error(file + ": not a lowbit checkpoint (no integer '" + key + "' entry)");
+  }
+  return v.toInt();
+}
+
+void default_warning(const std::string& text) {
+  std::fprintf(stderr, "lowbit: warning: %s\n", text.c_str());
+}
+
+// The classes of a fresh run: --num-classes (every label below it), else the largest label + 1,
+// with a warning when some of those classes have no training image.
+int64_t run_classes(const data::IdxDataset& d, const TrainOptions& o,
+                    const std::function<void(const std::string&)>& warn) {
+  if (o.num_classes > 0) {
+    data::check_labels(d, o.num_classes, "--num-classes " + std::to_string(o.num_classes));
+    return o.num_classes;
+  }
+  const std::vector<int64_t> counts = data::class_counts(d.train.labels, d.num_classes);
+  std::string missing;
+  int64_t n_missing = 0;
+  for (size_t c = 0; c < counts.size(); ++c) {
+    if (counts[c] > 0) continue;
+    if (++n_missing <= 8) missing += (missing.empty() ? "" : ", ") + std::to_string(c);
+  }
+  if (n_missing > 0) {
+    warn(d.train.labels_path + ": the labels run from 0 to " + std::to_string(d.num_classes - 1) +
+         " but " + std::to_string(n_missing) + " of those " + std::to_string(d.num_classes) +
+         " classes have no training image (" + missing + (n_missing > 8 ? ", ..." : "") +
+         "); the model gets " + std::to_string(d.num_classes) +
+         " outputs. Give --num-classes to say how many classes there are.");
+  }
+  return d.num_classes;
 }
 
 void write_plot(const fs::path& path, const std::vector<std::map<std::string, double>>& rows) {
@@ -173,17 +268,7 @@ torch::nn::Sequential build_model(const Recipe& r, int64_t height, int64_t width
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp + ": cannot write");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp + ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    throw std::runtime_error(path + ": cannot replace with " + tmp);
-  }
+  io::write_file_atomically(path, text);
 }
 
 Tensors to_tensors(const data::IdxDataset& d) { return to_tensors(d, std::nullopt); }
@@ -264,76 +349,111 @@ torch::Device parse_device(const std::string& name) {
 
 TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
   const auto start = Clock::now();
+  const auto warn = opts.warn ? opts.warn : default_warning;
   const torch::Device device = parse_device(opts.device);
   const fs::path out(opts.out_dir);
-  fs::create_directories(out);
+  const auto lock = prepare_out_dir(out, opts);
+  const fs::path checkpoint = out / "checkpoint.pt";
+  const fs::path metrics_path = out / "metrics.jsonl";
+  const std::string recipe_text = recipe_to_yaml(recipe);
+  const int64_t epochs = opts.epochs > 0 ? opts.epochs : recipe.epochs;
+
+  // A resumed run is checked against the options before the data set is read.
+  torch::serialize::InputArchive archive;
+  int64_t first_epoch = 0;
+  if (opts.resume) {
+    if (!fs::exists(checkpoint)) {
+      throw std::runtime_error(checkpoint.string() + ": no checkpoint to resume from");
+    }
+    read_archive(checkpoint.string(), archive, device);
+    const auto read = [&](const char* key) {
+      c10::IValue v;
+      if (!archive.try_read(key, v)) {
+        throw std::runtime_error(checkpoint.string() + ": not a lowbit checkpoint (no '" + key +
+                                 "' entry)");
+      }
+      return v;
+    };
+    const c10::IValue saved_name = read("recipe_name"), saved_recipe = read("recipe");
+    if (!saved_name.isString() || !saved_recipe.isString() ||
+        saved_name.toStringRef() != recipe.name || saved_recipe.toStringRef() != recipe_text) {
+      throw std::runtime_error(checkpoint.string() + ": written by recipe '" +
+                               (saved_name.isString() ? saved_name.toStringRef() : "?") +
+                               "' with other options; resume with the same --model and --config");
+    }
+    const c10::IValue seed = read("seed");
+    if (!seed.isInt() || static_cast<uint64_t>(seed.toInt()) != opts.seed) {
+      throw std::runtime_error(
+          checkpoint.string() + ": written with --seed " +
+          (seed.isInt() ? std::to_string(static_cast<uint64_t>(seed.toInt())) : "?") +
+          "; resume with the same seed");
+    }
+    first_epoch = archive_int(archive, "epoch", checkpoint.string());
+    if (first_epoch > epochs) {
+      throw std::runtime_error("--epochs " + std::to_string(epochs) + ": " + checkpoint.string() +
+                               " already holds " + std::to_string(first_epoch) +
+                               " epochs; resume with --epochs " + std::to_string(first_epoch) +
+                               " or more (or train afresh with --overwrite)");
+    }
+  }
+
   const data::IdxDataset dataset = data::load_idx_dataset(opts.data_dir);
+  int64_t height = dataset.train.images.rows, width = dataset.train.images.cols;
+  int64_t classes = 0;
+  if (opts.resume) {
+    // The checkpoint's model: the data set must have its image size and labels within its classes.
+    data::ModelShape shape;
+    shape.height = archive_int(archive, "height", checkpoint.string());
+    shape.width = archive_int(archive, "width", checkpoint.string());
+    shape.classes = archive_int(archive, "num_classes", checkpoint.string());
+    if (opts.num_classes > 0 && opts.num_classes != shape.classes) {
+      throw std::runtime_error("--num-classes " + std::to_string(opts.num_classes) + ": " +
+                               checkpoint.string() + " has " + std::to_string(shape.classes) +
+                               " classes");
+    }
+    const std::string note =
+        data::check_compatible(dataset, opts.data_dir, shape, checkpoint.string());
+    if (!note.empty()) warn(note);
+    height = shape.height;
+    width = shape.width;
+    classes = shape.classes;
+  } else {
+    classes = run_classes(dataset, opts, warn);
+  }
   Tensors t = to_tensors(dataset);
+  t.num_classes = classes;
   if (!device.is_cpu()) {
     t.train_images = t.train_images.to(device);
     t.train_labels = t.train_labels.to(device);
     t.test_images = t.test_images.to(device);
     t.test_labels = t.test_labels.to(device);
   }
-  const int64_t epochs = opts.epochs > 0 ? opts.epochs : recipe.epochs;
-  const int64_t height = dataset.train.images.rows, width = dataset.train.images.cols;
 
   torch::manual_seed(opts.seed);
-  auto model = build_model(recipe, height, width, t.num_classes);
+  auto model = build_model(recipe, height, width, classes);
   // Parameters move before the optimizers see them (the same initial values on every device).
   model->to(device);
   Optimizers optimizers = make_optimizers(recipe, model);
-  const std::string recipe_text = recipe_to_yaml(recipe);
-  const fs::path checkpoint = out / "checkpoint.pt";
-  const fs::path metrics_path = out / "metrics.jsonl";
-  int64_t first_epoch = 0;
   std::vector<std::map<std::string, double>> history;
+  std::string metrics_log;  // metrics.jsonl, rewritten whole (atomically) every epoch
 
   if (opts.resume) {
-    if (!fs::exists(checkpoint)) {
-      throw std::runtime_error(checkpoint.string() + ": no checkpoint to resume from");
-    }
-    torch::serialize::InputArchive archive;
-    archive.load_from(checkpoint.string(), device);
-    c10::IValue v;
-    archive.read("recipe_name", v);
-    const std::string saved_name = v.toStringRef();
-    archive.read("recipe", v);
-    if (saved_name != recipe.name || v.toStringRef() != recipe_text) {
-      throw std::runtime_error(checkpoint.string() + ": written by recipe '" + saved_name +
-                               "' with other options; resume with the same --model and --config");
-    }
-    archive.read("seed", v);
-    if (static_cast<uint64_t>(v.toInt()) != opts.seed) {
-      throw std::runtime_error(checkpoint.string() + ": written with --seed " +
-                               std::to_string(v.toInt()) + "; resume with the same seed");
-    }
-    archive.read("epoch", v);
-    first_epoch = v.toInt();
-    torch::serialize::InputArchive m, a;
-    archive.read("model", m);
-    model->load(m);
-    archive.read("adam", a);
-    optimizers.adam->load(a);
-    if (optimizers.bop) {
-      torch::serialize::InputArchive b;
-      archive.read("bop", b);
-      optimizers.bop->load(b);
-    }
-    truncate_metrics(metrics_path, first_epoch);
-    std::ifstream in(metrics_path);
-    std::string line;
-    while (std::getline(in, line)) {
-      std::map<std::string, double> row;
-      for (const auto& kv : YAML::Load(line)) {
-        if (kv.first.as<std::string>() != "model") {
-          row[kv.first.as<std::string>()] = kv.second.as<double>();
-        }
+    try {
+      torch::serialize::InputArchive m, a;
+      archive.read("model", m);
+      model->load(m);
+      archive.read("adam", a);
+      optimizers.adam->load(a);
+      if (optimizers.bop) {
+        torch::serialize::InputArchive b;
+        archive.read("bop", b);
+        optimizers.bop->load(b);
       }
-      history.push_back(row);
+    } catch (const c10::Error& e) {
+      throw std::runtime_error(checkpoint.string() + ": cannot restore the model and optimizer: " +
+                               e.what_without_backtrace());
     }
-  } else if (fs::exists(metrics_path)) {
-    fs::remove(metrics_path);  // a fresh run starts a fresh log
+    metrics_log = read_metrics(metrics_path, first_epoch, &history);
   }
 
   optim::FlipRatio flips;
@@ -400,34 +520,31 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
       std::fprintf(stderr, " | test loss %.4f acc %.4f (%.1f s)\n", test_loss, test_acc,
                    row["seconds"]);
     }
-    // The checkpoint first (atomically), then the log line: a run killed in between repeats the
-    // epoch on resume, and truncate_metrics drops the line it may have left.
-    torch::serialize::OutputArchive archive;
+    // The checkpoint first, then the log (each atomically): a run killed in between repeats the
+    // epoch on resume, and read_metrics drops the line it may have left.
+    torch::serialize::OutputArchive archive_out;
     torch::serialize::OutputArchive m, a;
     model->save(m);
     optimizers.adam->save(a);
-    archive.write("model", m);
-    archive.write("adam", a);
+    archive_out.write("model", m);
+    archive_out.write("adam", a);
     if (optimizers.bop) {
       torch::serialize::OutputArchive bop;
       optimizers.bop->save(bop);
-      archive.write("bop", bop);
+      archive_out.write("bop", bop);
     }
-    archive.write("epoch", c10::IValue(epoch + 1));
-    archive.write("recipe_name", c10::IValue(recipe.name));
-    archive.write("recipe", c10::IValue(recipe_text));
-    archive.write("seed", c10::IValue(static_cast<int64_t>(opts.seed)));
-    archive.write("height", c10::IValue(height));
-    archive.write("width", c10::IValue(width));
-    archive.write("num_classes", c10::IValue(t.num_classes));
-    archive.write("input_mean", c10::IValue(t.input_mean));
-    archive.write("input_std", c10::IValue(t.input_std));
-    const std::string tmp = checkpoint.string() + ".tmp";
-    archive.save_to(tmp);
-    fs::rename(tmp, checkpoint);
-    std::ofstream log(metrics_path, std::ios::app);
-    log << json_line(row, recipe.name) << "\n";
-    log.flush();
+    archive_out.write("epoch", c10::IValue(epoch + 1));
+    archive_out.write("recipe_name", c10::IValue(recipe.name));
+    archive_out.write("recipe", c10::IValue(recipe_text));
+    archive_out.write("seed", c10::IValue(static_cast<int64_t>(opts.seed)));
+    archive_out.write("height", c10::IValue(height));
+    archive_out.write("width", c10::IValue(width));
+    archive_out.write("num_classes", c10::IValue(t.num_classes));
+    archive_out.write("input_mean", c10::IValue(t.input_mean));
+    archive_out.write("input_std", c10::IValue(t.input_std));
+    write_archive(archive_out, checkpoint.string());
+    metrics_log += json_line(row, recipe.name) + "\n";
+    write_file_atomically(metrics_path.string(), metrics_log);
     history.push_back(row);
   }
 
@@ -451,77 +568,6 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
                                                        qat::parse_scheme(recipe.qat)));
   }
   return result;
-}
-
-Checkpoint load_checkpoint(const std::string& path) {
-  fs::path file = path;
-  if (fs::is_directory(file)) file /= "checkpoint.pt";
-  if (!fs::exists(file)) throw std::runtime_error(file.string() + ": no such checkpoint");
-  Checkpoint c;
-  c.file = file.string();
-  torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(c.file, torch::Device(torch::kCPU));  // CUDA-trained runs too
-  } catch (const c10::Error& e) {
-    throw std::runtime_error(c.file + ": not a lowbit checkpoint (" + e.what_without_backtrace() +
-                             ")");
-  }
-  auto read = [&](const char* key) {
-    c10::IValue v;
-    if (!archive.try_read(key, v)) {
-      throw std::runtime_error(c.file + ": not a lowbit checkpoint (no '" + key + "' entry)");
-    }
-    return v;
-  };
-  auto read_int = [&](const char* key) {
-    const c10::IValue v = read(key);
-    if (!v.isInt()) throw std::runtime_error(c.file + ": '" + key + "' is not an integer");
-    return v.toInt();
-  };
-  auto read_string = [&](const char* key) {
-    const c10::IValue v = read(key);
-    if (!v.isString()) throw std::runtime_error(c.file + ": '" + key + "' is not a string");
-    return v.toStringRef();
-  };
-  try {
-    c.recipe = recipe(read_string("recipe_name"));
-    apply_config_text(c.recipe, read_string("recipe"), c.file + " (its recipe)");
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(c.file + ": " + e.what());
-  }
-  c.height = read_int("height");
-  c.width = read_int("width");
-  c.num_classes = read_int("num_classes");
-  c.epoch = read_int("epoch");
-  c10::IValue mean, sd;
-  if (archive.try_read("input_mean", mean) && archive.try_read("input_std", sd)) {
-    if (!mean.isDouble() || !sd.isDouble() || !(sd.toDouble() > 0)) {
-      throw std::runtime_error(c.file + ": input_mean/input_std are not a valid standardisation");
-    }
-    c.has_normalization = true;
-    c.input_mean = mean.toDouble();
-    c.input_std = sd.toDouble();
-  }
-  try {
-    c.model = build_model(c.recipe, c.height, c.width, c.num_classes);
-    torch::serialize::InputArchive m;
-    if (!archive.try_read("model", m)) {
-      throw std::runtime_error("no 'model' entry");
-    }
-    c.model->load(m);
-  } catch (const c10::Error& e) {
-    throw std::runtime_error(c.file + ": cannot rebuild the model: " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw std::runtime_error(c.file + ": cannot rebuild the model: " + e.what());
-  }
-  c.model->eval();
-  return c;
-}
-
-torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out) {
-  Checkpoint c = load_checkpoint(out_dir);
-  if (recipe_out) *recipe_out = c.recipe;
-  return c.model;
 }
 
 }  // namespace train

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
@@ -19,6 +21,7 @@
 #include "../../src/engine/kernels/planes.h"
 #include "lowbit/engine.h"
 #include "lowbit/engine_c.h"
+#include "lowbit/io/checksum.h"
 
 namespace {
 
@@ -563,6 +566,43 @@ TEST(Engine, CApiRunsAndReportsErrors) {
   char tiny[8];
   EXPECT_EQ(lowbit_model_from_buffer("junk", 4, tiny, sizeof tiny), nullptr);
   EXPECT_EQ(std::string(tiny).size(), 7u);  // truncated, NUL-terminated
+}
+
+TEST(Engine, FilesAreCheckedBeforeParsing) {
+  const std::string dir =
+      ::testing::TempDir() + "lowbit-engine-files-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const auto from_file_error = [](const std::string& path) -> std::string {
+    try {
+      Model::from_file(path);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(from_file_error(dir), dir + ": is a directory, not a file");
+  std::ofstream(dir + "/empty.onnx").close();
+  EXPECT_EQ(from_file_error(dir + "/empty.onnx"),
+            dir + "/empty.onnx: empty file (0 bytes), not an ONNX model");
+  // lowbit's checksum trailer (a metadata_props entry): verified, and still a valid model.
+  Builder b({1, 1, 3});
+  b.node("Relu", {"image"}, "y0");
+  b.node("Flatten", {"y0"}, "y");
+  const std::string body = b.bytes("y");
+  const std::string file = body + lowbit::io::onnx_checksum_trailer(body);
+  onnx::ModelProto proto;
+  ASSERT_TRUE(proto.ParseFromString(file));
+  ASSERT_EQ(proto.metadata_props_size(), 1);
+  EXPECT_EQ(proto.metadata_props(0).key(), "lowbit.crc32");
+  EXPECT_EQ(Model::from_buffer(file.data(), file.size()).output_size(), 3);
+  // A changed byte that still parses (a node's name) is caught by the checksum alone.
+  const size_t name = file.find("y0_node");
+  ASSERT_NE(name, std::string::npos);
+  std::string bad = file;
+  bad[name + 3] = 'm';
+  EXPECT_NE(load_error(bad).find("corrupt file: its checksum"), std::string::npos)
+      << load_error(bad);
+  std::filesystem::remove_all(dir);
 }
 
 // ---- hostile files

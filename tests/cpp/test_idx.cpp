@@ -237,14 +237,55 @@ TEST_F(IdxTest, LoadsMixedPlainAndGzippedDataset) {
   expect_known_dataset(load_idx_dataset(dir()));
 }
 
-TEST_F(IdxTest, PrefersThePlainFileOverTheGzippedOne) {
+TEST_F(IdxTest, APlainFileAndItsGzippedTwinWithTheSameDataAreOneFile) {
   write_dataset();
-  // Different, valid contents in the .gz twins: loading them would change labels and sizes.
-  write_gz(at(std::string(kTrainImages) + ".gz"), images_file(1, 2, 2, known_pixels(4, 9)));
-  write_gz(at(std::string(kTrainLabels) + ".gz"), labels_file({9}));
-  write_gz(at(std::string(kTestImages) + ".gz"), images_file(1, 2, 2, known_pixels(4, 8)));
-  write_gz(at(std::string(kTestLabels) + ".gz"), labels_file({9}));
+  write_dataset({true, true, true, true});
   expect_known_dataset(load_idx_dataset(dir()));
+}
+
+TEST_F(IdxTest, APlainFileAndAGzippedTwinThatDifferAreAnError) {
+  write_dataset();
+  // Different, valid contents in a .gz twin: neither file may silently win.
+  write_gz(at(std::string(kTestLabels) + ".gz"), labels_file({9, 9}));
+  EXPECT_TRUE(ThrowsWith(
+      [&] { load_idx_dataset(dir()); },
+      {at(kTestLabels).string(), "differs from", at(std::string(kTestLabels) + ".gz").string()}));
+  write_gz(at(std::string(kTrainImages) + ".gz"), images_file(1, 2, 2, known_pixels(4, 9)));
+  EXPECT_TRUE(ThrowsWith([&] { load_idx_dataset(dir()); },
+                         {at(kTrainImages).string(), "hold different data"}));
+}
+
+TEST_F(IdxTest, LabelsAreCheckedAgainstAModelsClassesAndImageSize) {
+  write_dataset();
+  const IdxDataset ds = load_idx_dataset(dir());
+  // The known data set's labels: counted per class by a loop written out here.
+  std::vector<int64_t> expected(ds.num_classes, 0);
+  for (uint8_t l : ds.train.labels.labels) ++expected[l];
+  EXPECT_EQ(lowbit::data::class_counts(ds.train.labels, ds.num_classes), expected);
+  // Train labels 4 0 3 1 2, test labels 6 5: the first label out of range, split by split.
+  EXPECT_TRUE(ThrowsWith(
+      [&] { lowbit::data::check_labels(ds, 4, "X"); },
+      {at(kTrainLabels).string() + ": label 4 (at index 0) is outside the 4 classes (0-3) of X"}));
+  EXPECT_TRUE(ThrowsWith([&] { lowbit::data::check_labels(ds, 6, "X"); },
+                         {at(kTestLabels).string() + ": label 6 (at index 0)"}));
+  lowbit::data::check_labels(ds, 7, "X");
+  lowbit::data::ModelShape shape;
+  shape.height = 3;
+  shape.width = 4;
+  shape.classes = ds.num_classes;
+  EXPECT_EQ(lowbit::data::check_compatible(ds, "D", shape, "M"), "");
+  shape.classes = ds.num_classes + 2;
+  EXPECT_NE(lowbit::data::check_compatible(ds, "D", shape, "M")
+                .find("has " + std::to_string(shape.classes)),
+            std::string::npos);
+  shape.width = 5;
+  EXPECT_TRUE(
+      ThrowsWith([&] { lowbit::data::check_compatible(ds, "D", shape, "M"); },
+                 {"D: image sizes differ: the model M takes 3x5 images, the data set has 3x4"}));
+  shape.width = 4;
+  shape.channels = 3;
+  EXPECT_TRUE(ThrowsWith([&] { lowbit::data::check_compatible(ds, "D", shape, "M"); },
+                         {"channels differ"}));
 }
 
 // ---- errors -------------------------------------------------------------------------------------

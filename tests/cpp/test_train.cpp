@@ -6,10 +6,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 
 #include "lowbit/data/idx.h"
+#include "lowbit/io/file.h"
 #include "lowbit/train.h"
 
 namespace {
@@ -149,6 +151,150 @@ TEST_F(TrainTest, ResumeChecksTheCheckpoint) {
   EXPECT_THROW(lowbit::train::train(small("dorefa"), other), std::runtime_error);
   other.seed = 4;
   EXPECT_THROW(lowbit::train::train(small("bnn"), other), std::runtime_error);
+}
+
+// The message of the std::exception that f throws ("" when it throws none).
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST_F(TrainTest, AnExistingRunIsKeptUnlessResumedOrOverwritten) {
+  lowbit::train::train(small("bnn"), options("run", 2));
+  const auto before = lines(root_ / "run" / "metrics.jsonl");
+  const std::string error =
+      error_of([&] { lowbit::train::train(small("bnn"), options("run", 1)); });
+  EXPECT_TRUE(contains(error, (root_ / "run").string() + ": holds a run (checkpoint.pt")) << error;
+  EXPECT_TRUE(contains(error, "--resume")) << error;
+  EXPECT_EQ(lines(root_ / "run" / "metrics.jsonl"), before);
+  auto overwrite = options("run", 1);
+  overwrite.overwrite = true;
+  lowbit::train::train(small("bnn"), overwrite);
+  EXPECT_EQ(lines(root_ / "run" / "metrics.jsonl").size(), 1u);
+}
+
+TEST_F(TrainTest, ResumeRefusesFewerEpochsThanTheCheckpointHolds) {
+  lowbit::train::train(small("bnn"), options("run", 3));
+  auto fewer = options("run", 2);
+  fewer.resume = true;
+  const std::string error = error_of([&] { lowbit::train::train(small("bnn"), fewer); });
+  EXPECT_TRUE(contains(error, "--epochs 2: ")) << error;
+  EXPECT_TRUE(contains(error, "already holds 3 epochs")) << error;
+  // The same count evaluates the run as it is.
+  auto same = options("run", 3);
+  same.resume = true;
+  EXPECT_EQ(lowbit::train::train(small("bnn"), same).epochs, 3);
+  EXPECT_TRUE(contains(lines(root_ / "run" / "metrics.json")[0], "\"epochs\": 3"));
+}
+
+TEST_F(TrainTest, ASecondTrainingIntoALockedRunDirectoryIsRefused) {
+  fs::create_directories(root_ / "run");
+  lowbit::io::DirectoryLock held((root_ / "run").string());
+  const std::string error =
+      error_of([&] { lowbit::train::train(small("bnn"), options("run", 1)); });
+  EXPECT_TRUE(contains(error, "another lowbit train is writing to this run directory")) << error;
+  EXPECT_TRUE(fs::is_empty(root_ / "run"));
+}
+
+TEST_F(TrainTest, ACheckpointWithAFlippedBitIsRefusedOrLoadsTheSameModel) {
+  lowbit::train::train(small("bnn"), options("run", 1));
+  const fs::path file = root_ / "run" / "checkpoint.pt";
+  std::string original;
+  {
+    std::ifstream in(file, std::ios::binary);
+    original.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const auto reference = lowbit::train::load_checkpoint(file.string());
+  const auto same_model = [&](const lowbit::train::Checkpoint& c) {
+    const auto a = reference.model->named_parameters(), b = c.model->named_parameters();
+    for (const auto& p : a)
+      if (!b.contains(p.key()) || !torch::equal(p.value(), b[p.key()])) return false;
+    const auto ab = reference.model->named_buffers(), bb = c.model->named_buffers();
+    for (const auto& p : ab)
+      if (!bb.contains(p.key()) || !torch::equal(p.value(), bb[p.key()])) return false;
+    return c.epoch == reference.epoch && c.input_mean == reference.input_mean;
+  };
+  const auto write = [&](const std::string& bytes) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  // A bit of the first convolution's weights: where they lie in the file, found by their bytes.
+  const at::Tensor w = reference.model->parameters()[0].contiguous();
+  const std::string weights(static_cast<const char*>(w.data_ptr()), w.nbytes());
+  const size_t at_weights = original.find(weights);
+  ASSERT_NE(at_weights, std::string::npos);
+  std::string bad = original;
+  bad[at_weights + 3] = static_cast<char>(bad[at_weights + 3] ^ 0x08);
+  write(bad);
+  const std::string error = error_of([&] { lowbit::train::load_checkpoint(file.string()); });
+  EXPECT_TRUE(contains(error, file.string() + ": corrupt file: member '")) << error;
+  auto resume = options("run", 2);
+  resume.resume = true;
+  EXPECT_TRUE(
+      contains(error_of([&] { lowbit::train::train(small("bnn"), resume); }), "corrupt file"));
+  // Anywhere in the file: an error, or (padding, timestamps) the very same model; never other
+  // numbers.
+  const size_t step = std::max<size_t>(1, original.size() / 150);
+  for (size_t byte = 0; byte < original.size(); byte += step) {
+    bad = original;
+    bad[byte] = static_cast<char>(bad[byte] ^ 0x10);
+    write(bad);
+    try {
+      EXPECT_TRUE(same_model(lowbit::train::load_checkpoint(file.string()))) << "byte " << byte;
+    } catch (const std::runtime_error& e) {
+      EXPECT_TRUE(contains(e.what(), file.string() + ": ")) << e.what();
+    }
+  }
+}
+
+TEST_F(TrainTest, ResumeOnADataSetOfAnotherImageSizeOrMoreClassesIsRefused) {
+  lowbit::train::train(small("bnn"), options("run", 1));
+  auto resume = options("run", 2);
+  resume.resume = true;
+  // 8x8 images in 3 classes were trained; a set of 4 classes of 8x8, then one of 3 classes.
+  write_split(root_ / "data", "t10k", 30, 2);
+  {
+    std::fstream lab(root_ / "data" / "t10k-labels-idx1-ubyte",
+                     std::ios::binary | std::ios::in | std::ios::out);
+    lab.seekp(8 + 5);
+    lab.put(3);
+  }
+  const std::string error = error_of([&] { lowbit::train::train(small("bnn"), resume); });
+  EXPECT_TRUE(contains(error, "label 3 (at index 5) is outside the 3 classes")) << error;
+}
+
+TEST_F(TrainTest, NumClassesGivesTheModelItsOutputsAndChecksTheLabels) {
+  auto o = options("run", 1);
+  o.num_classes = 5;
+  lowbit::train::train(small("float"), o);
+  EXPECT_EQ(lowbit::train::load_checkpoint((root_ / "run").string()).num_classes, 5);
+  auto few = options("few", 1);
+  few.num_classes = 2;
+  EXPECT_TRUE(contains(error_of([&] { lowbit::train::train(small("float"), few); }),
+                       "label 2 (at index 2) is outside the 2 classes (0-1) of --num-classes 2"));
+  // Without it, classes with no training image are said.
+  write_split(root_ / "data", "train", 96, 1);
+  {
+    std::fstream lab(root_ / "data" / "train-labels-idx1-ubyte",
+                     std::ios::binary | std::ios::in | std::ios::out);
+    lab.seekp(8);
+    lab.put(9);
+  }
+  std::string warning;
+  auto warned = options("warned", 1);
+  warned.warn = [&](const std::string& text) { warning += text; };
+  lowbit::train::train(small("float"), warned);
+  EXPECT_TRUE(contains(warning,
+                       "the labels run from 0 to 9 but 6 of those 10 classes have no "
+                       "training image (3, 4, 5, 6, 7, 8)"))
+      << warning;
 }
 
 TEST_F(TrainTest, EvaluateASavedRun) {

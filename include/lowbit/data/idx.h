@@ -23,6 +23,7 @@ struct IdxLabels {
 struct IdxSplit {
   IdxImages images;
   IdxLabels labels;
+  std::string images_path, labels_path;  // the files read (load_idx_dataset), for messages
 };
 
 struct IdxDataset {
@@ -36,9 +37,30 @@ IdxImages read_idx_images(const std::string& path);
 IdxLabels read_idx_labels(const std::string& path);
 
 // Reads train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
-// t10k-labels-idx1-ubyte from dir, each plain or with .gz appended (the plain file wins when both
-// exist), and checks that the splits agree: as many labels as images, one image size.
+// t10k-labels-idx1-ubyte from dir, each plain or with .gz appended, and checks that the splits
+// agree: as many labels as images, one image size. When both the plain and the .gz file exist they
+// must hold the same data (else an error names both).
 IdxDataset load_idx_dataset(const std::string& dir);
+
+// How many labels of each class 0..classes-1 `labels` holds (labels >= classes are not counted).
+std::vector<int64_t> class_counts(const IdxLabels& labels, int64_t classes);
+
+// Requires every label of both splits to be below `classes`; otherwise std::runtime_error naming
+// the labels file, the first label out of range and its index, and `whose` classes they are
+// ("the checkpoint runs/bnn/checkpoint.pt's 10 classes", "--num-classes 10").
+void check_labels(const IdxDataset& dataset, int64_t classes, const std::string& whose);
+
+// What a trained model takes: images of channels x height x width, and `classes` outputs.
+struct ModelShape {
+  int64_t channels = 1, height = 0, width = 0, classes = 0;
+};
+// Checks a data set against a model before it is run (eval, resume, `lowbit run`): the channels
+// (IDX images have one) and image size must match, and the labels must be below the model's
+// classes; each mismatch is an std::runtime_error that says which differs, with the data set `dir`
+// and the model's `origin`. A data set with fewer classes than the model is allowed: the returned
+// text is a warning to show (empty when nothing is to be said).
+std::string check_compatible(const IdxDataset& dataset, const std::string& dir,
+                             const ModelShape& model, const std::string& origin);
 
 }  // namespace data
 }  // namespace lowbit

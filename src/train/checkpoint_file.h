@@ -1,0 +1,24 @@
+// Checkpoint files as ZIP archives (PyTorch's format), written atomically and verified on reading.
+#pragma once
+
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <string>
+
+namespace lowbit {
+namespace train {
+
+// Reads `file` into `archive`, tensors on `device`, after checking the CRC-32 of every member of
+// its ZIP container (io::verify_zip): a missing, unreadable, corrupt or non-checkpoint file is an
+// std::runtime_error naming it.
+void read_archive(const std::string& file, torch::serialize::InputArchive& archive,
+                  const torch::Device& device);
+
+// Serializes `archive` in memory and writes it to `file` atomically (io::write_file_atomically):
+// a full disk is an std::runtime_error "FILE: no space left on device" and leaves the previous
+// file as it was.
+void write_archive(torch::serialize::OutputArchive& archive, const std::string& file);
+
+}  // namespace train
+}  // namespace lowbit

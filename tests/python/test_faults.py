@@ -1,0 +1,407 @@
+"""Faults a new user meets, through the `lowbit` command as they would (docs/reliability.md): a full
+disk and a file-size limit while writing, killed runs, flipped bits in checkpoints and exports, runs
+overwritten or written twice at once, silent conversions of options, configs and labels, data sets
+that do not fit a model, and the messages and exit codes of bad arguments."""
+import ctypes
+import ctypes.util
+import gzip
+import json
+import math
+import os
+import resource
+import signal
+import struct
+import subprocess
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import lowbit
+import onnx_reference as ref
+
+LOWBIT = ref.ROOT / "build" / "lowbit"
+SMALL = "blocks: [4, 0]\nhidden: 0\nbatch_size: 64\n"
+
+
+def lowbit_cmd(*args, preexec_fn=None):
+    return subprocess.run([str(LOWBIT), *map(str, args)], capture_output=True, text=True,
+                          preexec_fn=preexec_fn)
+
+
+def train(work, out, *extra, data=None):
+    return lowbit_cmd("train", "--model", "bnn", "--config", work / "small.yaml", "--data",
+                      data or work / "data", "--out", out, "--no-progress", *extra)
+
+
+def assert_error(result, *parts):
+    """Exit 2, and one `lowbit: error:` line that contains every part."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("lowbit: error: "), result.stderr
+    for part in parts:
+        assert str(part) in line, (part, result.stderr)
+
+
+def temporaries(directory):
+    return sorted(p.name for p in Path(directory).iterdir() if ".tmp" in p.name)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    ref.subset(root / "data", 600, 200)
+    (root / "small.yaml").write_text(SMALL)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(work):
+    """A trained run of 2 epochs and its export; tests copy them before changing them."""
+    out = work / "run"
+    result = train(work, out, "--epochs", 2)
+    assert result.returncode == 0, result.stderr
+    export = lowbit_cmd("export", "--checkpoint", out, "--out", work / "run.onnx")
+    assert export.returncode == 0, export.stderr
+    return out
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size_bytes, read_only=False) -> a tmpfs mounted under tmp_path (skip where not root)."""
+    mounts = []
+
+    def mount(size, read_only=False):
+        target = tmp_path / f"mnt{len(mounts)}"
+        target.mkdir()
+        flags = 1 if read_only else 0  # MS_RDONLY
+        if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", flags,
+                       f"size={size}".encode()) != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({os.strerror(ctypes.get_errno())})")
+        mounts.append(target)
+        return target
+
+    yield mount
+    for m in mounts:
+        _libc.umount2(str(m).encode(), 2)  # MNT_DETACH
+
+
+def copy_run(src, dst):
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+# ---- 1. full disks, file-size limits, killed runs ------------------------------------------------
+
+def test_a_full_disk_while_checkpointing_is_an_error_and_keeps_the_previous_checkpoint(work, run, tmpfs):
+    size = (run / "checkpoint.pt").stat().st_size
+    # Room for the run, but not for a second checkpoint beside the first while it is replaced.
+    disk = tmpfs(size + size // 2 + 64 * 1024)
+    out = copy_run(run, disk / "run")
+    before = (out / "checkpoint.pt").read_bytes()
+    result = train(work, out, "--epochs", 3, "--resume")
+    assert_error(result, f"{out}/checkpoint.pt: no space left on device")
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert temporaries(out) == []
+    assert lowbit_cmd("eval", "--checkpoint", out, "--data", work / "data").returncode == 0
+    # Exports from Python: an OSError naming the file, nothing left behind.
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(0, free - 4096))
+    with pytest.raises(OSError, match=f"{disk}/m.onnx: no space left on device"):
+        lowbit.export_onnx(out, disk / "m.onnx")
+    assert temporaries(disk) == []
+
+
+def test_a_file_size_limit_is_an_error_not_a_signal(work, run, tmp_path):
+    out = copy_run(run, tmp_path / "run")
+    before = (out / "checkpoint.pt").read_bytes()
+
+    def limit_to(size):  # the default SIGXFSZ (which kills the process) and a file-size limit
+        def limit():
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        return limit
+
+    limit = limit_to(len(before) // 2)
+
+    result = lowbit_cmd("train", "--model", "bnn", "--config", work / "small.yaml", "--data",
+                        work / "data", "--out", out, "--no-progress", "--epochs", 3, "--resume",
+                        preexec_fn=limit)
+    assert_error(result, f"{out}/checkpoint.pt: file too large")
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert temporaries(out) == []
+    export = lowbit_cmd("export", "--checkpoint", out, "--out", tmp_path / "m.onnx",
+                        preexec_fn=limit_to((work / "run.onnx").stat().st_size // 2))
+    assert_error(export, f"{tmp_path}/m.onnx: file too large")
+    assert temporaries(tmp_path) == []
+
+
+def test_temporaries_of_killed_runs_are_removed_and_the_run_resumes(work, tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen([str(LOWBIT), "train", "--model", "bnn", "--config", work / "small.yaml",
+                                "--data", work / "data", "--out", out, "--no-progress", "--epochs", "200"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    # What a kill during a write leaves (the writer's name, a dead process), and lowbit 0.1's name.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (out / f".checkpoint.pt.tmp-{dead.pid}-3").write_bytes(b"partial")
+    (out / "checkpoint.pt.tmp").write_bytes(b"partial")
+    held = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
+    # The checkpoint holds `held` epochs, or one more when the kill fell between it and the log.
+    resumed = train(work, out, "--epochs", held + 1, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert temporaries(out) == []
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == held + 1
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == list(range(1, held + 2))
+
+
+# ---- 2. checksums --------------------------------------------------------------------------------
+
+def flip_in_tensor_data(path, dst):
+    """A copy of a checkpoint with one bit flipped in the first tensor's data (located by zipfile)."""
+    data = bytearray(Path(path).read_bytes())
+    info = next(i for i in zipfile.ZipFile(path).infolist() if "/data/" in i.filename and i.file_size)
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.file_size // 2] ^= 0x04
+    Path(dst).write_bytes(bytes(data))
+    return dst
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_refused_by_eval_export_and_resume(work, run, tmp_path):
+    out = copy_run(run, tmp_path / "run")
+    flip_in_tensor_data(run / "checkpoint.pt", out / "checkpoint.pt")
+    file = out / "checkpoint.pt"
+    assert_error(lowbit_cmd("eval", "--checkpoint", out, "--data", work / "data"), f"{file}: corrupt file")
+    assert_error(lowbit_cmd("export", "--checkpoint", out, "--out", tmp_path / "m.onnx"),
+                 f"{file}: corrupt file")
+    assert_error(train(work, out, "--epochs", 3, "--resume"), f"{file}: corrupt file")
+    with pytest.raises(ValueError, match="corrupt file"):
+        lowbit.export_onnx(out, tmp_path / "m.onnx")
+
+
+def test_exports_carry_a_crc32_that_onnx_keeps_and_the_engine_checks(work, run, tmp_path):
+    data = (work / "run.onnx").read_bytes()
+    model = onnx.load_from_string(data)
+    props = {p.key: p.value for p in model.metadata_props}
+    # The trailer: metadata_props entry 'lowbit.crc32' = CRC-32 (zlib's) of every byte before it.
+    trailer = b"\x72\x18\x0a\x0clowbit.crc32\x12\x08" + props["lowbit.crc32"].encode()
+    assert data.endswith(trailer)
+    assert int(props["lowbit.crc32"], 16) == zlib.crc32(data[: -len(trailer)])
+    onnx.checker.check_model(model)
+    # A flipped bit in a weight: the engine refuses the file.
+    weights = max(model.graph.initializer, key=lambda t: len(t.raw_data)).raw_data
+    at = data.index(weights) + len(weights) // 2
+    bad = bytearray(data)
+    bad[at] ^= 0x01
+    (tmp_path / "bad.onnx").write_bytes(bytes(bad))
+    assert_error(lowbit_cmd("run", tmp_path / "bad.onnx", "--data", work / "data"),
+                 f"{tmp_path}/bad.onnx: corrupt file: its checksum")
+
+
+# ---- 3, 4. existing runs, locks, --epochs on resume ----------------------------------------------
+
+def test_a_run_is_not_replaced_without_resume_or_overwrite(work, run, tmp_path):
+    out = copy_run(run, tmp_path / "run")
+    log = (out / "metrics.jsonl").read_text()
+    assert_error(train(work, out, "--epochs", 1), f"{out}: holds a run", "--resume", "--overwrite")
+    assert (out / "metrics.jsonl").read_text() == log
+    result = train(work, out, "--epochs", 1, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_two_trainings_into_one_directory_the_second_is_refused(work, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([str(LOWBIT), "train", "--model", "bnn", "--config", work / "small.yaml",
+                              "--data", work / "data", "--out", out, "--no-progress", "--epochs", "500"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert_error(train(work, out, "--epochs", 1, "--overwrite"),
+                     f"{out}: another lowbit train is writing to this run directory")
+    finally:
+        first.kill()
+        first.wait()
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == list(range(1, len(lines) + 1))
+
+
+def test_resume_with_fewer_epochs_than_the_checkpoint_is_refused(work, run, tmp_path):
+    out = copy_run(run, tmp_path / "run")
+    assert_error(train(work, out, "--epochs", 1, "--resume"),
+                 "--epochs 1: ", "already holds 2 epochs")
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+
+
+# ---- 5. silent conversions -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", ["-5", "18446744073709551616", "1e3", "abc"])
+def test_seeds_outside_uint64_are_errors(work, tmp_path, seed):
+    assert_error(train(work, tmp_path / "r", "--seed", seed), "--seed: ")
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_largest_seed_is_kept_exactly(work, tmp_path):
+    result = train(work, tmp_path / "r", "--epochs", 1, "--seed", 2**64 - 1)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["seed"] == 2**64 - 1
+
+
+@pytest.mark.parametrize("config, message", [
+    ("hidden: -3\n", "hidden must be >= 0"),
+    ("blocks: [8, -1]\n", "blocks: -1 is not a channel count"),
+    ("epochs: 3\nbatch_size: 8\nepochs: 4\n", "duplicate key 'epochs' (line 3)"),
+    ("learning_rate: .inf\n", "learning_rate must be positive and finite"),
+    ("activation: tanh\n", "activation must be relu or none"),
+])
+def test_config_values_that_would_build_another_network_are_errors(work, tmp_path, config, message):
+    (tmp_path / "c.yaml").write_text(config)
+    result = lowbit_cmd("train", "--model", "bnn", "--config", tmp_path / "c.yaml", "--data",
+                        work / "data", "--out", tmp_path / "r")
+    assert_error(result, f"{tmp_path}/c.yaml: {message}")
+
+
+def with_label(work, tmp_path, label):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in (work / "data").iterdir():
+        (data / p.name).write_bytes(p.read_bytes())
+    labels = bytearray((data / "train-labels-idx1-ubyte").read_bytes())
+    labels[8 + 17] = label
+    (data / "train-labels-idx1-ubyte").write_bytes(bytes(labels))
+    return data
+
+
+def test_a_stray_label_is_said_or_refused_with_num_classes(work, tmp_path):
+    data = with_label(work, tmp_path, 200)
+    result = train(work, tmp_path / "r", "--epochs", 1, data=data)
+    assert result.returncode == 0, result.stderr
+    assert "lowbit: warning: " in result.stderr
+    assert "the labels run from 0 to 200 but 190 of those 201 classes have no training image" in result.stderr
+    assert_error(train(work, tmp_path / "r2", "--epochs", 1, "--num-classes", 10, data=data),
+                 f"{data}/train-labels-idx1-ubyte: label 200 (at index 17) is outside the 10 classes")
+    result = train(work, tmp_path / "r3", "--epochs", 1, "--num-classes", 12)
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    assert lowbit_cmd("summary", "--model", "bnn").returncode == 0
+
+
+def test_a_plain_file_and_a_different_gz_twin_are_an_error(work, tmp_path):
+    data = with_label(work, tmp_path, 3)
+    (data / "train-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress((work / "data" / "train-labels-idx1-ubyte").read_bytes()))
+    assert_error(lowbit_cmd("eval", "--checkpoint", work / "run", "--data", data),
+                 f"{data}/train-labels-idx1-ubyte: differs from {data}/train-labels-idx1-ubyte.gz")
+
+
+# ---- 6. a checkpoint or model against a data set that does not fit it ----------------------------
+
+@pytest.fixture(scope="module")
+def small_images(work):
+    data = work / "data14"
+    data.mkdir()
+    for split in ("train", "t10k"):
+        images = ref.read_idx(work / "data" / f"{split}-images-idx3-ubyte")[:, ::2, ::2]
+        ref.write_idx(data / f"{split}-images-idx3-ubyte", images)
+        ref.write_idx(data / f"{split}-labels-idx1-ubyte", ref.read_idx(work / "data" / f"{split}-labels-idx1-ubyte"))
+    return data
+
+
+def test_image_sizes_that_differ_are_named_everywhere(work, run, small_images, tmp_path):
+    message = f"{small_images}: image sizes differ: the model "
+    assert_error(lowbit_cmd("eval", "--checkpoint", run, "--data", small_images), message, "28x28", "14x14")
+    assert_error(lowbit_cmd("run", work / "run.onnx", "--data", small_images), message)
+    assert_error(lowbit_cmd("run", work / "run.onnx", "--data", small_images, "--checkpoint", run), message)
+    out = copy_run(run, tmp_path / "run")
+    assert_error(train(work, out, "--epochs", 3, "--resume", data=small_images), message)
+
+
+def test_labels_beyond_the_models_classes_are_named(work, run, tmp_path):
+    data = with_label(work, tmp_path, 12)
+    for args in (("eval", "--checkpoint", run, "--data", data),
+                 ("run", work / "run.onnx", "--data", data)):
+        assert_error(lowbit_cmd(*args), "label 12 (at index 17) is outside the 10 classes",
+                     "class counts differ")
+
+
+def test_run_checkpoint_of_a_run_with_other_classes_is_named(work, run, tmp_path):
+    other = tmp_path / "twelve"
+    assert train(work, other, "--epochs", 1, "--num-classes", 12).returncode == 0
+    assert_error(lowbit_cmd("run", work / "run.onnx", "--data", work / "data", "--checkpoint", other),
+                 f"{other}: the checkpoint's model has 12 classes, {work / 'run.onnx'} has 10 outputs")
+
+
+# ---- 7. messages and exit codes ------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["foo"], "unknown command 'foo'; the commands are train, eval, summary, export and run"),
+    ([], "no command given; the commands are train, eval, summary, export and run"),
+    (["train", "--model", "bnn", "--out", "x", "--epochs", "abc"], "--epochs: 'abc' is not an integer"),
+    (["train", "--model", "bnn", "--out", "x", "--epochs", "0"], "--epochs: 0 is not in 1..1000000"),
+    (["train", "--model", "bnn"], "--out is required"),
+    (["run", "m.onnx", "--threads", "x"], "--threads: 'x' is not an integer"),
+    (["eval", "--checkpoint", "/nonexistent"], "/nonexistent: no such checkpoint"),
+])
+def test_argument_errors_exit_2_with_the_prefix(args, message):
+    assert_error(lowbit_cmd(*args), message)
+
+
+def test_help_still_exits_0():
+    result = lowbit_cmd("train", "--help")
+    assert result.returncode == 0 and "--overwrite" in result.stdout and "--num-classes" in result.stdout
+
+
+def test_model_files_that_are_directories_or_empty(work, tmp_path):
+    assert_error(lowbit_cmd("run", tmp_path, "--data", work / "data"), f"{tmp_path}: is a directory")
+    (tmp_path / "e.onnx").write_bytes(b"")
+    assert_error(lowbit_cmd("run", tmp_path / "e.onnx", "--data", work / "data"),
+                 f"{tmp_path}/e.onnx: empty file (0 bytes), not an ONNX model")
+
+
+def test_a_read_only_out_is_found_before_training(work, tmpfs):
+    disk = tmpfs(1 << 20, read_only=True)
+    started = time.time()
+    assert_error(train(work, disk, "--epochs", 100), f"{disk}: cannot write in the directory: read-only file system")
+    assert_error(train(work, disk / "sub", "--epochs", 100), f"{disk}/sub: cannot create the directory")
+    assert time.time() - started < 30  # refused before any epoch, not after
+
+
+# ---- 8. non-finite ranges in every range operator ------------------------------------------------
+
+RANGE_OPS = {
+    "vars": lambda x, lo, hi: lowbit.fake_quant_with_min_max_vars(x, torch.tensor(lo), torch.tensor(hi)),
+    "args": lambda x, lo, hi: lowbit.fake_quant_with_min_max_args(x, lo, hi),
+    "per_channel": lambda x, lo, hi: lowbit.fake_quant_with_min_max_vars_per_channel(
+        x, torch.full((x.shape[-1],), lo), torch.full((x.shape[-1],), hi)),
+    "vars_gradient": lambda x, lo, hi: lowbit.fake_quant_with_min_max_vars_gradient(
+        torch.ones_like(x), x, torch.tensor(lo), torch.tensor(hi)),
+    "pow2": lambda x, lo, hi: lowbit.fake_quant_pow2(x, torch.tensor(lo), torch.tensor(hi)),
+    "pow2_range": lambda x, lo, hi: lowbit.pow2_range(torch.tensor(lo), torch.tensor(hi)),
+}
+
+
+@pytest.mark.parametrize("lo, hi", [(-1.0, math.inf), (-math.inf, 1.0), (math.nan, 1.0), (-1.0, math.nan),
+                                    (math.inf, math.inf), (-math.inf, math.inf)])
+@pytest.mark.parametrize("op", sorted(RANGE_OPS))
+def test_a_non_finite_range_is_rejected_like_a_nan_one(op, lo, hi):
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="min and max must be finite"):
+        RANGE_OPS[op](x, lo, hi)
