@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace lowbit {
 namespace exporter {
@@ -46,6 +47,7 @@ struct ExportResult {
   Format format = Format::kQonnx;
   int64_t bytes = 0;
   std::map<std::string, int64_t> op_counts;  // nodes per operator type
+  std::vector<std::string> warnings;         // what the caller should show (an unused --data)
 };
 
 // Exports the model of a checkpoint (a training output directory or a checkpoint file) to `out`,

@@ -46,6 +46,9 @@ def export_onnx(checkpoint, out, format="qonnx", data=None):
     """
     if format not in FORMATS:
         raise ValueError(f"format: unknown format {format!r} (known: {', '.join(FORMATS)})")
+    for name, path in (("checkpoint", checkpoint), ("out", out), ("data", data)):
+        if path is not None and b"\0" in os.fsencode(path):
+            raise ValueError(f"{name}: a path with a NUL character: {path!r}")
     lib = _load()
     error = ctypes.create_string_buffer(4096)
     code = lib.lowbit_export_onnx(

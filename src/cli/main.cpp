@@ -14,6 +14,7 @@
 #include "lowbit/data/idx.h"
 #include "lowbit/engine.h"
 #include "lowbit/export.h"
+#include "lowbit/io/file.h"
 #include "lowbit/network.h"
 #include "lowbit/nn.h"
 #include "lowbit/qat.h"
@@ -111,29 +112,49 @@ CLI::Validator integer_in(T lo, T hi) {
   const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
   return CLI::Validator(
       [lo, hi, range](std::string& text) -> std::string {
+        const std::string given = text;
         size_t i = text.size() > 0 && (text[0] == '-' || text[0] == '+') ? 1 : 0;
-        if (i == text.size()) return "'" + text + "' is not an integer";
+        if (i == text.size()) return "'" + given + "' is not an integer";
         for (size_t k = i; k < text.size(); ++k)
           if (!std::isdigit(static_cast<unsigned char>(text[k])))
-            return "'" + text + "' is not an integer";
+            return "'" + given + "' is not an integer";
         const bool negative = text[0] == '-';
+        // Decimal, whatever the leading zeros (CLI11 would read 010 as octal 8).
+        std::string digits = text.substr(i);
+        digits.erase(0, std::min(digits.find_first_not_of('0'), digits.size() - 1));
         try {
           if (negative) {
-            const long long v = std::stoll(text);
+            const long long v = -std::stoll(digits);
             if (v < static_cast<long long>(lo) || lo >= 0) throw std::out_of_range("");
           } else {
-            const unsigned long long v = std::stoull(text.substr(i));
+            const unsigned long long v = std::stoull(digits);
             if (v > static_cast<unsigned long long>(hi) ||
                 (lo > 0 && v < static_cast<unsigned long long>(lo)))
               throw std::out_of_range("");
           }
         } catch (const std::out_of_range&) {
-          return text + " is not in " + range;
+          return given + " is not in " + range;
         }
+        text = (negative ? "-" : "") + digits;
         return "";
       },
       "INT in " + range);
 }
+
+// Refuses an output file that is one of the command's inputs: the checkpoint or model, the data.
+void check_output(const std::string& out, const std::string& model,
+                  const lowbit::data::IdxDataset& dataset) {
+  lowbit::io::check_not_input(out, model, "the model or checkpoint read");
+  for (const auto* split : {&dataset.train, &dataset.test}) {
+    lowbit::io::check_not_input(out, split->images_path, "a file of the data set");
+    lowbit::io::check_not_input(out, split->labels_path, "a file of the data set");
+  }
+}
+
+// A path option must not be empty (an empty --config or --logits would otherwise be ignored).
+const CLI::Validator kNonEmpty(
+    [](std::string& text) { return text.empty() ? std::string("no path given (empty)") : ""; },
+    "PATH");
 
 lowbit::train::Recipe resolve(const std::string& model, const std::string& config) {
   lowbit::train::Recipe r = lowbit::train::recipe(model);
@@ -146,6 +167,8 @@ lowbit::train::Recipe resolve(const std::string& model, const std::string& confi
 int main(int argc, char** argv) {
   // Over `ulimit -f` a write fails with EFBIG (reported like a full disk) instead of killing us.
   std::signal(SIGXFSZ, SIG_IGN);
+  // An interrupted write leaves no temporary file behind.
+  lowbit::io::remove_temporaries_on_signals();
   CLI::App app{
       "lowbit: train, evaluate, summarise and export low-bit networks (docs/training.md, "
       "docs/export.md)"};
@@ -160,18 +183,18 @@ int main(int argc, char** argv) {
   train->add_option("--data", data, "directory with the IDX files (plain or .gz)")
       ->capture_default_str();
   train->add_option("--epochs", epochs, "epochs (default: the recipe's)")
-      ->check(integer_in<int64_t>(1, 1000000));
+      ->transform(integer_in<int64_t>(1, 1000000));
   train->add_option("--out", out, "output directory")->required();
   train->add_option("--config", config, "YAML file overriding recipe options");
   train->add_option("--seed", seed, "random seed")
       ->capture_default_str()
-      ->check(integer_in<uint64_t>(0, UINT64_MAX));
+      ->transform(integer_in<uint64_t>(0, UINT64_MAX));
   train->add_flag("--resume", resume, "continue from OUT/checkpoint.pt");
   train->add_flag("--overwrite", overwrite, "replace the run that OUT holds");
   train
       ->add_option("--num-classes", num_classes,
                    "classes of the model (default: the largest label + 1)")
-      ->check(integer_in<int64_t>(2, 256));
+      ->transform(integer_in<int64_t>(2, 256));
   train->add_flag("--no-progress", no_progress, "no progress bar");
   std::string device = "cpu";
   train->add_option("--device", device, "cpu, cuda or cuda:N (needs a LibTorch with CUDA)")
@@ -198,13 +221,13 @@ int main(int argc, char** argv) {
   summary->add_option("--config", summary_config, "YAML file overriding recipe options");
   summary->add_option("--height", height, "image height")
       ->capture_default_str()
-      ->check(integer_in<int64_t>(1, 1000000));
+      ->transform(integer_in<int64_t>(1, 65536));
   summary->add_option("--width", width, "image width")
       ->capture_default_str()
-      ->check(integer_in<int64_t>(1, 1000000));
+      ->transform(integer_in<int64_t>(1, 65536));
   summary->add_option("--classes", classes, "number of classes")
       ->capture_default_str()
-      ->check(integer_in<int64_t>(2, int64_t{1} << 20));
+      ->transform(integer_in<int64_t>(2, int64_t{1} << 20));
 
   std::string export_checkpoint, export_out, export_format = "qonnx", export_data;
   auto* exp = app.add_subcommand("export", "export a trained model to ONNX (docs/export.md)");
@@ -229,14 +252,20 @@ int main(int argc, char** argv) {
   run->add_option("--data", run_data, "directory with the IDX test files")->capture_default_str();
   run->add_option("--threads", run_threads, "threads")
       ->capture_default_str()
-      ->check(integer_in<int>(1, 1024));
+      ->transform(integer_in<int>(1, 1024));
   run->add_option("--batch", run_batch, "images per run for the throughput")
       ->capture_default_str()
-      ->check(integer_in<int64_t>(1, int64_t{1} << 20));
+      ->transform(integer_in<int64_t>(1, int64_t{1} << 20));
   run->add_option("--logits", run_logits, "also write the test set's outputs to this .npy file");
   std::string run_checkpoint;
   run->add_option("--checkpoint", run_checkpoint,
                   "also time LibTorch's eval-mode model of this training run on the same images");
+
+  for (CLI::App* sub : {train, eval, summary, exp, run}) {
+    for (const char* name : {"--data", "--out", "--config", "--checkpoint", "--logits", "model"}) {
+      if (CLI::Option* o = sub->get_option_no_throw(name)) o->check(kNonEmpty);
+    }
+  }
 
   // A first argument that names no subcommand gets a message that names them (CLI11 would say "A
   // subcommand is required").
@@ -288,9 +317,15 @@ int main(int argc, char** argv) {
     } else if (*eval) {
       const auto c = lowbit::train::load_checkpoint(checkpoint_dir);
       const lowbit::train::Recipe& r = c.recipe;
+      if (integer_params && r.qat == "none") {
+        throw std::invalid_argument("--integer-parameters: recipe '" + r.name +
+                                    "' is not quantization-aware (qat: none)");
+      }
       auto net = c.model;
-      // Standardised as in training (the checkpoint's values), whatever data set is evaluated.
-      const auto dataset = lowbit::data::load_idx_dataset(data);
+      // Standardised as in training (the checkpoint's values), whatever data set is evaluated;
+      // the training split is read only for older checkpoints that do not store them.
+      const auto dataset = lowbit::data::load_idx_dataset(data, !c.has_normalization);
+      check_output(logits_path, c.file, dataset);
       const std::string note = lowbit::train::check_compatible(dataset, data, c);
       if (!note.empty()) warn(note);
       const auto t = lowbit::train::to_tensors(dataset, c);
@@ -304,17 +339,15 @@ int main(int argc, char** argv) {
       std::printf("{\"model\": \"%s\", \"test_accuracy\": %.6f, \"test_loss\": %.6f}\n",
                   r.name.c_str(), acc, loss);
       if (integer_params) {
-        if (r.qat == "none") {
-          throw std::invalid_argument("--integer-parameters: recipe '" + r.name +
-                                      "' is not quantization-aware (qat: none)");
-        }
         std::printf("%s", lowbit::qat::integer_parameters_json(lowbit::qat::integer_parameters(net),
                                                                lowbit::qat::parse_scheme(r.qat))
                               .c_str());
       }
     } else if (*run) {
       const auto model = lowbit::engine::Model::from_file(run_model);
-      const auto dataset = lowbit::data::load_idx_dataset(run_data);
+      // The model holds its standardisation: the test split is all it needs.
+      const auto dataset = lowbit::data::load_idx_dataset(run_data, /*with_train=*/false);
+      check_output(run_logits, run_model, dataset);
       const auto& test = dataset.test;
       const auto shape = model.input_shape();
       lowbit::data::ModelShape model_shape;
@@ -342,12 +375,14 @@ int main(int argc, char** argv) {
         const auto c = lowbit::train::load_checkpoint(run_checkpoint);
         auto net = c.model;
         lowbit::train::check_compatible(dataset, run_data, c);
+        check_output(run_logits, c.file, dataset);
         if (c.num_classes != k) {
           throw std::invalid_argument(run_checkpoint + ": the checkpoint's model has " +
                                       std::to_string(c.num_classes) + " classes, " + run_model +
                                       " has " + std::to_string(k) + " outputs");
         }
-        const auto t = lowbit::train::to_tensors(dataset, c);
+        const auto t = lowbit::train::to_tensors(
+            c.has_normalization ? dataset : lowbit::data::load_idx_dataset(run_data), c);
         const Timing torch_timing =
             timed(n, k, run_batch, [&](int64_t first, int64_t m, float* out) {
               const at::Tensor y = net->forward(t.test_images.narrow(0, first, m)).contiguous();
@@ -356,6 +391,11 @@ int main(int argc, char** argv) {
         int64_t same = 0;
         for (int64_t i = 0; i < n; ++i)
           same += engine.predictions[i] == torch_timing.predictions[i];
+        if (same < n * 0.95) {
+          warn("only " + std::to_string(100.0 * same / n).substr(0, 5) +
+               "% of the predictions agree: was " + run_model + " exported from " + run_checkpoint +
+               "?");
+        }
         char buffer[512];
         std::snprintf(buffer, sizeof buffer,
                       ", \"libtorch\": {\"test_accuracy\": %.6f, \"latency_ms_batch1\": %.4f, "
@@ -389,7 +429,7 @@ int main(int argc, char** argv) {
           "{%s}%s}\n",
           json_escaped(run_model).c_str(), static_cast<long long>(n),
           engine.accuracy(test.labels.labels), engine.median_ms, engine.throughput,
-          static_cast<long long>(run_batch), run_threads,
+          static_cast<long long>(std::min(run_batch, n)), run_threads,
           static_cast<long long>(std::filesystem::file_size(run_model)),
           static_cast<long long>(model.parameter_bytes()), kernel_json.c_str(), compare.c_str());
     } else if (*exp) {
@@ -397,6 +437,7 @@ int main(int argc, char** argv) {
       o.format = lowbit::exporter::parse_format(export_format);
       o.data_dir = export_data;
       const auto result = lowbit::exporter::export_checkpoint(export_checkpoint, export_out, o);
+      for (const auto& w : result.warnings) warn(w);
       std::string ops;
       for (const auto& [op, n] : result.op_counts) {
         ops += (ops.empty() ? "" : ", ") + std::string("\"") + op + "\": " + std::to_string(n);
@@ -412,7 +453,18 @@ int main(int argc, char** argv) {
                   lowbit::nn::summary(*net, {1, 1, height, width}).to_string().c_str());
     }
   } catch (const c10::Error& e) {
-    std::fprintf(stderr, "lowbit: error: %s\n", e.what_without_backtrace());
+    const std::string what = e.what_without_backtrace();
+    if (what.find("DefaultCPUAllocator") != std::string::npos) {
+      // LibTorch's allocator text names no option: say what it means.
+      std::fprintf(
+          stderr,
+          "lowbit: error: out of memory: the network or data set does not fit in this "
+          "machine's memory (image size, blocks, hidden or batch_size too large); LibTorch: "
+          "%s\n",
+          what.substr(what.find("DefaultCPUAllocator")).c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "lowbit: error: %s\n", what.c_str());
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lowbit: error: %s\n", e.what());

@@ -335,7 +335,7 @@ IdxLabels read_idx_labels(const std::string& path) {
   return labels;
 }
 
-IdxDataset load_idx_dataset(const std::string& dir) {
+IdxDataset load_idx_dataset(const std::string& dir, bool with_train) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status status = fs::status(dir, ec);
@@ -347,11 +347,11 @@ IdxDataset load_idx_dataset(const std::string& dir) {
     fail(dir, "not a directory (expected the directory of an IDX data set)");
   }
 
-  IdxSplit train = load_split(dir, "train");
+  IdxSplit train = with_train ? load_split(dir, "train") : IdxSplit{};
   IdxSplit test = load_split(dir, "t10k");
   const IdxImages& a = train.images;
   const IdxImages& b = test.images;
-  if (a.rows != b.rows || a.cols != b.cols) {
+  if (with_train && (a.rows != b.rows || a.cols != b.cols)) {
     throw std::runtime_error("train and test image sizes differ: " + train.images_path + " has " +
                              size_string(a.rows, a.cols) + " images, " + test.images_path +
                              " has " + size_string(b.rows, b.cols));

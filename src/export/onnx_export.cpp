@@ -777,6 +777,12 @@ ExportResult export_checkpoint(const std::string& checkpoint, const std::string&
     throw std::invalid_argument("--out: " + out + " is a directory; name the .onnx file");
   }
   train::Checkpoint c = train::load_checkpoint(checkpoint);
+  io::check_not_input(out, c.file, "the checkpoint read");
+  ExportResult r;
+  if (c.has_normalization && !options.data_dir.empty()) {
+    r.warnings.push_back("--data " + options.data_dir + " is not used: " + c.file +
+                         " stores the standardisation of its training data");
+  }
   InputSpec input;
   input.channels = c.recipe.network.in_channels;
   input.height = c.height;
@@ -796,7 +802,6 @@ ExportResult export_checkpoint(const std::string& checkpoint, const std::string&
   }
   const std::string bytes = to_onnx(c.model, input, c.num_classes, options.format, c.recipe.name);
   io::write_file_atomically(out, bytes);  // also removes what a killed export left
-  ExportResult r;
   r.path = out;
   r.format = options.format;
   r.bytes = static_cast<int64_t>(bytes.size());

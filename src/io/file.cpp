@@ -37,6 +37,24 @@ fs::path parent_of(const fs::path& path) {
   return path.has_parent_path() ? path.parent_path() : fs::path(".");
 }
 
+// The temporary file of the write in progress, for the signal handler (async-signal-safe: a fixed
+// buffer and a flag, unlink and raise only).
+char g_temporary[4096];
+volatile sig_atomic_t g_has_temporary = 0;
+
+void remember_temporary(const std::string& path) {
+  g_has_temporary = 0;
+  if (path.size() >= sizeof g_temporary) return;
+  std::memcpy(g_temporary, path.c_str(), path.size() + 1);
+  g_has_temporary = 1;
+}
+
+extern "C" void remove_temporary_and_end(int sig) {
+  if (g_has_temporary) ::unlink(g_temporary);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
 int open_directory(const std::string& dir) {
   return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
@@ -52,7 +70,12 @@ std::string reason(int err) {
   return s;
 }
 
-void write_file_atomically(const std::string& path, std::string_view bytes) {
+void write_file_atomically(const std::string& given, std::string_view bytes) {
+  // A symbolic link is followed: its target is replaced, the link stays.
+  std::error_code link_ec;
+  const std::string path = fs::is_symlink(given, link_ec)
+                               ? fs::weakly_canonical(fs::path(given), link_ec).string()
+                               : given;
   const fs::path target(path);
   if (path.empty() || !target.has_filename()) fail(path, "not a file name");
   std::error_code ec;
@@ -68,9 +91,11 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
     const int err = errno;
     if (fd < 0 && (err != EEXIST || attempt >= 100)) throw IoError(path, err);
   }
+  remember_temporary(tmp.string());
   const auto give_up = [&](int err) {
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());
+    g_has_temporary = 0;
     throw IoError(path, err);
   };
   for (size_t done = 0; done < bytes.size();) {
@@ -87,6 +112,16 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   fd = -1;
   if (closed != 0 && close_err != EINTR) give_up(close_err);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) give_up(errno);
+  g_has_temporary = 0;
+}
+
+void remove_temporaries_on_signals() {
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction action {};
+    action.sa_handler = remove_temporary_and_end;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(sig, &action, nullptr);
+  }
 }
 
 int remove_stale_temporaries(const std::string& path) {
@@ -143,13 +178,15 @@ std::string read_file(const std::string& path, int64_t max_bytes) {
   return bytes;
 }
 
-void ensure_writable_directory(const std::string& dir) {
+bool ensure_writable_directory(const std::string& dir) {
   if (dir.empty()) fail(dir, "no directory given");
   std::error_code ec;
   const fs::file_status status = fs::status(dir, ec);
+  bool created = false;
   if (status.type() == fs::file_type::not_found) {
     fs::create_directories(dir, ec);
     if (ec) fail(dir, "cannot create the directory: " + reason(ec.value()));
+    created = true;
   } else if (ec) {
     fail(dir, reason(ec.value()));
   } else if (status.type() != fs::file_type::directory) {
@@ -161,6 +198,15 @@ void ensure_writable_directory(const std::string& dir) {
   if (fd < 0) fail(dir, "cannot write in the directory: " + reason(errno));
   ::close(fd);
   ::unlink(probe.c_str());
+  return created;
+}
+
+void check_not_input(const std::string& out, const std::string& in, const std::string& what) {
+  if (out.empty() || in.empty()) return;
+  std::error_code ec;
+  if (fs::equivalent(out, in, ec) && !ec) {
+    throw std::invalid_argument(out + ": is " + what + " (" + in + "); write the output elsewhere");
+  }
 }
 
 DirectoryLock::DirectoryLock(const std::string& dir) {

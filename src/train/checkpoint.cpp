@@ -1,7 +1,9 @@
 // Checkpoints: written atomically, verified (CRC-32) and rebuilt into models on reading.
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -29,9 +31,30 @@ void read_archive(const std::string& file, torch::serialize::InputArchive& archi
   try {
     archive.load_from(bytes.data(), bytes.size(), device);
   } catch (const c10::Error& e) {
-    throw std::runtime_error(file + ": not a lowbit checkpoint (" + e.what_without_backtrace() +
-                             ")");
+    // PyTorch's own text (records it expected) says nothing useful to a user of lowbit.
+    throw std::runtime_error(file +
+                             ": not a lowbit checkpoint (a ZIP archive, but not one of "
+                             "PyTorch's serialized modules)");
   }
+}
+
+void load_weights(torch::nn::Module& model, torch::serialize::InputArchive& archive,
+                  const std::string& file) {
+  // Module::load replaces tensors whatever their shapes: weights of another network would load.
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& p : model.named_parameters()) shapes[p.key()] = p.value().sizes().vec();
+  for (const auto& b : model.named_buffers()) shapes[b.key()] = b.value().sizes().vec();
+  model.load(archive);
+  const auto check = [&](const std::string& name, const at::Tensor& t) {
+    const auto& want = shapes.at(name);
+    if (t.sizes().vec() != want) {
+      throw std::runtime_error(file + ": the weights do not fit the checkpoint's recipe: " + name +
+                               " has shape " + c10::str(t.sizes()) + ", the recipe's network " +
+                               c10::str(c10::IntArrayRef(want)));
+    }
+  };
+  for (const auto& p : model.named_parameters()) check(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) check(b.key(), b.value());
 }
 
 void write_archive(torch::serialize::OutputArchive& archive, const std::string& file) {
@@ -85,9 +108,22 @@ Checkpoint load_checkpoint(const std::string& path) {
   c.width = read_int("width");
   c.num_classes = read_int("num_classes");
   c.epoch = read_int("epoch");
+  // Values a lowbit run can have; a hand-edited or foreign file must not build a huge network.
+  const auto in_range = [&](const char* key, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi) {
+      throw std::runtime_error(c.file + ": '" + key + "' is " + std::to_string(v) +
+                               ", outside the " + std::to_string(lo) + ".." + std::to_string(hi) +
+                               " of a lowbit run");
+    }
+  };
+  in_range("height", c.height, 1, 1 << 16);
+  in_range("width", c.width, 1, 1 << 16);
+  in_range("num_classes", c.num_classes, 2, 1 << 20);
+  in_range("epoch", c.epoch, 0, 1000000);
   c10::IValue mean, sd;
   if (archive.try_read("input_mean", mean) && archive.try_read("input_std", sd)) {
-    if (!mean.isDouble() || !sd.isDouble() || !(sd.toDouble() > 0)) {
+    if (!mean.isDouble() || !sd.isDouble() || !std::isfinite(mean.toDouble()) ||
+        !(sd.toDouble() > 0) || !std::isfinite(sd.toDouble())) {
       throw std::runtime_error(c.file + ": input_mean/input_std are not a valid standardisation");
     }
     c.has_normalization = true;
@@ -100,7 +136,7 @@ Checkpoint load_checkpoint(const std::string& path) {
     if (!archive.try_read("model", m)) {
       throw std::runtime_error("no 'model' entry");
     }
-    c.model->load(m);
+    load_weights(*c.model, m, c.file);
   } catch (const c10::Error& e) {
     throw std::runtime_error(c.file + ": cannot rebuild the model: " + e.what_without_backtrace());
   } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 // Checkpoint files as ZIP archives (PyTorch's format), written atomically and verified on reading.
 #pragma once
 
+#include <torch/nn/module.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
@@ -14,6 +15,11 @@ namespace train {
 // std::runtime_error naming it.
 void read_archive(const std::string& file, torch::serialize::InputArchive& archive,
                   const torch::Device& device);
+
+// Loads a module's parameters and buffers from `archive`, requiring each to keep the shape the
+// module gave it (std::runtime_error naming `file` and the tensor otherwise).
+void load_weights(torch::nn::Module& model, torch::serialize::InputArchive& archive,
+                  const std::string& file);
 
 // Serializes `archive` in memory and writes it to `file` atomically (io::write_file_atomically):
 // a full disk is an std::runtime_error "FILE: no space left on device" and leaves the previous

@@ -1,12 +1,14 @@
 // The training recipes by name, and their overrides from YAML config files.
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cmath>
 #include <functional>
 #include <map>
 #include <set>
 #include <stdexcept>
 
+#include "lowbit/io/file.h"
 #include "lowbit/nn.h"
 #include "lowbit/qat.h"
 #include "lowbit/train.h"
@@ -121,6 +123,43 @@ T read_value(const YAML::Node& node, const std::string& key, const std::string& 
   }
 }
 
+// Integers are decimal: yaml-cpp would read 010 as octal 8 and 0x10 as 16.
+int64_t decimal(const YAML::Node& node, const std::string& key, const std::string& path) {
+  const std::string text = node.IsScalar() ? node.Scalar() : "";
+  size_t i = !text.empty() && (text[0] == '-' || text[0] == '+') ? 1 : 0;
+  bool digits = i < text.size();
+  for (size_t k = i; k < text.size(); ++k)
+    digits = digits && std::isdigit(static_cast<unsigned char>(text[k]));
+  if (!digits) {
+    throw std::invalid_argument(path + ": " + key + ": '" + YAML::Dump(node) +
+                                "' is not a decimal integer");
+  }
+  try {
+    return std::stoll(text);
+  } catch (const std::out_of_range&) {
+    throw std::invalid_argument(path + ": " + key + ": " + text + " is out of range");
+  }
+}
+
+template <>
+int64_t read_value<int64_t>(const YAML::Node& node, const std::string& key,
+                            const std::string& path) {
+  return decimal(node, key, path);
+}
+
+template <>
+std::vector<int64_t> read_value<std::vector<int64_t>>(const YAML::Node& node,
+                                                      const std::string& key,
+                                                      const std::string& path) {
+  if (!node.IsSequence()) {
+    throw std::invalid_argument(path + ": " + key + ": '" + YAML::Dump(node) +
+                                "' is not a list of integers");
+  }
+  std::vector<int64_t> out;
+  for (const auto& item : node) out.push_back(decimal(item, key, path));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::string> recipe_names() {
@@ -142,15 +181,13 @@ void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& pat
 }  // namespace
 
 void apply_config(Recipe& r, const std::string& path) {
-  YAML::Node root;
+  std::string text;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw std::invalid_argument(path + ": cannot read the config file");
-  } catch (const YAML::Exception& e) {
-    throw std::invalid_argument(path + ": not valid YAML: " + e.what());
+    text = io::read_file(path, int64_t{1} << 24);  // names a directory, a missing file, the reason
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(e.what());
   }
-  apply_config_root(r, root, path);
+  apply_config_text(r, text, path);
 }
 
 void apply_config_text(Recipe& r, const std::string& yaml, const std::string& origin) {

@@ -145,18 +145,34 @@ std::string read_metrics(const fs::path& path, int64_t epochs,
   return kept;
 }
 
+// The most epochs a run can have (the command's --epochs range).
+constexpr int64_t kMaxEpochs = 1000000;
+
 // The files a run writes in its output directory.
 const char* const kRunFiles[] = {"checkpoint.pt", "metrics.jsonl", "metrics.json", "curves.png",
                                  "integer-parameters.json"};
 
-// Prepares the output directory of a run: created, writable, locked, cleared of the temporary files
-// of killed runs; an existing run is refused unless resumed or overwritten (then removed).
-std::unique_ptr<io::DirectoryLock> prepare_out_dir(const fs::path& out, const TrainOptions& o) {
-  const std::string dir = out.string();
-  io::ensure_writable_directory(dir);
+// The output directory of a run while it trains: locked; `created` when this run made it.
+struct RunDirectory {
   std::unique_ptr<io::DirectoryLock> lock;
+  bool created = false;
+};
+
+// Prepares the output directory of a run: created, writable, locked, cleared of the temporary files
+// of killed runs; an existing run is refused unless resumed or overwritten (its files are removed
+// only once the new run is ready to train: remove_run_files).
+RunDirectory prepare_out_dir(const fs::path& out, const TrainOptions& o) {
+  const std::string dir = out.string();
+  if (dir.empty()) throw std::invalid_argument("--out: no directory given");
+  if (o.resume && o.overwrite) {
+    throw std::invalid_argument(
+        "--resume and --overwrite exclude each other: continue the run or "
+        "replace it");
+  }
+  RunDirectory r;
+  r.created = io::ensure_writable_directory(dir);
   try {
-    lock = std::make_unique<io::DirectoryLock>(dir);
+    r.lock = std::make_unique<io::DirectoryLock>(dir);
   } catch (const std::runtime_error&) {
     throw std::runtime_error(dir +
                              ": another lowbit train is writing to this run directory (it "
@@ -169,18 +185,21 @@ std::unique_ptr<io::DirectoryLock> prepare_out_dir(const fs::path& out, const Tr
   for (const char* name : kRunFiles) {
     if (fs::exists(out / name, ec)) found += (found.empty() ? "" : ", ") + std::string(name);
   }
-  if (found.empty() || o.resume) return lock;
-  if (!o.overwrite) {
+  if (!found.empty() && !o.resume && !o.overwrite) {
     throw std::runtime_error(dir + ": holds a run (" + found +
                              "); give --resume to continue it or --overwrite to replace it");
   }
+  return r;
+}
+
+void remove_run_files(const fs::path& out) {
+  std::error_code ec;
   for (const char* name : kRunFiles) {
     if (!fs::remove(out / name, ec) && ec) {
       throw std::runtime_error((out / name).string() +
                                ": cannot remove: " + io::reason(ec.value()));
     }
   }
-  return lock;
 }
 
 int64_t archive_int(torch::serialize::InputArchive& archive, const char* key,
@@ -212,7 +231,10 @@ int64_t run_classes(const data::IdxDataset& d, const TrainOptions& o,
     if (++n_missing <= 8) missing += (missing.empty() ? "" : ", ") + std::to_string(c);
   }
   if (n_missing > 0) {
-    warn(d.train.labels_path + ": the labels run from 0 to " + std::to_string(d.num_classes - 1) +
+    // The file that holds the largest label (the test split's when the training split lacks it).
+    const bool in_train = counts.back() > 0;
+    warn((in_train ? d.train.labels_path : d.test.labels_path) + ": the labels run from 0 to " +
+         std::to_string(d.num_classes - 1) + (in_train ? "" : " (the largest in this test split)") +
          " but " + std::to_string(n_missing) + " of those " + std::to_string(d.num_classes) +
          " classes have no training image (" + missing + (n_missing > 8 ? ", ..." : "") +
          "); the model gets " + std::to_string(d.num_classes) +
@@ -347,16 +369,16 @@ torch::Device parse_device(const std::string& name) {
   return *d;
 }
 
-TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
+namespace {
+
+TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch::Device& device) {
   const auto start = Clock::now();
   const auto warn = opts.warn ? opts.warn : default_warning;
-  const torch::Device device = parse_device(opts.device);
   const fs::path out(opts.out_dir);
-  const auto lock = prepare_out_dir(out, opts);
   const fs::path checkpoint = out / "checkpoint.pt";
   const fs::path metrics_path = out / "metrics.jsonl";
   const std::string recipe_text = recipe_to_yaml(recipe);
-  const int64_t epochs = opts.epochs > 0 ? opts.epochs : recipe.epochs;
+  int64_t epochs = opts.epochs > 0 ? opts.epochs : recipe.epochs;
 
   // A resumed run is checked against the options before the data set is read.
   torch::serialize::InputArchive archive;
@@ -389,6 +411,22 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
           "; resume with the same seed");
     }
     first_epoch = archive_int(archive, "epoch", checkpoint.string());
+    if (first_epoch < 0 || first_epoch > kMaxEpochs) {
+      throw std::runtime_error(checkpoint.string() + ": not a lowbit checkpoint (epoch " +
+                               std::to_string(first_epoch) + ")");
+    }
+    // The run's own length, unless --epochs changes it (the cosine schedule then changes too).
+    c10::IValue target;
+    if (archive.try_read("target_epochs", target) && target.isInt()) {
+      if (opts.epochs <= 0) {
+        epochs = target.toInt();
+      } else if (opts.epochs != target.toInt() && recipe.schedule == "cosine") {
+        warn("--epochs " + std::to_string(opts.epochs) + ": " + checkpoint.string() +
+             " was started for " + std::to_string(target.toInt()) +
+             " epochs; the cosine learning-rate schedule of the remaining epochs follows the new "
+             "length, so the result differs from an uninterrupted run of either length");
+      }
+    }
     if (first_epoch > epochs) {
       throw std::runtime_error("--epochs " + std::to_string(epochs) + ": " + checkpoint.string() +
                                " already holds " + std::to_string(first_epoch) +
@@ -430,10 +468,24 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
   }
 
   torch::manual_seed(opts.seed);
-  auto model = build_model(recipe, height, width, classes);
-  // Parameters move before the optimizers see them (the same initial values on every device).
-  model->to(device);
-  Optimizers optimizers = make_optimizers(recipe, model);
+  torch::nn::Sequential model{nullptr};
+  Optimizers optimizers;
+  try {
+    model = build_model(recipe, height, width, classes);
+    // Parameters move before the optimizers see them (the same initial values on every device).
+    model->to(device);
+    optimizers = make_optimizers(recipe, model);
+  } catch (const std::exception& e) {
+    // The options come from the recipe and the config file: say which, and for what images.
+    const std::string what = dynamic_cast<const c10::Error*>(&e)
+                                 ? static_cast<const c10::Error&>(e).what_without_backtrace()
+                                 : e.what();
+    throw std::invalid_argument(
+        (opts.config_path.empty() ? "recipe " + recipe.name
+                                  : opts.config_path + " (recipe " + recipe.name + ")") +
+        ": its network does not build for " + std::to_string(height) + "x" + std::to_string(width) +
+        " images and " + std::to_string(classes) + " classes: " + what);
+  }
   std::vector<std::map<std::string, double>> history;
   std::string metrics_log;  // metrics.jsonl, rewritten whole (atomically) every epoch
 
@@ -441,7 +493,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
     try {
       torch::serialize::InputArchive m, a;
       archive.read("model", m);
-      model->load(m);
+      load_weights(*model, m, checkpoint.string());
       archive.read("adam", a);
       optimizers.adam->load(a);
       if (optimizers.bop) {
@@ -456,6 +508,8 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
     metrics_log = read_metrics(metrics_path, first_epoch, &history);
   }
 
+  // Everything is checked and ready: only now does --overwrite remove the previous run.
+  if (opts.overwrite) remove_run_files(out);
   optim::FlipRatio flips;
   flips.update(*model);
   const int64_t n = t.train_images.size(0);
@@ -537,6 +591,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
     archive_out.write("recipe_name", c10::IValue(recipe.name));
     archive_out.write("recipe", c10::IValue(recipe_text));
     archive_out.write("seed", c10::IValue(static_cast<int64_t>(opts.seed)));
+    archive_out.write("target_epochs", c10::IValue(epochs));
     archive_out.write("height", c10::IValue(height));
     archive_out.write("width", c10::IValue(width));
     archive_out.write("num_classes", c10::IValue(t.num_classes));
@@ -568,6 +623,21 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
                                                        qat::parse_scheme(recipe.qat)));
   }
   return result;
+}
+
+}  // namespace
+
+TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
+  const torch::Device device = parse_device(opts.device);
+  const RunDirectory dir = prepare_out_dir(opts.out_dir, opts);
+  try {
+    return train_in(recipe, opts, device);
+  } catch (...) {
+    // A run that failed before writing anything leaves no empty directory of its own behind.
+    std::error_code ec;
+    if (dir.created && fs::is_empty(opts.out_dir, ec)) fs::remove(opts.out_dir, ec);
+    throw;
+  }
 }
 
 }  // namespace train

@@ -280,14 +280,15 @@ def test_config_values_that_would_build_another_network_are_errors(work, tmp_pat
     assert_error(result, f"{tmp_path}/c.yaml: {message}")
 
 
-def with_label(work, tmp_path, label):
+def with_label(work, tmp_path, label, split="train"):
+    """A copy of the data set with label 17 of `split` set to `label`."""
     data = tmp_path / "data"
     data.mkdir()
     for p in (work / "data").iterdir():
         (data / p.name).write_bytes(p.read_bytes())
-    labels = bytearray((data / "train-labels-idx1-ubyte").read_bytes())
+    labels = bytearray((data / f"{split}-labels-idx1-ubyte").read_bytes())
     labels[8 + 17] = label
-    (data / "train-labels-idx1-ubyte").write_bytes(bytes(labels))
+    (data / f"{split}-labels-idx1-ubyte").write_bytes(bytes(labels))
     return data
 
 
@@ -304,12 +305,12 @@ def test_a_stray_label_is_said_or_refused_with_num_classes(work, tmp_path):
     assert lowbit_cmd("summary", "--model", "bnn").returncode == 0
 
 
-def test_a_plain_file_and_a_different_gz_twin_are_an_error(work, tmp_path):
-    data = with_label(work, tmp_path, 3)
-    (data / "train-labels-idx1-ubyte.gz").write_bytes(
-        gzip.compress((work / "data" / "train-labels-idx1-ubyte").read_bytes()))
-    assert_error(lowbit_cmd("eval", "--checkpoint", work / "run", "--data", data),
-                 f"{data}/train-labels-idx1-ubyte: differs from {data}/train-labels-idx1-ubyte.gz")
+def test_a_plain_file_and_a_different_gz_twin_are_an_error(work, run, tmp_path):
+    data = with_label(work, tmp_path, 3, split="t10k")
+    (data / "t10k-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress((work / "data" / "t10k-labels-idx1-ubyte").read_bytes()))
+    assert_error(lowbit_cmd("eval", "--checkpoint", run, "--data", data),
+                 f"{data}/t10k-labels-idx1-ubyte: differs from {data}/t10k-labels-idx1-ubyte.gz")
 
 
 # ---- 6. a checkpoint or model against a data set that does not fit it ----------------------------
@@ -335,7 +336,7 @@ def test_image_sizes_that_differ_are_named_everywhere(work, run, small_images, t
 
 
 def test_labels_beyond_the_models_classes_are_named(work, run, tmp_path):
-    data = with_label(work, tmp_path, 12)
+    data = with_label(work, tmp_path, 12, split="t10k")
     for args in (("eval", "--checkpoint", run, "--data", data),
                  ("run", work / "run.onnx", "--data", data)):
         assert_error(lowbit_cmd(*args), "label 12 (at index 17) is outside the 10 classes",
@@ -405,3 +406,137 @@ def test_a_non_finite_range_is_rejected_like_a_nan_one(op, lo, hi):
     x = torch.randn(4, 3)
     with pytest.raises(ValueError, match="min and max must be finite"):
         RANGE_OPS[op](x, lo, hi)
+
+
+# ---- found by a review of the first version --------------------------------------------------------
+
+def test_overwrite_removes_the_old_run_only_once_the_new_one_is_ready(work, run, tmp_path):
+    out = copy_run(run, tmp_path / "run")
+    before = sorted(p.name for p in out.iterdir())
+    assert_error(train(work, out, "--epochs", 1, "--overwrite", data=tmp_path / "none"), "does not exist")
+    (tmp_path / "pools.yaml").write_text("blocks: [4, 0, 0, 0, 0, 0, 0]\nhidden: 0\n")
+    assert_error(lowbit_cmd("train", "--model", "bnn", "--config", tmp_path / "pools.yaml", "--data",
+                            work / "data", "--out", out, "--overwrite"),
+                 f"{tmp_path}/pools.yaml (recipe bnn): its network does not build for 28x28 images",
+                 "too many pools")
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert_error(train(work, out, "--epochs", 1, "--overwrite", "--resume"), "exclude each other")
+
+
+def test_a_failed_training_leaves_no_directory_it_made(work, tmp_path):
+    assert_error(train(work, tmp_path / "new", "--epochs", 1, data=tmp_path / "none"), "does not exist")
+    assert not (tmp_path / "new").exists()
+
+
+def test_outputs_that_are_inputs_are_refused(work, run, tmp_path):
+    out = copy_run(run, tmp_path / "run")
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    assert_error(lowbit_cmd("export", "--checkpoint", out, "--out", out / "checkpoint.pt"),
+                 f"{out}/checkpoint.pt: is the checkpoint read")
+    assert_error(lowbit_cmd("eval", "--checkpoint", out, "--data", work / "data", "--logits",
+                            out / "checkpoint.pt"), "is the model or checkpoint read")
+    assert_error(lowbit_cmd("eval", "--checkpoint", out, "--data", work / "data", "--logits",
+                            work / "data" / "t10k-labels-idx1-ubyte"), "is a file of the data set")
+    model = tmp_path / "m.onnx"
+    model.write_bytes((work / "run.onnx").read_bytes())
+    assert_error(lowbit_cmd("run", model, "--data", work / "data", "--logits", model),
+                 f"{model}: is the model or checkpoint read")
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint
+    assert model.read_bytes() == (work / "run.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("option", ["--config", "--data", "--out"])
+def test_empty_paths_are_errors_not_defaults(work, tmp_path, option):
+    args = {"--config": work / "small.yaml", "--data": work / "data", "--out": tmp_path / "r"}
+    args[option] = ""
+    result = lowbit_cmd("train", "--model", "bnn", *[x for kv in args.items() for x in kv])
+    assert_error(result, f"{option}: no path given (empty)")
+
+
+def test_integers_are_decimal_whatever_their_leading_zeros(work, tmp_path):
+    result = train(work, tmp_path / "r", "--epochs", "010")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs"] == 10
+    (tmp_path / "c.yaml").write_text(SMALL + "epochs: 010\n")
+    result = lowbit_cmd("train", "--model", "bnn", "--config", tmp_path / "c.yaml", "--data",
+                        work / "data", "--out", tmp_path / "r2", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r2" / "metrics.json").read_text())["epochs"] == 10
+    (tmp_path / "h.yaml").write_text("epochs: 0x10\n")
+    assert_error(lowbit_cmd("summary", "--model", "bnn", "--config", tmp_path / "h.yaml"),
+                 "epochs: '0x10' is not a decimal integer")
+
+
+def test_resume_keeps_the_runs_length_and_says_when_it_changes(work, run, tmp_path):
+    out = copy_run(run, tmp_path / "run")
+    result = train(work, out, "--resume")  # no --epochs: the run's own 2, not the recipe's 15
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    result = train(work, out, "--resume", "--epochs", 3)
+    assert result.returncode == 0, result.stderr
+    assert "lowbit: warning: --epochs 3: " in result.stderr and "was started for 2 epochs" in result.stderr
+
+
+def test_run_and_eval_need_only_the_test_split(work, run, tmp_path):
+    data = tmp_path / "test-only"
+    data.mkdir()
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (data / name).write_bytes((work / "data" / name).read_bytes())
+    full = json.loads(lowbit_cmd("run", work / "run.onnx", "--data", work / "data").stdout)
+    alone = lowbit_cmd("run", work / "run.onnx", "--data", data)
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout)["test_accuracy"] == full["test_accuracy"]
+    result = lowbit_cmd("eval", "--checkpoint", run, "--data", data)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("clip", [math.nan, -1.0])
+def test_a_clip_value_that_zeroes_every_gradient_is_an_error(work, tmp_path, clip):
+    x = torch.randn(8, requires_grad=True)
+    for op in (lowbit.ste_sign, lowbit.ste_heaviside, lowbit.magnitude_aware_sign, lowbit.ste_tern):
+        with pytest.raises(ValueError, match="clip_value must be a number >= 0 or None"):
+            op(x, clip_value=clip)
+    (tmp_path / "c.yaml").write_text(f"kernel_quantizer: ste_sign(clip_value={clip})\n")
+    assert_error(lowbit_cmd("summary", "--model", "bnn", "--config", tmp_path / "c.yaml"),
+                 "kernel_quantizer: quantizer ste_sign: option clip_value=")
+
+
+def test_an_export_through_a_symlink_replaces_its_target(work, run, tmp_path):
+    target = tmp_path / "target.onnx"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.onnx"
+    link.symlink_to(target)
+    assert lowbit_cmd("export", "--checkpoint", run, "--out", link).returncode == 0
+    assert link.is_symlink()
+    assert target.read_bytes() == (work / "run.onnx").read_bytes()
+
+
+def test_python_paths_with_a_nul_are_refused(run, tmp_path):
+    with pytest.raises(ValueError, match="out: a path with a NUL"):
+        lowbit.export_onnx(run, f"{tmp_path}/a\0b.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_write_leaves_no_temporary_file(run, tmp_path):
+    """SIGINT while `eval --logits` writes (it creates, fills, flushes and renames a temporary
+    file): the temporary file goes with the process."""
+    data = tmp_path / "test10k"  # the whole Fashion-MNIST test split: 400 KB of logits
+    data.mkdir()
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (data / name).write_bytes(gzip.decompress((ref.FASHION / f"{name}.gz").read_bytes()))
+    outs = tmp_path / "out"
+    outs.mkdir()
+    caught = 0
+    for attempt in range(5):
+        p = subprocess.Popen([str(LOWBIT), "eval", "--checkpoint", run, "--data", data, "--logits",
+                              outs / f"l{attempt}.npy"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        while p.poll() is None:
+            if temporaries(outs):
+                p.send_signal(signal.SIGINT)
+                caught += 1
+                break
+        p.wait()
+        assert temporaries(outs) == []
+    if caught == 0:
+        pytest.skip("the write was never caught in progress")

@@ -39,8 +39,9 @@ IdxLabels read_idx_labels(const std::string& path);
 // Reads train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
 // t10k-labels-idx1-ubyte from dir, each plain or with .gz appended, and checks that the splits
 // agree: as many labels as images, one image size. When both the plain and the .gz file exist they
-// must hold the same data (else an error names both).
-IdxDataset load_idx_dataset(const std::string& dir);
+// must hold the same data (else an error names both). Without `with_train` only the test split is
+// read (the train split stays empty), for commands that only evaluate.
+IdxDataset load_idx_dataset(const std::string& dir, bool with_train = true);
 
 // How many labels of each class 0..classes-1 `labels` holds (labels >= classes are not counted).
 std::vector<int64_t> class_counts(const IdxLabels& labels, int64_t classes);

@@ -34,6 +34,10 @@ std::string reason(int err);
 // 0666 less the umask, as an ordinary file would.
 void write_file_atomically(const std::string& path, std::string_view bytes);
 
+// Makes SIGINT, SIGTERM and SIGHUP remove the temporary file of a write_file_atomically in progress
+// before the process ends as the signal says (for commands; a library does not take signals).
+void remove_temporaries_on_signals();
+
 // Removes the temporary files that write_file_atomically left beside `path` when its process was
 // killed: ".NAME.tmp-PID-N" whose process PID no longer runs (a live writer's file is left alone).
 // Returns how many were removed; a directory that cannot be listed removes nothing.
@@ -46,8 +50,13 @@ std::string read_file(const std::string& path, int64_t max_bytes);
 
 // Creates `dir` (and its parents) when missing and checks that files can be created in it, by
 // creating and removing one: a read-only directory or file system is found before any work is done.
-// std::runtime_error "DIR: REASON" otherwise.
-void ensure_writable_directory(const std::string& dir);
+// std::runtime_error "DIR: REASON" otherwise. Returns true when it created `dir`.
+bool ensure_writable_directory(const std::string& dir);
+
+// Refuses to write `out` when it is the same file as the input `in` (both exist and are one file,
+// through links too): std::invalid_argument "OUT: is WHAT; write the output elsewhere". An empty
+// or missing path is never the same file.
+void check_not_input(const std::string& out, const std::string& in, const std::string& what);
 
 // An exclusive advisory lock (flock) on a directory, held by this object until it is destroyed or
 // the process ends (a killed process leaves no stale lock). Throws std::runtime_error "DIR: ..."

@@ -39,6 +39,12 @@ class OptionReader {
   c10::optional<double> optional_real(const std::string& key, c10::optional<double> fallback) {
     return parse_real(key, fallback.value_or(0.0), true, fallback.has_value());
   }
+  // A clipped STE's window: none, or a number >= 0 (NaN or a negative one zeroes every gradient).
+  c10::optional<double> clip_value() {
+    const auto clip = optional_real("clip_value", 1.0);
+    if (clip && !(*clip >= 0)) fail("clip_value", std::to_string(*clip), "a number >= 0 or none");
+    return clip;
+  }
   int64_t integer(const std::string& key, int64_t fallback) {
     const auto text = take(key);
     if (!text) return fallback;
@@ -157,7 +163,7 @@ QuantizerImpl::QuantizerImpl(const QuantizerSpec& spec, QuantizerRole role) : sp
   const std::string& n = spec_.name;
   const int64_t default_axis = role == QuantizerRole::kKernel ? 0 : -1;
   if (n == "ste_sign" || n == "ste_heaviside") {
-    const auto clip = opt.optional_real("clip_value", 1.0);
+    const auto clip = opt.clip_value();
     const bool heaviside = n == "ste_heaviside";
     precision_ = 1;
     apply_ = [clip, heaviside](const at::Tensor& x) {
@@ -171,7 +177,7 @@ QuantizerImpl::QuantizerImpl(const QuantizerSpec& spec, QuantizerRole role) : sp
     precision_ = 1;
     apply_ = [beta](const at::Tensor& x) { return lowbit::swish_sign(x, beta); };
   } else if (n == "magnitude_aware_sign") {
-    const auto clip = opt.optional_real("clip_value", 1.0);
+    const auto clip = opt.clip_value();
     const int64_t axis = opt.integer("axis", default_axis);
     precision_ = 1;
     apply_ = [clip, axis](const at::Tensor& x) {
@@ -180,7 +186,7 @@ QuantizerImpl::QuantizerImpl(const QuantizerSpec& spec, QuantizerRole role) : sp
   } else if (n == "ste_tern") {
     const double t = opt.real("threshold_value", 0.05);
     const bool twn = opt.boolean("ternary_weight_networks", false);
-    const auto clip = opt.optional_real("clip_value", 1.0);
+    const auto clip = opt.clip_value();
     precision_ = 2;
     apply_ = [t, twn, clip](const at::Tensor& x) { return lowbit::ste_tern(x, t, twn, clip); };
   } else if (n == "dorefa") {

@@ -105,6 +105,13 @@ inline T dorefa_levels(int64_t k_bit) {
   return static_cast<T>(std::ldexp(1.0, static_cast<int>(k_bit)) - 1.0);
 }
 
+// The window of the clipped straight-through estimator: None (no clipping) or a number >= 0 (inf
+// included); NaN or a negative value would silently zero every gradient.
+inline void check_clip_value(c10::optional<double> clip_value) {
+  TORCH_CHECK_VALUE(!clip_value || *clip_value >= 0,
+                    "clip_value must be a number >= 0 or None, got ", *clip_value);
+}
+
 inline void check_linear_mid_tread(int64_t bit, double max_value) {
   TORCH_CHECK_VALUE(bit >= 1 && bit <= 32,
                     "bit must be between 1 and 32 (32: no quantization), got ", bit);

@@ -4,6 +4,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include "../op_checks.h"
 #include "lowbit/ops.h"
 
 namespace lowbit {
@@ -106,6 +107,7 @@ struct FakeQuantPow2 : Function<FakeQuantPow2> {
 
 struct SteSign : Function<SteSign> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> clip) {
+    ops::check_clip_value(clip);
     Below guard;
     ctx->saved_data["clip"] = clip;
     if (!clip) return ste_sign(x, clip);
@@ -146,6 +148,7 @@ struct SwishSign : Function<SwishSign> {
 
 struct SteHeaviside : Function<SteHeaviside> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> clip) {
+    ops::check_clip_value(clip);
     ctx->save_for_backward({x});
     ctx->saved_data["clip"] = clip;
     Below guard;
@@ -161,6 +164,7 @@ struct SteHeaviside : Function<SteHeaviside> {
 struct MagnitudeAwareSign : Function<MagnitudeAwareSign> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> clip,
                             int64_t axis) {
+    ops::check_clip_value(clip);
     ctx->save_for_backward({x});
     ctx->saved_data["clip"] = clip;
     ctx->saved_data["axis"] = axis;
@@ -178,6 +182,7 @@ struct MagnitudeAwareSign : Function<MagnitudeAwareSign> {
 struct SteTern : Function<SteTern> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double threshold_value,
                             bool twn, c10::optional<double> clip) {
+    ops::check_clip_value(clip);
     ctx->save_for_backward({x});
     ctx->saved_data["clip"] = clip;
     Below guard;

@@ -92,6 +92,7 @@ at::Tensor ste_sign(const at::Tensor& x, c10::optional<double>) {
 }
 // ste_sign's forward with the window codes of [-clip, clip] for its backward.
 std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double clip_value) {
+  check_clip_value(clip_value);
   check_floating(x, "x");
   const auto ct = compute_type(x.scalar_type());
   const at::Tensor xc = to_compute(x, ct);
@@ -242,6 +243,7 @@ at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at:
 
 at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
                                 c10::optional<double> clip_value) {
+  check_clip_value(clip_value);
   if (!clip_value) {
     check_floating(x, "x");
     check_same_size(grad, x);

@@ -401,6 +401,7 @@ at::Tensor approx_sign(const at::Tensor& x) { return sign_unit(x, "approx_sign")
 at::Tensor swish_sign(const at::Tensor& x, double) { return sign_unit(x, "swish_sign"); }
 
 std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double clip_value) {
+  check_clip_value(clip_value);
   check_input(x, "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto ct = compute_type(x.scalar_type());
@@ -557,6 +558,7 @@ at::Tensor mean_abs(const at::Tensor& x, c10::optional<int64_t> axis) {
 
 at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
                                 c10::optional<double> clip_value) {
+  check_clip_value(clip_value);
   if (!clip_value) {
     check_input(x, "x", x);
     check_input(grad, "gradients", x);
