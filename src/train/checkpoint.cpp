@@ -140,7 +140,9 @@ Checkpoint load_checkpoint(const std::string& path) {
   } catch (const c10::Error& e) {
     throw std::runtime_error(c.file + ": cannot rebuild the model: " + e.what_without_backtrace());
   } catch (const std::exception& e) {
-    throw std::runtime_error(c.file + ": cannot rebuild the model: " + e.what());
+    const std::string what = e.what();
+    if (what.rfind(c.file + ": ", 0) == 0) throw;  // load_weights names the file itself
+    throw std::runtime_error(c.file + ": cannot rebuild the model: " + what);
   }
   c.model->eval();
   return c;

@@ -540,3 +540,21 @@ def test_an_interrupted_write_leaves_no_temporary_file(run, tmp_path):
         assert temporaries(outs) == []
     if caught == 0:
         pytest.skip("the write was never caught in progress")
+
+
+def test_hand_edited_checkpoints_with_valid_crcs_are_checked(work, run, tmp_path):
+    """torch.jit rewrites a checkpoint with new values and valid CRCs: what it says must still fit."""
+    edits = {
+        "recipe": (lambda m: setattr(m, "recipe", m.recipe.replace("blocks: [4, 0]", "blocks: [6, 0]")),
+                   "the weights do not fit the checkpoint's recipe: 0.weight has shape [4, 1, 3, 3], "
+                   "the recipe's network [6, 1, 3, 3]"),
+        "height": (lambda m: setattr(m, "height", 10**9), "'height' is 1000000000, outside the 1..65536"),
+        "mean": (lambda m: setattr(m, "input_mean", math.inf), "input_mean/input_std are not a valid standardisation"),
+        "epoch": (lambda m: setattr(m, "epoch", -1), "'epoch' is -1"),
+    }
+    for name, (edit, message) in edits.items():
+        module = torch.jit.load(str(run / "checkpoint.pt"))
+        edit(module)
+        path = tmp_path / f"{name}.pt"
+        module.save(str(path))
+        assert_error(lowbit_cmd("eval", "--checkpoint", path, "--data", work / "data"), f"{path}: {message}")
