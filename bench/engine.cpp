@@ -21,10 +21,10 @@
 #include <random>
 #include <vector>
 
-#include "../src/engine/kernels/binary.h"
-#include "../src/engine/kernels/float32.h"
-#include "../src/engine/kernels/int8.h"
-#include "../src/engine/kernels/planes.h"
+#include "lowbit/engine/kernels/binary.h"
+#include "lowbit/engine/kernels/float32.h"
+#include "lowbit/engine/kernels/int8.h"
+#include "lowbit/engine/kernels/planes.h"
 
 namespace {
 

@@ -15,11 +15,11 @@
 #include <string_view>
 #include <thread>
 
-#include "kernels/binary.h"
-#include "kernels/float32.h"
-#include "kernels/int8.h"
-#include "kernels/planes.h"
 #include "lowbit/engine.h"
+#include "lowbit/engine/kernels/binary.h"
+#include "lowbit/engine/kernels/float32.h"
+#include "lowbit/engine/kernels/int8.h"
+#include "lowbit/engine/kernels/planes.h"
 #include "lowbit/io/checksum.h"
 #include "lowbit/io/file.h"
 

@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "../../src/engine/kernels/binary.h"
-#include "../../src/engine/kernels/float32.h"
-#include "../../src/engine/kernels/int8.h"
-#include "../../src/engine/kernels/planes.h"
 #include "lowbit/engine.h"
+#include "lowbit/engine/kernels/binary.h"
+#include "lowbit/engine/kernels/float32.h"
+#include "lowbit/engine/kernels/int8.h"
+#include "lowbit/engine/kernels/planes.h"
 #include "lowbit/engine_c.h"
 #include "lowbit/io/checksum.h"
 

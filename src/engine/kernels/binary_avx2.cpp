@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "binary.h"
+#include "lowbit/engine/kernels/binary.h"
 #include "popcount_avx2.h"
 
 namespace lowbit {

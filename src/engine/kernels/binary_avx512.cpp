@@ -16,7 +16,7 @@
 #include <cstring>
 #include <vector>
 
-#include "binary.h"
+#include "lowbit/engine/kernels/binary.h"
 
 namespace lowbit {
 namespace engine {

@@ -2,7 +2,7 @@
 // binary_popcnt.cpp: with -mpopcnt). A dense layer is the 1x1 convolution of a 1x1 image.
 #pragma once
 
-#include "binary.h"
+#include "lowbit/engine/kernels/binary.h"
 
 namespace lowbit {
 namespace engine {

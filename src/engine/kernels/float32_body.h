@@ -7,7 +7,7 @@
 #include <cstring>
 #include <vector>
 
-#include "float32.h"
+#include "lowbit/engine/kernels/float32.h"
 
 namespace lowbit {
 namespace engine {

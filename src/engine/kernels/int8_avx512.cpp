@@ -10,8 +10,8 @@
 #include <cstring>
 
 #define LOWBIT_INT8_ISA avx512
-#include "int8.h"
 #include "int8_body.h"
+#include "lowbit/engine/kernels/int8.h"
 
 namespace lowbit {
 namespace engine {

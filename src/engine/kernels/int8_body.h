@@ -9,7 +9,7 @@
 #include <cstring>
 #include <vector>
 
-#include "int8.h"
+#include "lowbit/engine/kernels/int8.h"
 
 namespace lowbit {
 namespace engine {

@@ -1,5 +1,5 @@
 // Plane packing, the scalar bit-plane sums (the reference) and the dispatch list.
-#include "planes.h"
+#include "lowbit/engine/kernels/planes.h"
 
 #include <algorithm>
 #include <cmath>

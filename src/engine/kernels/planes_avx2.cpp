@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "planes.h"
+#include "lowbit/engine/kernels/planes.h"
 #include "popcount_avx2.h"
 
 namespace lowbit {

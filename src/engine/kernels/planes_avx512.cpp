@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "planes.h"
+#include "lowbit/engine/kernels/planes.h"
 
 namespace lowbit {
 namespace engine {

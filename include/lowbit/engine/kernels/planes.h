@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "binary.h"  // ConvShape, words, pack_kernel, pack_interleaved
+#include "lowbit/engine/kernels/binary.h"  // ConvShape, words, pack_kernel, pack_interleaved
 
 namespace lowbit {
 namespace engine {

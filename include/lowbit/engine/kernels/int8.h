@@ -10,7 +10,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "binary.h"  // ConvShape
+#include "lowbit/engine/kernels/binary.h"  // ConvShape
 
 namespace lowbit {
 namespace engine {
