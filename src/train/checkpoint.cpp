@@ -38,6 +38,31 @@ void read_archive(const std::string& file, torch::serialize::InputArchive& archi
   }
 }
 
+namespace {
+c10::IValue archive_entry(torch::serialize::InputArchive& archive, const char* key,
+                          const std::string& file) {
+  c10::IValue v;
+  if (!archive.try_read(key, v)) {
+    throw std::runtime_error(file + ": not a lowbit checkpoint (no '" + key + "' entry)");
+  }
+  return v;
+}
+}  // namespace
+
+int64_t archive_int(torch::serialize::InputArchive& archive, const char* key,
+                    const std::string& file) {
+  const c10::IValue v = archive_entry(archive, key, file);
+  if (!v.isInt()) throw std::runtime_error(file + ": '" + key + "' is not an integer");
+  return v.toInt();
+}
+
+std::string archive_string(torch::serialize::InputArchive& archive, const char* key,
+                           const std::string& file) {
+  const c10::IValue v = archive_entry(archive, key, file);
+  if (!v.isString()) throw std::runtime_error(file + ": '" + key + "' is not a string");
+  return v.toStringRef();
+}
+
 void load_weights(torch::nn::Module& model, torch::serialize::InputArchive& archive,
                   const std::string& file) {
   // Module::load replaces tensors whatever their shapes: weights of another network would load.
@@ -81,23 +106,8 @@ Checkpoint load_checkpoint(const std::string& path) {
   c.file = file.string();
   torch::serialize::InputArchive archive;
   read_archive(c.file, archive, torch::Device(torch::kCPU));  // CUDA-trained runs too
-  auto read = [&](const char* key) {
-    c10::IValue v;
-    if (!archive.try_read(key, v)) {
-      throw std::runtime_error(c.file + ": not a lowbit checkpoint (no '" + key + "' entry)");
-    }
-    return v;
-  };
-  auto read_int = [&](const char* key) {
-    const c10::IValue v = read(key);
-    if (!v.isInt()) throw std::runtime_error(c.file + ": '" + key + "' is not an integer");
-    return v.toInt();
-  };
-  auto read_string = [&](const char* key) {
-    const c10::IValue v = read(key);
-    if (!v.isString()) throw std::runtime_error(c.file + ": '" + key + "' is not a string");
-    return v.toStringRef();
-  };
+  const auto read_int = [&](const char* key) { return archive_int(archive, key, c.file); };
+  const auto read_string = [&](const char* key) { return archive_string(archive, key, c.file); };
   try {
     c.recipe = recipe(read_string("recipe_name"));
     apply_config_text(c.recipe, read_string("recipe"), c.file + " (its recipe)");

@@ -16,6 +16,13 @@ namespace train {
 void read_archive(const std::string& file, torch::serialize::InputArchive& archive,
                   const torch::Device& device);
 
+// An integer or string entry of a checkpoint archive: std::runtime_error "FILE: not a lowbit
+// checkpoint (no 'KEY' entry)" when missing, "FILE: 'KEY' is not an integer" (a string) otherwise.
+int64_t archive_int(torch::serialize::InputArchive& archive, const char* key,
+                    const std::string& file);
+std::string archive_string(torch::serialize::InputArchive& archive, const char* key,
+                           const std::string& file);
+
 // Loads a module's parameters and buffers from `archive`, requiring each to keep the shape the
 // module gave it (std::runtime_error naming `file` and the tensor otherwise).
 void load_weights(torch::nn::Module& model, torch::serialize::InputArchive& archive,

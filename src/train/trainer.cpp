@@ -202,15 +202,6 @@ void remove_run_files(const fs::path& out) {
   }
 }
 
-int64_t archive_int(torch::serialize::InputArchive& archive, const char* key,
-                    const std::string& file) {
-  c10::IValue v;
-  if (!archive.try_read(key, v) || !v.isInt()) {
-    throw std::runtime_error(file + ": not a lowbit checkpoint (no integer '" + key + "' entry)");
-  }
-  return v.toInt();
-}
-
 void default_warning(const std::string& text) {
   std::fprintf(stderr, "lowbit: warning: %s\n", text.c_str());
 }
@@ -388,27 +379,16 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
       throw std::runtime_error(checkpoint.string() + ": no checkpoint to resume from");
     }
     read_archive(checkpoint.string(), archive, device);
-    const auto read = [&](const char* key) {
-      c10::IValue v;
-      if (!archive.try_read(key, v)) {
-        throw std::runtime_error(checkpoint.string() + ": not a lowbit checkpoint (no '" + key +
-                                 "' entry)");
-      }
-      return v;
-    };
-    const c10::IValue saved_name = read("recipe_name"), saved_recipe = read("recipe");
-    if (!saved_name.isString() || !saved_recipe.isString() ||
-        saved_name.toStringRef() != recipe.name || saved_recipe.toStringRef() != recipe_text) {
-      throw std::runtime_error(checkpoint.string() + ": written by recipe '" +
-                               (saved_name.isString() ? saved_name.toStringRef() : "?") +
+    const std::string file = checkpoint.string();
+    const std::string saved_name = archive_string(archive, "recipe_name", file);
+    if (saved_name != recipe.name || archive_string(archive, "recipe", file) != recipe_text) {
+      throw std::runtime_error(file + ": written by recipe '" + saved_name +
                                "' with other options; resume with the same --model and --config");
     }
-    const c10::IValue seed = read("seed");
-    if (!seed.isInt() || static_cast<uint64_t>(seed.toInt()) != opts.seed) {
-      throw std::runtime_error(
-          checkpoint.string() + ": written with --seed " +
-          (seed.isInt() ? std::to_string(static_cast<uint64_t>(seed.toInt())) : "?") +
-          "; resume with the same seed");
+    const auto seed = static_cast<uint64_t>(archive_int(archive, "seed", file));
+    if (seed != opts.seed) {
+      throw std::runtime_error(file + ": written with --seed " + std::to_string(seed) +
+                               "; resume with the same seed");
     }
     first_epoch = archive_int(archive, "epoch", checkpoint.string());
     if (first_epoch < 0 || first_epoch > kMaxEpochs) {
