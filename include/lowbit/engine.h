@@ -30,6 +30,9 @@ struct PlannedNode {
   int64_t parameter_bytes = 0;
 };
 
+// The operators the engine lowers, sorted (docs/engine.md lists each with the kernels it gets).
+std::vector<std::string> supported_operators();
+
 class Model {
  public:
   // Loads an ONNX model (a lowbit export, either format). Throws std::invalid_argument naming the

@@ -1,6 +1,6 @@
 // 8-bit integer kernels of the engine: convolutions (and dense layers, the 1x1 convolution of a
 // 1x1 image) of unsigned 8-bit activation codes with signed 8-bit weight codes, summed exactly in
-// int32. The offsets of the codes (zero points) and the scales are the caller's (model.cpp): the
+// int32. The offsets of the codes (zero points) and the scales are the caller's (layers.cpp): the
 // kernels only sum code products. One list of implementations (scalar, avx2, avx512_vnni) drives
 // dispatch, tests and benchmarks (docs/engine.md).
 #pragma once

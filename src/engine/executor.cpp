@@ -1,0 +1,92 @@
+// The executor: a program's steps over chunks of images, on one or more threads.
+#include <algorithm>
+#include <exception>
+#include <stdexcept>
+#include <thread>
+
+#include "program.h"
+
+namespace lowbit {
+namespace engine {
+namespace detail {
+
+// Runs the graph over `batch` images in chunks of a few images, so that every activation of a
+// chunk stays in cache and the buffers, allocated once per call, are reused.
+void Program::run(const float* inputs, int64_t batch, float* outputs) const {
+  constexpr int64_t kChunk = 8;
+  const int64_t in_per = product(input_dims), out_per = classes;
+  std::vector<std::vector<float>> buffers(values.size());
+  std::vector<const float*> ptr(values.size(), nullptr);
+  std::vector<const float*> xs;
+  for (int64_t first = 0; first < batch; first += kChunk) {
+    const int64_t n = std::min(kChunk, batch - first);
+    ptr[input] = inputs + first * in_per;
+    float* out = outputs + first * out_per;
+    for (const Step& s : steps) {
+      xs.clear();
+      for (int i : s.inputs) xs.push_back(ptr[i]);
+      const int64_t count = n * values[s.output].storage_per_image();
+      float* y;
+      if (s.output == output) {
+        y = out;
+      } else {
+        if (static_cast<int64_t>(buffers[s.output].size()) < count) buffers[s.output].resize(count);
+        y = buffers[s.output].data();
+      }
+      s.run(xs, y, count);
+      ptr[s.output] = y;
+    }
+    if (ptr[output] != out) bad(origin, "the output is not computed by the graph");
+  }
+}
+
+}  // namespace detail
+
+using detail::bad;
+using detail::product;
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+std::vector<int64_t> Model::input_shape() const { return impl_->input_dims; }
+int64_t Model::output_size() const { return impl_->classes; }
+const std::vector<PlannedNode>& Model::plan() const { return impl_->plan; }
+int64_t Model::parameter_bytes() const {
+  int64_t total = 0;
+  for (const auto& p : impl_->plan) total += p.parameter_bytes;
+  return total;
+}
+
+void Model::run(const float* inputs, int64_t batch, float* outputs, int threads) const {
+  if (batch < 0) throw std::invalid_argument("run: batch must be >= 0");
+  if (batch == 0) return;
+  if (!inputs || !outputs) throw std::invalid_argument("run: inputs and outputs must not be null");
+  const int64_t in_per = product(impl_->input_dims), out_per = impl_->classes;
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, batch));
+  if (workers == 1) {
+    impl_->run(inputs, batch, outputs);
+    return;
+  }
+  std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> errors(workers);
+  const int64_t per = (batch + workers - 1) / workers;
+  for (int64_t t = 0; t < workers; ++t) {
+    const int64_t first = t * per, n = std::min(per, batch - first);
+    if (n <= 0) break;
+    pool.emplace_back([&, t, first, n] {
+      try {
+        impl_->run(inputs + first * in_per, n, outputs + first * out_per);
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace engine
+}  // namespace lowbit

@@ -1,0 +1,136 @@
+// 8-bit codes between layers: an 8-bit layer's chain ending in Quant writes the codes.
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+
+#include "chains.h"
+
+namespace lowbit {
+namespace engine {
+namespace detail {
+
+// Whether node n reads its input i as codes (Value::codes): 8-bit convolutions and dense layers
+// (which decode where they take another kernel), Flatten, and max-pools without padding.
+bool Program::reads_codes(const onnx::NodeProto& n, int i) const {
+  if (i != 0) return false;
+  const std::string& op = n.op_type();
+  if (op == "Conv" || op == "Gemm") return true;
+  const Attrs a = attrs_of(n);
+  return flattens(n, a) || pools_unpadded(n, a);
+}
+
+// The floats of codes: (code - zero) * scale, as Quant computes them.
+void decode_codes(const uint8_t* codes, int64_t count, const Grid& g, float* y) {
+  const float lo = static_cast<float>(g.lo), zero = static_cast<float>(g.zero), sc = g.scale[0];
+  for (int64_t e = 0; e < count; ++e) y[e] = (static_cast<float>(codes[e]) + lo - zero) * sc;
+}
+
+// Plans a step that turns codes value `name` into floats and makes the name refer to them.
+void Program::decode(const std::string& name) {
+  const int codes_id = ids.at(name);
+  Value f;
+  f.dims = values[codes_id].dims;
+  f.grid = values[codes_id].grid;
+  const Grid g = f.grid;
+  const int64_t per = f.per_image(), stored = 4 * ((per + 3) / 4);
+  convert(name, std::move(f), "decode_codes",
+          [g, per, stored](const std::vector<const float*>& xs, float* y, int64_t count) {
+            const auto* in = reinterpret_cast<const uint8_t*>(xs[0]);
+            for (int64_t b = 0; b < count / per; ++b)
+              decode_codes(in + b * stored, per, g, y + b * per);
+          });
+}
+
+// Makes step s, planned for a float input, read codes value x (out_storage: the floats of its
+// output per image).
+void decode_input(Step& s, const Value& x, int64_t out_storage) {
+  const Grid g = x.grid;
+  const int64_t per = x.per_image(), stored = 4 * ((per + 3) / 4);
+  auto inner = s.run;
+  s.info.kernel = "decode_codes+" + s.info.kernel;
+  s.run = [inner, g, per, stored, out_storage](const std::vector<const float*>& xs, float* y,
+                                               int64_t count) {
+    const int64_t images = count / out_storage;
+    thread_local std::vector<float> floats;  // the inner step does not use it
+    floats.resize(images * per);
+    const auto* in = reinterpret_cast<const uint8_t*>(xs[0]);
+    for (int64_t b = 0; b < images; ++b)
+      decode_codes(in + b * stored, per, g, floats.data() + b * per);
+    std::vector<const float*> with = xs;
+    with[0] = floats.data();
+    inner(with, y, count);
+  };
+}
+
+// Fuses an 8-bit layer's chain ending in Quant (scalar scale and zero point, codes in [lo, hi])
+// into the layer's step, which then writes the Quant's codes (Value::codes) by the spec's integer
+// step: clamp((sum + add) >> shift). Every function of the chain is nondecreasing (extend_chain
+// admits no other), so the chain's codes are a nondecreasing function of the layer's integer sum
+// n; its steps, found by bisection evaluating the chain's own float operations (as the unfused
+// steps compute them), must lie 2^shift apart, which makes the shift exact for every n; false
+// (no fusion) where they do not, or a value of the chain is read elsewhere.
+bool Program::fuse_int8(const SumChain& chain, float qscale, float qzero, float qlo, float qhi,
+                        int rounding, const Grid& grid, size_t& into) {
+  if (!read_once(chain)) return false;
+  if (!grid.on || grid.hi - grid.lo > 255 || !chain.after_pool.empty()) return false;
+  Step& conv = steps[chain.conv_step];
+  const std::shared_ptr<const Int8Layer> layer = conv.int8;
+  const Int8Layer& l = *layer;
+  const int64_t m = l.shape.m, levels = grid.hi - grid.lo, bound = l.sum_bound;
+  // At most 256 bisections of 64 steps per channel: bounded work for any file.
+  if (m > 4096 || !spend(m * (levels + 1) * 64)) return false;
+  auto code = [&](int64_t o, int64_t n) {
+    const float v = apply_ops(chain.before_pool, o,
+                              static_cast<float>(static_cast<double>(n) * l.scale[o] + l.bias[o]));
+    float u = v / qscale + qzero;
+    u = u > qhi ? qhi : (u < qlo ? qlo : u);
+    return static_cast<int64_t>(round_mode(u, rounding)) - grid.lo;  // the stored code
+  };
+  auto q = std::make_shared<Requantization>();
+  q->add.resize(m), q->shift.resize(m), q->lo.resize(m), q->hi.resize(m);
+  std::vector<int64_t> steps_at;
+  for (int64_t o = 0; o < m; ++o) {
+    if (!std::isfinite(l.bias[o]) || !(l.scale[o] > 0) || !std::isfinite(l.scale[o])) return false;
+    const int64_t first = code(o, -bound), last = code(o, bound);
+    if (first < 0 || last > levels || first > last) return false;
+    // steps_at[j]: the least n whose code exceeds first + j.
+    steps_at.clear();
+    for (int64_t j = first + 1; j <= last; ++j) {
+      int64_t below = -bound, at = bound;  // code(below) < j <= code(at)
+      while (at - below > 1) {
+        const int64_t mid = below + (at - below) / 2;
+        (code(o, mid) >= j ? at : below) = mid;
+      }
+      steps_at.push_back(at);
+    }
+    int64_t step = 1;
+    if (steps_at.size() > 1) step = steps_at[1] - steps_at[0];
+    if (step < 1 || (step & (step - 1)) != 0 || step > (int64_t{1} << 30)) return false;
+    for (size_t j = 1; j < steps_at.size(); ++j)
+      if (steps_at[j] - steps_at[j - 1] != step) return false;
+    int k = 0;
+    while ((int64_t{1} << k) < step) ++k;
+    // code = first + 1 + floor((n - steps_at[0]) / 2^k) from steps_at[0] on, clamped; n is the
+    // kernel's raw sum plus the layer's constant.
+    const int64_t start = steps_at.empty() ? 0 : steps_at[0];
+    q->add[o] = l.constant[o] + (first + 1) * step - start;
+    q->shift[o] = k, q->lo[o] = static_cast<int32_t>(first), q->hi[o] = static_cast<int32_t>(last);
+  }
+  const int64_t plane = l.shape.oh * l.shape.ow, stored = (m * plane + 3) / 4;
+  conv.run = [layer, q, m, plane, stored](const std::vector<const float*>& xs, float* y,
+                                          int64_t count) {
+    const Int8Layer& l = *layer;
+    for (int64_t b = 0; b < count / stored; ++b) {
+      l.kernels->requantize(l.sums(xs[0], b), m, plane, q->add.data(), l.zw, q->shift.data(),
+                            q->lo.data(), q->hi.data(),
+                            reinterpret_cast<uint8_t*>(y) + b * 4 * stored);
+    }
+  };
+  conv.info.kernel += "+requantize";
+  conv.info.parameter_bytes += m * static_cast<int64_t>(sizeof(int64_t) + 3 * sizeof(int32_t));
+  return fused(chain, into);
+}
+
+}  // namespace detail
+}  // namespace engine
+}  // namespace lowbit

@@ -1,0 +1,166 @@
+// The steps of the engine's program (internal): what executes a lowered node, and the layers
+// (binary, bit-plane, 8-bit, ternary, float convolutions and dense layers) they are built from.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir.h"
+#include "lowbit/engine.h"
+#include "lowbit/engine/kernels/binary.h"
+#include "lowbit/engine/kernels/float32.h"
+#include "lowbit/engine/kernels/int8.h"
+#include "lowbit/engine/kernels/planes.h"
+
+namespace lowbit {
+namespace engine {
+namespace detail {
+
+struct BinaryLayer {
+  binary::ConvShape shape;
+  const binary::Kernels* kernels = nullptr;
+  std::vector<uint64_t> weights;
+  std::vector<float> scale, bias;
+  bool input_packed = false;  // reads packed words, else packs the signs of floats
+  int64_t input_words() const { return binary::words(shape.c) * shape.h * shape.w; }
+  // Image b's packed input: in place, or packed into buffer.
+  const uint64_t* input(const float* x, int64_t b, std::vector<uint64_t>& buffer) const {
+    if (input_packed) return reinterpret_cast<const uint64_t*>(x) + b * input_words();
+    buffer.resize(input_words());
+    binary::pack_chw(x + b * shape.c * shape.h * shape.w, shape.c, shape.h, shape.w, buffer.data());
+    return buffer.data();
+  }
+};
+
+// An 8-bit convolution or dense layer (int8_conv below): its weights in the kernel's layout and
+// what turns its sums into the layer's value.
+struct Int8Layer {
+  binary::ConvShape shape;
+  const int8::Kernels* kernels = nullptr;
+  std::vector<int8_t> weights;
+  int64_t mc = 0, zx = 0, zw = 0;  // rows of weights (m, plus the row of ones where zw != 0)
+  float sx = 1;                    // the input's scale
+  std::vector<int64_t> constant;
+  std::vector<double> scale;
+  std::vector<float> bias;
+  bool input_codes = false;  // reads a fused layer's codes, else the codes of floats
+  int64_t sum_bound = 0;     // |every sum| (int8.h's, with the zero points' corrections) is below
+  int64_t input_bytes() const { return shape.c * shape.h * shape.w; }
+  // Image b's padded codes and the raw sums (int8.h), in buffers reused by every step of a thread.
+  const int32_t* sums(const float* x, int64_t b) const {
+    thread_local std::vector<uint8_t> codes_in;
+    thread_local std::vector<int32_t> raw;
+    codes_in.resize(int8::padded_channels(shape.c) * int8::padded_rows(shape) *
+                    int8::padded_cols(shape));
+    raw.resize(mc * shape.oh * shape.ow);
+    if (input_codes) {
+      const auto* in = reinterpret_cast<const uint8_t*>(x) + b * 4 * ((input_bytes() + 3) / 4);
+      kernels->pack_codes(in, static_cast<int>(zx), shape, codes_in.data());
+    } else {
+      kernels->pack_input(x + b * input_bytes(), sx, static_cast<int>(zx), shape, codes_in.data());
+    }
+    kernels->conv(codes_in.data(), weights.data(), mc, shape, raw.data());
+    return raw.data();
+  }
+};
+
+// A layer of b-bit codes with binary weights (planes.h), its weights in the kernel's layout; its
+// value is n * scale[o] + bias[o] for the integer sum n, computed as int8's dequantize does.
+struct PlanesLayer {
+  binary::ConvShape shape;
+  const planes::Kernels* kernels = nullptr;
+  std::vector<uint64_t> weights;
+  int bits = 0;
+  float sx = 1;  // the input's scale (codes of floats: round(x / sx))
+  std::vector<double> scale;
+  std::vector<float> bias;
+  std::vector<int64_t> zeros;  // dequantize's constant
+  bool input_planes = false;   // reads a fused layer's planes, else packs the codes of floats
+  int64_t input_words() const { return planes::image_words(bits, shape.c, shape.h, shape.w); }
+  const int32_t* sums(const float* x, int64_t b) const {
+    thread_local std::vector<uint64_t> packed;
+    thread_local std::vector<int32_t> raw;
+    const uint64_t* in = reinterpret_cast<const uint64_t*>(x) + b * input_words();
+    if (!input_planes) {
+      packed.resize(input_words());
+      planes::pack_floats(x + b * shape.c * shape.h * shape.w, sx, bits, shape.c, shape.h, shape.w,
+                          packed.data());
+      in = packed.data();
+    }
+    raw.resize(shape.m * shape.oh * shape.ow);
+    kernels->sums(in, bits, weights.data(), shape, raw.data());
+    return raw.data();
+  }
+};
+
+// A fused 8-bit layer's requantization (int8::requantize's arguments per output channel).
+struct Requantization {
+  std::vector<int64_t> add;
+  std::vector<int32_t> shift, lo, hi;
+};
+
+// One executable step: reads value ids, writes one value id, for a chunk of `batch` images.
+struct Step {
+  PlannedNode info;
+  std::vector<int> inputs;
+  int output = -1;
+  std::function<void(const std::vector<const float*>&, float*, int64_t batch)> run;
+  std::shared_ptr<const BinaryLayer> binary;  // binary layers: what a fusion rebuilds them from
+  std::shared_ptr<const Int8Layer> int8;      // 8-bit layers: the same
+  std::shared_ptr<const PlanesLayer> planes;  // bit-plane layers: the same
+  bool removed = false;                       // fused into an earlier step
+};
+
+// ---- building layers (layers.cpp)
+
+// Whether a kernel of m output channels is s[o] * (±1) (every |w| of a channel equal); its s.
+bool binary_scales(const std::vector<float>& w, int64_t m, std::vector<float>& scale);
+
+// The step of a binary convolution (or dense layer): packs each image's signs, then XOR and
+// popcount against the packed kernel; exact, as the sums of ±1 products are integers.
+void binary_conv(Step& s, const binary::ConvShape& shape, const std::vector<float>& w,
+                 std::vector<float> scale, std::vector<float> bias, bool input_packed,
+                 const std::string& kind);
+
+// The weights' grid: the one Quant or DequantizeLinear gave them, else codes ±1 where every
+// output channel's weights are s[o] * (±1) (binary kernels with 2-bit activations, as in
+// Blueoil's A2W1).
+Grid weight_grid(const std::vector<float>& w, int64_t m, const Grid& given);
+
+// The step of an 8-bit convolution (or dense layer) where the input and the weights w
+// [m, c, kh, kw] lie on integer grids whose codes fit 8 bits (unsigned input codes, signed
+// weight codes, each shifted by a constant where its grid's range needs it); false where they
+// do not. With input x = (u - zx) sx and weights w = (k - zw) sw[o], the convolution is
+//   sx sw[o] (sum u k - zw sum u - zx sum k + taps c zx zw),
+// sum k a constant per channel and sum u, where zw != 0, one more row of weights all 1. The
+// integer sum is exact; scaled and biased in double, it rounds once to float.
+bool int8_conv(Step& s, const binary::ConvShape& shape, const Grid& xg, bool input_codes,
+               const std::vector<float>& w, const Grid& wg, const std::vector<float>& bias,
+               const std::string& kind);
+
+// The float convolution's step where its weights are ternary (float32::ternary_conv: the float
+// kernel's bits from codes of a byte); false where they are not.
+bool ternary_conv(Step& s, const binary::ConvShape& shape, int64_t group,
+                  const std::vector<float>& w, const std::vector<float>& bias,
+                  const std::string& kind);
+
+// The float dense layer's step where its rows are ternary: gemm_f32's operations over the rows
+// t * alpha[o] rebuilt from codes of a byte, so its bits.
+bool ternary_dense(Step& s, int64_t k, int64_t m, const std::vector<float>& rows,
+                   const std::vector<float>& bias);
+
+// The bits of a bit-plane layer's input: its planes, or floats on a grid of one scale, zero 0 and
+// codes 0 .. 2^b - 1 for b <= 4 (zero padding is then code 0); 0 where neither.
+int planes_bits(const Value& x);
+
+// The step of a bit-plane convolution (or dense layer): b-bit input codes x binary weights w
+// (scales sw), exact integer sums scaled and biased as int8's dequantize does.
+void planes_conv(Step& s, const binary::ConvShape& shape, const Value& x, int bits,
+                 const std::vector<float>& w, const std::vector<float>& sw,
+                 const std::vector<float>& bias, const std::string& kind);
+
+}  // namespace detail
+}  // namespace engine
+}  // namespace lowbit

@@ -1,0 +1,179 @@
+// Conv and Gemm: the kernel each layer gets (binary, bit planes, 8-bit, ternary, float).
+#include "../fusion/chains.h"
+#include "../layers.h"
+#include "../lower.h"
+
+namespace lowbit {
+namespace engine {
+namespace detail {
+
+void Program::conv(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+                   const std::string& where) {
+  if (in.size() < 2 || in.size() > 3 || !in[0] || !in[1])
+    bad(where, "takes X, W and an optional B");
+  const Value& x = *in[0];
+  if (x.constant || x.dims.size() != 4) bad(where, "X must be a 4-D activation");
+  if (!in[1]->constant || in[1]->dims.size() != 4) bad(where, "W must be a 4-D constant");
+  const Value& w = *in[1];
+  const int64_t group = a.i("group", 1);
+  const int64_t c = x.dims[1], h = x.dims[2], wd = x.dims[3];
+  const int64_t m = w.dims[0], cg = w.dims[1], kh = w.dims[2], kw = w.dims[3];
+  if (group < 1 || c % group != 0 || m % group != 0 || cg != c / group)
+    bad(where, "W " + dims_str(w.dims) + " does not match X " + dims_str(x.dims) + " with group " +
+                   std::to_string(group));
+  if (a.s("auto_pad", "NOTSET") != "NOTSET") bad(where, "auto_pad is not supported");
+  const auto ks = a.ints("kernel_shape", {kh, kw});
+  const Window win = window(a, where);
+  const std::vector<int64_t>&st = win.strides, &pd = win.pads, &dl = win.dilations;
+  if (ks != std::vector<int64_t>{kh, kw}) bad(where, "kernel_shape does not match W");
+  if (kh < 1 || kw < 1 || kh > 1024 || kw > 1024) bad(where, "kernel sizes must be in [1, 1024]");
+  const int64_t oh = (h + pd[0] + pd[2] - dl[0] * (kh - 1) - 1) / st[0] + 1;
+  const int64_t ow = (wd + pd[1] + pd[3] - dl[1] * (kw - 1) - 1) / st[1] + 1;
+  if (oh < 1 || ow < 1) bad(where, "the output would be empty");
+  std::vector<float> bias(m, 0.0f);
+  if (in.size() == 3 && in[2]) {
+    if (!in[2]->constant || in[2]->data.size() != static_cast<size_t>(m))
+      bad(where, "B must be a constant of " + std::to_string(m) + " values");
+    bias = in[2]->data;
+  }
+  out.dims = {1, m, oh, ow};
+  checked_mul(m * oh, ow, limits.max_tensor_elements, where, "the output");
+  in.resize(1);
+  binary::ConvShape shape;
+  shape.c = c, shape.h = h, shape.w = wd, shape.m = m, shape.kh = kh, shape.kw = kw;
+  shape.stride_h = st[0], shape.stride_w = st[1], shape.pad_h = pd[0], shape.pad_w = pd[1];
+  shape.dil_h = dl[0], shape.dil_w = dl[1], shape.oh = oh, shape.ow = ow;
+  std::vector<float> scale;
+  if (group == 1 && !x.codes && x.bipolar && binary_scales(w.data, m, scale)) {
+    binary_conv(s, shape, w.data, scale, bias, x.packed, "binary_conv2d_");
+    return;
+  }
+  if (x.packed) bad(where, "internal: a packed input reached a float convolution");
+  const int bits = planes_bits(x);
+  if (group == 1 && bits > 0 && binary_scales(w.data, m, scale)) {
+    planes_conv(s, shape, x, bits, w.data, scale, bias, "bitplane_conv2d_");
+    return;
+  }
+  if (x.planes) bad(where, "internal: bit planes reached a float convolution");
+  if (group == 1 && int8_conv(s, shape, x.grid, x.codes, w.data, weight_grid(w.data, m, w.grid),
+                              bias, "int8_conv2d_"))
+    return;
+  if (ternary_conv(s, shape, group, w.data, bias, "ternary_conv2d_f32_")) return;
+  const float32::Kernels* k = &float32::best();
+  s.info.kernel = "conv2d_f32_" + k->name;
+  const std::vector<float> wdata = w.data;
+  s.info.parameter_bytes = static_cast<int64_t>((wdata.size() + bias.size()) * sizeof(float));
+  s.run = [k, shape, group, wdata, bias](const std::vector<const float*>& xs, float* y,
+                                         int64_t count) {
+    const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
+    for (int64_t b = 0; b < count / per_out; ++b)
+      k->conv(xs[0] + b * per_in, wdata.data(), bias.data(), shape, group, y + b * per_out);
+  };
+}
+
+void Program::gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+                   const std::string& where) {
+  if (in.size() < 2 || in.size() > 3 || !in[0] || !in[1])
+    bad(where, "takes A, B and an optional C");
+  const Value& x = *in[0];
+  if (x.constant || x.dims.size() != 2) bad(where, "A must be a [batch, features] activation");
+  if (!in[1]->constant || in[1]->dims.size() != 2) bad(where, "B must be a 2-D constant");
+  if (a.i("transA", 0) != 0 || a.f("alpha", 1.0f) != 1.0f || a.f("beta", 1.0f) != 1.0f)
+    bad(where, "only transA = 0, alpha = beta = 1 are supported");
+  const bool tb = a.i("transB", 0) != 0;
+  const int64_t k = x.dims[1];
+  const Value& w = *in[1];
+  const int64_t wk = tb ? w.dims[1] : w.dims[0], m = tb ? w.dims[0] : w.dims[1];
+  if (wk != k) bad(where, "B " + dims_str(w.dims) + " does not match A " + dims_str(x.dims));
+  std::vector<float> bias(m, 0.0f);
+  if (in.size() == 3 && in[2]) {
+    if (!in[2]->constant ||
+        (in[2]->data.size() != static_cast<size_t>(m) && in[2]->data.size() != 1))
+      bad(where, "C must be a constant of " + std::to_string(m) + " values");
+    for (int64_t o = 0; o < m; ++o)
+      bias[o] = in[2]->data.size() == 1 ? in[2]->data[0] : in[2]->data[o];
+  }
+  // Rows of the weight for each output, whatever transB says.
+  std::vector<float> rows(m * k);
+  for (int64_t o = 0; o < m; ++o) {
+    for (int64_t i = 0; i < k; ++i) rows[o * k + i] = tb ? w.data[o * k + i] : w.data[i * m + o];
+  }
+  out.dims = {1, m};
+  in.resize(1);
+  std::vector<float> scale;
+  binary::ConvShape shape;  // a 1x1 convolution of a 1x1 image
+  shape.c = k, shape.h = shape.w = 1, shape.m = m, shape.kh = shape.kw = 1;
+  shape.oh = shape.ow = 1;
+  if (x.packed) {
+    // Bits in channels-last order: the dense layer is the convolution of the [C, H, W] input
+    // by a kernel [m, C, H, W], which is what the rows hold.
+    if (!binary_scales(rows, m, scale)) bad(where, "internal: a packed input of float weights");
+    const auto& chw = x.packed_chw;
+    shape.c = chw[0], shape.h = shape.kh = chw[1], shape.w = shape.kw = chw[2];
+    binary_conv(s, shape, rows, scale, bias, true, "binary_gemm_");
+    return;
+  }
+  if (x.planes) {  // as for packed bits: the convolution by a kernel as large as the image
+    if (!binary_scales(rows, m, scale)) bad(where, "internal: bit planes of float weights");
+    const auto& chw = x.packed_chw;
+    shape.c = chw[0], shape.h = shape.kh = chw[1], shape.w = shape.kw = chw[2];
+    planes_conv(s, shape, x, x.planes, rows, scale, bias, "bitplane_gemm_");
+    return;
+  }
+  if (const int bits = planes_bits(x); bits > 0 && binary_scales(rows, m, scale)) {
+    planes_conv(s, shape, x, bits, rows, scale, bias, "bitplane_gemm_");
+    return;
+  }
+  if (!x.codes && x.bipolar && binary_scales(rows, m, scale)) {
+    binary_conv(s, shape, rows, scale, bias, false, "binary_gemm_");
+    return;
+  }
+  // Per-channel weight scales apply to rows only where B holds them (transB).
+  const Grid wg = weight_grid(rows, m, tb || w.grid.scale.size() == 1 ? w.grid : Grid());
+  if (int8_conv(s, shape, x.grid, x.codes, rows, wg, bias, "int8_gemm_")) return;
+  if (ternary_dense(s, k, m, rows, bias)) return;
+  s.info.kernel = "gemm_f32";
+  s.info.parameter_bytes = static_cast<int64_t>((rows.size() + bias.size()) * sizeof(float));
+  s.run = [rows, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {
+    const int64_t images = count / m;
+    for (int64_t b = 0; b < images; ++b) {
+      const float* xi = xs[0] + b * k;
+      for (int64_t o = 0; o < m; ++o) {
+        float acc = 0;
+        const float* r = rows.data() + o * k;
+        for (int64_t i = 0; i < k; ++i) acc += xi[i] * r[i];
+        y[b * m + o] = acc + bias[o];
+      }
+    }
+  };
+}
+
+namespace {
+
+void lower_conv(Node& d) {
+  d.p.conv(d.in, d.a, d.out, d.s, d.where);
+  // A convolution or dense layer on codes that did not take the 8-bit kernels reads floats.
+  if (d.in[0] && d.in[0]->codes && !d.s.int8)
+    decode_input(d.s, *d.in[0], d.out.storage_per_image());
+}
+
+void lower_gemm(Node& d) {
+  d.p.gemm(d.in, d.a, d.out, d.s, d.where);
+  // A convolution or dense layer on codes that did not take the 8-bit kernels reads floats.
+  if (d.in[0] && d.in[0]->codes && !d.s.int8)
+    decode_input(d.s, *d.in[0], d.out.storage_per_image());
+}
+
+}  // namespace
+
+const std::vector<OpLowering>& conv_ops() {
+  static const std::vector<OpLowering> ops = {
+      {"Conv", lower_conv},
+      {"Gemm", lower_gemm},
+  };
+  return ops;
+}
+
+}  // namespace detail
+}  // namespace engine
+}  // namespace lowbit

@@ -1,0 +1,143 @@
+// The engine's program (internal): the values and steps a model file is lowered to, with the state
+// of the lowering (which values are read where, the fusions' budget). Model::Impl is a Program.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ir.h"
+#include "layers.h"
+#include "lowbit/engine.h"
+
+namespace onnx {
+class ModelProto;
+class NodeProto;
+class TensorProto;
+}  // namespace onnx
+
+namespace lowbit {
+namespace engine {
+namespace detail {
+
+struct Program {
+  std::string origin;
+  Limits limits;
+  std::vector<Value> values;
+  std::map<std::string, int> ids;
+  std::vector<Step> steps;
+  std::vector<PlannedNode> plan;
+  int input = -1, output = -1;
+  std::vector<int64_t> input_dims;  // C, H, W
+  int64_t classes = 0;
+  int64_t total_constant_elements = 0;
+  bool initializing = false;  // reading initializers, counted as they are read
+  // QuantizeLinear's saturation range, by the name of its zero point (from the zero point's type).
+  std::map<std::string, std::pair<float, float>> zero_point_ranges;
+  std::map<std::string, int> uses;  // how many node inputs (and graph outputs) read each value
+
+  // ---- the reader (reader.cpp)
+  int add_value(const std::string& name, Value v, const std::string& where);
+  const Value& value(const std::string& name, const std::string& where) const;
+  int id(const std::string& name) const { return ids.at(name); }
+  Value read_initializer(const onnx::TensorProto& t);
+  void load(const onnx::ModelProto& m);
+
+  // ---- lowering (lower.cpp)
+  void add_node(const onnx::NodeProto& n, int k);
+  // Node n's attributes.
+  Attrs attrs_of(const onnx::NodeProto& n) const;
+  // Node n's input k where it is a constant, else null.
+  const Value* constant_input(const onnx::NodeProto& n, int k) const;
+  // A MaxPool of a 4-D input without padding, dilation or ceil mode.
+  bool pools_unpadded(const onnx::NodeProto& n, const Attrs& a) const;
+  // A Conv (group 1) or Gemm (transB, alpha = beta = 1) of input 0 whose constant weights match
+  // its channels and are s[o] * (±1): the layers planned as binary or bit-plane layers.
+  bool binary_layer(const onnx::NodeProto& n, const Attrs& a) const;
+  // For folding nodes whose input is constant: fill the output from the constant input.
+  void fold_if_constant(const std::vector<const Value*>& in, Value& out, const std::string& where,
+                        const std::function<void(std::vector<float>&)>& f);
+
+  // ---- operators (ops/*.cpp)
+  void conv(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+            const std::string& where);
+  void gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+            const std::string& where);
+  void max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+                const std::string& where);
+  void pad(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
+           const std::string& where, const onnx::NodeProto&);
+  // Reshape of a constant (the exports' packed binary kernels); ONNX's 0 (copy, allowzero 0) and
+  // -1 (inferred).
+  void reshape(const Value& x, const Value& shape, const Attrs& a, Value& out,
+               const std::string& where);
+  // Slice of a constant: starts, ends and optional axes (steps 1), ONNX's clamping of negative and
+  // out-of-range indices.
+  void slice(std::vector<const Value*>& in, Value& out, const std::string& where);
+
+  // ---- fusions (fusion/*.cpp)
+  // Plans a step `kernel` that turns value `name` (packed or codes) into floats, value f, and makes
+  // the name refer to them.
+  template <class Run>
+  void convert(const std::string& name, Value f, const std::string& kernel, Run&& run) {
+    Step st;
+    st.info.name = name;
+    st.info.op_type = "Convert";
+    st.info.kernel = kernel;
+    st.info.output.assign(f.dims.begin() + 1, f.dims.end());
+    st.inputs = {ids.at(name)};
+    st.run = std::forward<Run>(run);
+    values.push_back(std::move(f));
+    st.output = ids[name] = static_cast<int>(values.size()) - 1;
+    steps.push_back(std::move(st));
+  }
+
+  // Starts a chain at a binary layer's output and carries it through per-channel Mul, Add, Sub and
+  // Div by constants, one max-pool without padding, Flatten and Identity.
+  void extend_chain(const std::string& op, const onnx::NodeProto& n,
+                    const std::vector<const Value*>& in, const Attrs& a, const Step& s, Value& out);
+  // Fusions evaluate a chain's float operations many times; all of a model's together at most
+  // kFusionWork times (about a second), after which layers run unfused (as exactly, more slowly).
+  static constexpr int64_t kFusionWork = int64_t{1} << 28;
+  int64_t fusion_work = 0;
+  bool spend(int64_t evaluations);
+  // Whether every value of the chain is read once (by the chain's next step): fusing it then
+  // removes no value another node reads.
+  bool read_once(const SumChain& chain);
+  // Marks the chain's steps removed (the layer's step, into, now computes the chain); true.
+  bool fused(const SumChain& chain, size_t& into);
+  // Bitpacked binary chains (fusion/binary.cpp).
+  bool reads_packed(const onnx::NodeProto& n, int i) const;
+  void unpack(const std::string& name);
+  bool fuse(const SumChain& chain, size_t& into);
+  // 8-bit codes (fusion/int8.cpp).
+  bool reads_codes(const onnx::NodeProto& n, int i) const;
+  void decode(const std::string& name);
+  bool fuse_int8(const SumChain& chain, float qscale, float qzero, float qlo, float qhi,
+                 int rounding, const Grid& grid, size_t& into);
+  // Bit planes (fusion/planes.cpp).
+  bool reads_planes(const onnx::NodeProto& n, int i) const;
+  bool planes_scalar(const onnx::NodeProto& n) const;
+  void planes_scaled(std::vector<const Value*>& in, Value& out, Step& s, char kind);
+  void decode_planes(const std::string& name);
+  bool fuse_planes(const SumChain& chain, float qscale, float qhi, int rounding, size_t& into);
+
+  // ---- the executor (executor.cpp)
+  // Runs the graph over `batch` images in chunks of a few images, so that every activation of a
+  // chunk stays in cache and the buffers, allocated once per call, are reused.
+  void run(const float* inputs, int64_t batch, float* outputs) const;
+};
+
+// A Flatten of axis 1: the same storage, whatever it holds.
+bool flattens(const onnx::NodeProto& n, const Attrs& a);
+
+}  // namespace detail
+}  // namespace engine
+}  // namespace lowbit
+
+namespace lowbit {
+namespace engine {
+struct Model::Impl : detail::Program {};
+}  // namespace engine
+}  // namespace lowbit

@@ -1,0 +1,264 @@
+// The engine's binary layers: every kernel against the definition, planning, and chained layers
+// kept bitpacked against the same graph unfused.
+#include "engine_test_util.h"
+
+namespace {
+
+using namespace engine_test;  // Builder, load_error, Model
+
+// ---- binary kernels
+
+namespace lowbit_binary_tests {
+
+using lowbit::engine::binary::ConvShape;
+
+// The float layer: sum over the taps inside the image of x * w (±1 values), times scale, plus bias.
+std::vector<float> reference_conv(const std::vector<float>& x, const std::vector<float>& w,
+                                  const std::vector<float>& scale, const std::vector<float>& bias,
+                                  const ConvShape& s) {
+  const std::vector<int64_t> sums = reference_sums(x, w, 0.0f, s);
+  std::vector<float> y(sums.size());
+  const int64_t plane = s.oh * s.ow;
+  for (size_t e = 0; e < y.size(); ++e)
+    y[e] = static_cast<float>(sums[e]) * scale[e / plane] + bias[e / plane];
+  return y;
+}
+
+TEST(EngineBinary, EveryKernelEqualsTheDefinitionAroundWordSizes) {
+  std::mt19937 rng(11);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  for (const auto& k : lowbit::engine::binary::all()) {
+    if (!k.supported()) continue;
+    for (int64_t c : {1, 7, 63, 64, 65, 128, 130}) {
+      for (int64_t pad : {0, 1}) {
+        for (int64_t width : {4, 13}) {  // 13: blocks of output pixels away from the border
+          ConvShape s;
+          s.c = c, s.h = 5, s.w = width, s.m = c % 2 ? 3 : 9, s.kh = 3, s.kw = 2;  // around 8
+          s.pad_h = pad, s.pad_w = pad, s.stride_w = 1 + pad, s.dil_w = width == 13 ? 2 : 1;
+          s.oh = (s.h + 2 * pad - s.kh) / s.stride_h + 1;
+          s.ow = (s.w + 2 * pad - s.dil_w * (s.kw - 1) - 1) / s.stride_w + 1;
+          std::vector<float> x(c * s.h * s.w), w(s.m * c * s.kh * s.kw), scale(s.m), bias(s.m);
+          for (auto& v : x) v = sign();
+          for (auto& v : w) v = sign();
+          for (int64_t o = 0; o < s.m; ++o) scale[o] = 0.25f * (o + 1), bias[o] = 0.5f * o - 1;
+          std::vector<uint64_t> packed(lowbit::engine::binary::words(c) * s.h * s.w);
+          lowbit::engine::binary::pack_chw(x.data(), c, s.h, s.w, packed.data());
+          const auto kernel = k.pack(w.data(), s.m, c, s.kh, s.kw);
+          std::vector<float> y(s.m * s.oh * s.ow);
+          k.conv(packed.data(), kernel.data(), scale.data(), bias.data(), s, y.data());
+          EXPECT_EQ(y, reference_conv(x, w, scale, bias, s))
+              << k.name << " c=" << c << " pad=" << pad << " width=" << width;
+        }
+      }
+    }
+  }
+}
+
+TEST(EngineBinary, EveryKernelsBitsAreTheThresholdedSums) {
+  std::mt19937 rng(12);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  for (const auto& k : lowbit::engine::binary::all()) {
+    if (!k.supported()) continue;
+    for (int64_t c : {7, 64, 130}) {
+      for (int64_t m : {5, 8, 17, 64, 70}) {
+        ConvShape s;
+        s.c = c, s.h = 5, s.w = 7, s.m = m, s.kh = s.kw = 3, s.pad_h = s.pad_w = 1;
+        s.oh = 5, s.ow = 7;
+        std::vector<float> x(c * s.h * s.w), w(m * c * 9);
+        for (auto& v : x) v = sign();
+        for (auto& v : w) v = sign();
+        const auto sums =
+            reference_conv(x, w, std::vector<float>(m, 1.0f), std::vector<float>(m, 0.0f), s);
+        std::vector<int32_t> t(m);
+        std::vector<uint8_t> below(m);
+        for (int64_t o = 0; o < m; ++o) {
+          t[o] = static_cast<int32_t>(rng() % 13) - 6;  // around the sums' middle
+          below[o] = rng() % 2;
+        }
+        const int64_t mw = lowbit::engine::binary::words(m), plane = s.oh * s.ow;
+        std::vector<uint64_t> want(mw * plane, 0), got(mw * plane, ~uint64_t{0});
+        for (int64_t o = 0; o < m; ++o)
+          for (int64_t p = 0; p < plane; ++p) {
+            const float n = sums[o * plane + p];
+            if (below[o] ? n < t[o] : n > t[o]) want[p * mw + o / 64] |= uint64_t{1} << (o % 64);
+          }
+        std::vector<uint64_t> packed(lowbit::engine::binary::words(c) * s.h * s.w);
+        lowbit::engine::binary::pack_chw(x.data(), c, s.h, s.w, packed.data());
+        const auto kernel = k.pack(w.data(), m, c, 3, 3);
+        k.conv_bits(packed.data(), kernel.data(), t.data(), below.data(), s, got.data());
+        EXPECT_EQ(got, want) << k.name << " c=" << c << " m=" << m;
+      }
+    }
+  }
+}
+
+TEST(EngineBinary, BipolarInputsAndScaledSignKernelsPlanTheBinaryKernel) {
+  // BipolarQuant -> Pad(+1) -> Conv(±0.5 kernel) -> Flatten -> BipolarQuant -> Gemm(±1).
+  const int64_t C = 70, H = 4, W = 3, M = 5, classes = 3;
+  std::mt19937 rng(3);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  std::vector<float> w(M * C * 9), g(classes * M * H * W), x(2 * C * H * W);
+  for (auto& v : w) v = 0.5f * sign();
+  for (auto& v : g) v = sign();
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  Builder b({C, H, W});
+  b.init("one", {}, {1.0f});
+  b.init("pads", {8}, {0, 0, 1, 1, 0, 0, 1, 1});
+  b.init("w", {M, C, 3, 3}, w);
+  b.init("g", {classes, M * H * W}, g);
+  b.node("BipolarQuant", {"image", "one"}, "xb", "qonnx.custom_op.general");
+  b.node("Pad", {"xb", "pads", "one"}, "xp");
+  b.node("Conv", {"xp", "w"}, "c");
+  b.node("Flatten", {"c"}, "f");
+  b.node("BipolarQuant", {"f", "one"}, "fb", "qonnx.custom_op.general");
+  auto* gemm = b.node("Gemm", {"fb", "g"}, "y");
+  Builder::attr(gemm, "transB", int64_t{1});
+  const Model model = b.load("y");
+  std::vector<std::string> kernels;
+  for (const auto& p : model.plan()) kernels.push_back(p.kernel);
+  const std::string best = lowbit::engine::binary::best().name;
+  // Conv -> Flatten -> BipolarQuant fused: the sums' signs written as bits for the dense layer.
+  ASSERT_EQ(kernels.size(), 4u);
+  EXPECT_EQ(kernels[2], "binary_conv2d_" + best + "+threshold");
+  EXPECT_EQ(kernels[3], "binary_gemm_" + best);
+  // Packed: a few bits per weight (70 channels fill two words; channels padded to the vector).
+  EXPECT_LT(model.plan()[2].parameter_bytes, static_cast<int64_t>(w.size() * sizeof(float) / 8));
+  EXPECT_GT(model.plan()[2].parameter_bytes, static_cast<int64_t>(w.size() / 8));
+  std::vector<float> y(2 * classes);
+  model.run(x.data(), 2, y.data());
+  for (int n = 0; n < 2; ++n) {
+    std::vector<float> xb(C * (H + 2) * (W + 2), 1.0f);  // padded with +1
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < H; ++i)
+        for (int64_t j = 0; j < W; ++j)
+          xb[(c * (H + 2) + i + 1) * (W + 2) + j + 1] =
+              x[((n * C + c) * H + i) * W + j] >= 0 ? 1 : -1;
+    ConvShape s;
+    s.c = C, s.h = H + 2, s.w = W + 2, s.m = M, s.kh = s.kw = 3, s.oh = H, s.ow = W;
+    std::vector<float> signs(w.size());
+    for (size_t e = 0; e < w.size(); ++e) signs[e] = w[e] / 0.5f;
+    const auto conv =
+        reference_conv(xb, signs, std::vector<float>(M, 0.5f), std::vector<float>(M, 0.0f), s);
+    for (int k = 0; k < classes; ++k) {
+      float acc = 0;
+      for (int64_t f = 0; f < M * H * W; ++f)
+        acc += (conv[f] >= 0 ? 1.0f : -1.0f) * g[k * M * H * W + f];
+      EXPECT_EQ(y[n * classes + k], acc) << n << " " << k;
+    }
+  }
+}
+
+// A chain of binary layers, once fused (bits between the layers) and once kept apart by a second
+// reader of every intermediate value (floats, the reference path tested above): equal outputs.
+// 70 and 67 channels cross a word; the per-channel multipliers are negative, zero and positive.
+Model chained_binary_model(bool fused, std::vector<std::string>* kernels) {
+  const int64_t C = 70, M2 = 67, H = 6, classes = 4;
+  std::mt19937 rng(21);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  auto uniform = [&](float lo, float hi) {
+    return std::uniform_real_distribution<float>(lo, hi)(rng);
+  };
+  std::vector<float> w1(C * C * 9), w2(M2 * C * 9), g(classes * M2 * 4), a(C), b(C), a2(M2);
+  for (auto& v : w1) v = 0.5f * sign();
+  for (int64_t o = 0; o < M2; ++o)
+    for (int64_t e = 0; e < C * 9; ++e) w2[o * C * 9 + e] = 0.25f * (1 + o % 3) * sign();
+  for (auto& v : g) v = sign();
+  for (int64_t c = 0; c < C; ++c) a[c] = c % 7 == 0 ? 0.0f : uniform(-2, 2), b[c] = uniform(-3, 3);
+  for (auto& v : a2) v = uniform(-1, 1);
+  Builder m({C, H, H});
+  m.init("one", {}, {1.0f});
+  m.init("minus", {}, {-1.0f});
+  m.init("pads", {8}, {0, 0, 1, 1, 0, 0, 1, 1});
+  m.init("w1", {C, C, 3, 3}, w1);
+  m.init("w2", {M2, C, 3, 3}, w2);
+  m.init("g", {classes, M2 * 4}, g);
+  m.init("a", {1, C, 1, 1}, a);
+  m.init("b", {1, C, 1, 1}, b);
+  m.init("a2", {1, M2, 1, 1}, a2);
+  const char* qonnx = "qonnx.custom_op.general";
+  m.node("BipolarQuant", {"image", "one"}, "x0", qonnx);
+  m.node("Pad", {"x0", "pads", "one"}, "x1");
+  m.node("Conv", {"x1", "w1"}, "c1");
+  auto* pool = m.node("MaxPool", {"c1"}, "p1");
+  Builder::attr(pool, "kernel_shape", std::vector<int64_t>{2, 2});
+  Builder::attr(pool, "strides", std::vector<int64_t>{2, 2});
+  m.node("Mul", {"p1", "a"}, "m1");
+  m.node("Add", {"m1", "b"}, "s1");
+  m.node("BipolarQuant", {"s1", "one"}, "x2", qonnx);  // 3x3, packed when fused
+  m.node("Pad", {"x2", "pads", "minus"}, "x3");        // -1 padding of packed words
+  m.node("Conv", {"x3", "w2"}, "c2");
+  m.node("Mul", {"c2", "a2"}, "m2");
+  m.node("BipolarQuant", {"m2", "one"}, "x4", qonnx);
+  auto* pool2 = m.node("MaxPool", {"x4"}, "p2");  // on bits: AND
+  Builder::attr(pool2, "kernel_shape", std::vector<int64_t>{2, 2});
+  m.node("Flatten", {"p2"}, "f");
+  auto* gemm = m.node("Gemm", {"f", "g"}, "y");
+  Builder::attr(gemm, "transB", int64_t{1});
+  if (!fused) {
+    for (const char* v : {"c1", "p1", "m1", "s1", "c2", "m2"})
+      m.node("Relu", {v}, std::string(v) + "_reader");
+  }
+  Model model = m.load("y");
+  for (const auto& p : model.plan()) kernels->push_back(p.kernel);
+  return model;
+}
+
+TEST(EngineBinary, ChainedBinaryLayersStayPackedAndEqualTheFloatGraph) {
+  std::vector<std::string> fused_kernels, plain_kernels;
+  const Model fused = chained_binary_model(true, &fused_kernels);
+  const Model plain = chained_binary_model(false, &plain_kernels);
+  const std::string best = lowbit::engine::binary::best().name;
+  const std::vector<std::string> expected = {"bipolar_quant_f32",
+                                             "pad_f32",
+                                             "binary_conv2d_" + best + "+maxpool+threshold",
+                                             "pad_bits",
+                                             "binary_conv2d_" + best + "+threshold",
+                                             "maxpool_bits",
+                                             "copy",
+                                             "binary_gemm_" + best};
+  EXPECT_EQ(fused_kernels, expected);
+  EXPECT_EQ(std::count(plain_kernels.begin(), plain_kernels.end(), "bipolar_quant_f32"), 3);
+  std::mt19937 rng(4);
+  const int64_t n = 9;  // more than one chunk of images
+  std::vector<float> x(n * 70 * 36);
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  std::vector<float> y1(n * 4), y2(n * 4);
+  fused.run(x.data(), n, y1.data(), 2);
+  plain.run(x.data(), n, y2.data(), 1);
+  EXPECT_EQ(y1, y2);
+}
+
+TEST(EngineBinary, PackedValuesReadAsFloatsAreUnpacked) {
+  // BipolarQuant fused into the convolution, then Relu, which reads floats.
+  const int64_t C = 3, M = 65, H = 4;
+  std::mt19937 rng(8);
+  std::vector<float> w(M * C * 9), x(2 * C * H * H);
+  for (auto& v : w) v = rng() % 2 ? 1.0f : -1.0f;
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  auto build = [&](bool fused) {
+    Builder m({C, H, H});
+    m.init("one", {}, {1.0f});
+    m.init("w", {M, C, 3, 3}, w);
+    m.node("BipolarQuant", {"image", "one"}, "x0", "qonnx.custom_op.general");
+    auto* conv = m.node("Conv", {"x0", "w"}, "c");
+    Builder::attr(conv, "pads", std::vector<int64_t>{1, 1, 1, 1});
+    m.node("BipolarQuant", {"c", "one"}, "s", "qonnx.custom_op.general");
+    m.node("Relu", {"s"}, "r");
+    m.node("Flatten", {"r"}, "y");
+    if (!fused) m.node("Relu", {"c"}, "reader");
+    return m.load("y");
+  };
+  const Model fused = build(true), plain = build(false);
+  std::vector<std::string> kernels;
+  for (const auto& p : fused.plan()) kernels.push_back(p.kernel);
+  EXPECT_NE(std::find(kernels.begin(), kernels.end(), "unpack_bits"), kernels.end());
+  std::vector<float> y1(2 * M * H * H), y2(y1.size());
+  fused.run(x.data(), 2, y1.data());
+  plain.run(x.data(), 2, y2.data());
+  EXPECT_EQ(y1, y2);
+  for (float v : y1) EXPECT_TRUE(v == 0.0f || v == 1.0f);
+}
+
+}  // namespace lowbit_binary_tests
+
+}  // namespace
