@@ -1,6 +1,7 @@
-// The inference engine: runs lowbit's ONNX exports without LibTorch (docs/engine.md). Model files
-// are untrusted: every size, type and reference is checked while loading, and a bad file is an
-// std::invalid_argument naming what is wrong, never a crash or an unbounded allocation.
+// The inference engine: runs ONNX models (lowbit's exports and others) without LibTorch
+// (docs/engine.md). Model files are untrusted: every size, type and reference is checked while
+// loading, and a bad file is an std::invalid_argument naming what is wrong, never a crash or an
+// unbounded allocation.
 #pragma once
 
 #include <cstddef>
@@ -45,18 +46,25 @@ class Model {
   Model& operator=(Model&&) noexcept;
   ~Model();
 
-  // The input: [batch, channels, height, width] float32 (raw pixels for lowbit's exports), and
-  // the output: [batch, classes].
-  std::vector<int64_t> input_shape() const;  // {channels, height, width}
-  int64_t output_size() const;               // classes
+  // The input and the output per image: float32 tensors [batch, ...input_shape()] and [batch,
+  // ...output_shape()] (lowbit's exports: [channels, height, width] of raw pixels in, [classes]
+  // out).
+  std::vector<int64_t> input_shape() const;
+  std::vector<int64_t> output_shape() const;
+  int64_t input_size() const;   // the product of input_shape(): floats per image
+  int64_t output_size() const;  // the product of output_shape()
   const std::vector<PlannedNode>& plan() const;
   // The sum of the plan's parameter_bytes: the model's memory once loaded (the file's float
   // initializers are released after planning).
   int64_t parameter_bytes() const;
 
-  // Runs `batch` images (contiguous, batch x channels x height x width) into `outputs` (batch x
-  // classes), with up to `threads` threads (images are split between them).
+  // Runs `batch` images (contiguous, batch x input_size() floats) into `outputs` (batch x
+  // output_size()), with up to `threads` threads (images are split between them).
   void run(const float* inputs, int64_t batch, float* outputs, int threads = 1) const;
+  // As run() on one thread, adding the seconds of each step of plan() to seconds[step] (resized to
+  // plan().size(), existing values kept): a per-operator profile.
+  void run_profiled(const float* inputs, int64_t batch, float* outputs,
+                    std::vector<double>& seconds) const;
 
  private:
   struct Impl;

@@ -13,17 +13,24 @@ extern "C" {
 
 typedef struct lowbit_model lowbit_model;
 
-/* Loads an ONNX model (a lowbit export) from a file or from memory (the bytes are copied). */
+/* Loads an ONNX model from a file or from memory (the bytes are copied). */
 lowbit_model* lowbit_model_from_file(const char* path, char* error, size_t error_size);
 lowbit_model* lowbit_model_from_buffer(const void* data, size_t size, char* error,
                                        size_t error_size);
 
-/* The input's per-image shape {channels, height, width}, and the number of outputs per image. */
-void lowbit_model_input_shape(const lowbit_model* model, int64_t shape[3]);
+/* The per-image input and output shapes (without the batch dimension): each writes up to
+ * `capacity` dimensions to `dims` (which may be NULL to ask the rank) and returns the rank. */
+size_t lowbit_model_input_dims(const lowbit_model* model, int64_t* dims, size_t capacity);
+size_t lowbit_model_output_dims(const lowbit_model* model, int64_t* dims, size_t capacity);
+/* Floats per image of the input and of the output (the products of those shapes). */
+int64_t lowbit_model_input_size(const lowbit_model* model);
 int64_t lowbit_model_output_size(const lowbit_model* model);
+/* The input's per-image shape {channels, height, width} of an image model; {0, 0, 0} where the
+ * input is not [batch, channels, height, width] (lowbit_model_input_dims gives any rank). */
+void lowbit_model_input_shape(const lowbit_model* model, int64_t shape[3]);
 
-/* Runs `batch` images (batch x channels x height x width floats) into `outputs` (batch x
- * output_size floats) with up to `threads` threads. Returns 0, or 1 with a message. */
+/* Runs `batch` images (batch x input_size floats) into `outputs` (batch x output_size floats)
+ * with up to `threads` threads. Returns 0, or 1 with a message. */
 int lowbit_model_run(const lowbit_model* model, const float* inputs, int64_t batch, float* outputs,
                      int threads, char* error, size_t error_size);
 

@@ -57,7 +57,26 @@ lowbit_model* lowbit_model_from_buffer(const void* data, size_t size, char* erro
 void lowbit_model_input_shape(const lowbit_model* model, int64_t shape[3]) {
   if (!model || !shape) return;
   const auto s = model->model.input_shape();
-  for (int i = 0; i < 3; ++i) shape[i] = s[i];
+  for (size_t i = 0; i < 3; ++i) shape[i] = s.size() == 3 ? s[i] : 0;
+}
+
+namespace {
+size_t copy_dims(const std::vector<int64_t>& s, int64_t* dims, size_t capacity) {
+  for (size_t i = 0; dims && i < s.size() && i < capacity; ++i) dims[i] = s[i];
+  return s.size();
+}
+}  // namespace
+
+size_t lowbit_model_input_dims(const lowbit_model* model, int64_t* dims, size_t capacity) {
+  return model ? copy_dims(model->model.input_shape(), dims, capacity) : 0;
+}
+
+size_t lowbit_model_output_dims(const lowbit_model* model, int64_t* dims, size_t capacity) {
+  return model ? copy_dims(model->model.output_shape(), dims, capacity) : 0;
+}
+
+int64_t lowbit_model_input_size(const lowbit_model* model) {
+  return model ? model->model.input_size() : 0;
 }
 
 int64_t lowbit_model_output_size(const lowbit_model* model) {

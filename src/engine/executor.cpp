@@ -1,5 +1,6 @@
 // The executor: a program's steps over chunks of images, on one or more threads.
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <stdexcept>
 #include <thread>
@@ -11,10 +12,12 @@ namespace engine {
 namespace detail {
 
 // Runs the graph over `batch` images in chunks of a few images, so that every activation of a
-// chunk stays in cache and the buffers, allocated once per call, are reused.
-void Program::run(const float* inputs, int64_t batch, float* outputs) const {
+// chunk stays in cache and the buffers, allocated once per call, are reused. With `seconds`, adds
+// each step's time to seconds[step].
+void Program::run(const float* inputs, int64_t batch, float* outputs, double* seconds) const {
+  using Clock = std::chrono::steady_clock;
   constexpr int64_t kChunk = 8;
-  const int64_t in_per = product(input_dims), out_per = classes;
+  const int64_t in_per = product(input_dims), out_per = product(output_dims);
   std::vector<std::vector<float>> buffers(values.size());
   std::vector<const float*> ptr(values.size(), nullptr);
   std::vector<const float*> xs;
@@ -22,7 +25,8 @@ void Program::run(const float* inputs, int64_t batch, float* outputs) const {
     const int64_t n = std::min(kChunk, batch - first);
     ptr[input] = inputs + first * in_per;
     float* out = outputs + first * out_per;
-    for (const Step& s : steps) {
+    for (size_t k = 0; k < steps.size(); ++k) {
+      const Step& s = steps[k];
       xs.clear();
       for (int i : s.inputs) xs.push_back(ptr[i]);
       const int64_t count = n * values[s.output].storage_per_image();
@@ -33,7 +37,13 @@ void Program::run(const float* inputs, int64_t batch, float* outputs) const {
         if (static_cast<int64_t>(buffers[s.output].size()) < count) buffers[s.output].resize(count);
         y = buffers[s.output].data();
       }
-      s.run(xs, y, count);
+      if (seconds) {
+        const auto start = Clock::now();
+        s.run(xs, y, count);
+        seconds[k] += std::chrono::duration<double>(Clock::now() - start).count();
+      } else {
+        s.run(xs, y, count);
+      }
       ptr[s.output] = y;
     }
     if (ptr[output] != out) bad(origin, "the output is not computed by the graph");
@@ -51,7 +61,9 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 std::vector<int64_t> Model::input_shape() const { return impl_->input_dims; }
-int64_t Model::output_size() const { return impl_->classes; }
+std::vector<int64_t> Model::output_shape() const { return impl_->output_dims; }
+int64_t Model::input_size() const { return product(impl_->input_dims); }
+int64_t Model::output_size() const { return product(impl_->output_dims); }
 const std::vector<PlannedNode>& Model::plan() const { return impl_->plan; }
 int64_t Model::parameter_bytes() const {
   int64_t total = 0;
@@ -63,7 +75,7 @@ void Model::run(const float* inputs, int64_t batch, float* outputs, int threads)
   if (batch < 0) throw std::invalid_argument("run: batch must be >= 0");
   if (batch == 0) return;
   if (!inputs || !outputs) throw std::invalid_argument("run: inputs and outputs must not be null");
-  const int64_t in_per = product(impl_->input_dims), out_per = impl_->classes;
+  const int64_t in_per = input_size(), out_per = output_size();
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, batch));
   if (workers == 1) {
     impl_->run(inputs, batch, outputs);
@@ -86,6 +98,15 @@ void Model::run(const float* inputs, int64_t batch, float* outputs, int threads)
   for (auto& th : pool) th.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
+}
+
+void Model::run_profiled(const float* inputs, int64_t batch, float* outputs,
+                         std::vector<double>& seconds) const {
+  if (batch < 0) throw std::invalid_argument("run: batch must be >= 0");
+  if (batch > 0 && (!inputs || !outputs))
+    throw std::invalid_argument("run: inputs and outputs must not be null");
+  seconds.resize(impl_->steps.size(), 0.0);
+  if (batch > 0) impl_->run(inputs, batch, outputs, seconds.data());
 }
 
 }  // namespace engine

@@ -29,8 +29,7 @@ struct Program {
   std::vector<Step> steps;
   std::vector<PlannedNode> plan;
   int input = -1, output = -1;
-  std::vector<int64_t> input_dims;  // C, H, W
-  int64_t classes = 0;
+  std::vector<int64_t> input_dims, output_dims;  // per image (without the batch)
   int64_t total_constant_elements = 0;
   bool initializing = false;  // reading initializers, counted as they are read
   // QuantizeLinear's saturation range, by the name of its zero point (from the zero point's type).
@@ -125,8 +124,9 @@ struct Program {
 
   // ---- the executor (executor.cpp)
   // Runs the graph over `batch` images in chunks of a few images, so that every activation of a
-  // chunk stays in cache and the buffers, allocated once per call, are reused.
-  void run(const float* inputs, int64_t batch, float* outputs) const;
+  // chunk stays in cache and the buffers, allocated once per call, are reused; with `seconds`, adds
+  // each step's time to seconds[step].
+  void run(const float* inputs, int64_t batch, float* outputs, double* seconds = nullptr) const;
 };
 
 // A Flatten of axis 1: the same storage, whatever it holds.

@@ -116,7 +116,7 @@ void Program::load(const onnx::ModelProto& m) {
   initializing = true;
   for (const auto& t : g.initializer()) add_value(t.name(), read_initializer(t), origin);
   initializing = false;
-  // The one graph input that is not an initializer: [batch, C, H, W].
+  // The one graph input that is not an initializer: [batch, ...], every other dimension known.
   for (const auto& in : g.input()) {
     if (ids.count(in.name())) continue;
     if (input >= 0) bad(origin, "the graph has more than one input");
@@ -124,11 +124,15 @@ void Program::load(const onnx::ModelProto& m) {
     if (!in.type().has_tensor_type() || type.elem_type() != onnx::TensorProto::FLOAT) {
       bad(origin, "input '" + in.name() + "' is not a float32 tensor");
     }
-    if (type.shape().dim_size() != 4)
-      bad(origin, "input '" + in.name() + "' is not 4-D [batch, channels, height, width]");
+    const int rank = type.shape().dim_size();
+    if (rank < 1 || rank > 8) {
+      bad(origin, "input '" + in.name() + "' has " + std::to_string(rank) +
+                      " dimensions; 1 to 8 are supported, the first the batch");
+    }
     Value v;
     v.dims.push_back(1);
-    for (int d = 1; d < 4; ++d) {
+    int64_t per_image = 1;
+    for (int d = 1; d < rank; ++d) {
       const auto& dim = type.shape().dim(d);
       if (!dim.has_dim_value() || dim.dim_value() <= 0 ||
           dim.dim_value() > limits.max_tensor_elements) {
@@ -137,9 +141,9 @@ void Program::load(const onnx::ModelProto& m) {
       }
       v.dims.push_back(dim.dim_value());
       input_dims.push_back(dim.dim_value());
+      per_image = checked_mul(per_image, dim.dim_value(), limits.max_tensor_elements, origin,
+                              "the input");
     }
-    checked_mul(checked_mul(v.dims[1], v.dims[2], limits.max_tensor_elements, origin, "the input"),
-                v.dims[3], limits.max_tensor_elements, origin, "the input");
     input = add_value(in.name(), std::move(v), origin);
   }
   if (input < 0) bad(origin, "the graph has no input");
@@ -169,10 +173,9 @@ void Program::load(const onnx::ModelProto& m) {
   }
   if (g.output_size() != 1) bad(origin, "the graph must have one output");
   const Value& out = value(g.output(0).name(), origin + ": graph output");
-  if (out.constant || out.dims.size() != 2)
-    bad(origin, "the output must be a [batch, classes] activation");
+  if (out.constant) bad(origin, "the output is a constant, not computed from the input");
   output = id(g.output(0).name());
-  classes = out.dims[1];
+  output_dims.assign(out.dims.begin() + 1, out.dims.end());
   if (std::none_of(steps.begin(), steps.end(),
                    [&](const Step& st) { return st.output == output; })) {
     bad(origin, "the graph output is not computed by any node");

@@ -505,6 +505,91 @@ TEST(Engine, CApiRunsAndReportsErrors) {
   EXPECT_EQ(std::string(tiny).size(), 7u);  // truncated, NUL-terminated
 }
 
+TEST(Engine, InputsAndOutputsOfAnyRankAndTheirShapes) {
+  std::mt19937 rng(3);
+  auto uniform = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& e : v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
+    return v;
+  };
+  {  // vectors in, vectors out: [batch, 5] -> Gemm -> [batch, 3]
+    Builder b({5});
+    const auto w = uniform(15), bias = uniform(3), x = uniform(10);
+    b.init("w", {3, 5}, w);
+    b.init("bias", {3}, bias);
+    Builder::attr(b.node("Gemm", {"image", "w", "bias"}, "y"), "transB", int64_t{1});
+    const Model m = b.load("y");
+    EXPECT_EQ(m.input_shape(), (std::vector<int64_t>{5}));
+    EXPECT_EQ(m.output_shape(), (std::vector<int64_t>{3}));
+    EXPECT_EQ(m.input_size(), 5);
+    std::vector<float> y(6);
+    m.run(x.data(), 2, y.data());
+    for (int n = 0; n < 2; ++n)
+      for (int o = 0; o < 3; ++o) {
+        float acc = 0;
+        for (int i = 0; i < 5; ++i) acc += x[n * 5 + i] * w[o * 5 + i];
+        EXPECT_EQ(y[n * 3 + o], acc + bias[o]);
+      }
+  }
+  {  // images in, images out: [batch, 2, 4, 4] -> Conv 3x3, pads 1 -> Relu -> [batch, 3, 4, 4]
+    Builder b({2, 4, 4});
+    const auto w = uniform(3 * 2 * 9), x = uniform(2 * 32);
+    b.init("w", {3, 2, 3, 3}, w);
+    Builder::attr(b.node("Conv", {"image", "w"}, "c"), "pads", std::vector<int64_t>{1, 1, 1, 1});
+    b.node("Relu", {"c"}, "y");
+    const std::string bytes = b.bytes("y");
+    const Model m = Model::from_buffer(bytes.data(), bytes.size());
+    EXPECT_EQ(m.output_shape(), (std::vector<int64_t>{3, 4, 4}));
+    EXPECT_EQ(m.output_size(), 48);
+    std::vector<float> y(96), profiled(96);
+    m.run(x.data(), 2, y.data(), 2);
+    for (int n = 0; n < 2; ++n)
+      for (int o = 0; o < 3; ++o)
+        for (int r = 0; r < 4; ++r)
+          for (int q = 0; q < 4; ++q) {
+            double acc = 0;
+            for (int c = 0; c < 2; ++c)
+              for (int i = 0; i < 3; ++i)
+                for (int j = 0; j < 3; ++j) {
+                  const int yy = r - 1 + i, xx = q - 1 + j;
+                  if (yy >= 0 && yy < 4 && xx >= 0 && xx < 4)
+                    acc += double{x[((n * 2 + c) * 4 + yy) * 4 + xx]} *
+                           w[((o * 2 + c) * 3 + i) * 3 + j];
+                }
+            EXPECT_NEAR(y[((n * 3 + o) * 4 + r) * 4 + q], std::max(acc, 0.0), 1e-5);
+          }
+    // The profile: one time per planned step, the same outputs as run().
+    std::vector<double> seconds;
+    m.run_profiled(x.data(), 2, profiled.data(), seconds);
+    EXPECT_EQ(profiled, y);
+    ASSERT_EQ(seconds.size(), m.plan().size());
+    for (double t : seconds) EXPECT_GE(t, 0.0);
+    // The C API gives both shapes.
+    char error[256];
+    lowbit_model* c = lowbit_model_from_buffer(bytes.data(), bytes.size(), error, sizeof error);
+    ASSERT_NE(c, nullptr) << error;
+    int64_t dims[4] = {0, 0, 0, 0};
+    EXPECT_EQ(lowbit_model_output_dims(c, nullptr, 0), 3u);
+    EXPECT_EQ(lowbit_model_output_dims(c, dims, 2), 3u);
+    EXPECT_EQ(dims[0], 3);
+    EXPECT_EQ(dims[1], 4);
+    EXPECT_EQ(dims[2], 0);  // beyond the capacity: untouched
+    EXPECT_EQ(lowbit_model_input_dims(c, dims, 4), 3u);
+    EXPECT_EQ(std::vector<int64_t>(dims, dims + 3), (std::vector<int64_t>{2, 4, 4}));
+    EXPECT_EQ(lowbit_model_input_size(c), 32);
+    lowbit_model_destroy(c);
+  }
+  {  // a 9-D input, and an output that does not depend on the input
+    Builder b({1, 1, 1, 1, 1, 1, 1, 2});
+    b.node("Relu", {"image"}, "y");
+    EXPECT_NE(load_error(b.bytes("y")).find("has 9 dimensions; 1 to 8"), std::string::npos);
+    Builder c({2});
+    c.init("k", {2}, {1, 2});
+    c.node("Relu", {"k"}, "y");
+    EXPECT_NE(load_error(c.bytes("y")).find("the output is a constant"), std::string::npos);
+  }
+}
+
 TEST(Engine, FilesAreCheckedBeforeParsing) {
   const std::string dir =
       ::testing::TempDir() + "lowbit-engine-files-" + std::to_string(::getpid());

@@ -60,6 +60,19 @@ def run_ort(model_path, images, work_dir):
     return np.fromfile(dst, dtype=np.float32).reshape(n, -1)
 
 
+def run_ort_any(model_path, x, work_dir):
+    """The first output of onnxruntime (one thread, no graph rewrites) on float32 input x."""
+    src = Path(work_dir) / "ort-input.f32"
+    dst = Path(work_dir) / "ort-output.f32"
+    np.ascontiguousarray(x, dtype=np.float32).tofile(src)
+    r = subprocess.run(
+        ["node", str(RUNNER.parent / "run_ort_any.js"), str(model_path), str(src),
+         ",".join(map(str, x.shape)), str(dst)],
+        check=True, capture_output=True, text=True)
+    dims = [int(d) for d in r.stdout.strip().strip("[]").split(",")]
+    return np.fromfile(dst, dtype=np.float32).reshape(dims)
+
+
 def read_npy(path):
     return np.load(path)
 

@@ -347,14 +347,14 @@ def test_run_checkpoint_of_a_run_with_other_classes_is_named(work, run, tmp_path
     other = tmp_path / "twelve"
     assert train(work, other, "--epochs", 1, "--num-classes", 12).returncode == 0
     assert_error(lowbit_cmd("run", work / "run.onnx", "--data", work / "data", "--checkpoint", other),
-                 f"{other}: the checkpoint's model has 12 classes, {work / 'run.onnx'} has 10 outputs")
+                 f"{other / 'checkpoint.pt'}: the checkpoint's model has 12 classes, {work / 'run.onnx'} has 10 outputs")
 
 
 # ---- 7. messages and exit codes ------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
-    (["foo"], "unknown command 'foo'; the commands are train, eval, summary, export and run"),
-    ([], "no command given; the commands are train, eval, summary, export and run"),
+    (["foo"], "unknown command 'foo'; the commands are train, eval, summary, export, run and bench"),
+    ([], "no command given; the commands are train, eval, summary, export, run and bench"),
     (["train", "--model", "bnn", "--out", "x", "--epochs", "abc"], "--epochs: 'abc' is not an integer"),
     (["train", "--model", "bnn", "--out", "x", "--epochs", "0"], "--epochs: 0 is not in 1..1000000"),
     (["train", "--model", "bnn"], "--out is required"),

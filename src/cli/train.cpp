@@ -1,0 +1,75 @@
+// lowbit train: a recipe on an IDX data set (docs/training.md).
+#include "lowbit/train.h"
+
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "lowbit/io/json.h"
+
+namespace lowbit {
+namespace cli {
+
+namespace {
+std::string recipe_list() {
+  std::string s;
+  for (const auto& n : train::recipe_names()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+}  // namespace
+
+std::string recipes_help() { return "recipe: " + recipe_list(); }
+
+Command add_train(CLI::App& app) {
+  struct Args {
+    std::string model, data = kDefaultData, out, config, device = "cpu";
+    int64_t epochs = -1, num_classes = 0;
+    uint64_t seed = 0;
+    bool resume = false, overwrite = false, no_progress = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* c = app.add_subcommand("train", "train a recipe on an IDX data set");
+  c->add_option("--model", a->model, recipes_help())->required();
+  c->add_option("--data", a->data, "directory with the IDX files (plain or .gz)")
+      ->capture_default_str();
+  c->add_option("--epochs", a->epochs, "epochs (default: the recipe's)")
+      ->transform(integer_in(1, 1000000));
+  c->add_option("--out", a->out, "output directory")->required();
+  c->add_option("--config", a->config, "YAML file overriding recipe options");
+  c->add_option("--seed", a->seed, "random seed")
+      ->capture_default_str()
+      ->transform(integer_in(0, UINT64_MAX));
+  c->add_flag("--resume", a->resume, "continue from OUT/checkpoint.pt");
+  c->add_flag("--overwrite", a->overwrite, "replace the run that OUT holds");
+  c->add_option("--num-classes", a->num_classes,
+                "classes of the model (default: the largest label + 1)")
+      ->transform(integer_in(2, 256));
+  c->add_flag("--no-progress", a->no_progress, "no progress bar");
+  c->add_option("--device", a->device, "cpu, cuda or cuda:N (needs a LibTorch with CUDA)")
+      ->capture_default_str();
+  paths_not_empty(c);
+  return {c, [a] {
+            train::TrainOptions o;
+            o.data_dir = a->data;
+            o.out_dir = a->out;
+            o.epochs = a->epochs;
+            o.seed = a->seed;
+            o.resume = a->resume;
+            o.overwrite = a->overwrite;
+            o.num_classes = a->num_classes;
+            o.progress = !a->no_progress;
+            o.config_path = a->config;
+            o.device = a->device;
+            train::Recipe r = train::recipe(a->model);
+            if (!a->config.empty()) train::apply_config(r, a->config);
+            const auto result = train::train(r, o);
+            std::printf(
+                "{\"model\": \"%s\", \"test_accuracy\": %.6f, \"epochs\": %lld, \"seconds\": %.1f, "
+                "\"out\": \"%s\"}\n",
+                r.name.c_str(), result.test_accuracy, static_cast<long long>(result.epochs),
+                result.seconds, io::json_escaped(a->out).c_str());
+          }};
+}
+
+}  // namespace cli
+}  // namespace lowbit
