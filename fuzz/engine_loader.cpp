@@ -1,5 +1,5 @@
 // libFuzzer target over the engine's loader (model files are untrusted): any bytes must load or be
-// refused with std::invalid_argument; a model that loads runs on one image of zeros. Everything
+// refused with std::invalid_argument; a model that loads runs on two images of zeros. Everything
 // else (a crash, a sanitizer report, another exception, a leak) is a finding. scripts/fuzz-engine.
 #include <cstddef>
 #include <cstdint>
@@ -16,10 +16,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_nodes = 256;
   try {
     const auto model = lowbit::engine::Model::from_buffer(data, size, limits, "fuzz");
-    const auto shape = model.input_shape();
-    std::vector<float> image(static_cast<size_t>(shape[0] * shape[1] * shape[2]), 0.0f);
-    std::vector<float> out(static_cast<size_t>(model.output_size()));
-    model.run(image.data(), 1, out.data());
+    std::vector<float> images(static_cast<size_t>(2 * model.input_size()), 0.0f);
+    std::vector<float> out(static_cast<size_t>(2 * model.output_size()));
+    model.run(images.data(), 2, out.data());
   } catch (const std::invalid_argument&) {
     // A refused file: the expected outcome for most inputs.
   }

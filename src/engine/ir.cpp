@@ -1,6 +1,7 @@
 // The graph IR's helpers: checked sizes, shapes as text, windows, broadcasting, QONNX rounding.
 #include "ir.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace lowbit {
@@ -22,7 +23,8 @@ std::string dims_str(const std::vector<int64_t>& d) {
   return s + "]";
 }
 
-Window window(const Attrs& a, const std::string& where) {
+Window window(const Attrs& a, const std::string& where, const std::vector<int64_t>& spatial,
+              const std::vector<int64_t>& kernel) {
   Window w{a.ints("strides", {1, 1}), a.ints("pads", {0, 0, 0, 0}), a.ints("dilations", {1, 1})};
   if (w.strides.size() != 2 || w.pads.size() != 4 || w.dilations.size() != 2) {
     bad(where, "strides, pads and dilations must have 2, 4 and 2 values");
@@ -33,6 +35,22 @@ Window window(const Attrs& a, const std::string& where) {
     if (v < 1 || v > 1024) bad(where, "dilations must be in [1, 1024]");
   for (int64_t v : w.pads)
     if (v < 0 || v > 1024) bad(where, "pads must be in [0, 1024]");
+  const std::string mode = a.s("auto_pad", "NOTSET");
+  if (mode == "NOTSET") return w;
+  if (a.map.count("pads")) bad(where, "auto_pad " + mode + " and pads are both given");
+  if (mode == "VALID") return w;
+  if (mode != "SAME_UPPER" && mode != "SAME_LOWER")
+    bad(where, "auto_pad " + mode + " is not NOTSET, SAME_UPPER, SAME_LOWER or VALID");
+  // SAME: the output is ceil(input / stride); the padding, where odd, goes to the end (UPPER) or
+  // the beginning (LOWER).
+  for (int k = 0; k < 2; ++k) {
+    const int64_t out = (spatial[k] + w.strides[k] - 1) / w.strides[k];
+    const int64_t total = std::max<int64_t>(
+        0, (out - 1) * w.strides[k] + (kernel[k] - 1) * w.dilations[k] + 1 - spatial[k]);
+    const int64_t small = total / 2, large = total - small;
+    w.pads[k] = mode == "SAME_UPPER" ? small : large;
+    w.pads[k + 2] = mode == "SAME_UPPER" ? large : small;
+  }
   return w;
 }
 

@@ -92,6 +92,9 @@ struct Value {
   int planes = 0;
   float planes_scale = 1;
   std::vector<std::pair<char, float>> planes_post;
+  // Shape arithmetic: the index of the element of this constant that stands for the batch size,
+  // known only at run time (held as 0, Reshape's "copy"); -1 where none.
+  int64_t batch_at = -1;
   int64_t per_image() const { return product(dims, 1); }
   // The floats of storage per image.
   int64_t storage_per_image() const {
@@ -134,11 +137,13 @@ struct Attrs {
   }
 };
 
-// strides, pads and dilations of a 2-D window (Conv, MaxPool), checked.
+// strides, pads and dilations of a 2-D window (Conv, MaxPool, AveragePool), checked; with auto_pad
+// SAME_UPPER or SAME_LOWER, the pads for the input's height and width and the kernel's.
 struct Window {
   std::vector<int64_t> strides, pads, dilations;
 };
-Window window(const Attrs& a, const std::string& where);
+Window window(const Attrs& a, const std::string& where, const std::vector<int64_t>& spatial,
+              const std::vector<int64_t>& kernel);
 
 // ---- element-wise broadcasting
 
@@ -156,6 +161,8 @@ struct Broadcast {
   int64_t per = 0, inner = 1, channels = 1;  // without a map, element e uses (e / inner) % channels
   std::vector<int64_t> map;
   int64_t bytes() const { return static_cast<int64_t>(map.size() * sizeof(int64_t)); }
+  // The constant's index for element e of an image.
+  int64_t at(int64_t e) const { return map.empty() ? (e / inner) % channels : map[e]; }
   // body(element, constant index) for every element of `count` (whole images).
   template <class F>
   void each(int64_t count, F&& body) const {

@@ -68,8 +68,8 @@ bool Program::binary_layer(const onnx::NodeProto& n, const Attrs& a) const {
 const std::map<std::string, void (*)(Node&)>& op_table() {
   static const auto table = [] {
     std::map<std::string, void (*)(Node&)> t;
-    for (const auto* family :
-         {&elementwise_ops(), &quant_ops(), &conv_ops(), &shape_ops(), &pool_ops()}) {
+    for (const auto* family : {&elementwise_ops(), &activation_ops(), &layout_ops(), &quant_ops(),
+                               &conv_ops(), &shape_ops(), &pool_ops(), &resize_ops()}) {
       for (const OpLowering& entry : *family) {
         if (!t.emplace(entry.op, entry.lower).second)
           throw std::logic_error(std::string("engine: operator listed twice: ") + entry.op);
@@ -114,8 +114,6 @@ std::vector<int64_t> Node::broadcast_shape(const Value& x, const Value& c) const
   int64_t count = 1;
   for (int64_t e : dims)
     count = checked_mul(count, e, p.limits.max_tensor_elements, where, "the output");
-  if (p.total_constant_elements + count > p.limits.max_total_elements)
-    bad(where, "the constants (initializers and folded values) are too large");
   return dims;
 }
 
@@ -126,10 +124,17 @@ void Program::add_node(const onnx::NodeProto& n, int k) {
   const std::string op = n.op_type();
   const std::string where =
       origin + ": node " + std::to_string(k) + " '" + n.name() + "' (" + op + ")";
-  if (n.output_size() != 1) bad(where, "must have one output");
+  if (n.output_size() < 1 || n.output(0).empty()) bad(where, "has no output");
+  // Optional further outputs (Dropout's mask, BatchNormalization's training statistics) are
+  // accepted where nothing reads them.
+  for (int i = 1; i < n.output_size(); ++i) {
+    if (!n.output(i).empty() && uses.count(n.output(i)) && uses.at(n.output(i)) > 0)
+      bad(where, "output " + std::to_string(i) + " ('" + n.output(i) +
+                     "') is read, and the engine computes only the first output");
+  }
   const bool known_domain = n.domain().empty() || n.domain() == "ai.onnx" ||
                             n.domain() == "qonnx.custom_op.general" ||
-                            n.domain() == "finn.custom_op.general";
+                            n.domain() == "finn.custom_op.general" || n.domain() == "onnx.brevitas";
   if (!known_domain) bad(where, "unknown domain '" + n.domain() + "'");
   const auto lowering = op_table().find(op);
   if (lowering == op_table().end()) bad(where, "the engine does not know this operator");
@@ -147,6 +152,19 @@ void Program::add_node(const onnx::NodeProto& n, int k) {
   for (const auto& attr : n.attribute()) d.a.map[attr.name()] = &attr;
   d.s.info.name = n.name();
   d.s.info.op_type = op;
+  // Shape arithmetic that holds the batch size goes to a Reshape, through the operators that only
+  // move it; no other operator may read it (its value is known at run time only).
+  static const char* const kMoveBatch[] = {"Gather", "Unsqueeze", "Squeeze", "Concat",
+                                           "Cast",   "Identity",  "Reshape"};
+  for (size_t i = 0; i < d.in.size(); ++i) {
+    if (!d.in[i] || d.in[i]->batch_at < 0) continue;
+    const bool moves =
+        std::find(std::begin(kMoveBatch), std::end(kMoveBatch), op) != std::end(kMoveBatch);
+    if (!moves || (op == "Reshape" && (i != 1 || d.in[i]->batch_at != 0)))
+      bad(where, "input " + std::to_string(i) + " ('" + n.input(static_cast<int>(i)) +
+                     "') holds the batch size, which is known only at run time (the engine "
+                     "follows it from Shape to the first entry of a Reshape's shape)");
+  }
   lowering->second(d);
   std::vector<const Value*>& in = d.in;
   Value& out = d.out;
@@ -172,6 +190,7 @@ void Program::add_node(const onnx::NodeProto& n, int k) {
       xs.push_back(v->data.data());
     }
     s.run(xs, out.data.data(), count);
+    if (op == "Cast" || op == "Identity") out.batch_at = in[0]->batch_at;
   }
   if (!out.constant) {
     checked_mul(out.per_image(), 1, limits.max_tensor_elements, where, "the output");

@@ -35,7 +35,7 @@ struct Node {
   // constant broadcast to it; two constants are folded with numpy's broadcasting.
   template <class F>
   void binary(F f);
-  // The shape two constants broadcast to (numpy's rules), its element count checked.
+  // The shape two values broadcast to (numpy's rules), its element count checked.
   std::vector<int64_t> broadcast_shape(const Value& p, const Value& q) const;
 };
 
@@ -46,6 +46,9 @@ struct OpLowering {
 };
 // The op families (ops/*.cpp).
 const std::vector<OpLowering>& elementwise_ops();
+const std::vector<OpLowering>& activation_ops();
+const std::vector<OpLowering>& layout_ops();
+const std::vector<OpLowering>& resize_ops();
 const std::vector<OpLowering>& quant_ops();
 const std::vector<OpLowering>& conv_ops();
 const std::vector<OpLowering>& shape_ops();
@@ -67,18 +70,38 @@ void Node::binary(F f) {
   const Value &x = *in[0], &c = *in[1];
   s.info.kernel = "elementwise_f32";
   if (!x.constant && !c.constant) {
-    if (x.dims != c.dims)
+    if (x.dims == c.dims) {
+      out.dims = x.dims;
+      s.run = [f](const std::vector<const float*>& xs, float* y, int64_t count) {
+        for (int64_t e = 0; e < count; ++e) y[e] = f(xs[0][e], xs[1][e]);
+      };
+      return;
+    }
+    // Two activations of one rank broadcast image by image (a squeeze-and-excitation's scaling).
+    if (x.dims.size() != c.dims.size())
       bad(where, "activations of shapes " + dims_str(x.dims) + " and " + dims_str(c.dims) +
-                     " (only constants broadcast)");
-    out.dims = x.dims;
-    s.run = [f](const std::vector<const float*>& xs, float* y, int64_t count) {
-      for (int64_t e = 0; e < count; ++e) y[e] = f(xs[0][e], xs[1][e]);
+                     " (activations of different ranks do not broadcast image by image)");
+    out.dims = broadcast_shape(x, c);
+    const Broadcast ix = make_broadcast(out.dims, x.dims, where);
+    const Broadcast ic = make_broadcast(out.dims, c.dims, where);
+    const int64_t per = product(out.dims, 1), px = x.per_image(), pc = c.per_image();
+    s.info.kernel = "broadcast_f32";
+    s.info.parameter_bytes = ix.bytes() + ic.bytes();
+    s.run = [f, ix, ic, per, px, pc](const std::vector<const float*>& xs, float* y,
+                                     int64_t count) {
+      for (int64_t b = 0; b < count / per; ++b) {
+        const float *p = xs[0] + b * px, *q = xs[1] + b * pc;
+        float* yb = y + b * per;
+        for (int64_t e = 0; e < per; ++e) yb[e] = f(p[ix.at(e)], q[ic.at(e)]);
+      }
     };
     return;
   }
   if (x.constant && c.constant) {  // folded
     out.constant = true;
     out.dims = broadcast_shape(x, c);
+    if (p.total_constant_elements + product(out.dims) > p.limits.max_total_elements)
+      bad(where, "the constants (initializers and folded values) are too large");
     const auto ix = broadcast_constant(out.dims, x.dims, where);
     const auto ic = broadcast_constant(out.dims, c.dims, where);
     out.data.resize(ix.size());

@@ -29,6 +29,7 @@ struct Program {
   std::vector<Step> steps;
   std::vector<PlannedNode> plan;
   int input = -1, output = -1;
+  int64_t opset = 13;  // the version of the default ONNX domain the model imports
   std::vector<int64_t> input_dims, output_dims;  // per image (without the batch)
   int64_t total_constant_elements = 0;
   bool initializing = false;  // reading initializers, counted as they are read
@@ -67,8 +68,11 @@ struct Program {
                 const std::string& where);
   void pad(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
            const std::string& where, const onnx::NodeProto&);
-  // Reshape of a constant (the exports' packed binary kernels); ONNX's 0 (copy, allowzero 0) and
-  // -1 (inferred).
+  // Reshape of a constant or an activation (ops/shape.cpp); ONNX's 0 (copy, allowzero 0) and -1
+  // (inferred), resolved by resolve_shape.
+  std::vector<int64_t> resolve_shape(const std::vector<float>& s, size_t from,
+                                     const std::vector<int64_t>& x_dims, int64_t n,
+                                     const std::string& where) const;
   void reshape(const Value& x, const Value& shape, const Attrs& a, Value& out,
                const std::string& where);
   // Slice of a constant: starts, ends and optional axes (steps 1), ONNX's clamping of negative and

@@ -111,6 +111,11 @@ Value Program::read_initializer(const onnx::TensorProto& t) {
 }
 
 void Program::load(const onnx::ModelProto& m) {
+  for (const auto& o : m.opset_import()) {
+    if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
+  }
+  if (opset < 1 || opset > 22)
+    bad(origin, "imports ONNX opset " + std::to_string(opset) + " (1 to 22 are read)");
   const onnx::GraphProto& g = m.graph();
   if (g.node_size() > limits.max_nodes) bad(origin, "too many nodes");
   initializing = true;

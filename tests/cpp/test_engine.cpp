@@ -418,10 +418,16 @@ TEST(Engine, ReshapeSliceAndBroadcastOfConstantsCheckTheirArguments) {
               b.node("Reshape", {"a", "s"}, "k");
             }).find("more than one -1"),
             std::string::npos);
+  // An activation's shape: the batch first, then one image's 4 values.
   EXPECT_NE(error([](Builder& b) {
-              b.init("s", {4}, {1, 1, 2, 2});
+              b.init("s", {4}, {1, 1, 2, 3});
               b.node("Reshape", {"image", "s"}, "k");
-            }).find("data must be a constant"),
+            }).find("shape [1, 2, 3] does not hold the data's 4 values"),
+            std::string::npos);
+  EXPECT_NE(error([](Builder& b) {
+              b.init("s", {3}, {-2, 2, 2});
+              b.node("Reshape", {"image", "s"}, "k");
+            }).find("must start with its batch"),
             std::string::npos);
   EXPECT_NE(error([](Builder& b) {
               b.init("a", {6}, {1, 2, 3, 4, 5, 6});

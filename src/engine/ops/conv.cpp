@@ -1,4 +1,7 @@
-// Conv and Gemm: the kernel each layer gets (binary, bit planes, 8-bit, ternary, float).
+// Conv, Gemm and MatMul: the kernel each layer gets (binary, bit planes, 8-bit, ternary, float);
+// ConvTranspose (float).
+#include <algorithm>
+
 #include "../fusion/chains.h"
 #include "../layers.h"
 #include "../lower.h"
@@ -21,9 +24,8 @@ void Program::conv(std::vector<const Value*>& in, const Attrs& a, Value& out, St
   if (group < 1 || c % group != 0 || m % group != 0 || cg != c / group)
     bad(where, "W " + dims_str(w.dims) + " does not match X " + dims_str(x.dims) + " with group " +
                    std::to_string(group));
-  if (a.s("auto_pad", "NOTSET") != "NOTSET") bad(where, "auto_pad is not supported");
   const auto ks = a.ints("kernel_shape", {kh, kw});
-  const Window win = window(a, where);
+  const Window win = window(a, where, {h, wd}, {kh, kw});
   const std::vector<int64_t>&st = win.strides, &pd = win.pads, &dl = win.dilations;
   if (ks != std::vector<int64_t>{kh, kw}) bad(where, "kernel_shape does not match W");
   if (kh < 1 || kw < 1 || kh > 1024 || kw > 1024) bad(where, "kernel sizes must be in [1, 1024]");
@@ -164,12 +166,118 @@ void lower_gemm(Node& d) {
     decode_input(d.s, *d.in[0], d.out.storage_per_image());
 }
 
+// ConvTranspose (float): each input value scattered through the kernel into the output, plus the
+// bias; groups, strides, pads, dilations and output_padding.
+void lower_conv_transpose(Node& d) {
+  d.arity(2, 3);
+  const Value& x = *d.in[0];
+  const Value& w = d.constant(1, "W");
+  if (x.constant || x.dims.size() != 4) bad(d.where, "X must be a 4-D activation");
+  if (w.dims.size() != 4) bad(d.where, "W must be a 4-D constant");
+  if (d.a.s("auto_pad", "NOTSET") != "NOTSET" || d.a.map.count("output_shape"))
+    bad(d.where, "auto_pad and output_shape are not supported (give pads)");
+  const int64_t group = d.a.i("group", 1), c = x.dims[1], h = x.dims[2], wd = x.dims[3];
+  if (group < 1 || c % group != 0 || w.dims[0] != c)
+    bad(d.where, "W " + dims_str(w.dims) + " does not match X " + dims_str(x.dims) +
+                     " with group " + std::to_string(group));
+  const int64_t mg = w.dims[1], m = mg * group, kh = w.dims[2], kw = w.dims[3], cg = c / group;
+  const auto ks = d.a.ints("kernel_shape", {kh, kw});
+  if (ks != std::vector<int64_t>{kh, kw}) bad(d.where, "kernel_shape does not match W");
+  const Window win = window(d.a, d.where, {h, wd}, {kh, kw});
+  const auto op = d.a.ints("output_padding", {0, 0});
+  if (op.size() != 2 || op[0] < 0 || op[1] < 0 ||
+      op[0] >= std::max(win.strides[0], win.dilations[0]) ||
+      op[1] >= std::max(win.strides[1], win.dilations[1]))
+    bad(d.where, "output_padding must have 2 values below the strides or dilations");
+  const int64_t sh = win.strides[0], sw = win.strides[1], dh = win.dilations[0],
+                dw = win.dilations[1], pt = win.pads[0], pl = win.pads[1];
+  const int64_t oh = sh * (h - 1) + op[0] + (kh - 1) * dh + 1 - pt - win.pads[2];
+  const int64_t ow = sw * (wd - 1) + op[1] + (kw - 1) * dw + 1 - pl - win.pads[3];
+  if (oh < 1 || ow < 1) bad(d.where, "the output would be empty");
+  checked_mul(m * oh, ow, d.p.limits.max_tensor_elements, d.where, "the output");
+  std::vector<float> bias(m, 0.0f);
+  if (d.in.size() == 3 && d.in[2]) {
+    bias = d.constant(2, "B").data;
+    if (static_cast<int64_t>(bias.size()) != m)
+      bad(d.where, "B must hold " + std::to_string(m) + " values");
+  }
+  d.out.dims = {1, m, oh, ow};
+  const std::vector<float> k = w.data;
+  d.s.info.kernel = "conv_transpose_f32";
+  d.s.info.parameter_bytes = static_cast<int64_t>((k.size() + bias.size()) * sizeof(float));
+  d.s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+    const int64_t per_out = m * oh * ow, per_in = c * h * wd;
+    for (int64_t b = 0; b < count / per_out; ++b) {
+      const float* xb = xs[0] + b * per_in;
+      float* yb = y + b * per_out;
+      for (int64_t o = 0; o < m; ++o) std::fill(yb + o * oh * ow, yb + (o + 1) * oh * ow, bias[o]);
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t g = ch / cg;
+        for (int64_t r = 0; r < h; ++r)
+          for (int64_t q = 0; q < wd; ++q) {
+            const float v = xb[(ch * h + r) * wd + q];
+            for (int64_t ol = 0; ol < mg; ++ol) {
+              const float* kk = k.data() + ((ch * mg + ol) * kh) * kw;
+              float* yo = yb + (g * mg + ol) * oh * ow;
+              for (int64_t i = 0; i < kh; ++i) {
+                const int64_t yy = r * sh - pt + i * dh;
+                if (yy < 0 || yy >= oh) continue;
+                for (int64_t j = 0; j < kw; ++j) {
+                  const int64_t xx = q * sw - pl + j * dw;
+                  if (xx >= 0 && xx < ow) yo[yy * ow + xx] += v * kk[i * kw + j];
+                }
+              }
+            }
+          }
+      }
+    }
+  };
+  d.in.resize(1);
+}
+
+// MatMul of an activation [batch, ..., K] by a constant [K, N]: a rank-2 activation is a Gemm (and
+// gets its binary, bit-plane and 8-bit kernels), a larger one multiplies each row of each image.
+void lower_matmul(Node& d) {
+  d.arity(2, 2);
+  const Value& x = *d.in[0];
+  const Value& w = d.constant(1, "B");
+  if (x.constant) bad(d.where, "A must be an activation (a constant A is not supported)");
+  if (w.dims.size() != 2) bad(d.where, "B must be a 2-D constant");
+  if (x.dims.size() < 2 || x.dims.back() != w.dims[0])
+    bad(d.where, "B " + dims_str(w.dims) + " does not match A " + dims_str(x.dims));
+  if (x.dims.size() == 2) {
+    Attrs defaults;
+    defaults.where = d.where;
+    d.p.gemm(d.in, defaults, d.out, d.s, d.where);
+    if (d.in[0]->codes && !d.s.int8) decode_input(d.s, *d.in[0], d.out.storage_per_image());
+    return;
+  }
+  const int64_t k = w.dims[0], n = w.dims[1];
+  d.out.dims = x.dims;
+  d.out.dims.back() = n;
+  const std::vector<float> b = w.data;
+  d.s.info.kernel = "matmul_f32";
+  d.s.info.parameter_bytes = static_cast<int64_t>(b.size() * sizeof(float));
+  d.s.run = [b, k, n](const std::vector<const float*>& xs, float* y, int64_t count) {
+    for (int64_t r = 0; r < count / n; ++r) {
+      const float* a = xs[0] + r * k;
+      float* yr = y + r * n;
+      for (int64_t j = 0; j < n; ++j) yr[j] = 0;
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < n; ++j) yr[j] += a[i] * b[i * n + j];
+    }
+  };
+  d.in.resize(1);
+}
+
 }  // namespace
 
 const std::vector<OpLowering>& conv_ops() {
   static const std::vector<OpLowering> ops = {
       {"Conv", lower_conv},
       {"Gemm", lower_gemm},
+      {"MatMul", lower_matmul},
+      {"ConvTranspose", lower_conv_transpose},
   };
   return ops;
 }

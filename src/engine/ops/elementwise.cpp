@@ -49,9 +49,27 @@ void lower_identity(Node& d) {
   d.out.grid = d.in[0]->grid;
 }
 
+// Values are held as floats: casts to floating types keep them, casts of constants (shape
+// arithmetic) to integers truncate and to booleans test for nonzero.
 void lower_cast(Node& d) {
-  if (d.a.i("to", 0) != onnx::TensorProto::FLOAT) bad(d.where, "only casts to float are supported");
-  d.unary([](float v) { return v; });  // booleans are already 0 / 1
+  const int64_t to = d.a.i("to", 0);
+  const bool floating = to == onnx::TensorProto::FLOAT || to == onnx::TensorProto::DOUBLE;
+  const bool integer = to == onnx::TensorProto::INT8 || to == onnx::TensorProto::UINT8 ||
+                       to == onnx::TensorProto::INT16 || to == onnx::TensorProto::UINT16 ||
+                       to == onnx::TensorProto::INT32 || to == onnx::TensorProto::UINT32 ||
+                       to == onnx::TensorProto::INT64 || to == onnx::TensorProto::UINT64;
+  const bool constant = !d.in.empty() && d.in[0] && d.in[0]->constant;
+  if (!floating && !((integer || to == onnx::TensorProto::BOOL) && constant))
+    bad(d.where, "attribute to = " + std::to_string(to) +
+                     ": activations cast to float or double only, constants also to integers "
+                     "and bool");
+  if (integer) {
+    d.unary([](float v) { return std::trunc(v); });
+  } else if (to == onnx::TensorProto::BOOL) {
+    d.unary([](float v) { return v != 0 ? 1.0f : 0.0f; });
+  } else {
+    d.unary([](float v) { return v; });  // booleans are already 0 / 1
+  }
 }
 
 void lower_add(Node& d) {
@@ -127,25 +145,51 @@ void lower_where(Node& d) {
   }
 }
 
+// Min, Max, Sum and Mean are variadic in ONNX; one input is the identity, two are supported.
+template <class F>
+void variadic(Node& d, F f) {
+  if (d.in.size() == 1) {
+    d.unary([](float v) { return v; });
+    return;
+  }
+  if (d.in.size() != 2) bad(d.where, "more than 2 inputs are not supported");
+  d.binary(f);
+}
+
+void lower_min(Node& d) {  // NaN propagates, as in onnxruntime
+  variadic(d, [](float p, float q) { return p != p || q != q ? p + q : std::min(p, q); });
+}
+
+void lower_max(Node& d) {
+  variadic(d, [](float p, float q) { return p != p || q != q ? p + q : std::max(p, q); });
+}
+
+void lower_sum(Node& d) {
+  variadic(d, [](float p, float q) { return p + q; });
+}
+
+void lower_mean(Node& d) {
+  variadic(d, [](float p, float q) { return (p + q) / 2.0f; });
+}
+
+void lower_pow(Node& d) {
+  d.binary([](float p, float q) { return std::pow(p, q); });
+}
+
 }  // namespace
 
 const std::vector<OpLowering>& elementwise_ops() {
   static const std::vector<OpLowering> ops = {
-      {"Relu", lower_relu},
-      {"Sign", lower_sign},
-      {"Round", lower_round},
-      {"Floor", lower_floor},
-      {"Ceil", lower_ceil},
-      {"Abs", lower_abs},
-      {"Identity", lower_identity},
-      {"Cast", lower_cast},
-      {"Add", lower_add},
-      {"Sub", lower_sub},
-      {"Mul", lower_mul},
-      {"Div", lower_div},
-      {"GreaterOrEqual", lower_greater_or_equal},
-      {"Greater", lower_greater},
-      {"Clip", lower_clip},
+      {"Relu", lower_relu},         {"Sign", lower_sign},
+      {"Round", lower_round},       {"Floor", lower_floor},
+      {"Ceil", lower_ceil},         {"Abs", lower_abs},
+      {"Identity", lower_identity}, {"Cast", lower_cast},
+      {"Add", lower_add},           {"Min", lower_min},
+      {"Max", lower_max},           {"Sum", lower_sum},
+      {"Mean", lower_mean},         {"Pow", lower_pow},
+      {"Sub", lower_sub},           {"Mul", lower_mul},
+      {"Div", lower_div},           {"GreaterOrEqual", lower_greater_or_equal},
+      {"Greater", lower_greater},   {"Clip", lower_clip},
       {"Where", lower_where},
   };
   return ops;

@@ -1,5 +1,7 @@
-// MaxPool of floats, packed bits (AND) and 8-bit codes.
+// Pooling and reductions: MaxPool of floats, packed bits (AND) and 8-bit codes; AveragePool,
+// GlobalAveragePool, GlobalMaxPool and ReduceMean / Max / Min / Sum over the axes of one image.
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "../lower.h"
@@ -15,14 +17,13 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
     bad(where, "X must be a 4-D activation");
   const auto& d = in[0]->dims;
   const auto ks = a.ints("kernel_shape", {});
-  const Window win = window(a, where);
-  const std::vector<int64_t>&st = win.strides, &pd = win.pads, &dl = win.dilations;
   if (ks.size() != 2) bad(where, "kernel_shape must have 2 values");
   for (int64_t v : ks)
     if (v < 1 || v > 1024) bad(where, "kernel_shape must be in [1, 1024]");
+  const Window win = window(a, where, {d[2], d[3]}, ks);
+  const std::vector<int64_t>&st = win.strides, &pd = win.pads, &dl = win.dilations;
 
-  if (a.i("storage_order", 0) != 0 || a.s("auto_pad", "NOTSET") != "NOTSET")
-    bad(where, "storage_order and auto_pad are not supported");
+  if (a.i("storage_order", 0) != 0) bad(where, "storage_order 1 is not supported");
   const bool ceil_mode = a.i("ceil_mode", 0) != 0;
   auto extent = [&](int64_t size, int axis) {
     const int64_t span = size + pd[axis] + pd[axis + 2] - dl[axis] * (ks[axis] - 1) - 1;
@@ -121,6 +122,156 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
 
 namespace {
 
+// AveragePool as ONNX (and onnxruntime) define it: windows clipped to the padded input, divided by
+// the number of their elements inside the input, or with count_include_pad by those inside the
+// padded input.
+void lower_average_pool(Node& d) {
+  d.arity(1, 1);
+  const Value& x = *d.in[0];
+  if (x.constant || x.dims.size() != 4) bad(d.where, "X must be a 4-D activation");
+  const auto ks = d.a.ints("kernel_shape", {});
+  if (ks.size() != 2) bad(d.where, "kernel_shape must have 2 values");
+  for (int64_t v : ks)
+    if (v < 1 || v > 1024) bad(d.where, "kernel_shape must be in [1, 1024]");
+  const int64_t c = x.dims[1], h = x.dims[2], w = x.dims[3];
+  const Window win = window(d.a, d.where, {h, w}, ks);
+  if (win.dilations != std::vector<int64_t>{1, 1}) bad(d.where, "dilations are not supported");
+  const bool ceil_mode = d.a.i("ceil_mode", 0) != 0, include = d.a.i("count_include_pad", 0) != 0;
+  const auto& st = win.strides;
+  const auto& pd = win.pads;
+  auto extent = [&](int64_t size, int axis) {
+    const int64_t span = size + pd[axis] + pd[axis + 2] - ks[axis];
+    if (span < 0) bad(d.where, "the window is larger than the input");
+    int64_t o = (ceil_mode ? (span + st[axis] - 1) / st[axis] : span / st[axis]) + 1;
+    if (ceil_mode && (o - 1) * st[axis] >= size + pd[axis]) --o;  // windows start inside
+    return o;
+  };
+  const int64_t oh = extent(h, 0), ow = extent(w, 1);
+  d.out.dims = {1, c, oh, ow};
+  d.s.info.kernel = "avgpool_f32";
+  const int64_t kh = ks[0], kw = ks[1], sh = st[0], sw = st[1], pt = pd[0], pl = pd[1], pb = pd[2],
+                pr = pd[3];
+  d.s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+    for (int64_t p = 0; p < count / (oh * ow); ++p) {
+      const float* xp = xs[0] + p * h * w;
+      for (int64_t r = 0; r < oh; ++r)
+        for (int64_t q = 0; q < ow; ++q) {
+          int64_t y0 = r * sh - pt, x0 = q * sw - pl;
+          int64_t y1 = std::min(y0 + kh, h + pb), x1 = std::min(x0 + kw, w + pr);
+          const int64_t padded = (y1 - y0) * (x1 - x0);
+          y0 = std::max<int64_t>(y0, 0), x0 = std::max<int64_t>(x0, 0);
+          y1 = std::min(y1, h), x1 = std::min(x1, w);
+          float sum = 0;
+          for (int64_t i = y0; i < y1; ++i)
+            for (int64_t j = x0; j < x1; ++j) sum += xp[i * w + j];
+          const int64_t n = include ? padded : (y1 - y0) * (x1 - x0);
+          y[(p * oh + r) * ow + q] = n > 0 ? sum / static_cast<float>(n) : 0.0f;
+        }
+    }
+  };
+}
+
+// The axes of a reduction (an attribute, or from opset 18, and ReduceSum's from 13, an input),
+// normalised; empty means all (an error for activations: the batch's too) or, with
+// noop_with_empty_axes, none.
+std::vector<bool> reduced_axes(Node& d, const Value& x) {
+  const int64_t rank = static_cast<int64_t>(x.dims.size());
+  const bool input = d.p.opset >= 18 || (d.op == "ReduceSum" && d.p.opset >= 13);
+  std::vector<int64_t> axes;
+  if (input) {
+    if (d.in.size() > 1 && d.in[1]) {
+      for (float v : d.constant(1, "axes").data) axes.push_back(static_cast<int64_t>(v));
+    }
+  } else {
+    axes = d.a.ints("axes", {});
+  }
+  std::vector<bool> reduce(rank, false);
+  if (axes.empty() && d.a.i("noop_with_empty_axes", 0) == 0)
+    for (int64_t k = 0; k < rank; ++k) reduce[k] = true;
+  for (int64_t a : axes) {
+    if (a < -rank || a >= rank) bad(d.where, "axis " + std::to_string(a) + " is out of range");
+    reduce[a < 0 ? a + rank : a] = true;
+  }
+  if (!x.constant && rank > 0 && reduce[0]) {
+    bad(d.where, axes.empty() ? "reduces every axis, the batch's too: a reduction across images "
+                                "(give the axes of one image)"
+                              : "axis 0 is the batch: a reduction across images");
+  }
+  return reduce;
+}
+
+// The step reducing the axes `reduce` of each image: start, then acc = step(acc, value) in the
+// order of the values, then finish(acc, values per output).
+template <class Step, class Finish>
+void reduction(Node& d, const std::vector<bool>& reduce, bool keep, float start, Step step,
+               Finish finish) {
+  const Value& x = *d.in[0];
+  if (x.constant) bad(d.where, "a constant input");
+  const int64_t rank = static_cast<int64_t>(x.dims.size());
+  std::vector<int64_t> kept(rank);  // the output's dimensions with keepdims
+  for (int64_t k = 0; k < rank; ++k) {
+    kept[k] = reduce[k] ? 1 : x.dims[k];
+    if (!reduce[k] || keep) d.out.dims.push_back(kept[k]);
+  }
+  // For every element of an image, the output element it goes to.
+  const int64_t per = x.per_image(), out_per = product(kept, 1);
+  std::vector<int64_t> target(per), coord(rank, 0);
+  for (int64_t e = 0; e < per; ++e) {
+    int64_t t = 0;
+    for (int64_t k = 1; k < rank; ++k) t = t * kept[k] + (reduce[k] ? 0 : coord[k]);
+    target[e] = t;
+    for (int64_t k = rank; k-- > 1;) {
+      if (++coord[k] < x.dims[k]) break;
+      coord[k] = 0;
+    }
+  }
+  const float n = static_cast<float>(out_per > 0 ? per / out_per : 0);
+  d.in.resize(1);
+  d.s.info.kernel = "reduce_f32";
+  d.s.info.parameter_bytes = static_cast<int64_t>(target.size() * sizeof(int64_t));
+  d.s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+    for (int64_t b = 0; b < count / std::max<int64_t>(out_per, 1); ++b) {
+      float* yb = y + b * out_per;
+      for (int64_t o = 0; o < out_per; ++o) yb[o] = start;
+      const float* xb = xs[0] + b * per;
+      for (int64_t e = 0; e < per; ++e) yb[target[e]] = step(yb[target[e]], xb[e]);
+      for (int64_t o = 0; o < out_per; ++o) yb[o] = finish(yb[o], n);
+    }
+  };
+}
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+float sum_of(float acc, float v) { return acc + v; }
+float max_of(float acc, float v) { return v > acc || v != v ? v : acc; }
+float min_of(float acc, float v) { return v < acc || v != v ? v : acc; }
+float same(float v, float) { return v; }
+float mean(float v, float n) { return v / n; }
+
+template <class Step, class Finish>
+void reduce_node(Node& d, float start, Step step, Finish finish) {
+  d.arity(1, 2);
+  reduction(d, reduced_axes(d, *d.in[0]), d.a.i("keepdims", 1) != 0, start, step, finish);
+}
+
+void lower_reduce_mean(Node& d) { reduce_node(d, 0.0f, sum_of, mean); }
+void lower_reduce_sum(Node& d) { reduce_node(d, 0.0f, sum_of, same); }
+void lower_reduce_max(Node& d) { reduce_node(d, -kInf, max_of, same); }
+void lower_reduce_min(Node& d) { reduce_node(d, kInf, min_of, same); }
+
+// GlobalAveragePool and GlobalMaxPool: every axis after the channels, kept as 1.
+std::vector<bool> spatial_axes(Node& d) {
+  d.arity(1, 1);
+  const size_t rank = d.in[0]->dims.size();
+  if (rank < 3) bad(d.where, "X must have spatial dimensions");
+  std::vector<bool> reduce(rank, true);
+  reduce[0] = reduce[1] = false;
+  return reduce;
+}
+
+void lower_global_average_pool(Node& d) { reduction(d, spatial_axes(d), true, 0.0f, sum_of, mean); }
+
+void lower_global_max_pool(Node& d) { reduction(d, spatial_axes(d), true, -kInf, max_of, same); }
+
 void lower_max_pool(Node& d) { d.p.max_pool(d.in, d.a, d.out, d.s, d.where); }
 
 }  // namespace
@@ -128,6 +279,13 @@ void lower_max_pool(Node& d) { d.p.max_pool(d.in, d.a, d.out, d.s, d.where); }
 const std::vector<OpLowering>& pool_ops() {
   static const std::vector<OpLowering> ops = {
       {"MaxPool", lower_max_pool},
+      {"AveragePool", lower_average_pool},
+      {"GlobalAveragePool", lower_global_average_pool},
+      {"GlobalMaxPool", lower_global_max_pool},
+      {"ReduceMean", lower_reduce_mean},
+      {"ReduceSum", lower_reduce_sum},
+      {"ReduceMax", lower_reduce_max},
+      {"ReduceMin", lower_reduce_min},
   };
   return ops;
 }

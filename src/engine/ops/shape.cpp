@@ -11,45 +11,61 @@ namespace lowbit {
 namespace engine {
 namespace detail {
 
-// Reshape of a constant (the exports' packed binary kernels); ONNX's 0 (copy, allowzero 0) and
-// -1 (inferred).
-void Program::reshape(const Value& x, const Value& shape, const Attrs& a, Value& out,
-                      const std::string& where) {
-  if (a.i("allowzero", 0) != 0) bad(where, "allowzero is not supported");
-  if (shape.dims.size() != 1 || shape.data.size() > 16)
-    bad(where, "shape must be a 1-D constant of at most 16 values");
-  out.dims.clear();
+// Shape values s[from..] resolved against data of dims x_dims holding n values (ONNX's Reshape: 0
+// copies the data's dimension at that index, one -1 is inferred).
+std::vector<int64_t> Program::resolve_shape(const std::vector<float>& s, size_t from,
+                                            const std::vector<int64_t>& x_dims, int64_t n,
+                                            const std::string& where) const {
+  std::vector<int64_t> dims;
   int inferred = -1;
   int64_t known = 1;
-  for (size_t i = 0; i < shape.data.size(); ++i) {
-    const float v = shape.data[i];
+  for (size_t i = from; i < s.size(); ++i) {
+    const float v = s[i];
     if (v != std::floor(v) || v < -1 || v > static_cast<float>(limits.max_tensor_elements))
       bad(where, "shape values must be integers in [-1, " +
                      std::to_string(limits.max_tensor_elements) + "]");
     int64_t d = static_cast<int64_t>(v);
     if (d == 0) {
-      if (i >= x.dims.size()) bad(where, "shape copies a dimension the data does not have");
-      d = x.dims[i];
+      if (i >= x_dims.size()) bad(where, "shape copies a dimension the data does not have");
+      d = x_dims[i];
     }
     if (d == -1) {
       if (inferred >= 0) bad(where, "shape has more than one -1");
-      inferred = static_cast<int>(i);
+      inferred = static_cast<int>(dims.size());
       d = 1;
     } else {
       known = checked_mul(known, d, limits.max_tensor_elements, where, "the shape");
     }
-    out.dims.push_back(d);
+    dims.push_back(d);
   }
-  const int64_t n = static_cast<int64_t>(x.data.size());
   if (inferred >= 0) {
     if (known == 0 || n % known != 0) bad(where, "no -1 makes the shape hold the data");
-    out.dims[inferred] = n / known;
+    dims[inferred] = n / known;
   } else if (known != n) {
-    bad(where, "shape " + dims_str(out.dims) + " does not hold the data's " + std::to_string(n) +
+    bad(where, "shape " + dims_str(dims) + " does not hold the data's " + std::to_string(n) +
                    " values");
   }
-  out.constant = true;
-  out.data = x.data;
+  return dims;
+}
+
+// Reshape of a constant (the exports' packed binary kernels, shape arithmetic), or of an
+// activation: its first entry is the batch (0, -1, or the batch size the exporter saw), the others
+// reshape each image.
+void Program::reshape(const Value& x, const Value& shape, const Attrs& a, Value& out,
+                      const std::string& where) {
+  if (a.i("allowzero", 0) != 0) bad(where, "allowzero is not supported");
+  if (shape.dims.size() != 1 || shape.data.size() > 16)
+    bad(where, "shape must be a 1-D constant of at most 16 values");
+  if (x.constant) {
+    out.dims = resolve_shape(shape.data, 0, x.dims, static_cast<int64_t>(x.data.size()), where);
+    out.constant = true;
+    out.data = x.data;
+    return;
+  }
+  if (shape.data.empty() || !(shape.data[0] >= -1) || shape.data[0] != std::floor(shape.data[0]))
+    bad(where, "the shape of an activation must start with its batch (0, -1 or a size)");
+  out.dims = resolve_shape(shape.data, 1, x.dims, x.per_image(), where);
+  out.dims.insert(out.dims.begin(), 1);
 }
 
 // Slice of a constant: starts, ends and optional axes (steps 1), ONNX's clamping of negative and
@@ -198,7 +214,15 @@ void lower_flatten(Node& d) {
 
 void lower_reshape(Node& d) {
   d.arity(2, 2);
-  d.p.reshape(d.constant(0, "data"), d.constant(1, "shape"), d.a, d.out, d.where);
+  const Value& x = *d.in[0];
+  d.p.reshape(x, d.constant(1, "shape"), d.a, d.out, d.where);
+  d.in.resize(1);
+  if (x.constant) return;
+  d.out.grid = x.grid;  // the same values
+  d.s.info.kernel = "copy";
+  d.s.run = [](const std::vector<const float*>& xs, float* y, int64_t count) {
+    std::copy(xs[0], xs[0] + count, y);
+  };
 }
 
 void lower_slice(Node& d) {

@@ -1,0 +1,137 @@
+// Resize of images (opset 11 on): nearest and linear (bilinear) modes over the height and width of
+// [N, C, H, W], scales or sizes constant, the coordinate transformations and nearest modes ONNX
+// defines, computed in float as onnxruntime does.
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "../lower.h"
+
+namespace lowbit {
+namespace engine {
+namespace detail {
+namespace {
+
+// The input coordinate of output coordinate o along an axis of in -> out values at `scale`.
+float source(const std::string& mode, int64_t o, int64_t in, int64_t out, float scale) {
+  const float x = static_cast<float>(o);
+  if (mode == "asymmetric") return x / scale;
+  if (mode == "align_corners")
+    return out == 1 ? 0.0f : x * static_cast<float>(in - 1) / static_cast<float>(out - 1);
+  if (mode == "pytorch_half_pixel") return out > 1 ? (x + 0.5f) / scale - 0.5f : 0.0f;
+  return (x + 0.5f) / scale - 0.5f;  // half_pixel
+}
+
+int64_t nearest(const std::string& mode, float x, int64_t in) {
+  float r;
+  if (mode == "floor") {
+    r = std::floor(x);
+  } else if (mode == "ceil") {
+    r = std::ceil(x);
+  } else if (x - std::floor(x) == 0.5f) {
+    r = mode == "round_prefer_ceil" ? std::ceil(x) : std::floor(x);
+  } else {
+    r = std::round(x);
+  }
+  return std::min<int64_t>(std::max<int64_t>(static_cast<int64_t>(r), 0), in - 1);
+}
+
+void lower_resize(Node& d) {
+  if (d.p.opset < 11) bad(d.where, "Resize before opset 11 is not supported");
+  d.arity(1, 4);
+  const Value& x = *d.in[0];
+  if (x.constant || x.dims.size() != 4) bad(d.where, "X must be a 4-D activation");
+  const std::string mode = d.a.s("mode", "nearest");
+  const std::string coords = d.a.s("coordinate_transformation_mode", "half_pixel");
+  const std::string near = d.a.s("nearest_mode", "round_prefer_floor");
+  if (mode != "nearest" && mode != "linear")
+    bad(d.where, "mode " + mode + " is not supported (nearest, linear)");
+  if (coords != "half_pixel" && coords != "asymmetric" && coords != "align_corners" &&
+      coords != "pytorch_half_pixel")
+    bad(d.where, "coordinate_transformation_mode " + coords + " is not supported");
+  if (near != "round_prefer_floor" && near != "round_prefer_ceil" && near != "floor" &&
+      near != "ceil")
+    bad(d.where, "nearest_mode " + near + " is not supported");
+  if (d.a.i("antialias", 0) != 0 || d.a.map.count("axes") ||
+      d.a.s("keep_aspect_ratio_policy", "stretch") != "stretch")
+    bad(d.where, "antialias, axes and keep_aspect_ratio_policy are not supported");
+  const int64_t h = x.dims[2], w = x.dims[3];
+  float scale_h = 0, scale_w = 0;
+  int64_t oh = 0, ow = 0;
+  const Value* scales = d.in.size() > 2 && d.in[2] && !d.in[2]->data.empty() ? d.in[2] : nullptr;
+  const Value* sizes = d.in.size() > 3 && d.in[3] && !d.in[3]->data.empty() ? d.in[3] : nullptr;
+  if ((scales == nullptr) == (sizes == nullptr)) bad(d.where, "give either scales or sizes");
+  if (scales) {
+    const auto& v = d.constant(2, "scales").data;
+    if (v.size() != 4 || v[0] != 1 || v[1] != 1 || !(v[2] > 0) || !(v[3] > 0))
+      bad(d.where, "scales must be 4 values [1, 1, height, width], positive");
+    scale_h = v[2], scale_w = v[3];
+    oh = static_cast<int64_t>(std::floor(static_cast<float>(h) * scale_h));
+    ow = static_cast<int64_t>(std::floor(static_cast<float>(w) * scale_w));
+  } else {
+    const auto& v = d.constant(3, "sizes").data;
+    if (v.size() != 4 || !(v[0] >= 1) || v[1] != x.dims[1] || !(v[2] >= 1) || !(v[3] >= 1) ||
+        v[2] > 65536 || v[3] > 65536)
+      bad(d.where,
+          "sizes must be 4 values [batch, channels, height, width] changing only the "
+          "height and width");
+    oh = static_cast<int64_t>(v[2]), ow = static_cast<int64_t>(v[3]);
+    scale_h = static_cast<float>(oh) / static_cast<float>(h);
+    scale_w = static_cast<float>(ow) / static_cast<float>(w);
+  }
+  if (oh < 1 || ow < 1 || oh > 65536 || ow > 65536) bad(d.where, "the output size is out of range");
+  checked_mul(x.dims[1] * oh, ow, d.p.limits.max_tensor_elements, d.where, "the output");
+  d.out.dims = {1, x.dims[1], oh, ow};
+  // Per output row and column: the source indices and, for linear, the weight of the second.
+  std::vector<int64_t> r0(oh), r1(oh), c0(ow), c1(ow);
+  std::vector<float> fr(oh), fc(ow);
+  auto axis = [&](int64_t in, int64_t out, float scale, std::vector<int64_t>& i0,
+                  std::vector<int64_t>& i1, std::vector<float>& f) {
+    for (int64_t o = 0; o < out; ++o) {
+      const float s = source(coords, o, in, out, scale);
+      if (mode == "nearest") {
+        i0[o] = i1[o] = nearest(near, s, in);
+        f[o] = 0;
+      } else {
+        const float c = std::min(std::max(s, 0.0f), static_cast<float>(in - 1));
+        i0[o] = static_cast<int64_t>(c);
+        i1[o] = std::min(i0[o] + 1, in - 1);
+        f[o] = c - static_cast<float>(i0[o]);
+      }
+    }
+  };
+  axis(h, oh, scale_h, r0, r1, fr);
+  axis(w, ow, scale_w, c0, c1, fc);
+  const bool linear = mode == "linear";
+  d.s.info.kernel = linear ? "resize_linear_f32" : "resize_nearest_f32";
+  d.s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+    for (int64_t p = 0; p < count / (oh * ow); ++p) {
+      const float* xp = xs[0] + p * h * w;
+      float* yp = y + p * oh * ow;
+      for (int64_t r = 0; r < oh; ++r)
+        for (int64_t q = 0; q < ow; ++q) {
+          if (!linear) {
+            yp[r * ow + q] = xp[r0[r] * w + c0[q]];
+            continue;
+          }
+          const float a = xp[r0[r] * w + c0[q]], b = xp[r0[r] * w + c1[q]];
+          const float c = xp[r1[r] * w + c0[q]], e = xp[r1[r] * w + c1[q]];
+          const float top = a + (b - a) * fc[q], bottom = c + (e - c) * fc[q];
+          yp[r * ow + q] = top + (bottom - top) * fr[r];
+        }
+    }
+  };
+  d.in.resize(1);
+}
+
+}  // namespace
+
+const std::vector<OpLowering>& resize_ops() {
+  static const std::vector<OpLowering> ops = {{"Resize", lower_resize}};
+  return ops;
+}
+
+}  // namespace detail
+}  // namespace engine
+}  // namespace lowbit
