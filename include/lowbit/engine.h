@@ -36,11 +36,15 @@ std::vector<std::string> supported_operators();
 
 class Model {
  public:
-  // Loads an ONNX model (a lowbit export, either format). Throws std::invalid_argument naming the
-  // file (or "buffer") and the node, tensor or field that is wrong.
-  static Model from_file(const std::string& path, const Limits& limits = {});
+  // Loads an ONNX model. Throws std::invalid_argument naming the file (or "buffer") and the node,
+  // tensor or field that is wrong. `input_shape`: a per-image input shape (without the batch) that
+  // sizes the dimensions the file leaves unknown after the batch (image-to-image models,
+  // `dim_param`s), needed for those; the dimensions the file fixes stand (compare input_shape()).
+  static Model from_file(const std::string& path, const Limits& limits = {},
+                         const std::vector<int64_t>& input_shape = {});
   static Model from_buffer(const void* data, size_t size, const Limits& limits = {},
-                           const std::string& origin = "buffer");
+                           const std::string& origin = "buffer",
+                           const std::vector<int64_t>& input_shape = {});
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;

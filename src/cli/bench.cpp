@@ -18,8 +18,9 @@ std::string dims_text(const std::vector<int64_t>& d) {
   return s;
 }
 
-// --shape B,D1,...: the batch, then the model's input shape (which is fixed by the file).
-int64_t batch_of_shape(const std::string& text, const engine::Model& model) {
+// --shape B,D1,...: the batch, then the input's shape (sizing the dimensions the file leaves
+// unknown; those it fixes must agree).
+std::vector<int64_t> parse_shape(const std::string& text) {
   std::vector<int64_t> dims;
   size_t at = 0;
   while (at <= text.size()) {
@@ -32,12 +33,7 @@ int64_t batch_of_shape(const std::string& text, const engine::Model& model) {
     dims.push_back(std::stoll(part));
     at = end + 1;
   }
-  const auto want = model.input_shape();
-  if (dims.size() != want.size() + 1 || !std::equal(want.begin(), want.end(), dims.begin() + 1)) {
-    throw std::invalid_argument("--shape " + text + ": the model's input is B," + dims_text(want) +
-                                " (only the batch B may change)");
-  }
-  return dims[0];
+  return dims;
 }
 
 }  // namespace
@@ -77,9 +73,19 @@ Command add_bench(CLI::App& app) {
   c->add_flag("--json", a->json, "print one JSON line instead of the table");
   paths_not_empty(c);
   return {c, [a] {
-            const auto model = engine::Model::from_file(a->model);
             engine::BenchOptions o = a->options;
-            if (!a->shape.empty()) o.batch = batch_of_shape(a->shape, model);
+            std::vector<int64_t> dims;
+            if (!a->shape.empty()) {
+              dims = parse_shape(a->shape);
+              o.batch = dims[0];
+              dims.erase(dims.begin());
+            }
+            const auto model = engine::Model::from_file(a->model, engine::Limits(), dims);
+            if (!a->shape.empty() && model.input_shape() != dims) {
+              throw std::invalid_argument("--shape " + a->shape + ": the model's input is B," +
+                                          dims_text(model.input_shape()) +
+                                          " (the file fixes those dimensions)");
+            }
             const engine::BenchResult r = engine::bench(model, o);
             const std::string text =
                 a->json ? engine::to_json(r, a->model) : engine::to_text(r, a->model);

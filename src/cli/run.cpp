@@ -36,8 +36,7 @@ std::string dims_text(const std::vector<int64_t>& d) {
 void run_files(const Args& a) {
   io::check_not_input(a.output, a.model, "the model read");
   io::check_not_input(a.output, a.input, "the input read");
-  const auto model = engine::Model::from_file(a.model);
-  const engine::NpyRun r = engine::run_npy(model, a.input, a.output, a.threads);
+  const engine::NpyRun r = engine::run_npy(a.model, a.input, a.output, a.threads);
   std::printf(
       "{\"model\": \"%s\", \"input\": \"%s\", \"output\": \"%s\", \"images\": %lld, "
       "\"output_shape\": %s, \"threads\": %d, \"seconds\": %.6f}\n",

@@ -31,6 +31,7 @@ struct Program {
   int input = -1, output = -1;
   int64_t opset = 13;  // the version of the default ONNX domain the model imports
   std::vector<int64_t> input_dims, output_dims;  // per image (without the batch)
+  std::vector<int64_t> requested_input;          // the input shape asked for (Model::from_file)
   int64_t total_constant_elements = 0;
   bool initializing = false;  // reading initializers, counted as they are read
   // QuantizeLinear's saturation range, by the name of its zero point (from the zero point's type).

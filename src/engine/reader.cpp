@@ -129,25 +129,38 @@ void Program::load(const onnx::ModelProto& m) {
     if (!in.type().has_tensor_type() || type.elem_type() != onnx::TensorProto::FLOAT) {
       bad(origin, "input '" + in.name() + "' is not a float32 tensor");
     }
-    const int rank = type.shape().dim_size();
+    // Without a shape in the file, the requested one; dimensions the file leaves unknown after the
+    // batch (image-to-image models) come from the request too.
+    const int rank = type.has_shape() || requested_input.empty()
+                         ? type.shape().dim_size()
+                         : static_cast<int>(requested_input.size()) + 1;
     if (rank < 1 || rank > 8) {
       bad(origin, "input '" + in.name() + "' has " + std::to_string(rank) +
                       " dimensions; 1 to 8 are supported, the first the batch");
     }
+    // The request sizes the dimensions the file leaves unknown (of its rank); the file's fixed
+    // dimensions stand (the caller compares input_shape() with what it has).
+    const bool usable = static_cast<int>(requested_input.size()) == rank - 1;
     Value v;
     v.dims.push_back(1);
     int64_t per_image = 1;
     for (int d = 1; d < rank; ++d) {
-      const auto& dim = type.shape().dim(d);
-      if (!dim.has_dim_value() || dim.dim_value() <= 0 ||
-          dim.dim_value() > limits.max_tensor_elements) {
+      const bool fixed = type.has_shape() && type.shape().dim(d).has_dim_value();
+      int64_t size = fixed ? type.shape().dim(d).dim_value() : -1;
+      if (!fixed && !usable) {
+        bad(origin, "input '" + in.name() + "': dimension " + std::to_string(d) +
+                        " is not fixed by the file; give the input's shape, " +
+                        std::to_string(rank - 1) +
+                        " dimensions after the batch (run --input's file, bench --shape)");
+      }
+      if (!fixed) size = requested_input[d - 1];
+      if (size <= 0 || size > limits.max_tensor_elements) {
         bad(origin, "input '" + in.name() + "': dimension " + std::to_string(d) +
                         " must be a positive number");
       }
-      v.dims.push_back(dim.dim_value());
-      input_dims.push_back(dim.dim_value());
-      per_image = checked_mul(per_image, dim.dim_value(), limits.max_tensor_elements, origin,
-                              "the input");
+      v.dims.push_back(size);
+      input_dims.push_back(size);
+      per_image = checked_mul(per_image, size, limits.max_tensor_elements, origin, "the input");
     }
     input = add_value(in.name(), std::move(v), origin);
   }
@@ -192,7 +205,7 @@ void Program::load(const onnx::ModelProto& m) {
 using detail::bad;
 
 Model Model::from_buffer(const void* data, size_t size, const Limits& limits,
-                         const std::string& origin) {
+                         const std::string& origin, const std::vector<int64_t>& input_shape) {
   if (size > static_cast<size_t>(limits.max_file_bytes) ||
       size > static_cast<size_t>(std::numeric_limits<int>::max())) {
     bad(origin, "the model is too large (" + std::to_string(size) + " bytes)");
@@ -210,6 +223,7 @@ Model Model::from_buffer(const void* data, size_t size, const Limits& limits,
   auto impl = std::make_unique<Impl>();
   impl->origin = origin;
   impl->limits = limits;
+  impl->requested_input = input_shape;
   // The zero points' types give QuantizeLinear its saturation range.
   for (const auto& t : proto.graph().initializer()) {
     if (t.data_type() == onnx::TensorProto::UINT8)
@@ -221,14 +235,15 @@ Model Model::from_buffer(const void* data, size_t size, const Limits& limits,
   return Model(std::move(impl));
 }
 
-Model Model::from_file(const std::string& path, const Limits& limits) {
+Model Model::from_file(const std::string& path, const Limits& limits,
+                       const std::vector<int64_t>& input_shape) {
   std::string bytes;
   try {
     bytes = io::read_file(path, limits.max_file_bytes);
   } catch (const std::runtime_error& e) {
     throw std::invalid_argument(e.what());
   }
-  return from_buffer(bytes.data(), bytes.size(), limits, path);
+  return from_buffer(bytes.data(), bytes.size(), limits, path, input_shape);
 }
 
 }  // namespace engine

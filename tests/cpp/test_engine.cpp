@@ -596,6 +596,39 @@ TEST(Engine, InputsAndOutputsOfAnyRankAndTheirShapes) {
   }
 }
 
+TEST(Engine, DimensionsTheFileLeavesUnknownComeFromTheRequestedShape) {
+  onnx::ModelProto m;
+  m.set_ir_version(7);
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  auto* in = g->add_input();
+  in->set_name("x");
+  auto* t = in->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(onnx::TensorProto::FLOAT);
+  t->mutable_shape()->add_dim()->set_dim_param("batch");
+  t->mutable_shape()->add_dim()->set_dim_value(2);
+  t->mutable_shape()->add_dim()->set_dim_param("h");
+  auto* n = g->add_node();
+  n->set_op_type("Relu");
+  n->add_input("x");
+  n->add_output("y");
+  g->add_output()->set_name("y");
+  const std::string bytes = m.SerializeAsString();
+  EXPECT_NE(load_error(bytes).find("input 'x': dimension 2 is not fixed by the file; give the "
+                                   "input's shape, 2 dimensions after the batch"),
+            std::string::npos);
+  const Model a = Model::from_buffer(bytes.data(), bytes.size(), {}, "m", {2, 5});
+  EXPECT_EQ(a.input_shape(), (std::vector<int64_t>{2, 5}));
+  EXPECT_EQ(a.output_shape(), (std::vector<int64_t>{2, 5}));
+  const std::vector<float> x{-1, 2, -3, 4, 5, -6, 7, 8, 9, -10};
+  std::vector<float> y(10);
+  a.run(x.data(), 1, y.data());
+  EXPECT_EQ(y, (std::vector<float>{0, 2, 0, 4, 5, 0, 7, 8, 9, 0}));
+  // The file's fixed dimension stands; the caller sees it in input_shape().
+  EXPECT_EQ(Model::from_buffer(bytes.data(), bytes.size(), {}, "m", {3, 4}).input_shape(),
+            (std::vector<int64_t>{2, 4}));
+}
+
 TEST(Engine, FilesAreCheckedBeforeParsing) {
   const std::string dir =
       ::testing::TempDir() + "lowbit-engine-files-" + std::to_string(::getpid());

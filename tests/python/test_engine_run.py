@@ -142,6 +142,35 @@ def test_bench_reports_percentiles_throughput_and_a_profile(models, binary):
     assert bad.returncode == 2 and "--shape 2,3,9,7: the model's input is B,2,9,7" in bad.stderr
 
 
+def fully_convolutional(rng):
+    """[batch, 2, h, w] -> Conv 3x3 (pads 1) -> Relu -> Resize x2 -> [batch, 3, 2h, 2w]: the height
+    and width are known only at run time."""
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("Resize", ["r", "", "sc"], ["y"])],
+        "fcn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, "h2", "w2"])],
+        [numpy_helper.from_array(rng.normal(size=(3, 2, 3, 3)).astype(np.float32), "w"),
+         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_image_sizes_unknown_until_run_time(tmp_path):
+    path = save(fully_convolutional(np.random.default_rng(3)), tmp_path / "fcn.onnx")
+    for shape in [(1, 2, 7, 5), (3, 2, 16, 12)]:
+        x = np.random.default_rng(shape[2]).normal(size=shape).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        cmd(RUNNER, "run", path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+        expected = ref.run_ort_any(path, x, tmp_path)
+        assert expected.shape == (shape[0], 3, 2 * shape[2], 2 * shape[3])
+        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-5)
+    r = json.loads(cmd(RUNNER, "bench", path, "--shape", "1,2,32,24", "--runs", 2, "--seconds", 0, "--json").stdout)
+    assert [p["op"] for p in r["profile"]] == ["Conv", "Relu", "Resize"]
+    r = cmd(RUNNER, "bench", path, check=False)
+    assert r.returncode == 2 and "dimension 2 is not fixed by the file" in r.stderr and "--shape" in r.stderr
+
+
 def test_lowbit_run_needs_no_libtorch():
     libraries = subprocess.run(["ldd", str(RUNNER)], capture_output=True, text=True, check=True).stdout
     assert "libtorch" not in libraries and "libc10" not in libraries

@@ -27,6 +27,10 @@ struct NpyRun {
 // fit the model's input.
 NpyRun run_npy(const Model& model, const std::string& input, const std::string& output,
                int threads);
+// The same for the model file at `model_path`, loaded for the array's shape (Model::from_file's
+// input_shape: its dimensions after the first size those the file leaves unknown).
+NpyRun run_npy(const std::string& model_path, const std::string& input, const std::string& output,
+               int threads);
 
 // ---- timing
 

@@ -18,9 +18,10 @@ std::string shape_text(const std::vector<int64_t>& dims, bool batch) {
 
 }  // namespace
 
-NpyRun run_npy(const Model& model, const std::string& input, const std::string& output,
-               int threads) {
-  const io::NpyArray x = io::read_npy(input);
+namespace {
+
+NpyRun run_array(const Model& model, const io::NpyArray& x, const std::string& input,
+                 const std::string& output, int threads) {
   const std::vector<int64_t> want = model.input_shape();
   if (x.shape.size() != want.size() + 1 ||
       !std::equal(want.begin(), want.end(), x.shape.begin() + 1)) {
@@ -37,6 +38,21 @@ NpyRun run_npy(const Model& model, const std::string& input, const std::string& 
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   io::write_npy(output, r.output_shape, y.data());
   return r;
+}
+
+}  // namespace
+
+NpyRun run_npy(const Model& model, const std::string& input, const std::string& output,
+               int threads) {
+  return run_array(model, io::read_npy(input), input, output, threads);
+}
+
+NpyRun run_npy(const std::string& model_path, const std::string& input, const std::string& output,
+               int threads) {
+  const io::NpyArray x = io::read_npy(input);
+  const std::vector<int64_t> shape(x.shape.empty() ? x.shape.begin() : x.shape.begin() + 1,
+                                   x.shape.end());
+  return run_array(Model::from_file(model_path, Limits(), shape), x, input, output, threads);
 }
 
 }  // namespace engine
