@@ -53,7 +53,7 @@ struct SumChain {
   std::vector<size_t> steps;       // the chain's later steps (removed when fused)
   std::vector<std::string> names;  // every value of the chain (each used once, to be fused)
   struct Op {
-    char kind;             // * + - /
+    char kind;             // * + - /, r (Relu), f (Floor), x (max with c: Clip's min), n (min)
     bool constant_first;   // c - v (the others are written v op c)
     std::vector<float> c;  // per channel
   };

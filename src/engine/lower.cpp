@@ -100,6 +100,16 @@ float Node::scalar(size_t i, const char* what) const {
   return v.data[0];
 }
 
+std::vector<int64_t> Node::integers(size_t i, const char* what) const {
+  std::vector<int64_t> out;
+  for (float f : constant(i, what).data) {
+    if (f != std::floor(f) || !(std::fabs(f) <= 1e9f))
+      bad(where, std::string(what) + " must be integers");
+    out.push_back(static_cast<int64_t>(f));
+  }
+  return out;
+}
+
 std::vector<int64_t> Node::broadcast_shape(const Value& x, const Value& c) const {
   const size_t rank = std::max(x.dims.size(), c.dims.size());
   std::vector<int64_t> dims(rank, 1);

@@ -28,6 +28,8 @@ struct Node {
   // Input i, which must be a constant (a single value for scalar).
   const Value& constant(size_t i, const char* what) const;
   float scalar(size_t i, const char* what) const;
+  // Input i, a constant of integers (axes, indices), each within ±10^9.
+  std::vector<int64_t> integers(size_t i, const char* what) const;
   // The step of an element-wise f(x) of one activation (folded over a constant input).
   template <class F>
   void unary(F f);
@@ -87,8 +89,7 @@ void Node::binary(F f) {
     const int64_t per = product(out.dims, 1), px = x.per_image(), pc = c.per_image();
     s.info.kernel = "broadcast_f32";
     s.info.parameter_bytes = ix.bytes() + ic.bytes();
-    s.run = [f, ix, ic, per, px, pc](const std::vector<const float*>& xs, float* y,
-                                     int64_t count) {
+    s.run = [f, ix, ic, per, px, pc](const std::vector<const float*>& xs, float* y, int64_t count) {
       for (int64_t b = 0; b < count / per; ++b) {
         const float *p = xs[0] + b * px, *q = xs[1] + b * pc;
         float* yb = y + b * per;

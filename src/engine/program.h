@@ -97,8 +97,9 @@ struct Program {
     steps.push_back(std::move(st));
   }
 
-  // Starts a chain at a binary layer's output and carries it through per-channel Mul, Add, Sub and
-  // Div by constants, one max-pool without padding, Flatten and Identity.
+  // Starts a chain at a binary, bit-plane or 8-bit layer's output and carries it through
+  // per-channel Mul, Add, Sub and Div by constants, Relu, Floor, Clip by constants, one max-pool
+  // without padding, Flatten and Identity.
   void extend_chain(const std::string& op, const onnx::NodeProto& n,
                     const std::vector<const Value*>& in, const Attrs& a, const Step& s, Value& out);
   // Fusions evaluate a chain's float operations many times; all of a model's together at most
@@ -118,8 +119,13 @@ struct Program {
   // 8-bit codes (fusion/int8.cpp).
   bool reads_codes(const onnx::NodeProto& n, int i) const;
   void decode(const std::string& name);
+  // `linear`: QuantizeLinear's clamp(round(v / scale) + zero), else Quant's
+  // round(clamp(v / scale + zero)).
   bool fuse_int8(const SumChain& chain, float qscale, float qzero, float qlo, float qhi,
-                 int rounding, const Grid& grid, size_t& into);
+                 int rounding, const Grid& grid, size_t& into, bool linear = false);
+  // Whether DequantizeLinear node n reads 8-bit codes of value 1 per code (a fused
+  // QuantizeLinear's) and passes them on as codes on its own grid (scalar scale and zero point).
+  bool dequantizes_codes(const onnx::NodeProto& n) const;
   // Bit planes (fusion/planes.cpp).
   bool reads_planes(const onnx::NodeProto& n, int i) const;
   bool planes_scalar(const onnx::NodeProto& n) const;

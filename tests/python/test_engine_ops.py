@@ -39,6 +39,8 @@ CASES = {
     "erf": ([node("Erf", ["x"])], X4, {}, 13),
     "relu_clip": ([node("Relu", ["x"], "r"), node("Clip", ["r", "lo", "hi"])], X4,
                   {"lo": np.float32(0.1), "hi": np.float32(0.6)}, 13),
+    "clip_6_attributes": ([node("Clip", ["x"], min=-0.2, max=0.3)], X4, {}, 6),
+    "clip_6_defaults": ([node("Clip", ["x"])], X4, {}, 6),
     "prelu": ([node("PRelu", ["x", "slope"])], X4, {"slope": const([3, 1, 1])}, 13),
     "dropout": ([helper.make_node("Dropout", ["x"], ["y", "mask"])], X4, {}, 13),
     "softmax_13_last": ([node("Softmax", ["x"])], X4, {}, 13),

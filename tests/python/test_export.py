@@ -365,6 +365,11 @@ def test_engine_runs_the_export_like_libtorch(work, trained, exported, recipe, f
         # Every convolution and dense layer whose input is quantized runs on integers.
         assert any(k.startswith("int8_conv2d_") for k in kernels), kernels
         assert any(k.startswith("int8_gemm_") for k in kernels), kernels
+        # The requantization is fused into the layers in both formats: power-of-2 steps by the
+        # spec's shift, the affine scheme's QuantizeLinear by threshold tables.
+        fused = "+thresholds" if (recipe, fmt) == ("tf-int8", "standard") else "+requantize"
+        if recipe == "po2-int8" or fmt == "standard":
+            assert any(k.endswith(fused) for k in kernels), kernels
     if recipe in ("bnn", "xnor", "birealnet"):
         # QONNX's BipolarQuant and the standard format's Where(x >= 0, 1, -1) alike.
         assert any(k.startswith("binary_conv2d_") for k in kernels), kernels

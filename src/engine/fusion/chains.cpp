@@ -74,10 +74,28 @@ void Program::extend_chain(const std::string& op, const onnx::NodeProto& n,
     }
     next = std::make_shared<SumChain>(*act.chain);
     (next->pooled ? next->after_pool : next->before_pool).push_back(step);
-  } else if (op == "Relu") {
+  } else if (op == "Relu" || op == "Floor") {
     if (!in[0]->chain) return;
     next = std::make_shared<SumChain>(*in[0]->chain);
-    (next->pooled ? next->after_pool : next->before_pool).push_back({'r', false, {}});
+    (next->pooled ? next->after_pool : next->before_pool)
+        .push_back({op == "Relu" ? 'r' : 'f', false, {}});
+  } else if (op == "Clip") {  // bounds: constant scalars (the node's inputs 1 and 2)
+    if (!in[0]->chain) return;
+    next = std::make_shared<SumChain>(*in[0]->chain);
+    auto& ops = next->pooled ? next->after_pool : next->before_pool;
+    const int64_t channels = next->chw[0];
+    for (int k = 1; k <= 2; ++k) {
+      float bound;
+      if (opset < 11) {  // attributes min and max
+        bound = a.f(k == 1 ? "min" : "max", k == 1 ? -3.402823e+38f : 3.402823e+38f);
+      } else {
+        const Value* input = constant_input(n, k);
+        if (!input) continue;
+        if (input->data.size() != 1) return;
+        bound = input->data[0];
+      }
+      ops.push_back({k == 1 ? 'x' : 'n', false, std::vector<float>(channels, bound)});
+    }
   } else if (op == "MaxPool") {
     const Value& x = *in[0];
     if (!x.chain || x.chain->int8 || x.chain->pooled || x.dims.size() != 4 ||
@@ -113,7 +131,15 @@ float apply_ops(const std::vector<SumChain::Op>& ops, int64_t o, float v) {
       v = v < 0 ? 0.0f : v;
       continue;
     }
+    if (op.kind == 'f') {
+      v = std::floor(v);
+      continue;
+    }
     const float c = op.c[o];
+    if (op.kind == 'x' || op.kind == 'n') {  // as the unfused Clip: std::min(std::max(v, lo), hi)
+      v = op.kind == 'x' ? (v < c ? c : v) : (c < v ? c : v);
+      continue;
+    }
     v = op.kind == '*'   ? v * c
         : op.kind == '+' ? v + c
         : op.kind == '/' ? v / c

@@ -1,7 +1,9 @@
 // 8-bit codes between layers: an 8-bit layer's chain ending in Quant writes the codes.
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "chains.h"
 
@@ -15,8 +17,21 @@ bool Program::reads_codes(const onnx::NodeProto& n, int i) const {
   if (i != 0) return false;
   const std::string& op = n.op_type();
   if (op == "Conv" || op == "Gemm") return true;
+  if (op == "DequantizeLinear") return dequantizes_codes(n);
   const Attrs a = attrs_of(n);
   return flattens(n, a) || pools_unpadded(n, a);
+}
+
+bool Program::dequantizes_codes(const onnx::NodeProto& n) const {
+  if (n.op_type() != "DequantizeLinear" || n.input_size() < 2 || !ids.count(n.input(0)))
+    return false;
+  const Value& x = values[ids.at(n.input(0))];
+  const Value* sc = constant_input(n, 1);
+  const Value* zp = constant_input(n, 2);
+  return x.codes && x.grid.scale.size() == 1 && x.grid.scale[0] == 1.0f && x.grid.zero == 0 && sc &&
+         sc->data.size() == 1 && sc->data[0] > 0 && std::isfinite(sc->data[0]) &&
+         (n.input_size() < 3 || n.input(2).empty() ||
+          (zp && zp->data.size() == 1 && small_integer(zp->data[0])));
 }
 
 // The floats of codes: (code - zero) * scale, as Quant computes them.
@@ -69,8 +84,20 @@ void decode_input(Step& s, const Value& x, int64_t out_storage) {
 // n; its steps, found by bisection evaluating the chain's own float operations (as the unfused
 // steps compute them), must lie 2^shift apart, which makes the shift exact for every n; false
 // (no fusion) where they do not, or a value of the chain is read elsewhere.
+namespace {
+
+// An 8-bit layer's codes as thresholds on its sums: code = first[o] + #{j : n >= t[o][j]} over
+// channel o's kSize thresholds (ascending, the unused ones INT64_MAX).
+struct StepTable {
+  static constexpr int64_t kSize = 256;
+  std::vector<uint8_t> first;
+  std::vector<int64_t> t;
+};
+
+}  // namespace
+
 bool Program::fuse_int8(const SumChain& chain, float qscale, float qzero, float qlo, float qhi,
-                        int rounding, const Grid& grid, size_t& into) {
+                        int rounding, const Grid& grid, size_t& into, bool linear) {
   if (!read_once(chain)) return false;
   if (!grid.on || grid.hi - grid.lo > 255 || !chain.after_pool.empty()) return false;
   Step& conv = steps[chain.conv_step];
@@ -82,12 +109,21 @@ bool Program::fuse_int8(const SumChain& chain, float qscale, float qzero, float 
   auto code = [&](int64_t o, int64_t n) {
     const float v = apply_ops(chain.before_pool, o,
                               static_cast<float>(static_cast<double>(n) * l.scale[o] + l.bias[o]));
+    if (linear) {  // as the unfused QuantizeLinear
+      const float u = std::min(std::max(std::nearbyint(v / qscale) + qzero, qlo), qhi);
+      return static_cast<int64_t>(u) - grid.lo;
+    }
     float u = v / qscale + qzero;
     u = u > qhi ? qhi : (u < qlo ? qlo : u);
     return static_cast<int64_t>(round_mode(u, rounding)) - grid.lo;  // the stored code
   };
   auto q = std::make_shared<Requantization>();
   q->add.resize(m), q->shift.resize(m), q->lo.resize(m), q->hi.resize(m);
+  // Where the steps are not 2^k apart (affine scales): per channel, the first code and the sums
+  // at which the code steps up (thresholds), searched per output.
+  auto table = std::make_shared<StepTable>();
+  table->first.resize(m);
+  bool shifts = true;
   std::vector<int64_t> steps_at;
   for (int64_t o = 0; o < m; ++o) {
     if (!std::isfinite(l.bias[o]) || !(l.scale[o] > 0) || !std::isfinite(l.scale[o])) return false;
@@ -103,11 +139,16 @@ bool Program::fuse_int8(const SumChain& chain, float qscale, float qzero, float 
       }
       steps_at.push_back(at);
     }
+    table->first[o] = static_cast<uint8_t>(first);
+    table->t.insert(table->t.end(), steps_at.begin(), steps_at.end());
+    table->t.resize((o + 1) * StepTable::kSize, std::numeric_limits<int64_t>::max());
     int64_t step = 1;
     if (steps_at.size() > 1) step = steps_at[1] - steps_at[0];
-    if (step < 1 || (step & (step - 1)) != 0 || step > (int64_t{1} << 30)) return false;
-    for (size_t j = 1; j < steps_at.size(); ++j)
-      if (steps_at[j] - steps_at[j - 1] != step) return false;
+    bool uniform = step >= 1 && (step & (step - 1)) == 0 && step <= (int64_t{1} << 30);
+    for (size_t j = 1; uniform && j < steps_at.size(); ++j)
+      uniform = steps_at[j] - steps_at[j - 1] == step;
+    shifts = shifts && uniform;
+    if (!uniform) continue;
     int k = 0;
     while ((int64_t{1} << k) < step) ++k;
     // code = first + 1 + floor((n - steps_at[0]) / 2^k) from steps_at[0] on, clamped; n is the
@@ -117,17 +158,47 @@ bool Program::fuse_int8(const SumChain& chain, float qscale, float qzero, float 
     q->shift[o] = k, q->lo[o] = static_cast<int32_t>(first), q->hi[o] = static_cast<int32_t>(last);
   }
   const int64_t plane = l.shape.oh * l.shape.ow, stored = (m * plane + 3) / 4;
-  conv.run = [layer, q, m, plane, stored](const std::vector<const float*>& xs, float* y,
-                                          int64_t count) {
+  if (shifts) {
+    conv.run = [layer, q, m, plane, stored](const std::vector<const float*>& xs, float* y,
+                                            int64_t count) {
+      const Int8Layer& l = *layer;
+      for (int64_t b = 0; b < count / stored; ++b) {
+        l.kernels->requantize(l.sums(xs[0], b), m, plane, q->add.data(), l.zw, q->shift.data(),
+                              q->lo.data(), q->hi.data(),
+                              reinterpret_cast<uint8_t*>(y) + b * 4 * stored);
+      }
+    };
+    conv.info.kernel += "+requantize";
+    conv.info.parameter_bytes += m * static_cast<int64_t>(sizeof(int64_t) + 3 * sizeof(int32_t));
+    return fused(chain, into);
+  }
+  // The table's 8 dependent loads per output are slower than dequantizing and one float Quant
+  // (measured on the tf-int8 recipe: 0.054 against 0.032 ms), faster than the standard format's
+  // eight float steps (0.072 against 0.12 ms): tables for QuantizeLinear only.
+  if (!linear) return false;
+  conv.run = [layer, table, m, plane, stored](const std::vector<const float*>& xs, float* y,
+                                              int64_t count) {
     const Int8Layer& l = *layer;
     for (int64_t b = 0; b < count / stored; ++b) {
-      l.kernels->requantize(l.sums(xs[0], b), m, plane, q->add.data(), l.zw, q->shift.data(),
-                            q->lo.data(), q->hi.data(),
-                            reinterpret_cast<uint8_t*>(y) + b * 4 * stored);
+      const int32_t* raw = l.sums(xs[0], b);
+      uint8_t* out = reinterpret_cast<uint8_t*>(y) + b * 4 * stored;
+      for (int64_t o = 0; o < m; ++o) {
+        const int64_t* t = table->t.data() + o * StepTable::kSize;
+        for (int64_t p = 0; p < plane; ++p) {
+          const int64_t n = raw[o * plane + p] + l.constant[o] -
+                            (l.zw != 0 ? l.zw * int64_t{raw[m * plane + p]} : 0);
+          // The number of thresholds <= n, by a branchless binary search of 8 steps.
+          int64_t at = 0;
+          for (int64_t half = StepTable::kSize / 2; half > 0; half /= 2)
+            at += t[at + half - 1] <= n ? half : 0;
+          out[o * plane + p] = static_cast<uint8_t>(table->first[o] + at);
+        }
+      }
     }
   };
-  conv.info.kernel += "+requantize";
-  conv.info.parameter_bytes += m * static_cast<int64_t>(sizeof(int64_t) + 3 * sizeof(int32_t));
+  conv.info.kernel += "+thresholds";
+  conv.info.parameter_bytes +=
+      static_cast<int64_t>(table->t.size() * sizeof(int64_t) + m * (1 + sizeof(int64_t)));
   return fused(chain, into);
 }
 

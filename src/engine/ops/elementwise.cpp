@@ -116,12 +116,17 @@ void lower_greater(Node& d) {
   d.binary([](float p, float q) { return p > q ? 1.0f : 0.0f; });
 }
 
+// Clip: bounds as inputs from opset 11, as attributes (default ±FLT_MAX) before.
 void lower_clip(Node& d) {
   d.arity(1, 3);
-  const float lo =
-      d.in.size() > 1 && d.in[1] ? d.scalar(1, "min") : -std::numeric_limits<float>::infinity();
-  const float hi =
-      d.in.size() > 2 && d.in[2] ? d.scalar(2, "max") : std::numeric_limits<float>::infinity();
+  const bool attributes = d.p.opset < 11;
+  const float big = std::numeric_limits<float>::max(), inf = std::numeric_limits<float>::infinity();
+  const float lo = attributes                   ? d.a.f("min", -big)
+                   : d.in.size() > 1 && d.in[1] ? d.scalar(1, "min")
+                                                : -inf;
+  const float hi = attributes                   ? d.a.f("max", big)
+                   : d.in.size() > 2 && d.in[2] ? d.scalar(2, "max")
+                                                : inf;
   d.in.resize(1);
   d.unary([lo, hi](float v) { return std::min(std::max(v, lo), hi); });
 }

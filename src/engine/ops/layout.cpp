@@ -24,17 +24,6 @@ int64_t axis_of(int64_t axis, int64_t rank, const std::string& where) {
   return axis < 0 ? axis + rank : axis;
 }
 
-// The integer values of a constant input (axes, indices), checked to be integers.
-std::vector<int64_t> integers(const Value& v, const std::string& where, const char* what) {
-  std::vector<int64_t> out;
-  for (float f : v.data) {
-    if (f != std::floor(f) || std::fabs(f) > 1e9f)
-      bad(where, std::string(what) + " must be integers");
-    out.push_back(static_cast<int64_t>(f));
-  }
-  return out;
-}
-
 // For every element of y (shape ydims, row-major), the index of the element of x it copies, where
 // y's axis k is x's axis perm[k].
 std::vector<int64_t> permutation(const std::vector<int64_t>& xdims,
@@ -134,7 +123,7 @@ void lower_space_to_depth(Node& d) {
 std::vector<int64_t> axes_of(Node& d) {
   if (d.p.opset < 13) return d.a.ints("axes", {});
   if (d.in.size() < 2 || !d.in[1]) return {};
-  return integers(d.constant(1, "axes"), d.where, "axes");
+  return d.integers(1, "axes");
 }
 
 // The same values under other dimensions: a copy for activations, nothing for constants.
@@ -283,11 +272,11 @@ void lower_gather(Node& d) {
   const Value& x = *d.in[0];
   if (!x.constant) bad(d.where, "only the gathering from constants is supported");
   const Value& idx = d.constant(1, "indices");
+  std::vector<int64_t> picks = d.integers(1, "indices");
   const int64_t rank = static_cast<int64_t>(x.dims.size());
   if (rank == 0) bad(d.where, "data must have at least one dimension");
   const int64_t axis = axis_of(d.a.i("axis", 0), rank, d.where);
   const int64_t n = x.dims[axis];
-  std::vector<int64_t> picks = integers(idx, d.where, "indices");
   for (int64_t& i : picks) {
     if (i < -n || i >= n) bad(d.where, "index " + std::to_string(i) + " is out of range");
     if (i < 0) i += n;

@@ -179,9 +179,7 @@ std::vector<bool> reduced_axes(Node& d, const Value& x) {
   const bool input = d.p.opset >= 18 || (d.op == "ReduceSum" && d.p.opset >= 13);
   std::vector<int64_t> axes;
   if (input) {
-    if (d.in.size() > 1 && d.in[1]) {
-      for (float v : d.constant(1, "axes").data) axes.push_back(static_cast<int64_t>(v));
-    }
+    if (d.in.size() > 1 && d.in[1]) axes = d.integers(1, "axes");
   } else {
     axes = d.a.ints("axes", {});
   }

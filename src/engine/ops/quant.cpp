@@ -119,8 +119,32 @@ void lower_quantize_linear(Node& d) {
   if (range != d.p.zero_point_ranges.end()) std::tie(lo, hi) = range->second;
   d.in.resize(1);
   const Value& x = *d.in[0];
-  if (dequant && small_integer(zp) && sc > 0 && std::isfinite(sc) &&
-      (x.integral || (x.constant && integral_in(x.data, lo, hi)))) {
+  const bool codes_grid = small_integer(zp) && sc > 0 && std::isfinite(sc);
+  if (dequant && d.p.dequantizes_codes(d.n)) {
+    // A fused QuantizeLinear's codes: the same bytes, read on this node's grid.
+    d.out.dims = x.dims;
+    d.out.codes = true;
+    d.out.grid = x.grid;
+    d.out.grid.scale = {sc}, d.out.grid.zero = zp;
+    d.s.info.kernel = "copy";
+    d.s.run = [](const std::vector<const float*>& xs, float* y, int64_t count) {
+      std::copy(xs[0], xs[0] + count, y);
+    };
+    return;
+  }
+  if (!dequant && !x.constant && x.chain && x.chain->int8 && codes_grid) {
+    // An 8-bit layer's chain ending here (the standard format's requantization) writes the codes.
+    Grid g;
+    g.on = true, g.scale = {1.0f}, g.zero = 0;
+    g.lo = static_cast<int64_t>(lo), g.hi = static_cast<int64_t>(hi);
+    if (d.p.fuse_int8(*x.chain, sc, zp, lo, hi, /*rounding=*/1, g, d.fused_into, /*linear=*/true)) {
+      d.fused = d.out.codes = d.out.integral = true;
+      d.out.dims = x.dims;
+      d.out.grid = g;
+      return;
+    }
+  }
+  if (dequant && codes_grid && (x.integral || (x.constant && integral_in(x.data, lo, hi)))) {
     d.out.grid.on = true, d.out.grid.scale = {sc}, d.out.grid.zero = zp;
     d.out.grid.lo = static_cast<int64_t>(lo), d.out.grid.hi = static_cast<int64_t>(hi);
   }

@@ -34,7 +34,7 @@ int64_t nearest(const std::string& mode, float x, int64_t in) {
   } else {
     r = std::round(x);
   }
-  return std::min<int64_t>(std::max<int64_t>(static_cast<int64_t>(r), 0), in - 1);
+  return static_cast<int64_t>(std::min(std::max(r, 0.0f), static_cast<float>(in - 1)));
 }
 
 void lower_resize(Node& d) {
@@ -64,11 +64,15 @@ void lower_resize(Node& d) {
   if ((scales == nullptr) == (sizes == nullptr)) bad(d.where, "give either scales or sizes");
   if (scales) {
     const auto& v = d.constant(2, "scales").data;
-    if (v.size() != 4 || v[0] != 1 || v[1] != 1 || !(v[2] > 0) || !(v[3] > 0))
-      bad(d.where, "scales must be 4 values [1, 1, height, width], positive");
+    if (v.size() != 4 || v[0] != 1 || v[1] != 1 || !(v[2] > 0) || !(v[3] > 0) ||
+        !std::isfinite(v[2]) || !std::isfinite(v[3]))
+      bad(d.where, "scales must be 4 values [1, 1, height, width], positive and finite");
     scale_h = v[2], scale_w = v[3];
-    oh = static_cast<int64_t>(std::floor(static_cast<float>(h) * scale_h));
-    ow = static_cast<int64_t>(std::floor(static_cast<float>(w) * scale_w));
+    const float fh = std::floor(static_cast<float>(h) * scale_h);
+    const float fw = std::floor(static_cast<float>(w) * scale_w);
+    if (!(fh >= 1 && fh <= 65536 && fw >= 1 && fw <= 65536))
+      bad(d.where, "the output size is out of range (1 to 65536 rows and columns)");
+    oh = static_cast<int64_t>(fh), ow = static_cast<int64_t>(fw);
   } else {
     const auto& v = d.constant(3, "sizes").data;
     if (v.size() != 4 || !(v[0] >= 1) || v[1] != x.dims[1] || !(v[2] >= 1) || !(v[3] >= 1) ||

@@ -42,8 +42,8 @@ std::vector<int64_t> Program::resolve_shape(const std::vector<float>& s, size_t 
     if (known == 0 || n % known != 0) bad(where, "no -1 makes the shape hold the data");
     dims[inferred] = n / known;
   } else if (known != n) {
-    bad(where, "shape " + dims_str(dims) + " does not hold the data's " + std::to_string(n) +
-                   " values");
+    bad(where,
+        "shape " + dims_str(dims) + " does not hold the data's " + std::to_string(n) + " values");
   }
   return dims;
 }
