@@ -6,10 +6,11 @@
                                             [--threads 1] [--runs 300] [--rounds 3]
 
 Recipes are trained for one epoch on 2,000 Fashion-MNIST images (the kernels a model gets do not
-depend on its accuracy) and exported in both formats; --models adds any ONNX files (their input
-shape must be fixed). onnxruntime is npm's onnxruntime-node with all graph optimisations
-(bench/ort_latency.js); lowbit is build/lowbit-run bench. Prints a table and, with --json, one JSON
-line per model. The ratio is onnxruntime's latency over lowbit's (above 1: lowbit is faster)."""
+depend on its accuracy) and exported in both formats: both sides run the standard export, lowbit
+also its QONNX twin. --models adds standard ONNX files (their input shape must be fixed).
+onnxruntime is npm's onnxruntime-node with all graph optimisations (bench/ort_latency.js); lowbit is
+build/lowbit-run bench. Prints a table, or with --json one JSON line per model. A ratio is
+onnxruntime's latency over lowbit's (above 1: lowbit is faster)."""
 import argparse
 import json
 import subprocess
@@ -29,37 +30,52 @@ def run(*args):
 
 
 def exports(recipes, work):
+    """(name, standard export, QONNX export) of each recipe."""
     data = ref.subset(work / "data", train=2000, test=100)
     models = []
     for recipe in recipes:
         out = work / recipe
         run(ROOT / "build" / "lowbit", "train", "--model", recipe, "--data", data, "--epochs", 1,
             "--out", out, "--no-progress")
-        for fmt in ("qonnx", "standard"):
-            path = work / f"{recipe}-{fmt}.onnx"
-            run(ROOT / "build" / "lowbit", "export", "--checkpoint", out, "--out", path, "--format", fmt)
-            models.append((f"{recipe} ({fmt})", path))
+        paths = []
+        for fmt in ("standard", "qonnx"):
+            paths.append(work / f"{recipe}-{fmt}.onnx")
+            run(ROOT / "build" / "lowbit", "export", "--checkpoint", out, "--out", paths[-1], "--format", fmt)
+        models.append((recipe, *paths))
     return models
 
 
 def input_shape(path):
     dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
-    return [1] + [d.dim_value for d in dims[1:]]
+    return ",".join(map(str, [1] + [d.dim_value for d in dims[1:]]))
 
 
-def measure(name, path, threads, runs, rounds):
-    shape = ",".join(map(str, input_shape(path)))
-    best_lowbit = best_ort = float("inf")
+def lowbit_ms(path, threads, runs):
+    r = json.loads(run(ROOT / "build" / "lowbit-run", "bench", path, "--shape", input_shape(path),
+                       "--threads", threads, "--runs", runs, "--seconds", 0, "--warmup", 20, "--json"))
+    return r["latency_ms_p50"]
+
+
+def ort_ms(path, threads, runs):
+    o = json.loads(run("node", ROOT / "bench" / "ort_latency.js", path, input_shape(path), runs, threads))
+    return o["median_ms"]
+
+
+def measure(name, standard, qonnx, threads, runs, rounds):
+    """Best of `rounds` medians, the sides alternating: lowbit on the standard file (and on the QONNX
+    twin where there is one), onnxruntime on the standard file (it does not run QONNX's nodes)."""
+    best = {"lowbit_ms": float("inf"), "onnxruntime_ms": float("inf")}
+    if qonnx:
+        best["lowbit_qonnx_ms"] = float("inf")
     for _ in range(rounds):
-        r = json.loads(run(ROOT / "build" / "lowbit-run", "bench", path, "--shape", shape, "--threads", threads,
-                           "--runs", runs, "--seconds", 0, "--warmup", 20, "--json"))
-        best_lowbit = min(best_lowbit, r["latency_ms_p50"])
-        o = json.loads(run("node", ROOT / "bench" / "ort_latency.js", path, shape, runs, threads))
-        best_ort = min(best_ort, o["median_ms"])
-    kernels = sorted({p["kernel"] for p in r["profile"]})
-    return {"model": name, "file": str(path), "shape": shape, "threads": threads,
-            "lowbit_ms": best_lowbit, "onnxruntime_ms": best_ort, "ratio": best_ort / best_lowbit,
-            "kernels": kernels}
+        best["lowbit_ms"] = min(best["lowbit_ms"], lowbit_ms(standard, threads, runs))
+        best["onnxruntime_ms"] = min(best["onnxruntime_ms"], ort_ms(standard, threads, runs))
+        if qonnx:
+            best["lowbit_qonnx_ms"] = min(best["lowbit_qonnx_ms"], lowbit_ms(qonnx, threads, runs))
+    r = {"model": name, "threads": threads, **best, "ratio": best["onnxruntime_ms"] / best["lowbit_ms"]}
+    if qonnx:
+        r["ratio_qonnx"] = best["onnxruntime_ms"] / best["lowbit_qonnx_ms"]
+    return r
 
 
 def main():
@@ -72,14 +88,18 @@ def main():
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        models = exports(a.recipes, Path(tmp)) + [(Path(m).name, Path(m)) for m in a.models]
-        print(f"{'model':<26} {'lowbit ms':>10} {'onnxruntime ms':>15} {'ratio':>7}")
-        for name, path in models:
-            r = measure(name, path, a.threads, a.runs, a.rounds)
+        models = exports(a.recipes, Path(tmp)) + [(Path(m).name, Path(m), None) for m in a.models]
+        if not a.json:
+            print(f"{'model':<16} {'lowbit ms':>10} {'lowbit QONNX ms':>16} {'onnxruntime ms':>15} "
+                  f"{'ratio':>6} {'ratio QONNX':>12}")
+        for name, standard, qonnx in models:
+            r = measure(name, standard, qonnx, a.threads, a.runs, a.rounds)
             if a.json:
                 print(json.dumps(r))
-            else:
-                print(f"{name:<26} {r['lowbit_ms']:>10.4f} {r['onnxruntime_ms']:>15.4f} {r['ratio']:>7.2f}")
+                continue
+            q = f"{r['lowbit_qonnx_ms']:>16.4f}" if qonnx else f"{'':>16}"
+            rq = f"{r['ratio_qonnx']:>12.2f}" if qonnx else ""
+            print(f"{name:<16} {r['lowbit_ms']:>10.4f} {q} {r['onnxruntime_ms']:>15.4f} {r['ratio']:>6.2f} {rq}")
 
 
 if __name__ == "__main__":

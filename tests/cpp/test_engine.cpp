@@ -177,6 +177,39 @@ TEST(Engine, PadsWithTheConstantAndBroadcastsPerChannel) {
   EXPECT_EQ(y, (std::vector<float>{2, 2, 10, 2, -3, -3, -21, -3}));
 }
 
+TEST(Engine, EveryFloatDenseLayerGivesTheDefinitionsBits) {
+  // y[o] = (x[0] w[o,0] + x[1] w[o,1] + ...) + bias[o], summed in that order from 0: written out
+  // here, for output counts around the register blocks (4 registers of 4, 8 or 16 floats).
+  namespace f32 = lowbit::engine::float32;
+  std::mt19937 rng(17);
+  int checked = 0;
+  for (const auto& k : f32::all()) {
+    if (!k.supported()) continue;
+    for (int64_t m : {1, 15, 16, 17, 63, 64, 65, 130}) {
+      const int64_t n = 37;
+      std::vector<float> x(n), w(m * n), wt(m * n), bias(m), got(m);
+      for (auto* v : {&x, &w, &bias})
+        for (auto& e : *v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
+      w[0] = std::numeric_limits<float>::infinity();
+      for (int64_t o = 0; o < m; ++o)
+        for (int64_t i = 0; i < n; ++i) wt[i * m + o] = w[o * n + i];
+      k.dense(x.data(), wt.data(), bias.data(), n, m, got.data());
+      for (int64_t o = 0; o < m; ++o) {
+        float acc = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const float product = x[i] * w[o * n + i];
+          acc = acc + product;
+        }
+        const float want = acc + bias[o];
+        EXPECT_EQ(std::memcmp(&got[o], &want, sizeof want), 0)
+            << k.name << " m=" << m << " o=" << o << ": " << got[o] << " vs " << want;
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 8);
+}
+
 TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
   // The vectorized builds run the reference's own multiplies and adds, in its order: equal bits.
   namespace f32 = lowbit::engine::float32;

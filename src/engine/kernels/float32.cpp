@@ -13,21 +13,24 @@ namespace avx2 {
 void conv(const float*, const float*, const float*, const ConvShape&, int64_t, float*);
 void ternary_conv(const float*, const int8_t*, const float*, const float*, const ConvShape&,
                   int64_t, float*);
+void dense(const float*, const float*, const float*, int64_t, int64_t, float*);
 }  // namespace avx2
 namespace avx512 {
 void conv(const float*, const float*, const float*, const ConvShape&, int64_t, float*);
 void ternary_conv(const float*, const int8_t*, const float*, const float*, const ConvShape&,
                   int64_t, float*);
+void dense(const float*, const float*, const float*, int64_t, int64_t, float*);
 }  // namespace avx512
 #endif
 
 const std::vector<Kernels>& all() {
   static const std::vector<Kernels> list = {
-    {"scalar", [] { return true; }, &scalar::conv, &scalar::ternary_conv},
+    {"scalar", [] { return true; }, &scalar::conv, &scalar::ternary_conv, &scalar::dense},
 #if defined(__x86_64__)
-    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::conv, &avx2::ternary_conv},
+    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::conv, &avx2::ternary_conv,
+     &avx2::dense},
     {"avx512", [] { return __builtin_cpu_supports("avx512f") != 0; }, &avx512::conv,
-     &avx512::ternary_conv},
+     &avx512::ternary_conv, &avx512::dense},
 #endif
   };
   return list;

@@ -177,6 +177,30 @@ void ternary_conv(const float* x, const int8_t* t, const float* alpha, const flo
   });
 }
 
+void dense(const float* x, const float* wt, const float* bias, int64_t k, int64_t m, float* y) {
+  // Blocks of 4 registers of outputs, each summed over the inputs in order from 0.
+  constexpr int64_t kOutputs = 4 * kVector;
+  int64_t o0 = 0;
+  for (; o0 + kOutputs <= m; o0 += kOutputs) {
+    Vector acc[4] = {};
+    for (int64_t i = 0; i < k; ++i) {
+      const float* row = wt + i * m + o0;
+      Vector v[4];
+      std::memcpy(v, row, sizeof v);
+      const float xi = x[i];
+      for (int j = 0; j < 4; ++j) acc[j] += v[j] * xi;
+    }
+    float sums[kOutputs];
+    std::memcpy(sums, acc, sizeof sums);
+    for (int64_t o = 0; o < kOutputs; ++o) y[o0 + o] = sums[o] + bias[o0 + o];
+  }
+  for (; o0 < m; ++o0) {
+    float acc = 0;
+    for (int64_t i = 0; i < k; ++i) acc += x[i] * wt[i * m + o0];
+    y[o0] = acc + bias[o0];
+  }
+}
+
 }  // namespace LOWBIT_FLOAT32_ISA
 }  // namespace float32
 }  // namespace engine

@@ -134,19 +134,15 @@ void Program::gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, St
   const Grid wg = weight_grid(rows, m, tb || w.grid.scale.size() == 1 ? w.grid : Grid());
   if (int8_conv(s, shape, x.grid, x.codes, rows, wg, bias, "int8_gemm_")) return;
   if (ternary_dense(s, k, m, rows, bias)) return;
-  s.info.kernel = "gemm_f32";
+  const float32::Kernels* kern = &float32::best();
+  s.info.kernel = "gemm_f32_" + kern->name;
   s.info.parameter_bytes = static_cast<int64_t>((rows.size() + bias.size()) * sizeof(float));
-  s.run = [rows, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {
-    const int64_t images = count / m;
-    for (int64_t b = 0; b < images; ++b) {
-      const float* xi = xs[0] + b * k;
-      for (int64_t o = 0; o < m; ++o) {
-        float acc = 0;
-        const float* r = rows.data() + o * k;
-        for (int64_t i = 0; i < k; ++i) acc += xi[i] * r[i];
-        y[b * m + o] = acc + bias[o];
-      }
-    }
+  std::vector<float> wt(k * m);  // the kernel's layout: transposed
+  for (int64_t o = 0; o < m; ++o)
+    for (int64_t i = 0; i < k; ++i) wt[i * m + o] = rows[o * k + i];
+  s.run = [kern, wt, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count) {
+    for (int64_t b = 0; b < count / m; ++b)
+      kern->dense(xs[0] + b * k, wt.data(), bias.data(), k, m, y + b * m);
   };
 }
 

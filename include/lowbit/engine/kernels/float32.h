@@ -1,5 +1,5 @@
-// The engine's float32 direct convolution (the layers that stay in float: first layers, float
-// recipes), compiled once per instruction set from one body (float32_body.h). Every
+// The engine's float32 direct convolution and dense layer (the layers that stay in float: first
+// layers, float recipes), compiled once per instruction set from one body (float32_body.h). Every
 // implementation performs the same multiplies and adds in the same order (a row of outputs at a
 // time, taps in the order (input channel, i, j), no fused multiply-add: the engine is built with
 // -ffp-contract=off), so all give the same bits; wider ones only run more outputs of a row at
@@ -30,11 +30,17 @@ using ConvFn = void (*)(const float* x, const float* w, const float* bias, const
 using TernaryConvFn = void (*)(const float* x, const int8_t* t, const float* alpha,
                                const float* bias, const ConvShape& s, int64_t group, float* y);
 
+// A dense layer of one image: y[o] = bias[o] + the sum over i of x[i] * w[o, i], accumulated in
+// the order of i from 0 and the bias added last, with the weights transposed: wt[i * m + o].
+using DenseFn = void (*)(const float* x, const float* wt, const float* bias, int64_t k, int64_t m,
+                         float* y);
+
 struct Kernels {
   std::string name;
   bool (*supported)();
   ConvFn conv;
   TernaryConvFn ternary_conv;
+  DenseFn dense;
 };
 // Every implementation, the reference first; and the best one this CPU runs.
 const std::vector<Kernels>& all();
