@@ -7,7 +7,8 @@
 
 Recipes are trained for one epoch on 2,000 Fashion-MNIST images (the kernels a model gets do not
 depend on its accuracy) and exported in both formats: both sides run the standard export, lowbit
-also its QONNX twin. --models adds standard ONNX files (their input shape must be fixed).
+also its QONNX twin; a generated float-only CNN on 3x112x112 (a >= 5 ms model) follows.
+--models adds standard ONNX files (their input shape must be fixed).
 onnxruntime is npm's onnxruntime-node with all graph optimisations (bench/ort_latency.js); lowbit is
 build/lowbit-run bench. Prints a table, or with --json one JSON line per model. A ratio is
 onnxruntime's latency over lowbit's (above 1: lowbit is faster)."""
@@ -43,6 +44,34 @@ def exports(recipes, work):
             run(ROOT / "build" / "lowbit", "export", "--checkpoint", out, "--out", paths[-1], "--format", fmt)
         models.append((recipe, *paths))
     return models
+
+
+def float_cnn(path):
+    """A float-only CNN of about 100 M multiply-adds on 3x112x112 (a >= 5 ms model on one thread):
+    three 3x3 convolutions with ReLU and max-pooling, global average pooling, a dense layer."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits, nodes, prev, c = [], [], "x", 3
+    for i, m in enumerate([32, 64, 64]):
+        inits += [numpy_helper.from_array((rng.normal(size=(m, c, 3, 3)) / (3 * c) ** 0.5).astype(np.float32), f"w{i}"),
+                  numpy_helper.from_array(np.zeros(m, np.float32), f"b{i}")]
+        nodes += [helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        prev, c = f"r{i}", m
+        if i < 2:
+            nodes.append(helper.make_node("MaxPool", [prev], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]))
+            prev = f"p{i}"
+    inits.append(numpy_helper.from_array(rng.normal(size=(10, 64)).astype(np.float32), "wd"))
+    nodes += [helper.make_node("GlobalAveragePool", [prev], ["g"]),
+              helper.make_node("Flatten", ["g"], ["f"]),
+              helper.make_node("Gemm", ["f", "wd"], ["y"], transB=1)]
+    g = helper.make_graph(nodes, "cnn112", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 112, 112])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
 
 
 def input_shape(path):
@@ -86,9 +115,13 @@ def main():
     p.add_argument("--runs", type=int, default=300)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-cnn", dest="cnn", action="store_false",
+                   help="leave out the generated float CNN (3x112x112, about 100 M multiply-adds)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         models = exports(a.recipes, Path(tmp)) + [(Path(m).name, Path(m), None) for m in a.models]
+        if a.cnn:
+            models.append(("float CNN 112", float_cnn(Path(tmp) / "cnn112.onnx"), None))
         if not a.json:
             print(f"{'model':<16} {'lowbit ms':>10} {'lowbit QONNX ms':>16} {'onnxruntime ms':>15} "
                   f"{'ratio':>6} {'ratio QONNX':>12}")

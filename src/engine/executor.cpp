@@ -1,7 +1,10 @@
 // The executor: a program's steps over chunks of images, on one or more threads.
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <exception>
+#include <functional>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -11,12 +14,73 @@ namespace lowbit {
 namespace engine {
 namespace detail {
 
+Team::Team(int size) : size_(std::max(1, size)) {
+  for (int p = 1; p < size_; ++p) {
+    threads_.emplace_back([this, p] {
+      int64_t seen = 0;
+      for (;;) {
+        const std::function<void(int)>* task;
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+          if (stop_) return;
+          seen = generation_;
+          task = task_;
+        }
+        std::exception_ptr error;
+        try {
+          (*task)(p);
+        } catch (...) {
+          error = std::current_exception();
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        if (error && !error_) error_ = error;
+        if (--pending_ == 0) done_.notify_one();
+      }
+    });
+  }
+}
+
+Team::~Team() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void Team::run(const std::function<void(int)>& f) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    task_ = &f;
+    pending_ = size_ - 1;
+    error_ = nullptr;
+    ++generation_;
+  }
+  wake_.notify_all();
+  std::exception_ptr mine;
+  try {
+    f(0);
+  } catch (...) {
+    mine = std::current_exception();
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  done_.wait(lock, [&] { return pending_ == 0; });
+  if (mine) std::rethrow_exception(mine);
+  if (error_) std::rethrow_exception(error_);
+}
+
 // Runs the graph over `batch` images in chunks of a few images, so that every activation of a
 // chunk stays in cache and the buffers, allocated once per call, are reused. With `seconds`, adds
-// each step's time to seconds[step].
-void Program::run(const float* inputs, int64_t batch, float* outputs, double* seconds) const {
+// each step's time to seconds[step]; with a team, the steps that can be split (Step::part) and are
+// large enough run on all its threads.
+void Program::run(const float* inputs, int64_t batch, float* outputs, double* seconds,
+                  Team* team) const {
   using Clock = std::chrono::steady_clock;
   constexpr int64_t kChunk = 8;
+  // Below this many multiply-adds a step runs on one thread: waking the others costs more.
+  constexpr int64_t kSplitMacs = int64_t{1} << 17;
   const int64_t in_per = product(input_dims), out_per = product(output_dims);
   std::vector<std::vector<float>> buffers(values.size());
   std::vector<const float*> ptr(values.size(), nullptr);
@@ -37,13 +101,14 @@ void Program::run(const float* inputs, int64_t batch, float* outputs, double* se
         if (static_cast<int64_t>(buffers[s.output].size()) < count) buffers[s.output].resize(count);
         y = buffers[s.output].data();
       }
-      if (seconds) {
-        const auto start = Clock::now();
-        s.run(xs, y, count);
-        seconds[k] += std::chrono::duration<double>(Clock::now() - start).count();
+      const auto start = seconds ? Clock::now() : Clock::time_point();
+      if (team && team->size() > 1 && s.part && s.macs * n >= kSplitMacs) {
+        const int64_t parts = team->size();
+        team->run([&](int p) { s.part(xs, y, count, p, parts); });
       } else {
         s.run(xs, y, count);
       }
+      if (seconds) seconds[k] += std::chrono::duration<double>(Clock::now() - start).count();
       ptr[s.output] = y;
     }
     if (ptr[output] != out) bad(origin, "the output is not computed by the graph");
@@ -78,7 +143,13 @@ void Model::run(const float* inputs, int64_t batch, float* outputs, int threads)
   const int64_t in_per = input_size(), out_per = output_size();
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, batch));
   if (workers == 1) {
-    impl_->run(inputs, batch, outputs);
+    // One image (or fewer than the threads): the threads split each large step of the images.
+    if (threads > 1) {
+      detail::Team team(static_cast<int>(std::min<int64_t>(threads, 256)));
+      impl_->run(inputs, batch, outputs, nullptr, &team);
+    } else {
+      impl_->run(inputs, batch, outputs);
+    }
     return;
   }
   std::vector<std::thread> pool;

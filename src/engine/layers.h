@@ -107,6 +107,11 @@ struct Step {
   std::vector<int> inputs;
   int output = -1;
   std::function<void(const std::vector<const float*>&, float*, int64_t batch)> run;
+  // Where set, `run` split for threads: part(xs, y, count, p, parts) computes the p-th of `parts`
+  // disjoint slices of the output (output channels), each with run's operations: one image uses
+  // several threads. macs: the multiply-adds per image, to decide whether a split pays.
+  std::function<void(const std::vector<const float*>&, float*, int64_t, int64_t, int64_t)> part;
+  int64_t macs = 0;
   std::shared_ptr<const BinaryLayer> binary;  // binary layers: what a fusion rebuilds them from
   std::shared_ptr<const Int8Layer> int8;      // 8-bit layers: the same
   std::shared_ptr<const PlanesLayer> planes;  // bit-plane layers: the same

@@ -2,8 +2,13 @@
 // of the lowering (which values are read where, the fusions' budget). Model::Impl is a Program.
 #pragma once
 
+#include <condition_variable>
+#include <exception>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -20,6 +25,29 @@ class TensorProto;
 namespace lowbit {
 namespace engine {
 namespace detail {
+
+// A fork-join team of threads for the steps of one image: run(f) calls f(0) .. f(size - 1) at
+// once, f(0) on the calling thread, and returns when all have (rethrowing the first exception).
+class Team {
+ public:
+  explicit Team(int size);
+  ~Team();
+  Team(const Team&) = delete;
+  Team& operator=(const Team&) = delete;
+  int size() const { return size_; }
+  void run(const std::function<void(int)>& f);
+
+ private:
+  int size_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int)>* task_ = nullptr;
+  int64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
 
 struct Program {
   std::string origin;
@@ -137,7 +165,8 @@ struct Program {
   // Runs the graph over `batch` images in chunks of a few images, so that every activation of a
   // chunk stays in cache and the buffers, allocated once per call, are reused; with `seconds`, adds
   // each step's time to seconds[step].
-  void run(const float* inputs, int64_t batch, float* outputs, double* seconds = nullptr) const;
+  void run(const float* inputs, int64_t batch, float* outputs, double* seconds = nullptr,
+           Team* team = nullptr) const;
 };
 
 // A Flatten of axis 1: the same storage, whatever it holds.

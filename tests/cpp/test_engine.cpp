@@ -193,7 +193,7 @@ TEST(Engine, EveryFloatDenseLayerGivesTheDefinitionsBits) {
       w[0] = std::numeric_limits<float>::infinity();
       for (int64_t o = 0; o < m; ++o)
         for (int64_t i = 0; i < n; ++i) wt[i * m + o] = w[o * n + i];
-      k.dense(x.data(), wt.data(), bias.data(), n, m, got.data());
+      k.dense(x.data(), wt.data(), m, bias.data(), n, m, got.data());
       for (int64_t o = 0; o < m; ++o) {
         float acc = 0;
         for (int64_t i = 0; i < n; ++i) {
@@ -203,6 +203,13 @@ TEST(Engine, EveryFloatDenseLayerGivesTheDefinitionsBits) {
         const float want = acc + bias[o];
         EXPECT_EQ(std::memcmp(&got[o], &want, sizeof want), 0)
             << k.name << " m=" << m << " o=" << o << ": " << got[o] << " vs " << want;
+      }
+      // A slice of the outputs (as a thread computes its part): the same bits.
+      if (m > 20) {
+        std::vector<float> part(m - 19);
+        k.dense(x.data(), wt.data() + 19, m, bias.data() + 19, n, m - 19, part.data());
+        EXPECT_EQ(std::memcmp(part.data(), got.data() + 19, part.size() * sizeof(float)), 0)
+            << k.name << " m=" << m;
       }
       ++checked;
     }
@@ -660,6 +667,46 @@ TEST(Engine, DimensionsTheFileLeavesUnknownComeFromTheRequestedShape) {
   // The file's fixed dimension stands; the caller sees it in input_shape().
   EXPECT_EQ(Model::from_buffer(bytes.data(), bytes.size(), {}, "m", {3, 4}).input_shape(),
             (std::vector<int64_t>{2, 4}));
+}
+
+TEST(Engine, OneImageOnSeveralThreadsGivesTheSameBits) {
+  // Float convolutions (one group, and grouped) and a dense layer large enough to be split across
+  // threads by output channels (each over 2^17 multiply-adds): every thread count gives the
+  // one-thread bits.
+  std::mt19937 rng(23);
+  auto uniform = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& e : v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
+    return v;
+  };
+  Builder b({4, 20, 18});
+  b.init("w1", {12, 4, 3, 3}, uniform(12 * 4 * 9));
+  b.init("b1", {12}, uniform(12));
+  Builder::attr(b.node("Conv", {"image", "w1", "b1"}, "c1"), "pads",
+                std::vector<int64_t>{1, 1, 1, 1});
+  b.init("w2", {24, 2, 3, 3}, uniform(24 * 2 * 9));
+  auto* grouped = b.node("Conv", {"c1", "w2"}, "c2");
+  Builder::attr(grouped, "group", int64_t{6});
+  Builder::attr(grouped, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  b.node("Relu", {"c2"}, "r");
+  b.node("Flatten", {"r"}, "f");
+  const int64_t k = 24 * 20 * 18;
+  b.init("w3", {37, k}, uniform(37 * k));
+  Builder::attr(b.node("Gemm", {"f", "w3"}, "y"), "transB", int64_t{1});
+  const Model m = b.load("y");
+  const auto x = uniform(4 * 20 * 18);
+  std::vector<float> one(37), many(37);
+  m.run(x.data(), 1, one.data(), 1);
+  for (int threads : {2, 3, 5, 16}) {
+    m.run(x.data(), 1, many.data(), threads);
+    EXPECT_EQ(std::memcmp(one.data(), many.data(), sizeof(float) * 37), 0) << threads;
+  }
+  // Two images on three threads (fewer images than threads): the same bits too.
+  std::vector<float> two_x(x), two_one(74), two_many(74);
+  two_x.insert(two_x.end(), x.rbegin(), x.rend());
+  m.run(two_x.data(), 2, two_one.data(), 1);
+  m.run(two_x.data(), 2, two_many.data(), 3);
+  EXPECT_EQ(two_one, two_many);
 }
 
 TEST(Engine, FilesAreCheckedBeforeParsing) {

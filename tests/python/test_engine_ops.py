@@ -80,6 +80,12 @@ CASES = {
     "shape_channels": ([node("Shape", ["x"], "sh"), node("Gather", ["sh", "i1"], "c", axis=0),
                         node("Cast", ["c"], "cf", to=TensorProto.FLOAT), node("Div", ["x", "cf"])], X4,
                        {"i1": np.array(1, np.int64)}, 13),
+    # padding
+    "pad_constant": ([node("Pad", ["x", "p", "v"])], X4, {"p": np.array([0, 0, 1, 2, 0, 0, 3, 0], np.int64),
+                                                      "v": np.float32(0.5)}, 13),
+    "pad_reflect": ([node("Pad", ["x", "p"], mode="reflect")], X4, {"p": np.array([0, 0, 2, 1, 0, 0, 1, 3], np.int64)}, 13),
+    "pad_edge": ([node("Pad", ["x", "p"], mode="edge")], X4, {"p": np.array([0, 0, 3, 0, 0, 0, 1, 4], np.int64)}, 13),
+    "pad_2_attributes": ([node("Pad", ["x"], mode="constant", pads=[0, 0, 1, 1, 0, 0, 2, 0], value=-1.0)], X4, {}, 2),
     # pooling and reductions
     "avgpool_2x2": ([node("AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2])], X4, {}, 13),
     "avgpool_pads_exclude": ([node("AveragePool", ["x"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], X4, {}, 13),
@@ -208,3 +214,42 @@ def test_unsupported_graphs_are_errors_naming_the_node(name, tmp_path):
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert f"{path}: node " in r.stderr
     assert not (tmp_path / "y.npy").exists()
+
+
+# ---- QONNX's Trunc against its documentation's sample implementations (float32 here) ------------
+
+def trunc_v1(x, scale, zero, in_bits, out_bits, rounding):
+    y = np.round(x / scale + zero) / np.float32(2.0 ** (in_bits - out_bits))
+    return ((rounding(y) - zero) * scale).astype(np.float32)
+
+
+def trunc_v2(x, scale, zero, in_bits, out_scale, out_bits, rounding, signed, narrow):
+    y = np.round(x / scale + zero)
+    t = np.float32(2.0 ** np.round(np.log2(out_scale / scale)))
+    y = y / t
+    lo = -(2 ** (out_bits - 1)) + narrow if signed else 0
+    hi = 2 ** (out_bits - 1) - 1 if signed else 2 ** out_bits - 1 - narrow
+    y = np.clip(y, np.float32(lo), np.float32(hi))
+    return ((rounding(y) - zero / t) * out_scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("version, mode, domain", [(1, "FLOOR", "qonnx.custom_op.general"), (1, "ROUND", "finn.custom_op.general"),
+                                                   (2, "CEIL", "qonnx.custom_op.general"), (2, "floor", "onnx.brevitas")])
+def test_qonnx_trunc_equals_its_definition(version, mode, domain, tmp_path):
+    x = (RNG.normal(size=X4) * 40).astype(np.float32)
+    scale, zero = np.float32(0.25), np.float32(2)
+    inputs = ["x", "s", "z", "ib"] + (["os", "ob"] if version == 2 else ["ob"])
+    inits = {"s": scale, "z": zero, "ib": np.float32(10), "os": np.float32(2.0), "ob": np.float32(4)}
+    n = helper.make_node("Trunc", inputs, ["y"], domain=domain, rounding_mode=mode, **({"signed": 1} if version == 2 else {}))
+    g = helper.make_graph([n], "trunc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *X4[1:]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", *X4[1:]])],
+                          [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items() if k in inputs])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(domain, 1)])
+    onnx.save(model, tmp_path / "t.onnx")
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([str(RUNNER), "run", str(tmp_path / "t.onnx"), "--input", str(tmp_path / "x.npy"),
+                    "--output", str(tmp_path / "y.npy")], check=True, capture_output=True)
+    rounding = {"FLOOR": np.floor, "ROUND": np.round, "CEIL": np.ceil}[mode.upper()]
+    want = (trunc_v1(x, scale, zero, 10, 4, rounding) if version == 1
+            else trunc_v2(x, scale, zero, 10, np.float32(2.0), 4, rounding, True, 0))
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)

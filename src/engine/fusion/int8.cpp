@@ -62,6 +62,7 @@ void decode_input(Step& s, const Value& x, int64_t out_storage) {
   const Grid g = x.grid;
   const int64_t per = x.per_image(), stored = 4 * ((per + 3) / 4);
   auto inner = s.run;
+  s.part = nullptr;  // the wrapper runs whole
   s.info.kernel = "decode_codes+" + s.info.kernel;
   s.run = [inner, g, per, stored, out_storage](const std::vector<const float*>& xs, float* y,
                                                int64_t count) {

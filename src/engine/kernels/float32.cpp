@@ -13,13 +13,13 @@ namespace avx2 {
 void conv(const float*, const float*, const float*, const ConvShape&, int64_t, float*);
 void ternary_conv(const float*, const int8_t*, const float*, const float*, const ConvShape&,
                   int64_t, float*);
-void dense(const float*, const float*, const float*, int64_t, int64_t, float*);
+void dense(const float*, const float*, int64_t, const float*, int64_t, int64_t, float*);
 }  // namespace avx2
 namespace avx512 {
 void conv(const float*, const float*, const float*, const ConvShape&, int64_t, float*);
 void ternary_conv(const float*, const int8_t*, const float*, const float*, const ConvShape&,
                   int64_t, float*);
-void dense(const float*, const float*, const float*, int64_t, int64_t, float*);
+void dense(const float*, const float*, int64_t, const float*, int64_t, int64_t, float*);
 }  // namespace avx512
 #endif
 

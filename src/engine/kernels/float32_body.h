@@ -177,14 +177,15 @@ void ternary_conv(const float* x, const int8_t* t, const float* alpha, const flo
   });
 }
 
-void dense(const float* x, const float* wt, const float* bias, int64_t k, int64_t m, float* y) {
+void dense(const float* x, const float* wt, int64_t ldw, const float* bias, int64_t k, int64_t m,
+           float* y) {
   // Blocks of 4 registers of outputs, each summed over the inputs in order from 0.
   constexpr int64_t kOutputs = 4 * kVector;
   int64_t o0 = 0;
   for (; o0 + kOutputs <= m; o0 += kOutputs) {
     Vector acc[4] = {};
     for (int64_t i = 0; i < k; ++i) {
-      const float* row = wt + i * m + o0;
+      const float* row = wt + i * ldw + o0;
       Vector v[4];
       std::memcpy(v, row, sizeof v);
       const float xi = x[i];
@@ -196,7 +197,7 @@ void dense(const float* x, const float* wt, const float* bias, int64_t k, int64_
   }
   for (; o0 < m; ++o0) {
     float acc = 0;
-    for (int64_t i = 0; i < k; ++i) acc += x[i] * wt[i * m + o0];
+    for (int64_t i = 0; i < k; ++i) acc += x[i] * wt[i * ldw + o0];
     y[o0] = acc + bias[o0];
   }
 }

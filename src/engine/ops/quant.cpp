@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
 #include <tuple>
 
 #include "../lower.h"
@@ -13,6 +14,15 @@ namespace lowbit {
 namespace engine {
 namespace detail {
 namespace {
+
+// QONNX's rounding_mode attribute (upper or lower case), as an index into kRoundingModes.
+int rounding_mode(const Node& d, const char* fallback) {
+  std::string mode = d.a.s("rounding_mode", fallback);
+  for (char& ch : mode) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const auto found = std::find(std::begin(kRoundingModes), std::end(kRoundingModes), mode);
+  if (found == std::end(kRoundingModes)) bad(d.where, "unknown rounding_mode '" + mode + "'");
+  return static_cast<int>(found - std::begin(kRoundingModes));
+}
 
 void lower_bipolar_quant(Node& d) {
   d.arity(2, 2);
@@ -51,11 +61,7 @@ void lower_quant(Node& d) {
   if (!(bits >= 1 && bits <= 32) || bits != std::floor(bits))
     bad(d.where, "bitwidth must be an integer in [1, 32]");
   const bool is_signed = d.a.i("signed", 1) != 0, narrow = d.a.i("narrow", 0) != 0;
-  std::string mode = d.a.s("rounding_mode", "ROUND");  // QONNX: upper or lower case
-  for (char& ch : mode) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  const auto found = std::find(std::begin(kRoundingModes), std::end(kRoundingModes), mode);
-  if (found == std::end(kRoundingModes)) bad(d.where, "unknown rounding_mode '" + mode + "'");
-  const int rounding = static_cast<int>(found - std::begin(kRoundingModes));
+  const int rounding = rounding_mode(d, "ROUND");
   const double b = bits;
   const float lo = static_cast<float>(
       is_signed ? -std::ldexp(1.0, static_cast<int>(b) - 1) + (narrow ? 1 : 0) : 0.0);
@@ -164,12 +170,55 @@ void lower_quantize_linear(Node& d) {
   });
 }
 
+// QONNX's Trunc, as its documentation's sample implementations define it: version 1 (inputs X,
+// scale, zeropt, in_bitwidth, out_bitwidth) divides the rounded codes by 2^(in - out bits);
+// version 2 (X, scale, zeropt, in_bitwidth, out_scale, out_bitwidth) by the power of 2 nearest
+// out_scale / scale, clamps to the output's integer range (signed, narrow) and rescales by
+// out_scale. Scalar scales and zero points.
+void lower_trunc(Node& d) {
+  d.arity(5, 6);
+  const bool v2 = d.in.size() == 6;
+  const float scale = d.scalar(1, "scale"), zero = d.scalar(2, "zeropt");
+  const float in_bits = d.scalar(3, "in_bitwidth"), out_bits = d.scalar(v2 ? 5 : 4, "out_bitwidth");
+  for (float b : {in_bits, out_bits})
+    if (!(b >= 1 && b <= 32) || b != std::floor(b))
+      bad(d.where, "bit widths must be integers in [1, 32]");
+  if (!(scale > 0) || !std::isfinite(scale)) bad(d.where, "scale must be positive and finite");
+  const int rounding = rounding_mode(d, "FLOOR");
+  if (rounding != 0 && rounding != 1 && rounding != 2 && rounding != 3)
+    bad(d.where, "rounding_mode must be ROUND, CEIL or FLOOR");
+  float trunc_scale, out_scale = scale, out_zero = zero;
+  float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
+  if (v2) {
+    out_scale = d.scalar(4, "out_scale");
+    if (!(out_scale > 0) || !std::isfinite(out_scale))
+      bad(d.where, "out_scale must be positive and finite");
+    trunc_scale = std::exp2(std::nearbyint(std::log2(out_scale / scale)));
+    out_zero = zero / trunc_scale;
+    const bool is_signed = d.a.i("signed", 1) != 0, narrow = d.a.i("narrow", 0) != 0;
+    const int b = static_cast<int>(out_bits);
+    lo = static_cast<float>(is_signed ? -std::ldexp(1.0, b - 1) + (narrow ? 1 : 0) : 0.0);
+    hi = static_cast<float>(is_signed ? std::ldexp(1.0, b - 1) - 1
+                                      : std::ldexp(1.0, b) - (narrow ? 2 : 1));
+  } else {
+    trunc_scale = std::exp2(in_bits - out_bits);
+  }
+  d.in.resize(1);
+  d.unary([=](float v) {
+    float y = std::nearbyint(v / scale + zero) / trunc_scale;
+    y = y > hi ? hi : (y < lo ? lo : y);
+    return (round_mode(y, rounding) - out_zero) * out_scale;
+  });
+  d.s.info.kernel = "trunc_f32";
+}
+
 }  // namespace
 
 const std::vector<OpLowering>& quant_ops() {
   static const std::vector<OpLowering> ops = {
       {"BipolarQuant", lower_bipolar_quant},
       {"Quant", lower_quant},
+      {"Trunc", lower_trunc},
       {"QuantizeLinear", lower_quantize_linear},
       {"DequantizeLinear", lower_quantize_linear},
   };

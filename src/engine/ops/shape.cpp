@@ -128,23 +128,36 @@ void Program::slice(std::vector<const Value*>& in, Value& out, const std::string
 
 void Program::pad(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
                   const std::string& where, const onnx::NodeProto&) {
-  if (in.size() < 2 || in.size() > 3 || !in[0] || in[0]->constant || in[0]->dims.size() != 4)
+  // Pads and the value: inputs from opset 11, attributes before.
+  const bool attributes = opset < 11;
+  if (in.empty() || !in[0] || in[0]->constant || in[0]->dims.size() != 4 ||
+      (!attributes && (in.size() < 2 || in.size() > 3 || !in[1])))
     bad(where, "X must be a 4-D activation, with pads");
-  if (a.s("mode", "constant") != "constant") bad(where, "only constant padding is supported");
-  const Value& p = *in[1];
-  if (!p.constant || p.data.size() != 8) bad(where, "pads must be a constant of 8 values");
+  const std::string mode = a.s("mode", "constant");
+  if (mode != "constant" && mode != "reflect" && mode != "edge")
+    bad(where, "mode " + mode + " is not constant, reflect or edge");
+  std::vector<float> given;
+  if (attributes) {
+    for (int64_t v : a.ints("pads", {})) given.push_back(static_cast<float>(v));
+  } else {
+    if (!in[1]->constant) bad(where, "pads must be a constant");
+    given = in[1]->data;
+  }
+  if (given.size() != 8) bad(where, "pads must have 8 values");
   std::vector<int64_t> pads(8);
   for (int i = 0; i < 8; ++i) {
-    const float v = p.data[i];
+    const float v = given[i];
     if (!(v >= 0 && v <= 1024) || v != std::floor(v))
       bad(where, "pads must be integers in [0, 1024]");
     pads[i] = static_cast<int64_t>(v);
   }
   if (pads[0] || pads[1] || pads[4] || pads[5]) bad(where, "only spatial padding is supported");
-  const float value = in.size() == 3 && in[2] ? [&] {
-    if (!in[2]->constant || in[2]->data.size() != 1) bad(where, "constant_value must be one constant");
-    return in[2]->data[0];
-  }() : 0.0f;
+  float value = attributes ? a.f("value", 0.0f) : 0.0f;
+  if (!attributes && in.size() == 3 && in[2]) {
+    if (!in[2]->constant || in[2]->data.size() != 1)
+      bad(where, "constant_value must be one constant");
+    value = in[2]->data[0];
+  }
   const auto& d = in[0]->dims;
   const int64_t c = d[1], h = d[2], w = d[3], t = pads[2], l = pads[3], oh = h + t + pads[6],
                 ow = w + l + pads[7];
@@ -175,6 +188,25 @@ void Program::pad(std::vector<const Value*>& in, const Attrs& a, Value& out, Ste
         for (int64_t r = 0; r < h; ++r)
           std::copy(x + r * w * cw, x + (r + 1) * w * cw, o + ((r + t) * ow + l) * cw);
       }
+    };
+    return;
+  }
+  if (mode != "constant") {  // each output pixel copies one of the input's (per plane)
+    out.grid = in[0]->grid;
+    out.bipolar = in[0]->bipolar;
+    auto source = [&](int64_t i, int64_t n) {  // ONNX's reflect (no edge repeat) and edge
+      if (mode == "edge" || n == 1) return std::min(std::max<int64_t>(i, 0), n - 1);
+      while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
+      return i;
+    };
+    std::vector<int64_t> index(oh * ow);
+    for (int64_t r = 0; r < oh; ++r)
+      for (int64_t q = 0; q < ow; ++q) index[r * ow + q] = source(r - t, h) * w + source(q - l, w);
+    s.info.kernel = "pad_" + mode + "_f32";
+    s.info.parameter_bytes = static_cast<int64_t>(index.size() * sizeof(int64_t));
+    s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+      for (int64_t pl = 0; pl < count / (oh * ow); ++pl)
+        for (int64_t e = 0; e < oh * ow; ++e) y[pl * oh * ow + e] = xs[0][pl * h * w + index[e]];
     };
     return;
   }

@@ -31,9 +31,10 @@ using TernaryConvFn = void (*)(const float* x, const int8_t* t, const float* alp
                                const float* bias, const ConvShape& s, int64_t group, float* y);
 
 // A dense layer of one image: y[o] = bias[o] + the sum over i of x[i] * w[o, i], accumulated in
-// the order of i from 0 and the bias added last, with the weights transposed: wt[i * m + o].
-using DenseFn = void (*)(const float* x, const float* wt, const float* bias, int64_t k, int64_t m,
-                         float* y);
+// the order of i from 0 and the bias added last, with the weights transposed: wt[i * ldw + o]
+// (ldw >= m: a slice of a wider layer's outputs).
+using DenseFn = void (*)(const float* x, const float* wt, int64_t ldw, const float* bias, int64_t k,
+                         int64_t m, float* y);
 
 struct Kernels {
   std::string name;
