@@ -14,28 +14,48 @@ namespace lowbit {
 namespace engine {
 namespace detail {
 
+namespace {
+
+// Spins before sleeping: a step of one image lasts tens of microseconds to milliseconds, and a
+// condition variable's wake-up costs tens of microseconds.
+constexpr int kSpins = 1 << 14;
+
+inline void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
 Team::Team(int size) : size_(std::max(1, size)) {
   for (int p = 1; p < size_; ++p) {
     threads_.emplace_back([this, p] {
       int64_t seen = 0;
       for (;;) {
-        const std::function<void(int)>* task;
-        {
+        for (int spin = 0; spin < kSpins && generation_.load(std::memory_order_acquire) == seen &&
+                           !stop_.load(std::memory_order_acquire);
+             ++spin)
+          pause();
+        if (generation_.load(std::memory_order_acquire) == seen) {
           std::unique_lock<std::mutex> lock(mu_);
-          wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-          if (stop_) return;
-          seen = generation_;
-          task = task_;
+          wake_.wait(lock, [&] {
+            return stop_.load(std::memory_order_acquire) ||
+                   generation_.load(std::memory_order_acquire) != seen;
+          });
         }
-        std::exception_ptr error;
+        if (stop_.load(std::memory_order_acquire)) return;
+        seen = generation_.load(std::memory_order_acquire);
         try {
-          (*task)(p);
+          (*task_)(p);
         } catch (...) {
-          error = std::current_exception();
+          std::lock_guard<std::mutex> lock(mu_);
+          if (!error_) error_ = std::current_exception();
         }
-        std::lock_guard<std::mutex> lock(mu_);
-        if (error && !error_) error_ = error;
-        if (--pending_ == 0) done_.notify_one();
+        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          std::lock_guard<std::mutex> lock(mu_);
+          done_.notify_one();
+        }
       }
     });
   }
@@ -44,19 +64,19 @@ Team::Team(int size) : size_(std::max(1, size)) {
 Team::~Team() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& t : threads_) t.join();
 }
 
 void Team::run(const std::function<void(int)>& f) {
+  task_ = &f;
+  error_ = nullptr;
+  pending_.store(size_ - 1, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    task_ = &f;
-    pending_ = size_ - 1;
-    error_ = nullptr;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   wake_.notify_all();
   std::exception_ptr mine;
@@ -65,9 +85,14 @@ void Team::run(const std::function<void(int)>& f) {
   } catch (...) {
     mine = std::current_exception();
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  for (int spin = 0; spin < kSpins && pending_.load(std::memory_order_acquire) != 0; ++spin)
+    pause();
+  if (pending_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+  }
   if (mine) std::rethrow_exception(mine);
+  std::lock_guard<std::mutex> lock(mu_);
   if (error_) std::rethrow_exception(error_);
 }
 
@@ -82,7 +107,8 @@ void Program::run(const float* inputs, int64_t batch, float* outputs, double* se
   // Below this many multiply-adds a step runs on one thread: waking the others costs more.
   constexpr int64_t kSplitMacs = int64_t{1} << 17;
   const int64_t in_per = product(input_dims), out_per = product(output_dims);
-  std::vector<std::vector<float>> buffers(values.size());
+  std::unique_ptr<Workspace> workspace = acquire_workspace();
+  Workspace& buffers = *workspace;
   std::vector<const float*> ptr(values.size(), nullptr);
   std::vector<const float*> xs;
   for (int64_t first = 0; first < batch; first += kChunk) {
@@ -98,8 +124,9 @@ void Program::run(const float* inputs, int64_t batch, float* outputs, double* se
       if (s.output == output) {
         y = out;
       } else {
-        if (static_cast<int64_t>(buffers[s.output].size()) < count) buffers[s.output].resize(count);
-        y = buffers[s.output].data();
+        auto& buffer = buffers[slot_of[s.output]];
+        if (static_cast<int64_t>(buffer.size()) < count) buffer.resize(count);
+        y = buffer.data();
       }
       const auto start = seconds ? Clock::now() : Clock::time_point();
       if (team && team->size() > 1 && s.part && s.macs * n >= kSplitMacs) {
@@ -113,6 +140,68 @@ void Program::run(const float* inputs, int64_t batch, float* outputs, double* se
     }
     if (ptr[output] != out) bad(origin, "the output is not computed by the graph");
   }
+  release_workspace(std::move(workspace));
+}
+
+void Program::plan_memory() {
+  std::vector<size_t> last(values.size(), 0);  // the last step reading each value
+  for (size_t k = 0; k < steps.size(); ++k)
+    for (int i : steps[k].inputs) last[i] = std::max(last[i], k);
+  slot_of.assign(values.size(), -1);
+  std::vector<int> free_slots;
+  std::vector<std::vector<int>> ends(steps.size());  // values whose last reader is step k
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const int v = steps[k].output;
+    if (v != output && slot_of[v] < 0) {
+      if (free_slots.empty()) {
+        slot_of[v] = static_cast<int>(slot_floats.size());
+        slot_floats.push_back(0);
+      } else {
+        slot_of[v] = free_slots.back();
+        free_slots.pop_back();
+      }
+      slot_floats[slot_of[v]] = std::max(slot_floats[slot_of[v]], values[v].storage_per_image());
+      // A value no step reads keeps its slot to the end (it was computed for nothing).
+      if (last[v] > k) ends[last[v]].push_back(v);
+    }
+    for (int e : ends[k]) free_slots.push_back(slot_of[e]);  // free once step k has run
+  }
+}
+
+std::unique_ptr<Program::Workspace> Program::acquire_workspace() const {
+  {
+    std::lock_guard<std::mutex> lock(workspaces_mu);
+    if (!workspaces.empty()) {
+      auto w = std::move(workspaces.back());
+      workspaces.pop_back();
+      return w;
+    }
+  }
+  return std::make_unique<Workspace>(slot_floats.size());
+}
+
+std::unique_ptr<Team> Program::acquire_team(int size) const {
+  {
+    std::lock_guard<std::mutex> lock(workspaces_mu);
+    for (auto it = teams.begin(); it != teams.end(); ++it) {
+      if ((*it)->size() == size) {
+        auto team = std::move(*it);
+        teams.erase(it);
+        return team;
+      }
+    }
+  }
+  return std::make_unique<Team>(size);
+}
+
+void Program::release_team(std::unique_ptr<Team> team) const {
+  std::lock_guard<std::mutex> lock(workspaces_mu);
+  teams.push_back(std::move(team));
+}
+
+void Program::release_workspace(std::unique_ptr<Workspace> w) const {
+  std::lock_guard<std::mutex> lock(workspaces_mu);
+  workspaces.push_back(std::move(w));
 }
 
 }  // namespace detail
@@ -145,8 +234,9 @@ void Model::run(const float* inputs, int64_t batch, float* outputs, int threads)
   if (workers == 1) {
     // One image (or fewer than the threads): the threads split each large step of the images.
     if (threads > 1) {
-      detail::Team team(static_cast<int>(std::min<int64_t>(threads, 256)));
-      impl_->run(inputs, batch, outputs, nullptr, &team);
+      auto team = impl_->acquire_team(static_cast<int>(std::min<int64_t>(threads, 256)));
+      impl_->run(inputs, batch, outputs, nullptr, team.get());
+      impl_->release_team(std::move(team));
     } else {
       impl_->run(inputs, batch, outputs);
     }

@@ -2,10 +2,12 @@
 // of the lowering (which values are read where, the fusions' budget). Model::Impl is a Program.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -28,6 +30,7 @@ namespace detail {
 
 // A fork-join team of threads for the steps of one image: run(f) calls f(0) .. f(size - 1) at
 // once, f(0) on the calling thread, and returns when all have (rethrowing the first exception).
+// Between tasks the helpers spin briefly, then sleep on a condition variable.
 class Team {
  public:
   explicit Team(int size);
@@ -42,11 +45,11 @@ class Team {
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable wake_, done_;
-  const std::function<void(int)>* task_ = nullptr;
-  int64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
-  std::exception_ptr error_;
+  const std::function<void(int)>* task_ = nullptr;  // set before generation_ moves
+  std::atomic<int64_t> generation_{0};              // one more per run()
+  std::atomic<int> pending_{0};                     // helpers still running the task
+  std::atomic<bool> stop_{false};
+  std::exception_ptr error_;  // the first helper's, under mu_
 };
 
 struct Program {
@@ -160,6 +163,25 @@ struct Program {
   void planes_scaled(std::vector<const Value*>& in, Value& out, Step& s, char kind);
   void decode_planes(const std::string& name);
   bool fuse_planes(const SumChain& chain, float qscale, float qhi, int rounding, size_t& into);
+
+  // ---- the memory plan (executor.cpp)
+  // Each step's output lives in a slot of the workspace, from its step to its last reader; slots
+  // are reused by later values (a greedy assignment over the steps' order). The graph's output
+  // goes to the caller's buffer, its input is read in place.
+  std::vector<int> slot_of;          // per value id, -1 where none
+  std::vector<int64_t> slot_floats;  // per slot: the largest storage per image it holds
+  void plan_memory();
+  // Workspaces (one vector per slot) kept between calls, one per concurrent run: no fresh pages
+  // (which cost more than the computation on these machines) after the first call.
+  using Workspace = std::vector<std::vector<float>>;
+  std::unique_ptr<Workspace> acquire_workspace() const;
+  void release_workspace(std::unique_ptr<Workspace> w) const;
+  mutable std::mutex workspaces_mu;
+  mutable std::vector<std::unique_ptr<Workspace>> workspaces;
+  // Teams of threads kept the same way (their threads sleep between calls).
+  std::unique_ptr<Team> acquire_team(int size) const;
+  void release_team(std::unique_ptr<Team> team) const;
+  mutable std::vector<std::unique_ptr<Team>> teams;
 
   // ---- the executor (executor.cpp)
   // Runs the graph over `batch` images in chunks of a few images, so that every activation of a

@@ -198,6 +198,7 @@ void Program::load(const onnx::ModelProto& m) {
                    [&](const Step& st) { return st.output == output; })) {
     bad(origin, "the graph output is not computed by any node");
   }
+  plan_memory();
 }
 
 }  // namespace detail

@@ -82,21 +82,24 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
   }
   // Every window inside the input: no bounds checks (the recipes' 2x2 pools).
   const bool inside = ph == 0 && pw == 0 && pd[2] == 0 && pd[3] == 0 && !ceil_mode;
-  s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
+  // Part p of `parts`: a slice of the planes (images x channels).
+  s.macs = c * oh * ow * kh * kw;
+  s.part = [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t part,
+               int64_t parts) {
     const int64_t planes = count / (oh * ow);
     auto take = [](float& best, float v) {  // NaN propagates, as in LibTorch
       best = (v > best || v != v) ? v : best;
     };
-    for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p) {
       const float* xp = xs[0] + p * h * w;
-      if (inside) {
+      if (inside) {  // row by row: each window row over the whole output row
         for (int64_t r = 0; r < oh; ++r) {
-          for (int64_t q = 0; q < ow; ++q) {
-            float best = -std::numeric_limits<float>::infinity();
-            const float* x0 = xp + (r * sh) * w + q * sw;
-            for (int64_t i = 0; i < kh; ++i)
-              for (int64_t j = 0; j < kw; ++j) take(best, x0[i * dh * w + j * dw]);
-            y[(p * oh + r) * ow + q] = best;
+          float* yr = y + (p * oh + r) * ow;
+          std::fill(yr, yr + ow, -std::numeric_limits<float>::infinity());
+          for (int64_t i = 0; i < kh; ++i) {
+            const float* xr = xp + (r * sh + i * dh) * w;
+            for (int64_t j = 0; j < kw; ++j)
+              for (int64_t q = 0; q < ow; ++q) take(yr[q], xr[q * sw + j * dw]);
           }
         }
         continue;
@@ -117,6 +120,10 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
         }
       }
     }
+  };
+  auto part = s.part;
+  s.run = [part](const std::vector<const float*>& xs, float* y, int64_t count) {
+    part(xs, y, count, 0, 1);
   };
 }
 
