@@ -243,6 +243,25 @@ void reduction(Node& d, const std::vector<bool>& reduce, bool keep, float start,
       for (int64_t o = 0; o < out_per; ++o) yb[o] = finish(yb[o], n);
     }
   };
+  // Reducing the innermost axes (global pooling): each output sums a block of its own, so threads
+  // may take slices of the outputs, each summed in the same order.
+  const int64_t inner = out_per > 0 ? per / out_per : 0;
+  bool blocks = inner > 0;
+  for (int64_t e = 0; blocks && e < per; ++e) blocks = target[e] == e / inner;
+  if (!blocks) return;
+  d.s.macs = per;
+  d.s.part = [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t p,
+                 int64_t parts) {
+    for (int64_t b = 0; b < count / out_per; ++b) {
+      float* yb = y + b * out_per;
+      const float* xb = xs[0] + b * per;
+      for (int64_t o = out_per * p / parts; o < out_per * (p + 1) / parts; ++o) {
+        float acc = start;
+        for (int64_t e = o * inner; e < (o + 1) * inner; ++e) acc = step(acc, xb[e]);
+        yb[o] = finish(acc, n);
+      }
+    }
+  };
 }
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
