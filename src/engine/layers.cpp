@@ -238,6 +238,21 @@ void planes_conv(Step& s, const binary::ConvShape& shape, const Value& x, int bi
   };
 }
 
+void copy_step(Step& s) {
+  s.info.kernel = "copy";
+  s.run = [](const std::vector<const float*>& xs, float* y, int64_t count) {
+    std::copy(xs[0], xs[0] + count, y);
+  };
+}
+
+void split_step(Step& s, Step::Part part, int64_t macs) {
+  s.macs = macs;
+  s.part = std::move(part);
+  s.run = [part = s.part](const std::vector<const float*>& xs, float* y, int64_t count) {
+    part(xs, y, count, 0, 1);
+  };
+}
+
 }  // namespace detail
 }  // namespace engine
 }  // namespace lowbit

@@ -110,13 +110,20 @@ struct Step {
   // Where set, `run` split for threads: part(xs, y, count, p, parts) computes the p-th of `parts`
   // disjoint slices of the output (output channels), each with run's operations: one image uses
   // several threads. macs: the multiply-adds per image, to decide whether a split pays.
-  std::function<void(const std::vector<const float*>&, float*, int64_t, int64_t, int64_t)> part;
+  using Part =
+      std::function<void(const std::vector<const float*>&, float*, int64_t, int64_t, int64_t)>;
+  Part part;
   int64_t macs = 0;
   std::shared_ptr<const BinaryLayer> binary;  // binary layers: what a fusion rebuilds them from
   std::shared_ptr<const Int8Layer> int8;      // 8-bit layers: the same
   std::shared_ptr<const PlanesLayer> planes;  // bit-plane layers: the same
   bool removed = false;                       // fused into an earlier step
 };
+
+// Makes step s copy its input: the same storage under other dimensions or another grid.
+void copy_step(Step& s);
+// Gives step s its split form (Step::part, `macs` per image) and, as its run, the one part of one.
+void split_step(Step& s, Step::Part part, int64_t macs);
 
 // ---- building layers (layers.cpp)
 

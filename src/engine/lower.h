@@ -61,14 +61,12 @@ void Node::unary(F f) {  // f inlined into the loop
   arity(1, 1);
   out.dims = in[0]->dims;
   s.info.kernel = "elementwise_f32";
-  s.run = [f](const std::vector<const float*>& x, float* y, int64_t count) {
-    for (int64_t e = 0; e < count; ++e) y[e] = f(x[0][e]);
-  };
-  s.macs = in[0]->per_image();  // one operation per element
-  s.part = [f](const std::vector<const float*>& x, float* y, int64_t count, int64_t p,
-               int64_t parts) {
-    for (int64_t e = count * p / parts; e < count * (p + 1) / parts; ++e) y[e] = f(x[0][e]);
-  };
+  split_step(
+      s,
+      [f](const std::vector<const float*>& x, float* y, int64_t count, int64_t p, int64_t parts) {
+        for (int64_t e = count * p / parts; e < count * (p + 1) / parts; ++e) y[e] = f(x[0][e]);
+      },
+      in[0]->per_image());  // one operation per element
 }
 
 template <class F>

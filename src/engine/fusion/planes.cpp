@@ -34,10 +34,7 @@ void Program::planes_scaled(std::vector<const Value*>& in, Value& out, Step& s, 
   out.planes_post = x.planes_post;
   out.planes_post.emplace_back(kind, in[1]->data[0]);
   scale_grid(in, out, kind == '/');
-  s.info.kernel = "copy";
-  s.run = [](const std::vector<const float*>& xs, float* y, int64_t count) {
-    std::copy(xs[0], xs[0] + count, y);
-  };
+  copy_step(s);
   in.resize(1);
 }
 

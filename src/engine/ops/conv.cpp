@@ -65,29 +65,27 @@ void Program::conv(std::vector<const Value*>& in, const Attrs& a, Value& out, St
   s.info.kernel = "conv2d_f32_" + k->name;
   const std::vector<float> wdata = w.data;
   s.info.parameter_bytes = static_cast<int64_t>((wdata.size() + bias.size()) * sizeof(float));
-  s.macs = m * oh * ow * cg * kh * kw;
   // Part p of `parts`: a slice of the groups (or, with one group, of the output channels).
-  s.part = [k, shape, group, wdata, bias](const std::vector<const float*>& xs, float* y,
-                                          int64_t count, int64_t p, int64_t parts) {
-    const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
-    const int64_t units = group == 1 ? shape.m : group;
-    const int64_t u0 = units * p / parts, u1 = units * (p + 1) / parts;
-    if (u0 == u1) return;
-    const int64_t mg = shape.m / group, cg = shape.c / group, plane = shape.oh * shape.ow;
-    const int64_t o0 = group == 1 ? u0 : u0 * mg, c0 = group == 1 ? 0 : u0 * cg;
-    binary::ConvShape sub = shape;
-    sub.m = group == 1 ? u1 - u0 : (u1 - u0) * mg;
-    sub.c = group == 1 ? shape.c : (u1 - u0) * cg;
-    const int64_t sub_group = group == 1 ? 1 : u1 - u0;
-    for (int64_t b = 0; b < count / per_out; ++b)
-      k->conv(xs[0] + b * per_in + c0 * shape.h * shape.w,
-              wdata.data() + o0 * cg * shape.kh * shape.kw, bias.data() + o0, sub, sub_group,
-              y + b * per_out + o0 * plane);
-  };
-  auto part = s.part;
-  s.run = [part](const std::vector<const float*>& xs, float* y, int64_t count) {
-    part(xs, y, count, 0, 1);
-  };
+  split_step(
+      s,
+      [k, shape, group, wdata, bias](const std::vector<const float*>& xs, float* y, int64_t count,
+                                     int64_t p, int64_t parts) {
+        const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
+        const int64_t units = group == 1 ? shape.m : group;
+        const int64_t u0 = units * p / parts, u1 = units * (p + 1) / parts;
+        if (u0 == u1) return;
+        const int64_t mg = shape.m / group, cg = shape.c / group, plane = shape.oh * shape.ow;
+        const int64_t o0 = group == 1 ? u0 : u0 * mg, c0 = group == 1 ? 0 : u0 * cg;
+        binary::ConvShape sub = shape;
+        sub.m = group == 1 ? u1 - u0 : (u1 - u0) * mg;
+        sub.c = group == 1 ? shape.c : (u1 - u0) * cg;
+        const int64_t sub_group = group == 1 ? 1 : u1 - u0;
+        for (int64_t b = 0; b < count / per_out; ++b)
+          k->conv(xs[0] + b * per_in + c0 * shape.h * shape.w,
+                  wdata.data() + o0 * cg * shape.kh * shape.kw, bias.data() + o0, sub, sub_group,
+                  y + b * per_out + o0 * plane);
+      },
+      m * oh * ow * cg * kh * kw);
 }
 
 void Program::gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
@@ -157,18 +155,17 @@ void Program::gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, St
   std::vector<float> wt(k * m);  // the kernel's layout: transposed
   for (int64_t o = 0; o < m; ++o)
     for (int64_t i = 0; i < k; ++i) wt[i * m + o] = rows[o * k + i];
-  s.macs = k * m;
-  s.part = [kern, wt, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count,
-                                  int64_t p, int64_t parts) {
-    const int64_t o0 = m * p / parts, o1 = m * (p + 1) / parts;
-    if (o0 == o1) return;
-    for (int64_t b = 0; b < count / m; ++b)
-      kern->dense(xs[0] + b * k, wt.data() + o0, m, bias.data() + o0, k, o1 - o0, y + b * m + o0);
-  };
-  auto part = s.part;
-  s.run = [part](const std::vector<const float*>& xs, float* y, int64_t count) {
-    part(xs, y, count, 0, 1);
-  };
+  split_step(
+      s,
+      [kern, wt, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count,
+                             int64_t p, int64_t parts) {
+        const int64_t o0 = m * p / parts, o1 = m * (p + 1) / parts;
+        if (o0 == o1) return;
+        for (int64_t b = 0; b < count / m; ++b)
+          kern->dense(xs[0] + b * k, wt.data() + o0, m, bias.data() + o0, k, o1 - o0,
+                      y + b * m + o0);
+      },
+      k * m);
 }
 
 namespace {

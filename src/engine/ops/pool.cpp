@@ -83,48 +83,46 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
   // Every window inside the input: no bounds checks (the recipes' 2x2 pools).
   const bool inside = ph == 0 && pw == 0 && pd[2] == 0 && pd[3] == 0 && !ceil_mode;
   // Part p of `parts`: a slice of the planes (images x channels).
-  s.macs = c * oh * ow * kh * kw;
-  s.part = [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t part,
-               int64_t parts) {
-    const int64_t planes = count / (oh * ow);
-    auto take = [](float& best, float v) {  // NaN propagates, as in LibTorch
-      best = (v > best || v != v) ? v : best;
-    };
-    for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p) {
-      const float* xp = xs[0] + p * h * w;
-      if (inside) {  // row by row: each window row over the whole output row
-        for (int64_t r = 0; r < oh; ++r) {
-          float* yr = y + (p * oh + r) * ow;
-          std::fill(yr, yr + ow, -std::numeric_limits<float>::infinity());
-          for (int64_t i = 0; i < kh; ++i) {
-            const float* xr = xp + (r * sh + i * dh) * w;
-            for (int64_t j = 0; j < kw; ++j)
-              for (int64_t q = 0; q < ow; ++q) take(yr[q], xr[q * sw + j * dw]);
+  split_step(
+      s,
+      [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t part,
+          int64_t parts) {
+        const int64_t planes = count / (oh * ow);
+        auto take = [](float& best, float v) {  // NaN propagates, as in LibTorch
+          best = (v > best || v != v) ? v : best;
+        };
+        for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p) {
+          const float* xp = xs[0] + p * h * w;
+          if (inside) {  // row by row: each window row over the whole output row
+            for (int64_t r = 0; r < oh; ++r) {
+              float* yr = y + (p * oh + r) * ow;
+              std::fill(yr, yr + ow, -std::numeric_limits<float>::infinity());
+              for (int64_t i = 0; i < kh; ++i) {
+                const float* xr = xp + (r * sh + i * dh) * w;
+                for (int64_t j = 0; j < kw; ++j)
+                  for (int64_t q = 0; q < ow; ++q) take(yr[q], xr[q * sw + j * dw]);
+              }
+            }
+            continue;
           }
-        }
-        continue;
-      }
-      for (int64_t r = 0; r < oh; ++r) {
-        for (int64_t q = 0; q < ow; ++q) {
-          float best = -std::numeric_limits<float>::infinity();
-          for (int64_t i = 0; i < kh; ++i) {
-            const int64_t yy = r * sh - ph + i * dh;
-            if (yy < 0 || yy >= h) continue;
-            for (int64_t j = 0; j < kw; ++j) {
-              const int64_t xx = q * sw - pw + j * dw;
-              if (xx < 0 || xx >= w) continue;
-              take(best, xp[yy * w + xx]);
+          for (int64_t r = 0; r < oh; ++r) {
+            for (int64_t q = 0; q < ow; ++q) {
+              float best = -std::numeric_limits<float>::infinity();
+              for (int64_t i = 0; i < kh; ++i) {
+                const int64_t yy = r * sh - ph + i * dh;
+                if (yy < 0 || yy >= h) continue;
+                for (int64_t j = 0; j < kw; ++j) {
+                  const int64_t xx = q * sw - pw + j * dw;
+                  if (xx < 0 || xx >= w) continue;
+                  take(best, xp[yy * w + xx]);
+                }
+              }
+              y[(p * oh + r) * ow + q] = best;
             }
           }
-          y[(p * oh + r) * ow + q] = best;
         }
-      }
-    }
-  };
-  auto part = s.part;
-  s.run = [part](const std::vector<const float*>& xs, float* y, int64_t count) {
-    part(xs, y, count, 0, 1);
-  };
+      },
+      c * oh * ow * kh * kw);
 }
 
 namespace {

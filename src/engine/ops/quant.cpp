@@ -132,10 +132,7 @@ void lower_quantize_linear(Node& d) {
     d.out.codes = true;
     d.out.grid = x.grid;
     d.out.grid.scale = {sc}, d.out.grid.zero = zp;
-    d.s.info.kernel = "copy";
-    d.s.run = [](const std::vector<const float*>& xs, float* y, int64_t count) {
-      std::copy(xs[0], xs[0] + count, y);
-    };
+    copy_step(d.s);
     return;
   }
   if (!dequant && !x.constant && x.chain && x.chain->int8 && codes_grid) {

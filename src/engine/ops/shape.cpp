@@ -238,10 +238,7 @@ void lower_flatten(Node& d) {
   d.out.planes = d.in[0]->planes;  // the same planes
   d.out.planes_scale = d.in[0]->planes_scale;
   d.out.planes_post = d.in[0]->planes_post;
-  d.s.info.kernel = "copy";
-  d.s.run = [](const std::vector<const float*>& x, float* y, int64_t count) {
-    std::copy(x[0], x[0] + count, y);
-  };
+  copy_step(d.s);
 }
 
 void lower_reshape(Node& d) {
@@ -251,10 +248,7 @@ void lower_reshape(Node& d) {
   d.in.resize(1);
   if (x.constant) return;
   d.out.grid = x.grid;  // the same values
-  d.s.info.kernel = "copy";
-  d.s.run = [](const std::vector<const float*>& xs, float* y, int64_t count) {
-    std::copy(xs[0], xs[0] + count, y);
-  };
+  copy_step(d.s);
 }
 
 void lower_slice(Node& d) {
