@@ -37,7 +37,7 @@ def exports(recipes, work):
     for recipe in recipes:
         out = work / recipe
         run(ROOT / "build" / "lowbit", "train", "--model", recipe, "--data", data, "--epochs", 1,
-            "--out", out, "--no-progress")
+            "--out", out, "--no-progress", "--overwrite")
         paths = []
         for fmt in ("standard", "qonnx"):
             paths.append(work / f"{recipe}-{fmt}.onnx")
@@ -117,8 +117,12 @@ def main():
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-cnn", dest="cnn", action="store_false",
                    help="leave out the generated float CNN (3x112x112, about 100 M multiply-adds)")
+    p.add_argument("--work", help="keep the exported models in this folder (default: a temporary one)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if a.work:
+            tmp = a.work
+            Path(tmp).mkdir(parents=True, exist_ok=True)
         models = exports(a.recipes, Path(tmp)) + [(Path(m).name, Path(m), None) for m in a.models]
         if a.cnn:
             models.append(("float CNN 112", float_cnn(Path(tmp) / "cnn112.onnx"), None))

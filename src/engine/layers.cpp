@@ -173,7 +173,7 @@ bool ternary_conv(Step& s, const binary::ConvShape& shape, int64_t group,
                                             int64_t count) {
     const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
     for (int64_t b = 0; b < count / per_out; ++b)
-      k->ternary_conv(xs[0] + b * per_in, t.data(), alpha.data(), bias.data(), shape, group,
+      k->ternary_conv(xs[0] + b * per_in, t.data(), alpha.data(), bias.data(), shape, group, {},
                       y + b * per_out);
   };
   return true;
@@ -194,7 +194,8 @@ bool ternary_dense(Step& s, int64_t k, int64_t m, const std::vector<float>& rows
       for (int64_t o = 0; o < m; ++o) {
         float acc = 0;
         const int8_t* r = t.data() + o * k;
-        for (int64_t i = 0; i < k; ++i) acc += xi[i] * (static_cast<float>(r[i]) * alpha[o]);
+        for (int64_t i = 0; i < k; ++i)
+          acc = std::fma(xi[i], static_cast<float>(r[i]) * alpha[o], acc);
         y[b * m + o] = acc + bias[o];
       }
     }

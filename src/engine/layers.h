@@ -117,7 +117,10 @@ struct Step {
   std::shared_ptr<const BinaryLayer> binary;  // binary layers: what a fusion rebuilds them from
   std::shared_ptr<const Int8Layer> int8;      // 8-bit layers: the same
   std::shared_ptr<const PlanesLayer> planes;  // bit-plane layers: the same
-  bool removed = false;                       // fused into an earlier step
+  // Float convolutions and dense layers: the activation their kernel applies after the bias, which
+  // a Relu or Clip reading only their output sets (fuse_clamp); the step's run reads it.
+  std::shared_ptr<float32::Clamp> clamp;
+  bool removed = false;  // fused into an earlier step
 };
 
 // Makes step s copy its input: the same storage under other dimensions or another grid.

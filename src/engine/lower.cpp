@@ -110,6 +110,20 @@ std::vector<int64_t> Node::integers(size_t i, const char* what) const {
   return out;
 }
 
+bool Node::fuse_clamp(float lo, float hi) {
+  if (in.empty() || !in[0] || in[0]->constant || p.steps.empty()) return false;
+  const std::string& name = n.input(0);
+  Step& last = p.steps.back();
+  if (!last.clamp || last.removed || last.output != p.id(name) || p.uses[name] != 1) return false;
+  const float32::Clamp none;
+  if (last.clamp->lo != none.lo || last.clamp->hi != none.hi) return false;
+  last.clamp->lo = lo, last.clamp->hi = hi;
+  last.info.kernel += "+clamp";
+  fused = true;
+  fused_into = p.steps.size() - 1;
+  return true;
+}
+
 std::vector<int64_t> Node::broadcast_shape(const Value& x, const Value& c) const {
   const size_t rank = std::max(x.dims.size(), c.dims.size());
   std::vector<int64_t> dims(rank, 1);

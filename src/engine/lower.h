@@ -37,6 +37,10 @@ struct Node {
   // constant broadcast to it; two constants are folded with numpy's broadcasting.
   template <class F>
   void binary(F f);
+  // Fuses min(max(v, lo), hi) (a Relu or Clip of input 0) into the float convolution or dense
+  // layer that computes input 0, where only this node reads it and no activation is fused there
+  // yet; whether it did.
+  bool fuse_clamp(float lo, float hi);
   // The shape two values broadcast to (numpy's rules), its element count checked.
   std::vector<int64_t> broadcast_shape(const Value& p, const Value& q) const;
 };

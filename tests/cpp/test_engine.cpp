@@ -155,10 +155,12 @@ TEST(Engine, ConvPoolGemmMatchDirectLoops) {
       EXPECT_NEAR(y[n * classes + k], acc + gb[k], 1e-5) << n << " " << k;
     }
   }
+  // The Relu runs in the convolution's kernel (a clamp after the bias), which writes its output.
   const auto& plan = model.plan();
-  ASSERT_EQ(plan.size(), 5u);
-  EXPECT_EQ(plan[0].kernel, "conv2d_f32_" + lowbit::engine::float32::best().name);
+  ASSERT_EQ(plan.size(), 4u);
+  EXPECT_EQ(plan[0].kernel, "conv2d_f32_" + lowbit::engine::float32::best().name + "+clamp");
   EXPECT_EQ(plan[0].output, (std::vector<int64_t>{M, OH, OW}));
+  EXPECT_EQ(plan[1].op_type, "MaxPool");
 }
 
 TEST(Engine, PadsWithTheConstantAndBroadcastsPerChannel) {
@@ -178,8 +180,9 @@ TEST(Engine, PadsWithTheConstantAndBroadcastsPerChannel) {
 }
 
 TEST(Engine, EveryFloatDenseLayerGivesTheDefinitionsBits) {
-  // y[o] = (x[0] w[o,0] + x[1] w[o,1] + ...) + bias[o], summed in that order from 0: written out
-  // here, for output counts around the register blocks (4 registers of 4, 8 or 16 floats).
+  // y[o] = fma(x[k-1], w[o,k-1], ... fma(x[1], w[o,1], fma(x[0], w[o,0], 0))) + bias[o], then the
+  // clamp: written out here, for output counts around the register blocks (4 registers of 4, 8 or
+  // 16 floats), without and with a clamp.
   namespace f32 = lowbit::engine::float32;
   std::mt19937 rng(17);
   int checked = 0;
@@ -193,21 +196,21 @@ TEST(Engine, EveryFloatDenseLayerGivesTheDefinitionsBits) {
       w[0] = std::numeric_limits<float>::infinity();
       for (int64_t o = 0; o < m; ++o)
         for (int64_t i = 0; i < n; ++i) wt[i * m + o] = w[o * n + i];
-      k.dense(x.data(), wt.data(), m, bias.data(), n, m, got.data());
+      f32::Clamp clamp;
+      if (m % 2) clamp.lo = -0.25f, clamp.hi = 0.5f;
+      k.dense(x.data(), wt.data(), m, bias.data(), n, m, clamp, got.data());
       for (int64_t o = 0; o < m; ++o) {
         float acc = 0;
-        for (int64_t i = 0; i < n; ++i) {
-          const float product = x[i] * w[o * n + i];
-          acc = acc + product;
-        }
-        const float want = acc + bias[o];
+        for (int64_t i = 0; i < n; ++i) acc = std::fma(x[i], w[o * n + i], acc);
+        float want = acc + bias[o];
+        if (m % 2) want = want < -0.25f ? -0.25f : want > 0.5f ? 0.5f : want;
         EXPECT_EQ(std::memcmp(&got[o], &want, sizeof want), 0)
             << k.name << " m=" << m << " o=" << o << ": " << got[o] << " vs " << want;
       }
       // A slice of the outputs (as a thread computes its part): the same bits.
       if (m > 20) {
         std::vector<float> part(m - 19);
-        k.dense(x.data(), wt.data() + 19, m, bias.data() + 19, n, m - 19, part.data());
+        k.dense(x.data(), wt.data() + 19, m, bias.data() + 19, n, m - 19, clamp, part.data());
         EXPECT_EQ(std::memcmp(part.data(), got.data() + 19, part.size() * sizeof(float)), 0)
             << k.name << " m=" << m;
       }
@@ -215,6 +218,101 @@ TEST(Engine, EveryFloatDenseLayerGivesTheDefinitionsBits) {
     }
   }
   EXPECT_GE(checked, 8);
+}
+
+TEST(Engine, ReluAndClipRunInTheFloatLayerWhereOnlyTheyReadIt) {
+  // Conv -> Clip(0, 6) and Gemm -> Relu fuse (a clamp in the kernel); the same graphs with an
+  // Identity before each activation keep the activation as its own step: the same bits. A
+  // convolution whose output a residual Add reads too keeps its Relu apart.
+  std::mt19937 rng(29);
+  auto uniform = [&](size_t n, float scale) {
+    std::vector<float> v(n);
+    for (auto& e : v) e = std::uniform_real_distribution<float>(-scale, scale)(rng);
+    return v;
+  };
+  const auto w = uniform(4 * 3 * 9, 2.0f), g = uniform(5 * 4 * 36, 1.0f),
+             x = uniform(3 * 3 * 36, 4.0f);
+  auto build = [&](bool apart) {
+    Builder b({3, 6, 6});
+    b.init("w", {4, 3, 3, 3}, w);
+    b.init("g", {5, 4 * 36}, g);
+    b.init("lo", {}, {0.0f});
+    b.init("hi", {}, {6.0f});
+    Builder::attr(b.node("Conv", {"image", "w"}, "c"), "pads", std::vector<int64_t>{1, 1, 1, 1});
+    if (apart) b.node("Identity", {"c"}, "ci");
+    b.node("Clip", {apart ? "ci" : "c", "lo", "hi"}, "r");
+    b.node("Flatten", {"r"}, "f");
+    Builder::attr(b.node("Gemm", {"f", "g"}, "d"), "transB", int64_t{1});
+    if (apart) b.node("Identity", {"d"}, "di");
+    b.node("Relu", {apart ? "di" : "d"}, "y");
+    return b.load("y");
+  };
+  const Model fused = build(false), apart = build(true);
+  namespace f32 = lowbit::engine::float32;
+  std::vector<std::string> kernels;
+  for (const auto& p : fused.plan()) kernels.push_back(p.kernel);
+  EXPECT_EQ(kernels, (std::vector<std::string>{"conv2d_f32_" + f32::best().name + "+clamp", "copy",
+                                               "gemm_f32_" + f32::best().name + "+clamp"}));
+  EXPECT_EQ(apart.plan().size(), 7u);
+  std::vector<float> y1(15), y2(15);
+  fused.run(x.data(), 3, y1.data());
+  apart.run(x.data(), 3, y2.data());
+  EXPECT_EQ(std::memcmp(y1.data(), y2.data(), sizeof(float) * 15), 0);
+  EXPECT_TRUE(std::any_of(y1.begin(), y1.end(), [](float v) { return v == 0.0f; }));
+  EXPECT_TRUE(std::any_of(y1.begin(), y1.end(), [](float v) { return v > 0.0f; }));
+
+  Builder r({2, 4, 4});
+  r.init("w", {2, 2, 1, 1}, {1.0f, -1.0f, 0.5f, 2.0f});
+  r.node("Conv", {"image", "w"}, "c");
+  r.node("Relu", {"c"}, "rc");
+  r.node("Add", {"c", "rc"}, "s");
+  r.node("Flatten", {"s"}, "y");
+  const Model residual = r.load("y");
+  ASSERT_EQ(residual.plan().size(), 4u);
+  EXPECT_EQ(residual.plan()[0].kernel, "conv2d_f32_" + f32::best().name);
+  EXPECT_EQ(residual.plan()[1].op_type, "Relu");
+}
+
+TEST(Engine, GlobalPoolingSumsSixteenLanesThenFoldsThem) {
+  // docs/engine.md's order for reductions of the innermost axes: lane l sums values l, l + 16, ...
+  // from 0, then lane l + w is added to lane l for w = 8, 4, 2, 1; the mean divides by the count.
+  // Written out here for planes of 37 values (two full rounds and a tail), against a sequential sum
+  // that differs in its bits somewhere.
+  const int64_t C = 6, H = 37;
+  std::mt19937 rng(31);
+  std::vector<float> x(2 * C * H);
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng) * 1000.0f;
+  Builder b({C, H, 1});
+  b.node("GlobalAveragePool", {"image"}, "p");
+  b.node("Flatten", {"p"}, "y");
+  const Model avg = b.load("y");
+  std::vector<float> y(2 * C);
+  avg.run(x.data(), 2, y.data());
+  int differs = 0;
+  for (int64_t o = 0; o < 2 * C; ++o) {
+    float lane[16] = {};
+    for (int64_t e = 0; e < H; ++e) lane[e % 16] += x[o * H + e];
+    for (int w = 8; w >= 1; w /= 2)
+      for (int l = 0; l < w; ++l) lane[l] += lane[l + w];
+    EXPECT_EQ(y[o], lane[0] / static_cast<float>(H)) << o;
+    float sequential = 0;
+    for (int64_t e = 0; e < H; ++e) sequential += x[o * H + e];
+    differs += sequential / static_cast<float>(H) != y[o];
+  }
+  EXPECT_GT(differs, 0);  // the order is the lanes', not the sequential one
+  // GlobalMaxPool: the largest value, NaN where one is NaN.
+  Builder m({C, H, 1});
+  m.node("GlobalMaxPool", {"image"}, "p");
+  m.node("Flatten", {"p"}, "y");
+  x[3 * H + 20] = std::numeric_limits<float>::quiet_NaN();
+  m.load("y").run(x.data(), 2, y.data());
+  for (int64_t o = 0; o < 2 * C; ++o) {
+    if (o == 3) {
+      EXPECT_TRUE(std::isnan(y[o]));
+      continue;
+    }
+    EXPECT_EQ(y[o], *std::max_element(x.begin() + o * H, x.begin() + (o + 1) * H)) << o;
+  }
 }
 
 TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
@@ -246,9 +344,15 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
         for (auto& e : *v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
       if (geometry == 5) w[4] = std::numeric_limits<float>::infinity(), x[0] = std::fabs(x[0]);
       std::vector<float> got(s.m * s.oh * s.ow), want(got.size());
-      k.conv(x.data(), w.data(), bias.data(), s, group, got.data());
-      f32::all()[0].conv(x.data(), w.data(), bias.data(), s, group, want.data());
+      k.conv(x.data(), w.data(), bias.data(), s, group, {}, got.data());
+      f32::all()[0].conv(x.data(), w.data(), bias.data(), s, group, {}, want.data());
       ASSERT_EQ(got, want) << k.name << " geometry " << geometry;
+      // A clamp after the bias (a fused Relu or Clip): the clamped values, bit for bit.
+      const f32::Clamp relu6{0.0f, 0.375f};
+      std::vector<float> clamped(got.size());
+      k.conv(x.data(), w.data(), bias.data(), s, group, relu6, clamped.data());
+      for (size_t e = 0; e < got.size(); ++e)
+        ASSERT_EQ(clamped[e], std::min(std::max(want[e], 0.0f), 0.375f)) << k.name << " " << e;
       // Ternary codes with a scale per output channel (1 for some): conv() of t * alpha, bit for
       // bit, also with an infinite input (x * 0 is NaN there, as in conv()).
       std::vector<int8_t> t(w.size());
@@ -261,8 +365,8 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
         std::vector<float> xi = x;
         if (infinite) xi[xi.size() / 2] = -std::numeric_limits<float>::infinity();
         std::vector<float> tern(got.size()), flt(got.size());
-        k.ternary_conv(xi.data(), t.data(), alpha.data(), bias.data(), s, group, tern.data());
-        f32::all()[0].conv(xi.data(), tw.data(), bias.data(), s, group, flt.data());
+        k.ternary_conv(xi.data(), t.data(), alpha.data(), bias.data(), s, group, {}, tern.data());
+        f32::all()[0].conv(xi.data(), tw.data(), bias.data(), s, group, {}, flt.data());
         ASSERT_EQ(0, std::memcmp(tern.data(), flt.data(), tern.size() * sizeof(float)))
             << k.name << " geometry " << geometry << " infinite " << infinite;
         if (infinite) {
@@ -270,7 +374,7 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
               std::any_of(tern.begin(), tern.end(), [](float v) { return !std::isfinite(v); }));
         }
       }
-      // And the reference is the definition, summed in its order.
+      // And the reference is the definition, fused multiply-adds in its order.
       const int64_t cg = s.c / group;
       for (int64_t o = 0; o < s.m; ++o)
         for (int64_t r = 0; r < s.oh; ++r)
@@ -283,8 +387,8 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
                   const int64_t xx = q * s.stride_w - s.pad_w + j * s.dil_w;
                   if (yy < 0 || yy >= s.h || xx < 0 || xx >= s.w) continue;
                   const int64_t g = o / (s.m / group);
-                  acc += x[((g * cg + ic) * s.h + yy) * s.w + xx] *
-                         w[((o * cg + ic) * s.kh + i) * s.kw + j];
+                  acc = std::fma(x[((g * cg + ic) * s.h + yy) * s.w + xx],
+                                 w[((o * cg + ic) * s.kh + i) * s.kw + j], acc);
                 }
             ASSERT_EQ(want[(o * s.oh + r) * s.ow + q], acc + bias[o]) << geometry;
           }
@@ -342,10 +446,10 @@ TEST(Engine, TernaryLayersKeepCodesOfAByteAndTheFloatKernelsBits) {
   s.c = C, s.h = s.w = H, s.m = M, s.kh = s.kw = 3, s.pad_h = s.pad_w = 1, s.oh = s.ow = H;
   for (int n = 0; n < 2; ++n) {
     std::vector<float> c(F);
-    f32::all()[0].conv(x.data() + n * C * H * H, wq.data(), zeros.data(), s, 1, c.data());
+    f32::all()[0].conv(x.data() + n * C * H * H, wq.data(), zeros.data(), s, 1, {}, c.data());
     for (int64_t k = 0; k < classes; ++k) {
       float acc = 0;
-      for (int64_t f = 0; f < F; ++f) acc += c[f] * gq[k * F + f];
+      for (int64_t f = 0; f < F; ++f) acc = std::fma(c[f], gq[k * F + f], acc);
       EXPECT_EQ(y[n * classes + k], acc + 0.0f) << n << " " << k;
     }
   }
@@ -546,7 +650,7 @@ TEST(Engine, InputsAndOutputsOfAnyRankAndTheirShapes) {
     for (int n = 0; n < 2; ++n)
       for (int o = 0; o < 3; ++o) {
         float acc = 0;
-        for (int i = 0; i < 5; ++i) acc += x[n * 5 + i] * w[o * 5 + i];
+        for (int i = 0; i < 5; ++i) acc = std::fma(x[n * 5 + i], w[o * 5 + i], acc);
         EXPECT_EQ(y[n * 3 + o], acc + bias[o]);
       }
   }

@@ -92,6 +92,51 @@ TEST(EngineBinary, EveryKernelsBitsAreTheThresholdedSums) {
   }
 }
 
+TEST(EngineBinary, EveryKernelEqualsTheDefinitionForOneOutputPixel) {
+  // Dense layers planned as convolutions by a kernel as large as the image (one output pixel, no
+  // padding; also dilated, the window inside a larger image): floats and thresholded bits.
+  std::mt19937 rng(14);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  int checked = 0;
+  for (const auto& k : lowbit::engine::binary::all()) {
+    if (!k.supported()) continue;
+    for (int64_t c : {7, 64, 130}) {
+      for (int64_t m : {5, 8, 17, 70}) {
+        for (int dilated = 0; dilated < 2; ++dilated) {
+          ConvShape s;
+          s.c = c, s.m = m, s.kh = 3, s.kw = 4, s.oh = s.ow = 1;
+          s.h = dilated ? 5 : 3, s.w = 4, s.dil_h = dilated ? 2 : 1;
+          std::vector<float> x(c * s.h * s.w), w(m * c * 12), scale(m), bias(m);
+          for (auto& v : x) v = sign();
+          for (auto& v : w) v = sign();
+          for (int64_t o = 0; o < m; ++o) scale[o] = 0.25f * (o + 1), bias[o] = 0.5f * o - 1;
+          std::vector<uint64_t> packed(lowbit::engine::binary::words(c) * s.h * s.w);
+          lowbit::engine::binary::pack_chw(x.data(), c, s.h, s.w, packed.data());
+          const auto kernel = k.pack(w.data(), m, c, s.kh, s.kw);
+          std::vector<float> y(m);
+          k.conv(packed.data(), kernel.data(), scale.data(), bias.data(), s, y.data());
+          EXPECT_EQ(y, reference_conv(x, w, scale, bias, s)) << k.name << " c=" << c << " m=" << m;
+          const auto sums =
+              reference_conv(x, w, std::vector<float>(m, 1.0f), std::vector<float>(m, 0.0f), s);
+          std::vector<int32_t> t(m);
+          std::vector<uint8_t> below(m);
+          const int64_t mw = lowbit::engine::binary::words(m);
+          std::vector<uint64_t> want(mw, 0), got(mw, ~uint64_t{0});
+          for (int64_t o = 0; o < m; ++o) {
+            t[o] = static_cast<int32_t>(sums[o]) + static_cast<int32_t>(rng() % 5) - 2;
+            below[o] = rng() % 2;
+            if (below[o] ? sums[o] < t[o] : sums[o] > t[o]) want[o / 64] |= uint64_t{1} << (o % 64);
+          }
+          k.conv_bits(packed.data(), kernel.data(), t.data(), below.data(), s, got.data());
+          EXPECT_EQ(got, want) << k.name << " c=" << c << " m=" << m;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GE(checked, 24);
+}
+
 TEST(EngineBinary, BipolarInputsAndScaledSignKernelsPlanTheBinaryKernel) {
   // BipolarQuant -> Pad(+1) -> Conv(±0.5 kernel) -> Flatten -> BipolarQuant -> Gemm(±1).
   const int64_t C = 70, H = 4, W = 3, M = 5, classes = 3;

@@ -1,7 +1,8 @@
 // The scalar-ISA float32 convolution (the reference, baseline flags) and the dispatch list.
 #define LOWBIT_FLOAT32_ISA scalar
 #include "dispatch.h"
-#define LOWBIT_FLOAT32_VECTOR 4  // floats per register
+#define LOWBIT_FLOAT32_VECTOR 4   // floats per register
+#define LOWBIT_FLOAT32_VECTORS 2  // registers of outputs per channel in a block
 #include "float32_body.h"
 
 namespace lowbit {
@@ -10,16 +11,20 @@ namespace float32 {
 
 #if defined(__x86_64__)
 namespace avx2 {
-void conv(const float*, const float*, const float*, const ConvShape&, int64_t, float*);
+void conv(const float*, const float*, const float*, const ConvShape&, int64_t, const Clamp&,
+          float*);
 void ternary_conv(const float*, const int8_t*, const float*, const float*, const ConvShape&,
-                  int64_t, float*);
-void dense(const float*, const float*, int64_t, const float*, int64_t, int64_t, float*);
+                  int64_t, const Clamp&, float*);
+void dense(const float*, const float*, int64_t, const float*, int64_t, int64_t, const Clamp&,
+           float*);
 }  // namespace avx2
 namespace avx512 {
-void conv(const float*, const float*, const float*, const ConvShape&, int64_t, float*);
+void conv(const float*, const float*, const float*, const ConvShape&, int64_t, const Clamp&,
+          float*);
 void ternary_conv(const float*, const int8_t*, const float*, const float*, const ConvShape&,
-                  int64_t, float*);
-void dense(const float*, const float*, int64_t, const float*, int64_t, int64_t, float*);
+                  int64_t, const Clamp&, float*);
+void dense(const float*, const float*, int64_t, const float*, int64_t, int64_t, const Clamp&,
+           float*);
 }  // namespace avx512
 #endif
 
@@ -27,10 +32,10 @@ const std::vector<Kernels>& all() {
   static const std::vector<Kernels> list = {
     {"scalar", [] { return true; }, &scalar::conv, &scalar::ternary_conv, &scalar::dense},
 #if defined(__x86_64__)
-    {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::conv, &avx2::ternary_conv,
-     &avx2::dense},
-    {"avx512", [] { return __builtin_cpu_supports("avx512f") != 0; }, &avx512::conv,
-     &avx512::ternary_conv, &avx512::dense},
+    {"avx2", [] { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); },
+     &avx2::conv, &avx2::ternary_conv, &avx2::dense},
+    {"avx512", [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"); },
+     &avx512::conv, &avx512::ternary_conv, &avx512::dense},
 #endif
   };
   return list;

@@ -1,5 +1,8 @@
 // float32.h's convolution, compiled once per instruction set: included by exactly one file per
-// LOWBIT_FLOAT32_ISA namespace, with that file's flags (the compiler vectorizes the row loops).
+// LOWBIT_FLOAT32_ISA namespace, with that file's flags. LOWBIT_FLOAT32_VECTOR: floats per
+// register; LOWBIT_FLOAT32_VECTORS: registers of outputs along the plane in the stride-1 block;
+// LOWBIT_FLOAT32_MADD(x, w, acc): the instruction set's fused multiply-add of a register by a float
+// (where undefined: std::fma lane by lane).
 #pragma once
 
 #include <algorithm>
@@ -14,27 +17,45 @@ namespace engine {
 namespace float32 {
 namespace LOWBIT_FLOAT32_ISA {
 
+// The register blocks of the stride-1 loops: kBlock output channels times kVectors registers of
+// kVector outputs along the plane, with GCC's vector extension. Every product and sum is one
+// fused multiply-add (one rounding), in every build: the blocks change which outputs share a
+// register, not any sum.
+constexpr int64_t kBlock = 4, kVector = LOWBIT_FLOAT32_VECTOR, kVectors = LOWBIT_FLOAT32_VECTORS;
+constexpr int64_t kSpan = kVector * kVectors;  // outputs along the plane per block
+typedef float Vector __attribute__((vector_size(kVector * sizeof(float))));
+// Unaligned loads and stores of a register as plain accesses (no address of a register taken, so
+// the compiler keeps the blocks in registers).
+typedef float Unaligned
+    __attribute__((vector_size(kVector * sizeof(float)), aligned(4), may_alias));
+inline Vector load(const float* p) { return *reinterpret_cast<const Unaligned*>(p); }
+inline void store(float* p, Vector v) { *reinterpret_cast<Unaligned*>(p) = v; }
+
+inline Vector madd(Vector x, float w, Vector acc) {
+#ifdef LOWBIT_FLOAT32_MADD
+  return LOWBIT_FLOAT32_MADD(x, w, acc);
+#else
+  for (int64_t l = 0; l < kVector; ++l) acc[l] = std::fma(x[l], w, acc[l]);
+  return acc;
+#endif
+}
+
+inline float clamp(float v, const Clamp& c) { return std::min(std::max(v, c.lo), c.hi); }
+
 // The loops of conv() and ternary_conv(): tap(o, ic, i, j) is the tap's weight; `finite`: every
 // weight finite.
-// The register blocks of the stride-1 loops: output channels, and outputs along the plane.
-// kVector floats: one register of the file's instruction set (LOWBIT_FLOAT32_VECTOR: 4, 8 or 16),
-// with GCC's vector extension; a product and a sum round once each, as the scalar loops' (no FMA
-// under -ffp-contract=off). The width changes which outputs share a register, not any sum.
-constexpr int64_t kBlock = 4, kVector = LOWBIT_FLOAT32_VECTOR;
-typedef float Vector __attribute__((vector_size(kVector * sizeof(float))));
-
 template <class Tap>
 void convolve(const float* x, const float* bias, const ConvShape& s, int64_t group, bool finite,
-              float* y, Tap&& tap) {
+              const Clamp& act, float* y, Tap&& tap) {
   const int64_t c = s.c, h = s.h, wd = s.w, m = s.m, kh = s.kh, kw = s.kw, oh = s.oh, ow = s.ow;
   const int64_t sh = s.stride_h, sw = s.stride_w, ph = s.pad_h, pw = s.pad_w, dh = s.dil_h,
                 dw = s.dil_w, cg = c / group;
-  // One tap over n outputs: acc[q] += x[q * step] * v.
+  // One tap over n outputs: acc[q] = fma(x[q * step], v, acc[q]).
   auto add = [](float v, const float* xt, int64_t step, float* acc, int64_t n) {
     if (step == 1) {
-      for (int64_t q = 0; q < n; ++q) acc[q] += xt[q] * v;
+      for (int64_t q = 0; q < n; ++q) acc[q] = std::fma(xt[q], v, acc[q]);
     } else {
-      for (int64_t q = 0; q < n; ++q) acc[q] += xt[q * step] * v;
+      for (int64_t q = 0; q < n; ++q) acc[q] = std::fma(xt[q * step], v, acc[q]);
     }
   };
   thread_local std::vector<float> row;
@@ -44,8 +65,8 @@ void convolve(const float* x, const float* bias, const ConvShape& s, int64_t gro
   // which leaves every sum as skipping it would (the sums never hold -0; w finite): the same bits.
   if (sw == 1 && finite) {
     const int64_t hp = (oh - 1) * sh + (kh - 1) * dh + 1, wp = ow + (kw - 1) * dw;
-    // Read past the last row by the widest tap, and by a vector's length (below).
-    const int64_t slack = (kw - 1) * dw + kVector;
+    // Read past the last row by the widest tap, and by a block's span (below).
+    const int64_t slack = (kw - 1) * dw + kSpan;
     thread_local std::vector<float> xp;
     xp.assign(c * hp * wp + slack, 0.0f);
     for (int64_t ch = 0; ch < c; ++ch)
@@ -58,12 +79,12 @@ void convolve(const float* x, const float* bias, const ConvShape& s, int64_t gro
         }
       }
     if (sh == 1) {
-      // Stride 1 both ways: kBlock output channels times kVector outputs of the padded plane at a
+      // Stride 1 both ways: kBlock output channels times kSpan outputs of the padded plane at a
       // time, their sums held in registers over every tap (in the order (ic, i, j), as below), each
-      // input vector loaded once for the kBlock channels. Channels past a group's end get weight 0
-      // and are not stored.
-      const int64_t n = oh * wp, per_group = m / group;
-      row.resize(kBlock * n);
+      // input register loaded once for the kBlock channels. Channels past a group's end get weight
+      // 0 and are not stored; outputs past the plane's end (read from the slack) are dropped.
+      const int64_t n = oh * wp, per_group = m / group, nr = (n + kSpan - 1) / kSpan * kSpan;
+      row.resize(kBlock * nr);
       for (int64_t g = 0; g < group; ++g) {
         for (int64_t o0 = g * per_group; o0 < (g + 1) * per_group; o0 += kBlock) {
           const int64_t nb = std::min(kBlock, (g + 1) * per_group - o0);
@@ -75,27 +96,31 @@ void convolve(const float* x, const float* bias, const ConvShape& s, int64_t gro
               for (int64_t j = 0; j < kw; ++j)
                 for (int64_t b = 0; b < nb; ++b)
                   wb[((ic * kh + i) * kw + j) * kBlock + b] = tap(o0 + b, ic, i, j);
-          for (int64_t e0 = 0; e0 < n; e0 += kVector) {
-            Vector acc[kBlock] = {};
+          for (int64_t e0 = 0; e0 < n; e0 += kSpan) {
+            Vector acc[kBlock][kVectors] = {};
             const float* wt = wb.data();
             for (int64_t ic = 0; ic < cg; ++ic) {
               const float* xc = xp.data() + (g * cg + ic) * hp * wp + e0;
               for (int64_t i = 0; i < kh; ++i)
                 for (int64_t j = 0; j < kw; ++j, wt += kBlock) {
-                  Vector xv;
-                  std::memcpy(&xv, xc + i * dh * wp + j * dw, sizeof xv);
-                  for (int64_t b = 0; b < kBlock; ++b) acc[b] += xv * wt[b];
+                  const float* xt = xc + i * dh * wp + j * dw;
+                  Vector xv[kVectors];
+                  for (int64_t v = 0; v < kVectors; ++v) xv[v] = load(xt + v * kVector);
+                  for (int64_t b = 0; b < kBlock; ++b)
+                    for (int64_t v = 0; v < kVectors; ++v)
+                      acc[b][v] = madd(xv[v], wt[b], acc[b][v]);
                 }
             }
-            const int64_t count = std::min(kVector, n - e0);
-            for (int64_t b = 0; b < nb; ++b)
-              std::memcpy(row.data() + b * n + e0, &acc[b], count * sizeof(float));
+            for (int64_t b = 0; b < kBlock; ++b)
+              for (int64_t v = 0; v < kVectors; ++v)
+                if (b < nb) store(row.data() + b * nr + e0 + v * kVector, acc[b][v]);
           }
           for (int64_t b = 0; b < nb; ++b)
             for (int64_t r = 0; r < oh; ++r) {
               float* yr = y + ((o0 + b) * oh + r) * ow;
-              const float* ar = row.data() + b * n + r * wp;
-              for (int64_t q = 0; q < ow; ++q) yr[q] = ar[q] + bias[o0 + b];
+              const float* ar = row.data() + b * nr + r * wp;
+              const float bo = bias[o0 + b];
+              for (int64_t q = 0; q < ow; ++q) yr[q] = clamp(ar[q] + bo, act);
             }
         }
       }
@@ -121,7 +146,7 @@ void convolve(const float* x, const float* bias, const ConvShape& s, int64_t gro
       }
       for (int64_t r = 0; r < oh; ++r) {
         float* yr = y + (o * oh + r) * ow;
-        for (int64_t q = 0; q < ow; ++q) yr[q] = acc[r * wp + q] + bias[o];
+        for (int64_t q = 0; q < ow; ++q) yr[q] = clamp(acc[r * wp + q] + bias[o], act);
       }
     }
     return;
@@ -151,34 +176,34 @@ void convolve(const float* x, const float* bias, const ConvShape& s, int64_t gro
         }
       }
       float* yr = y + (o * oh + r) * ow;
-      for (int64_t q = 0; q < ow; ++q) yr[q] = acc[q] + bias[o];
+      for (int64_t q = 0; q < ow; ++q) yr[q] = clamp(acc[q] + bias[o], act);
     }
   }
 }
 
 void conv(const float* x, const float* w, const float* bias, const ConvShape& s, int64_t group,
-          float* y) {
+          const Clamp& act, float* y) {
   const int64_t cg = s.c / group, n = s.m * cg * s.kh * s.kw;
   bool finite = true;
   for (int64_t e = 0; finite && e < n; ++e) finite = std::isfinite(w[e]);
 
-  convolve(x, bias, s, group, finite, y, [&](int64_t o, int64_t ic, int64_t i, int64_t j) {
+  convolve(x, bias, s, group, finite, act, y, [&](int64_t o, int64_t ic, int64_t i, int64_t j) {
     return w[((o * cg + ic) * s.kh + i) * s.kw + j];
   });
 }
 
 void ternary_conv(const float* x, const int8_t* t, const float* alpha, const float* bias,
-                  const ConvShape& s, int64_t group, float* y) {
+                  const ConvShape& s, int64_t group, const Clamp& act, float* y) {
   const int64_t cg = s.c / group;
   bool finite = true;
   for (int64_t o = 0; finite && o < s.m; ++o) finite = std::isfinite(alpha[o]);
-  convolve(x, bias, s, group, finite, y, [&](int64_t o, int64_t ic, int64_t i, int64_t j) {
+  convolve(x, bias, s, group, finite, act, y, [&](int64_t o, int64_t ic, int64_t i, int64_t j) {
     return static_cast<float>(t[((o * cg + ic) * s.kh + i) * s.kw + j]) * alpha[o];
   });
 }
 
 void dense(const float* x, const float* wt, int64_t ldw, const float* bias, int64_t k, int64_t m,
-           float* y) {
+           const Clamp& act, float* y) {
   // Blocks of 4 registers of outputs, each summed over the inputs in order from 0.
   constexpr int64_t kOutputs = 4 * kVector;
   int64_t o0 = 0;
@@ -186,19 +211,17 @@ void dense(const float* x, const float* wt, int64_t ldw, const float* bias, int6
     Vector acc[4] = {};
     for (int64_t i = 0; i < k; ++i) {
       const float* row = wt + i * ldw + o0;
-      Vector v[4];
-      std::memcpy(v, row, sizeof v);
       const float xi = x[i];
-      for (int j = 0; j < 4; ++j) acc[j] += v[j] * xi;
+      for (int j = 0; j < 4; ++j) acc[j] = madd(load(row + j * kVector), xi, acc[j]);
     }
     float sums[kOutputs];
-    std::memcpy(sums, acc, sizeof sums);
-    for (int64_t o = 0; o < kOutputs; ++o) y[o0 + o] = sums[o] + bias[o0 + o];
+    for (int j = 0; j < 4; ++j) store(sums + j * kVector, acc[j]);
+    for (int64_t o = 0; o < kOutputs; ++o) y[o0 + o] = clamp(sums[o] + bias[o0 + o], act);
   }
   for (; o0 < m; ++o0) {
     float acc = 0;
-    for (int64_t i = 0; i < k; ++i) acc += x[i] * wt[i * ldw + o0];
-    y[o0] = acc + bias[o0];
+    for (int64_t i = 0; i < k; ++i) acc = std::fma(x[i], wt[i * ldw + o0], acc);
+    y[o0] = clamp(acc + bias[o0], act);
   }
 }
 

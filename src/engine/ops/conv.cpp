@@ -65,11 +65,12 @@ void Program::conv(std::vector<const Value*>& in, const Attrs& a, Value& out, St
   s.info.kernel = "conv2d_f32_" + k->name;
   const std::vector<float> wdata = w.data;
   s.info.parameter_bytes = static_cast<int64_t>((wdata.size() + bias.size()) * sizeof(float));
+  s.clamp = std::make_shared<float32::Clamp>();
   // Part p of `parts`: a slice of the groups (or, with one group, of the output channels).
   split_step(
       s,
-      [k, shape, group, wdata, bias](const std::vector<const float*>& xs, float* y, int64_t count,
-                                     int64_t p, int64_t parts) {
+      [k, shape, group, wdata, bias, clamp = s.clamp](const std::vector<const float*>& xs, float* y,
+                                                      int64_t count, int64_t p, int64_t parts) {
         const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
         const int64_t units = group == 1 ? shape.m : group;
         const int64_t u0 = units * p / parts, u1 = units * (p + 1) / parts;
@@ -83,7 +84,7 @@ void Program::conv(std::vector<const Value*>& in, const Attrs& a, Value& out, St
         for (int64_t b = 0; b < count / per_out; ++b)
           k->conv(xs[0] + b * per_in + c0 * shape.h * shape.w,
                   wdata.data() + o0 * cg * shape.kh * shape.kw, bias.data() + o0, sub, sub_group,
-                  y + b * per_out + o0 * plane);
+                  *clamp, y + b * per_out + o0 * plane);
       },
       m * oh * ow * cg * kh * kw);
 }
@@ -155,14 +156,15 @@ void Program::gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, St
   std::vector<float> wt(k * m);  // the kernel's layout: transposed
   for (int64_t o = 0; o < m; ++o)
     for (int64_t i = 0; i < k; ++i) wt[i * m + o] = rows[o * k + i];
+  s.clamp = std::make_shared<float32::Clamp>();
   split_step(
       s,
-      [kern, wt, bias, k, m](const std::vector<const float*>& xs, float* y, int64_t count,
-                             int64_t p, int64_t parts) {
+      [kern, wt, bias, k, m, clamp = s.clamp](const std::vector<const float*>& xs, float* y,
+                                              int64_t count, int64_t p, int64_t parts) {
         const int64_t o0 = m * p / parts, o1 = m * (p + 1) / parts;
         if (o0 == o1) return;
         for (int64_t b = 0; b < count / m; ++b)
-          kern->dense(xs[0] + b * k, wt.data() + o0, m, bias.data() + o0, k, o1 - o0,
+          kern->dense(xs[0] + b * k, wt.data() + o0, m, bias.data() + o0, k, o1 - o0, *clamp,
                       y + b * m + o0);
       },
       k * m);

@@ -16,6 +16,8 @@ namespace {
 
 void lower_relu(Node& d) {
   d.unary([](float v) { return v < 0 ? 0.0f : v; });
+  // min(max(v, 0), inf) is v < 0 ? 0 : v, NaN and -0 included.
+  if (d.fuse_clamp(0.0f, std::numeric_limits<float>::infinity())) return;
   const Grid& g = d.in[0]->grid;
   if (g.on && !d.in[0]->constant && g.scale.size() == 1 && g.scale[0] > 0) {
     d.out.grid = g;  // negative values become the zero's code
@@ -129,6 +131,7 @@ void lower_clip(Node& d) {
                                                 : inf;
   d.in.resize(1);
   d.unary([lo, hi](float v) { return std::min(std::max(v, lo), hi); });
+  d.fuse_clamp(lo, hi);
 }
 
 void lower_where(Node& d) {

@@ -68,14 +68,22 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
         const uint8_t* x = reinterpret_cast<const uint8_t*>(xs[0]) + b * stored_in;
         uint8_t* o = reinterpret_cast<uint8_t*>(y) + b * 4 * stored_out;
         for (int64_t ch = 0; ch < c; ++ch)
-          for (int64_t r = 0; r < oh; ++r)
+          for (int64_t r = 0; r < oh; ++r) {
+            uint8_t* orow = o + (ch * oh + r) * ow;
+            const uint8_t* xr = x + (ch * h + r * sh) * w;
+            if (kh == 2 && kw == 2 && sh == 2 && sw == 2) {  // the recipes' pools, vectorized
+              for (int64_t q = 0; q < ow; ++q)
+                orow[q] = std::max(std::max(xr[2 * q], xr[2 * q + 1]),
+                                   std::max(xr[w + 2 * q], xr[w + 2 * q + 1]));
+              continue;
+            }
             for (int64_t q = 0; q < ow; ++q) {
               uint8_t best = 0;
               for (int64_t i = 0; i < kh; ++i)
-                for (int64_t j = 0; j < kw; ++j)
-                  best = std::max(best, x[(ch * h + r * sh + i) * w + q * sw + j]);
-              o[(ch * oh + r) * ow + q] = best;
+                for (int64_t j = 0; j < kw; ++j) best = std::max(best, xr[i * w + q * sw + j]);
+              orow[q] = best;
             }
+          }
       }
     };
     return;
@@ -93,6 +101,22 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
         };
         for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p) {
           const float* xp = xs[0] + p * h * w;
+          if (inside && kh == 2 && kw == 2 && sh == 2 && sw == 2 && dh == 1 && dw == 1) {
+            // The recipes' 2x2 pools: the four taps of an output in registers, in the order below.
+            for (int64_t r = 0; r < oh; ++r) {
+              float* yr = y + (p * oh + r) * ow;
+              const float *x0 = xp + 2 * r * w, *x1 = x0 + w;
+              for (int64_t q = 0; q < ow; ++q) {
+                float best = -std::numeric_limits<float>::infinity();
+                take(best, x0[2 * q]);
+                take(best, x0[2 * q + 1]);
+                take(best, x1[2 * q]);
+                take(best, x1[2 * q + 1]);
+                yr[q] = best;
+              }
+            }
+            continue;
+          }
           if (inside) {  // row by row: each window row over the whole output row
             for (int64_t r = 0; r < oh; ++r) {
               float* yr = y + (p * oh + r) * ow;
@@ -241,33 +265,47 @@ void reduction(Node& d, const std::vector<bool>& reduce, bool keep, float start,
       for (int64_t o = 0; o < out_per; ++o) yb[o] = finish(yb[o], n);
     }
   };
-  // Reducing the innermost axes (global pooling): each output sums a block of its own, so threads
-  // may take slices of the outputs, each summed in the same order.
+  // Reducing the innermost axes (global pooling): each output reduces a contiguous block of its
+  // own, in kLanes interleaved partial results (lane l takes the block's values l, l + kLanes, ...
+  // in order, each from start), then lane l + w folded into lane l for w = kLanes / 2, ..., 1: a
+  // fixed order the compiler vectorizes, the same at every thread count (threads take slices of
+  // the outputs).
   const int64_t inner = out_per > 0 ? per / out_per : 0;
   bool blocks = inner > 0;
   for (int64_t e = 0; blocks && e < per; ++e) blocks = target[e] == e / inner;
   if (!blocks) return;
-  d.s.macs = per;
-  d.s.part = [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t p,
-                 int64_t parts) {
-    for (int64_t b = 0; b < count / out_per; ++b) {
-      float* yb = y + b * out_per;
-      const float* xb = xs[0] + b * per;
-      for (int64_t o = out_per * p / parts; o < out_per * (p + 1) / parts; ++o) {
-        float acc = start;
-        for (int64_t e = o * inner; e < (o + 1) * inner; ++e) acc = step(acc, xb[e]);
-        yb[o] = finish(acc, n);
-      }
-    }
-  };
+  d.s.info.parameter_bytes = 0;
+  split_step(
+      d.s,
+      [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t p, int64_t parts) {
+        constexpr int64_t kLanes = 16;
+        for (int64_t b = 0; b < count / out_per; ++b) {
+          float* yb = y + b * out_per;
+          const float* xb = xs[0] + b * per;
+          for (int64_t o = out_per * p / parts; o < out_per * (p + 1) / parts; ++o) {
+            const float* xo = xb + o * inner;
+            float lane[kLanes];
+            for (int64_t l = 0; l < kLanes; ++l) lane[l] = start;
+            int64_t e = 0;
+            for (; e + kLanes <= inner; e += kLanes)
+              for (int64_t l = 0; l < kLanes; ++l) lane[l] = step(lane[l], xo[e + l]);
+            for (int64_t l = 0; e < inner; ++e, ++l) lane[l] = step(lane[l], xo[e]);
+            for (int64_t w = kLanes / 2; w >= 1; w /= 2)
+              for (int64_t l = 0; l < w; ++l) lane[l] = step(lane[l], lane[l + w]);
+            yb[o] = finish(lane[0], n);
+          }
+        }
+      },
+      per);
 }
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
-float sum_of(float acc, float v) { return acc + v; }
-float max_of(float acc, float v) { return v > acc || v != v ? v : acc; }
-float min_of(float acc, float v) { return v < acc || v != v ? v : acc; }
-float same(float v, float) { return v; }
-float mean(float v, float n) { return v / n; }
+// Lambdas, so that each reduction's loops inline them.
+constexpr auto sum_of = [](float acc, float v) { return acc + v; };
+constexpr auto max_of = [](float acc, float v) { return v > acc || v != v ? v : acc; };
+constexpr auto min_of = [](float acc, float v) { return v < acc || v != v ? v : acc; };
+constexpr auto same = [](float v, float) { return v; };
+constexpr auto mean = [](float v, float n) { return v / n; };
 
 template <class Step, class Finish>
 void reduce_node(Node& d, float start, Step step, Finish finish) {
