@@ -38,30 +38,33 @@ bool flattens(const onnx::NodeProto& n, const Attrs& a) {
 }
 
 // A MaxPool of a 4-D input without padding, dilation or ceil mode.
-bool Program::pools_unpadded(const onnx::NodeProto& n, const Attrs& a) const {
+bool Program::pools_unpadded(const onnx::NodeProto& n, const Attrs& a,
+                             const std::vector<int64_t>* dims) const {
   if (n.op_type() != "MaxPool") return false;
   for (const char* k : {"pads", "dilations"}) {
     for (int64_t v : a.ints(k, {}))
       if (v != (std::string(k) == "pads" ? 0 : 1)) return false;
   }
-  return values[ids.at(n.input(0))].dims.size() == 4 && a.i("ceil_mode", 0) == 0 &&
-         a.s("auto_pad", "NOTSET") == "NOTSET" && a.i("storage_order", 0) == 0;
+  if (!dims) dims = &values[ids.at(n.input(0))].dims;
+  return dims->size() == 4 && a.i("ceil_mode", 0) == 0 && a.s("auto_pad", "NOTSET") == "NOTSET" &&
+         a.i("storage_order", 0) == 0;
 }
 
 // A Conv (group 1) or Gemm (transB, alpha = beta = 1) of input 0 whose constant weights match
 // its channels and are s[o] * (±1): the layers planned as binary or bit-plane layers.
-bool Program::binary_layer(const onnx::NodeProto& n, const Attrs& a) const {
+bool Program::binary_layer(const onnx::NodeProto& n, const Attrs& a,
+                           const std::vector<int64_t>* dims) const {
   const std::string& op = n.op_type();
   if (op != "Conv" && op != "Gemm") return false;
-  const Value& x = values[ids.at(n.input(0))];
+  if (!dims) dims = &values[ids.at(n.input(0))].dims;
   const Value* w = constant_input(n, 1);
   std::vector<float> scale;
   const bool layout = op == "Conv"
-                          ? x.dims.size() == 4 && a.i("group", 1) == 1 && w && w->dims.size() == 4
-                          : x.dims.size() == 2 && a.i("transB", 0) == 1 && a.i("transA", 0) == 0 &&
+                          ? dims->size() == 4 && a.i("group", 1) == 1 && w && w->dims.size() == 4
+                          : dims->size() == 2 && a.i("transB", 0) == 1 && a.i("transA", 0) == 0 &&
                                 a.f("alpha", 1.0f) == 1.0f && a.f("beta", 1.0f) == 1.0f && w &&
                                 w->dims.size() == 2;
-  return layout && w->dims[1] == x.dims[1] && binary_scales(w->data, w->dims[0], scale);
+  return layout && w->dims[1] == (*dims)[1] && binary_scales(w->data, w->dims[0], scale);
 }
 
 // Every operator the engine lowers: the op families' lists, in one table.

@@ -68,6 +68,8 @@ struct Program {
   // QuantizeLinear's saturation range, by the name of its zero point (from the zero point's type).
   std::map<std::string, std::pair<float, float>> zero_point_ranges;
   std::map<std::string, int> uses;  // how many node inputs (and graph outputs) read each value
+  // The nodes reading each value, with the input's index (while the graph is lowered).
+  std::map<std::string, std::vector<std::pair<const onnx::NodeProto*, int>>> readers;
 
   // ---- the reader (reader.cpp)
   int add_value(const std::string& name, Value v, const std::string& where);
@@ -83,10 +85,13 @@ struct Program {
   // Node n's input k where it is a constant, else null.
   const Value* constant_input(const onnx::NodeProto& n, int k) const;
   // A MaxPool of a 4-D input without padding, dilation or ceil mode.
-  bool pools_unpadded(const onnx::NodeProto& n, const Attrs& a) const;
+  // (dims: the input's, where it is not lowered yet.)
+  bool pools_unpadded(const onnx::NodeProto& n, const Attrs& a,
+                      const std::vector<int64_t>* dims = nullptr) const;
   // A Conv (group 1) or Gemm (transB, alpha = beta = 1) of input 0 whose constant weights match
   // its channels and are s[o] * (±1): the layers planned as binary or bit-plane layers.
-  bool binary_layer(const onnx::NodeProto& n, const Attrs& a) const;
+  bool binary_layer(const onnx::NodeProto& n, const Attrs& a,
+                    const std::vector<int64_t>* dims = nullptr) const;
   // For folding nodes whose input is constant: fill the output from the constant input.
   void fold_if_constant(const std::vector<const Value*>& in, Value& out, const std::string& where,
                         const std::function<void(std::vector<float>&)>& f);
@@ -144,7 +149,16 @@ struct Program {
   // Marks the chain's steps removed (the layer's step, into, now computes the chain); true.
   bool fused(const SumChain& chain, size_t& into);
   // Bitpacked binary chains (fusion/binary.cpp).
-  bool reads_packed(const onnx::NodeProto& n, int i) const;
+  // Whether node n reads its input i as packed bits (dims: the input's, where it is not lowered
+  // yet).
+  bool reads_packed(const onnx::NodeProto& n, int i,
+                    const std::vector<int64_t>* dims = nullptr) const;
+  // Whether every reader of value `name`, of dimensions dims, (and no graph output) reads packed
+  // bits: a sign computed there is packed at once (pack_signs).
+  bool read_packed_everywhere(const std::string& name, const std::vector<int64_t>& dims) const;
+  // Makes step s pack the signs of its 4-D input x into out: bit 1 (-1) where !(v >= 0)
+  // (BipolarQuant's sign), or with `condition` where v == 0 (Where(c, 1, -1)).
+  void pack_signs(Step& s, const Value& x, Value& out, bool condition);
   void unpack(const std::string& name);
   bool fuse(const SumChain& chain, size_t& into);
   // 8-bit codes (fusion/int8.cpp).

@@ -166,9 +166,13 @@ void Program::load(const onnx::ModelProto& m) {
   }
   if (input < 0) bad(origin, "the graph has no input");
   for (const auto& n : g.node())
-    for (const auto& i : n.input()) ++uses[i];
+    for (int i = 0; i < n.input_size(); ++i) {
+      ++uses[n.input(i)];
+      readers[n.input(i)].emplace_back(&n, i);
+    }
   for (const auto& o : g.output()) uses[o.name()] += 2;  // never fused away
   for (int k = 0; k < g.node_size(); ++k) add_node(g.node(k), k);
+  readers.clear();  // pointers into the file's graph
   if (g.output_size() == 1 && ids.count(g.output(0).name()) &&
       values[ids.at(g.output(0).name())].packed) {
     unpack(g.output(0).name());

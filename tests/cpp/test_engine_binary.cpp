@@ -240,7 +240,7 @@ Model chained_binary_model(bool fused, std::vector<std::string>* kernels) {
   auto* gemm = m.node("Gemm", {"f", "g"}, "y");
   Builder::attr(gemm, "transB", int64_t{1});
   if (!fused) {
-    for (const char* v : {"c1", "p1", "m1", "s1", "c2", "m2"})
+    for (const char* v : {"x0", "c1", "p1", "m1", "s1", "x2", "c2", "m2", "x4"})
       m.node("Relu", {v}, std::string(v) + "_reader");
   }
   Model model = m.load("y");
@@ -253,8 +253,9 @@ TEST(EngineBinary, ChainedBinaryLayersStayPackedAndEqualTheFloatGraph) {
   const Model fused = chained_binary_model(true, &fused_kernels);
   const Model plain = chained_binary_model(false, &plain_kernels);
   const std::string best = lowbit::engine::binary::best().name;
-  const std::vector<std::string> expected = {"bipolar_quant_f32",
-                                             "pad_f32",
+  // The input's signs packed at once (only a pad of +1 reads them), then bits throughout.
+  const std::vector<std::string> expected = {"pack_signs",
+                                             "pad_bits",
                                              "binary_conv2d_" + best + "+maxpool+threshold",
                                              "pad_bits",
                                              "binary_conv2d_" + best + "+threshold",
@@ -267,6 +268,7 @@ TEST(EngineBinary, ChainedBinaryLayersStayPackedAndEqualTheFloatGraph) {
   const int64_t n = 9;  // more than one chunk of images
   std::vector<float> x(n * 70 * 36);
   for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  x[5] = std::numeric_limits<float>::quiet_NaN(), x[7] = -0.0f, x[8] = 0.0f;  // -1, +1, +1
   std::vector<float> y1(n * 4), y2(n * 4);
   fused.run(x.data(), n, y1.data(), 2);
   plain.run(x.data(), n, y2.data(), 1);

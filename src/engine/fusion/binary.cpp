@@ -9,16 +9,53 @@ namespace detail {
 
 // Whether node n reads its input i as packed bits: binary convolutions and dense layers, ±1
 // padding, Flatten and max-pools without padding; every other reader gets floats.
-bool Program::reads_packed(const onnx::NodeProto& n, int i) const {
+bool Program::reads_packed(const onnx::NodeProto& n, int i,
+                           const std::vector<int64_t>* dims) const {
   if (i != 0) return false;
   const Attrs a = attrs_of(n);
   const std::string& op = n.op_type();
   if (op == "Pad") {
     const Value* v = constant_input(n, 2);
-    return values[ids.at(n.input(0))].dims.size() == 4 && a.s("mode", "constant") == "constant" &&
-           v && v->data.size() == 1 && (v->data[0] == 1.0f || v->data[0] == -1.0f);
+    if (!dims) dims = &values[ids.at(n.input(0))].dims;
+    return dims->size() == 4 && a.s("mode", "constant") == "constant" && v && v->data.size() == 1 &&
+           (v->data[0] == 1.0f || v->data[0] == -1.0f);
   }
-  return flattens(n, a) || binary_layer(n, a) || pools_unpadded(n, a);
+  return flattens(n, a) || binary_layer(n, a, dims) || pools_unpadded(n, a, dims);
+}
+
+bool Program::read_packed_everywhere(const std::string& name,
+                                     const std::vector<int64_t>& dims) const {
+  const auto r = readers.find(name);
+  const auto u = uses.find(name);
+  if (r == readers.end() || u == uses.end() || r->second.empty() ||
+      u->second != static_cast<int>(r->second.size()))
+    return false;  // unread, or a graph output
+  for (const auto& [node, i] : r->second)
+    if (!reads_packed(*node, i, &dims)) return false;
+  return true;
+}
+
+void Program::pack_signs(Step& s, const Value& x, Value& out, bool condition) {
+  const int64_t c = x.dims[1], h = x.dims[2], w = x.dims[3];
+  out.packed = out.bipolar = true;
+  out.packed_chw = {c, h, w};
+  s.info.kernel = "pack_signs";
+  s.info.parameter_bytes = 0;
+  s.part = nullptr;
+  s.macs = 0;
+  const int64_t words = 2 * binary::words(c) * h * w;  // per image, in floats
+  s.run = [c, h, w, words, condition](const std::vector<const float*>& xs, float* y,
+                                      int64_t count) {
+    for (int64_t b = 0; b < count / words; ++b) {
+      const float* x = xs[0] + b * c * h * w;
+      uint64_t* out = reinterpret_cast<uint64_t*>(y + b * words);
+      if (condition) {
+        binary::pack_chw_by(x, c, h, w, out, [](float v) { return v == 0; });
+      } else {
+        binary::pack_chw_by(x, c, h, w, out, [](float v) { return !(v >= 0); });
+      }
+    }
+  };
 }
 
 // Plans a step that turns packed value `name` into floats ±1 and makes the name refer to them.

@@ -25,22 +25,7 @@ void conv_bits(const uint64_t*, const uint64_t*, const int32_t*, const uint8_t*,
 #endif
 
 void pack_chw(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out) {
-  const int64_t cw = words(c), plane = h * w;
-  // Eight pixels' words at a time in registers, their 64 channels read down the planes (the same
-  // cache lines for consecutive pixels), each word stored once.
-  constexpr int64_t kBlock = 8;
-  for (int64_t p0 = 0; p0 < plane; p0 += kBlock) {
-    const int64_t n = std::min(kBlock, plane - p0);
-    for (int64_t k = 0; k < cw; ++k) {
-      uint64_t acc[kBlock] = {};
-      const int64_t bits = std::min<int64_t>(64, c - 64 * k);
-      for (int64_t b = 0; b < bits; ++b) {
-        const float* xc = x + (64 * k + b) * plane + p0;
-        for (int64_t t = 0; t < n; ++t) acc[t] |= static_cast<uint64_t>(xc[t] < 0) << b;
-      }
-      for (int64_t t = 0; t < n; ++t) out[(p0 + t) * cw + k] = acc[t];
-    }
-  }
+  pack_chw_by(x, c, h, w, out, [](float v) { return v < 0; });
 }
 
 std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {

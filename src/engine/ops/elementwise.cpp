@@ -149,6 +149,10 @@ void lower_where(Node& d) {
     if (cond.sign_chain && d.p.fuse(*cond.sign_chain, d.fused_into)) {
       d.fused = d.out.packed = true;
       d.out.packed_chw = cond.sign_chain->chw;
+    } else if (cond.dims.size() == 4 && d.p.read_packed_everywhere(d.n.output(0), cond.dims)) {
+      // Only binary layers, pads of ±1, max-pools and Flatten read it: packed at once (the
+      // condition 0 is -1).
+      d.p.pack_signs(d.s, cond, d.out, true);
     }
   }
 }

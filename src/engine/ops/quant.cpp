@@ -35,6 +35,10 @@ void lower_bipolar_quant(Node& d) {
     d.fused = true;
     d.out.packed = d.out.bipolar = true;
     d.out.packed_chw = x.chain->chw;
+  } else if (!x.constant && sc.data.size() == 1 && sc.data[0] == 1.0f && x.dims.size() == 4 &&
+             d.p.read_packed_everywhere(d.n.output(0), x.dims)) {
+    // Only binary layers, pads of ±1, max-pools and Flatten read it: packed at once.
+    d.p.pack_signs(d.s, x, d.out, false);
   } else if (!x.constant) {
     const Broadcast index = make_broadcast(x.dims, sc.dims, d.where);
     const std::vector<float> sd = sc.data;

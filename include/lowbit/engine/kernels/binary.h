@@ -14,8 +14,28 @@ namespace binary {
 // 64-bit words holding c channels.
 inline int64_t words(int64_t c) { return (c + 63) / 64; }
 
-// Packs the signs of one image x [c, h, w] channels-last: out[(y * w + x) * words(c) + k] holds
-// channels 64k .. 64k + 63 at (y, x); bit i is 1 where the value is negative.
+// Packs one image x [c, h, w] channels-last: out[(y * w + x) * words(c) + k] holds channels
+// 64k .. 64k + 63 at (y, x); bit i is 1 where minus(value) (the value stands for -1).
+template <class Minus>
+void pack_chw_by(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out, Minus minus) {
+  const int64_t cw = words(c), plane = h * w;
+  // Eight pixels' words at a time in registers, their 64 channels read down the planes (the same
+  // cache lines for consecutive pixels), each word stored once.
+  constexpr int64_t kBlock = 8;
+  for (int64_t p0 = 0; p0 < plane; p0 += kBlock) {
+    const int64_t n = plane - p0 < kBlock ? plane - p0 : kBlock;
+    for (int64_t k = 0; k < cw; ++k) {
+      uint64_t acc[kBlock] = {};
+      const int64_t bits = c - 64 * k < 64 ? c - 64 * k : 64;
+      for (int64_t b = 0; b < bits; ++b) {
+        const float* xc = x + (64 * k + b) * plane + p0;
+        for (int64_t t = 0; t < n; ++t) acc[t] |= static_cast<uint64_t>(minus(xc[t])) << b;
+      }
+      for (int64_t t = 0; t < n; ++t) out[(p0 + t) * cw + k] = acc[t];
+    }
+  }
+}
+// pack_chw_by with bit 1 where the value is negative.
 void pack_chw(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out);
 // Packs the signs of a kernel w [m, c, kh, kw]: out[((o * kh + i) * kw + j) * words(c) + k].
 std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw);
