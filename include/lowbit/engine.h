@@ -50,23 +50,31 @@ class Model {
   Model& operator=(Model&&) noexcept;
   ~Model();
 
-  // The input and the output per image: float32 tensors [batch, ...input_shape()] and [batch,
-  // ...output_shape()] (lowbit's exports: [channels, height, width] of raw pixels in, [classes]
-  // out).
+  // The input and the outputs per image: float32 tensors [batch, ...input_shape()] and, for each
+  // graph output k in the file's order, [batch, ...output_shape(k)] (lowbit's exports: [channels,
+  // height, width] of raw pixels in, [classes] out). k past the outputs: std::invalid_argument.
   std::vector<int64_t> input_shape() const;
-  std::vector<int64_t> output_shape() const;
-  int64_t input_size() const;   // the product of input_shape(): floats per image
-  int64_t output_size() const;  // the product of output_shape()
+  size_t output_count() const;
+  std::vector<int64_t> output_shape(size_t k = 0) const;
+  const std::string& output_name(size_t k = 0) const;
+  int64_t input_size() const;               // the product of input_shape(): floats per image
+  int64_t output_size(size_t k = 0) const;  // the product of output_shape(k)
   const std::vector<PlannedNode>& plan() const;
   // The sum of the plan's parameter_bytes: the model's memory once loaded (the file's float
   // initializers are released after planning).
   int64_t parameter_bytes() const;
 
-  // Runs `batch` images (contiguous, batch x input_size() floats) into `outputs` (batch x
-  // output_size()), with up to `threads` threads (images are split between them).
+  // Runs `batch` images (contiguous, batch x input_size() floats) into outputs[k] (batch x
+  // output_size(k) floats each, one buffer per output), with up to `threads` threads (images are
+  // split between them, or one image's large steps).
+  void run(const float* inputs, int64_t batch, const std::vector<float*>& outputs,
+           int threads = 1) const;
+  // The same for a model of one output (std::invalid_argument for several).
   void run(const float* inputs, int64_t batch, float* outputs, int threads = 1) const;
   // As run() on one thread, adding the seconds of each step of plan() to seconds[step] (resized to
   // plan().size(), existing values kept): a per-operator profile.
+  void run_profiled(const float* inputs, int64_t batch, const std::vector<float*>& outputs,
+                    std::vector<double>& seconds) const;
   void run_profiled(const float* inputs, int64_t batch, float* outputs,
                     std::vector<double>& seconds) const;
 

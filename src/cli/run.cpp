@@ -21,7 +21,8 @@ namespace cli {
 namespace {
 
 struct Args {
-  std::string model, data, input, output, logits, checkpoint;
+  std::string model, data, input, logits, checkpoint;
+  std::vector<std::string> outputs;  // --output, once per model output
   int threads = 1;
   int64_t batch = 256;
 };
@@ -32,17 +33,35 @@ std::string dims_text(const std::vector<int64_t>& d) {
   return s + "]";
 }
 
-// --input IN.npy --output OUT.npy: any model.
+// --input IN.npy --output OUT.npy [--output OUT2.npy ...]: any model, a file per output.
 void run_files(const Args& a) {
-  io::check_not_input(a.output, a.model, "the model read");
-  io::check_not_input(a.output, a.input, "the input read");
-  const engine::NpyRun r = engine::run_npy(a.model, a.input, a.output, a.threads);
+  for (size_t k = 0; k < a.outputs.size(); ++k) {
+    io::check_not_input(a.outputs[k], a.model, "the model read");
+    io::check_not_input(a.outputs[k], a.input, "the input read");
+    // Two outputs to one file (which need not exist yet): the later would replace the earlier.
+    for (size_t j = 0; j < k; ++j) {
+      std::error_code ek, ej;
+      const auto pk = std::filesystem::weakly_canonical(a.outputs[k], ek);
+      const auto pj = std::filesystem::weakly_canonical(a.outputs[j], ej);
+      if (!ek && !ej && pk == pj)
+        throw std::invalid_argument(a.outputs[k] + ": is given as --output twice (outputs " +
+                                    std::to_string(j) + " and " + std::to_string(k) + ")");
+    }
+  }
+  const engine::NpyRun r = engine::run_npy(a.model, a.input, a.outputs, a.threads);
+  std::string files = "[", shapes = "[";
+  for (size_t k = 0; k < a.outputs.size(); ++k) {
+    files += (k ? ", \"" : "\"") + io::json_escaped(a.outputs[k]) + "\"";
+    shapes += (k ? ", " : "") + dims_text(r.output_shapes[k]);
+  }
+  // "output" and "output_shape": the first output's (one-output models' keys).
   std::printf(
       "{\"model\": \"%s\", \"input\": \"%s\", \"output\": \"%s\", \"images\": %lld, "
-      "\"output_shape\": %s, \"threads\": %d, \"seconds\": %.6f}\n",
+      "\"output_shape\": %s, \"outputs\": %s], \"output_shapes\": %s], \"threads\": %d, "
+      "\"seconds\": %.6f}\n",
       io::json_escaped(a.model).c_str(), io::json_escaped(a.input).c_str(),
-      io::json_escaped(a.output).c_str(), static_cast<long long>(r.images),
-      dims_text(r.output_shape).c_str(), a.threads, r.seconds);
+      io::json_escaped(a.outputs[0]).c_str(), static_cast<long long>(r.images),
+      dims_text(r.output_shapes[0]).c_str(), files.c_str(), shapes.c_str(), a.threads, r.seconds);
 }
 
 // --data DIR: an image classifier on the test split, its accuracy and speed.
@@ -50,13 +69,17 @@ void run_data(const Args& a) {
   const std::string data_dir = a.data.empty() ? kDefaultData : a.data;
   const auto model = engine::Model::from_file(a.model);
   const auto shape = model.input_shape();
-  if (shape.size() != 3 || model.output_shape().size() != 1) {
+  if (shape.size() != 3 || model.output_count() != 1 || model.output_shape().size() != 1) {
     throw std::invalid_argument(
         a.model +
         ": --data runs image classifiers ([batch, channels, height, width] in, [batch, "
         "classes] out); this model takes [batch, " +
         dims_text(shape).substr(1) + " and gives [batch, " +
-        dims_text(model.output_shape()).substr(1) + ": use --input and --output");
+        dims_text(model.output_shape()).substr(1) +
+        (model.output_count() == 1
+             ? ""
+             : " and " + std::to_string(model.output_count() - 1) + " more outputs") +
+        ": use --input and --output");
   }
   // The model holds its standardisation: the test split is all it needs.
   const auto dataset = data::load_idx_dataset(data_dir, /*with_train=*/false);
@@ -132,9 +155,13 @@ Command add_run(CLI::App& app) {
       c->add_option("--input", a->input,
                     "a .npy file of inputs, [batch, ...the model's input shape] (float32, or any "
                     "numeric type NumPy writes)");
-  CLI::Option* output = c->add_option("--output", a->output,
-                                      "the .npy file to write the outputs to (float32, [batch, "
-                                      "...the model's output shape])");
+  CLI::Option* output =
+      c->add_option("--output", a->outputs,
+                    "the .npy file to write the outputs to (float32, [batch, ...the model's "
+                    "output shape]); models of several outputs: once per output, in the model's "
+                    "order")
+          ->allow_extra_args(false)  // one file per --output
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   input->needs(output);
   output->needs(input);
   CLI::Option* data = c->add_option(

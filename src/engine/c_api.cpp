@@ -2,7 +2,9 @@
 #include <cstring>
 #include <exception>
 #include <new>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "lowbit/engine.h"
 #include "lowbit/engine_c.h"
@@ -31,6 +33,23 @@ lowbit_model* make(F&& load, char* error, size_t error_size) {
     report(error, error_size, e.what());
   }
   return nullptr;
+}
+
+// Runs f(model), turning its exceptions into 1 and the message.
+template <class F>
+int guarded(const lowbit_model* model, char* error, size_t error_size, F&& f) {
+  if (!model) {
+    report(error, error_size, "model is NULL");
+    return 1;
+  }
+  try {
+    f(model->model);
+    report(error, error_size, "");
+    return 0;
+  } catch (const std::exception& e) {
+    report(error, error_size, e.what());
+    return 1;
+  }
 }
 
 }  // namespace
@@ -83,20 +102,37 @@ int64_t lowbit_model_output_size(const lowbit_model* model) {
   return model ? model->model.output_size() : 0;
 }
 
+size_t lowbit_model_output_count(const lowbit_model* model) {
+  return model ? model->model.output_count() : 0;
+}
+
+size_t lowbit_model_output_dims_at(const lowbit_model* model, size_t k, int64_t* dims,
+                                   size_t capacity) {
+  if (!model || k >= model->model.output_count()) return 0;
+  return copy_dims(model->model.output_shape(k), dims, capacity);
+}
+
+int64_t lowbit_model_output_size_at(const lowbit_model* model, size_t k) {
+  return model && k < model->model.output_count() ? model->model.output_size(k) : 0;
+}
+
+const char* lowbit_model_output_name(const lowbit_model* model, size_t k) {
+  return model && k < model->model.output_count() ? model->model.output_name(k).c_str() : nullptr;
+}
+
 int lowbit_model_run(const lowbit_model* model, const float* inputs, int64_t batch, float* outputs,
                      int threads, char* error, size_t error_size) {
-  if (!model) {
-    report(error, error_size, "model is NULL");
-    return 1;
-  }
-  try {
-    model->model.run(inputs, batch, outputs, threads);
-    report(error, error_size, "");
-    return 0;
-  } catch (const std::exception& e) {
-    report(error, error_size, e.what());
-    return 1;
-  }
+  return guarded(model, error, error_size,
+                 [&](const lowbit::engine::Model& m) { m.run(inputs, batch, outputs, threads); });
+}
+
+int lowbit_model_run_outputs(const lowbit_model* model, const float* inputs, int64_t batch,
+                             float* const* outputs, size_t count, int threads, char* error,
+                             size_t error_size) {
+  return guarded(model, error, error_size, [&](const lowbit::engine::Model& m) {
+    if (!outputs && count > 0) throw std::invalid_argument("run: outputs is NULL");
+    m.run(inputs, batch, std::vector<float*>(outputs, outputs + count), threads);
+  });
 }
 
 void lowbit_model_destroy(lowbit_model* model) { delete model; }

@@ -100,13 +100,15 @@ void Team::run(const std::function<void(int)>& f) {
 // chunk stays in cache and the buffers, allocated once per call, are reused. With `seconds`, adds
 // each step's time to seconds[step]; with a team, the steps that can be split (Step::part) and are
 // large enough run on all its threads.
-void Program::run(const float* inputs, int64_t batch, float* outputs, double* seconds,
+void Program::run(const float* inputs, int64_t batch, float* const* outs, double* seconds,
                   Team* team) const {
   using Clock = std::chrono::steady_clock;
   constexpr int64_t kChunk = 8;
   // Below this many multiply-adds a step runs on one thread: waking the others costs more.
   constexpr int64_t kSplitMacs = int64_t{1} << 17;
-  const int64_t in_per = product(input_dims), out_per = product(output_dims);
+  const int64_t in_per = product(input_dims);
+  std::vector<int64_t> out_per;
+  for (const auto& d : output_dims) out_per.push_back(product(d));
   std::unique_ptr<Workspace> workspace = acquire_workspace();
   Workspace& buffers = *workspace;
   std::vector<const float*> ptr(values.size(), nullptr);
@@ -114,15 +116,14 @@ void Program::run(const float* inputs, int64_t batch, float* outputs, double* se
   for (int64_t first = 0; first < batch; first += kChunk) {
     const int64_t n = std::min(kChunk, batch - first);
     ptr[input] = inputs + first * in_per;
-    float* out = outputs + first * out_per;
     for (size_t k = 0; k < steps.size(); ++k) {
       const Step& s = steps[k];
       xs.clear();
       for (int i : s.inputs) xs.push_back(ptr[i]);
       const int64_t count = n * values[s.output].storage_per_image();
       float* y;
-      if (s.output == output) {
-        y = out;
+      if (const int o = output_of[s.output]; o >= 0) {
+        y = outs[o] + first * out_per[o];
       } else {
         auto& buffer = buffers[slot_of[s.output]];
         if (static_cast<int64_t>(buffer.size()) < count) buffer.resize(count);
@@ -138,7 +139,9 @@ void Program::run(const float* inputs, int64_t batch, float* outputs, double* se
       if (seconds) seconds[k] += std::chrono::duration<double>(Clock::now() - start).count();
       ptr[s.output] = y;
     }
-    if (ptr[output] != out) bad(origin, "the output is not computed by the graph");
+    for (size_t o = 0; o < outputs.size(); ++o)
+      if (ptr[outputs[o]] != outs[o] + first * out_per[o])
+        bad(origin, "graph output '" + output_names[o] + "' is not computed by the graph");
   }
   release_workspace(std::move(workspace));
 }
@@ -148,11 +151,13 @@ void Program::plan_memory() {
   for (size_t k = 0; k < steps.size(); ++k)
     for (int i : steps[k].inputs) last[i] = std::max(last[i], k);
   slot_of.assign(values.size(), -1);
+  output_of.assign(values.size(), -1);
+  for (size_t o = 0; o < outputs.size(); ++o) output_of[outputs[o]] = static_cast<int>(o);
   std::vector<int> free_slots;
   std::vector<std::vector<int>> ends(steps.size());  // values whose last reader is step k
   for (size_t k = 0; k < steps.size(); ++k) {
     const int v = steps[k].output;
-    if (v != output && slot_of[v] < 0) {
+    if (output_of[v] < 0 && slot_of[v] < 0) {
       if (free_slots.empty()) {
         slot_of[v] = static_cast<int>(slot_floats.size());
         slot_floats.push_back(0);
@@ -215,9 +220,25 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 std::vector<int64_t> Model::input_shape() const { return impl_->input_dims; }
-std::vector<int64_t> Model::output_shape() const { return impl_->output_dims; }
+size_t Model::output_count() const { return impl_->outputs.size(); }
+
+namespace {
+size_t checked_output(size_t k, size_t count) {
+  if (k >= count)
+    throw std::invalid_argument("output " + std::to_string(k) + ": the model has " +
+                                std::to_string(count) + " output" + (count == 1 ? "" : "s"));
+  return k;
+}
+}  // namespace
+
+std::vector<int64_t> Model::output_shape(size_t k) const {
+  return impl_->output_dims[checked_output(k, output_count())];
+}
 int64_t Model::input_size() const { return product(impl_->input_dims); }
-int64_t Model::output_size() const { return product(impl_->output_dims); }
+int64_t Model::output_size(size_t k) const { return product(output_shape(k)); }
+const std::string& Model::output_name(size_t k) const {
+  return impl_->output_names[checked_output(k, output_count())];
+}
 const std::vector<PlannedNode>& Model::plan() const { return impl_->plan; }
 int64_t Model::parameter_bytes() const {
   int64_t total = 0;
@@ -225,20 +246,40 @@ int64_t Model::parameter_bytes() const {
   return total;
 }
 
+namespace {
+// One output buffer: for the models of one output only.
+std::vector<float*> the_one_output(const Model& m, float* outputs) {
+  if (m.output_count() != 1)
+    throw std::invalid_argument("run: the model has " + std::to_string(m.output_count()) +
+                                " outputs: give one buffer per output");
+  return {outputs};
+}
+}  // namespace
+
 void Model::run(const float* inputs, int64_t batch, float* outputs, int threads) const {
+  run(inputs, batch, the_one_output(*this, outputs), threads);
+}
+
+void Model::run(const float* inputs, int64_t batch, const std::vector<float*>& outputs,
+                int threads) const {
   if (batch < 0) throw std::invalid_argument("run: batch must be >= 0");
+  if (outputs.size() != output_count())
+    throw std::invalid_argument("run: " + std::to_string(outputs.size()) +
+                                " output buffers for a model of " + std::to_string(output_count()) +
+                                " outputs");
   if (batch == 0) return;
-  if (!inputs || !outputs) throw std::invalid_argument("run: inputs and outputs must not be null");
-  const int64_t in_per = input_size(), out_per = output_size();
+  if (!inputs || std::find(outputs.begin(), outputs.end(), nullptr) != outputs.end())
+    throw std::invalid_argument("run: inputs and outputs must not be null");
+  const int64_t in_per = input_size();
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, batch));
   if (workers == 1) {
     // One image (or fewer than the threads): the threads split each large step of the images.
     if (threads > 1) {
       auto team = impl_->acquire_team(static_cast<int>(std::min<int64_t>(threads, 256)));
-      impl_->run(inputs, batch, outputs, nullptr, team.get());
+      impl_->run(inputs, batch, outputs.data(), nullptr, team.get());
       impl_->release_team(std::move(team));
     } else {
-      impl_->run(inputs, batch, outputs);
+      impl_->run(inputs, batch, outputs.data());
     }
     return;
   }
@@ -250,7 +291,9 @@ void Model::run(const float* inputs, int64_t batch, float* outputs, int threads)
     if (n <= 0) break;
     pool.emplace_back([&, t, first, n] {
       try {
-        impl_->run(inputs + first * in_per, n, outputs + first * out_per);
+        std::vector<float*> outs(outputs.size());
+        for (size_t o = 0; o < outs.size(); ++o) outs[o] = outputs[o] + first * output_size(o);
+        impl_->run(inputs + first * in_per, n, outs.data());
       } catch (...) {
         errors[t] = std::current_exception();
       }
@@ -263,11 +306,20 @@ void Model::run(const float* inputs, int64_t batch, float* outputs, int threads)
 
 void Model::run_profiled(const float* inputs, int64_t batch, float* outputs,
                          std::vector<double>& seconds) const {
+  run_profiled(inputs, batch, the_one_output(*this, outputs), seconds);
+}
+
+void Model::run_profiled(const float* inputs, int64_t batch, const std::vector<float*>& outputs,
+                         std::vector<double>& seconds) const {
   if (batch < 0) throw std::invalid_argument("run: batch must be >= 0");
-  if (batch > 0 && (!inputs || !outputs))
+  if (outputs.size() != output_count())
+    throw std::invalid_argument("run: " + std::to_string(outputs.size()) +
+                                " output buffers for a model of " + std::to_string(output_count()) +
+                                " outputs");
+  if (batch > 0 && (!inputs || std::find(outputs.begin(), outputs.end(), nullptr) != outputs.end()))
     throw std::invalid_argument("run: inputs and outputs must not be null");
   seconds.resize(impl_->steps.size(), 0.0);
-  if (batch > 0) impl_->run(inputs, batch, outputs, seconds.data());
+  if (batch > 0) impl_->run(inputs, batch, outputs.data(), seconds.data());
 }
 
 }  // namespace engine

@@ -59,10 +59,13 @@ struct Program {
   std::map<std::string, int> ids;
   std::vector<Step> steps;
   std::vector<PlannedNode> plan;
-  int input = -1, output = -1;
-  int64_t opset = 13;  // the version of the default ONNX domain the model imports
-  std::vector<int64_t> input_dims, output_dims;  // per image (without the batch)
-  std::vector<int64_t> requested_input;          // the input shape asked for (Model::from_file)
+  int input = -1;
+  std::vector<int> outputs;         // the graph's outputs' value ids, in the file's order
+  int64_t opset = 13;               // the version of the default ONNX domain the model imports
+  std::vector<int64_t> input_dims;  // per image (without the batch)
+  std::vector<std::vector<int64_t>> output_dims;  // per output, per image
+  std::vector<std::string> output_names;
+  std::vector<int64_t> requested_input;  // the input shape asked for (Model::from_file)
   int64_t total_constant_elements = 0;
   bool initializing = false;  // reading initializers, counted as they are read
   // QuantizeLinear's saturation range, by the name of its zero point (from the zero point's type).
@@ -183,6 +186,7 @@ struct Program {
   // are reused by later values (a greedy assignment over the steps' order). The graph's output
   // goes to the caller's buffer, its input is read in place.
   std::vector<int> slot_of;          // per value id, -1 where none
+  std::vector<int> output_of;        // per value id, the graph output it is, -1 where none
   std::vector<int64_t> slot_floats;  // per slot: the largest storage per image it holds
   void plan_memory();
   // Workspaces (one vector per slot) kept between calls, one per concurrent run: no fresh pages
@@ -199,9 +203,9 @@ struct Program {
 
   // ---- the executor (executor.cpp)
   // Runs the graph over `batch` images in chunks of a few images, so that every activation of a
-  // chunk stays in cache and the buffers, allocated once per call, are reused; with `seconds`, adds
-  // each step's time to seconds[step].
-  void run(const float* inputs, int64_t batch, float* outputs, double* seconds = nullptr,
+  // chunk stays in cache and the buffers, allocated once per call, are reused; output k goes to
+  // outputs[k]; with `seconds`, adds each step's time to seconds[step].
+  void run(const float* inputs, int64_t batch, float* const* outputs, double* seconds = nullptr,
            Team* team = nullptr) const;
 };
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 #include <stdexcept>
 #include <string_view>
 
@@ -173,17 +174,15 @@ void Program::load(const onnx::ModelProto& m) {
   for (const auto& o : g.output()) uses[o.name()] += 2;  // never fused away
   for (int k = 0; k < g.node_size(); ++k) add_node(g.node(k), k);
   readers.clear();  // pointers into the file's graph
-  if (g.output_size() == 1 && ids.count(g.output(0).name()) &&
-      values[ids.at(g.output(0).name())].packed) {
-    unpack(g.output(0).name());
-  }
-  if (g.output_size() == 1 && ids.count(g.output(0).name()) &&
-      values[ids.at(g.output(0).name())].codes) {
-    decode(g.output(0).name());
-  }
-  if (g.output_size() == 1 && ids.count(g.output(0).name()) &&
-      values[ids.at(g.output(0).name())].planes) {
-    decode_planes(g.output(0).name());
+  // Outputs in fused storage (bits, codes, planes) become floats.
+  std::set<std::string> seen;
+  for (const auto& o : g.output()) {
+    if (!seen.insert(o.name()).second)
+      bad(origin, "graph output '" + o.name() + "' is listed twice");
+    if (!ids.count(o.name())) continue;  // an error below
+    if (values[ids.at(o.name())].packed) unpack(o.name());
+    if (values[ids.at(o.name())].codes) decode(o.name());
+    if (values[ids.at(o.name())].planes) decode_planes(o.name());
   }
   // The steps fused into others go; the plan lists the rest.
   steps.erase(std::remove_if(steps.begin(), steps.end(), [](const Step& st) { return st.removed; }),
@@ -193,14 +192,17 @@ void Program::load(const onnx::ModelProto& m) {
   for (Value& v : values) {
     if (v.constant) std::vector<float>().swap(v.data);
   }
-  if (g.output_size() != 1) bad(origin, "the graph must have one output");
-  const Value& out = value(g.output(0).name(), origin + ": graph output");
-  if (out.constant) bad(origin, "the output is a constant, not computed from the input");
-  output = id(g.output(0).name());
-  output_dims.assign(out.dims.begin() + 1, out.dims.end());
-  if (std::none_of(steps.begin(), steps.end(),
-                   [&](const Step& st) { return st.output == output; })) {
-    bad(origin, "the graph output is not computed by any node");
+  if (g.output_size() < 1) bad(origin, "the graph has no output");
+  for (const auto& o : g.output()) {
+    const std::string where = origin + ": graph output '" + o.name() + "'";
+    const Value& out = value(o.name(), where);
+    if (out.constant) bad(where, "a constant, not computed from the input");
+    const int v = id(o.name());
+    if (std::none_of(steps.begin(), steps.end(), [&](const Step& st) { return st.output == v; }))
+      bad(where, "not computed by any node");
+    outputs.push_back(v);
+    output_dims.emplace_back(out.dims.begin() + 1, out.dims.end());
+    output_names.push_back(o.name());
   }
   plan_memory();
 }

@@ -83,6 +83,10 @@ struct Builder {
     g->add_output()->set_name(output);
     return m.SerializeAsString();
   }
+  std::string bytes(const std::vector<std::string>& outputs) {  // several, in this order
+    for (const auto& o : outputs) g->add_output()->set_name(o);
+    return m.SerializeAsString();
+  }
   Model load(const std::string& output) {
     const std::string b = bytes(output);
     return Model::from_buffer(b.data(), b.size());

@@ -18,7 +18,8 @@ TEST(EngineTools, RunNpyWritesTheOutputsOfTheModelsShape) {
   std::filesystem::create_directories(dir);
   const std::vector<float> x{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
   lowbit::io::write_npy((dir / "x.npy").string(), {2, 2, 3}, x.data());
-  const auto r = lowbit::engine::run_npy(m, (dir / "x.npy").string(), (dir / "y.npy").string(), 2);
+  const auto r =
+      lowbit::engine::run_npy(m, (dir / "x.npy").string(), {(dir / "y.npy").string()}, 2);
   EXPECT_EQ(r.images, 2);
   const auto y = lowbit::io::read_npy((dir / "y.npy").string());
   EXPECT_EQ(y.shape, (std::vector<int64_t>{2, 2, 3}));
@@ -26,7 +27,7 @@ TEST(EngineTools, RunNpyWritesTheOutputsOfTheModelsShape) {
   // A file of another shape is refused, naming it; nothing is written.
   lowbit::io::write_npy((dir / "bad.npy").string(), {2, 6}, x.data());
   try {
-    lowbit::engine::run_npy(m, (dir / "bad.npy").string(), (dir / "z.npy").string(), 1);
+    lowbit::engine::run_npy(m, (dir / "bad.npy").string(), {(dir / "z.npy").string()}, 1);
     ADD_FAILURE() << "no error";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("bad.npy: an array of shape [2, 6] does not fit the "

@@ -79,6 +79,48 @@ def test_run_npy_equals_onnxruntime(models, binary, name, shape, tmp_path):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+def two_outputs(rng, outputs):
+    """image_to_image's graph with the Relu's output "r" ([batch, 4, 9, 7], which the MaxPool also
+    reads) and the pooled "y" ([batch, 4, 4, 3]) as graph outputs, those named, in that order."""
+    shapes = {"y": ["batch", 4, 4, 3], "r": ["batch", 4, 9, 7]}
+    m = image_to_image(rng)
+    del m.graph.output[:]
+    m.graph.output.extend([helper.make_tensor_value_info(o, TensorProto.FLOAT, shapes[o]) for o in outputs])
+    return m
+
+
+@pytest.mark.parametrize("binary", [RUNNER, LOWBIT])
+def test_several_outputs_each_to_its_file(binary, tmp_path):
+    if not ref.node_runner_available():
+        pytest.fail("onnxruntime-node is not installed: run ./scripts/setup (npm ci in tests/onnx)")
+    paths = {}
+    for outs in (("r", "y"), ("y",), ("r",)):
+        paths[outs] = save(two_outputs(np.random.default_rng(5), outs), tmp_path / ("-".join(outs) + ".onnx"))
+    x = np.random.default_rng(6).normal(size=(3, 2, 9, 7)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = json.loads(cmd(binary, "run", paths[("r", "y")], "--input", tmp_path / "x.npy", "--output",
+                            tmp_path / "r.npy", "--output", tmp_path / "y.npy", "--threads", 2).stdout)
+    assert result["output_shapes"] == [[3, 4, 9, 7], [3, 4, 4, 3]]
+    assert result["outputs"] == [str(tmp_path / "r.npy"), str(tmp_path / "y.npy")]
+    # Each file against onnxruntime on the model of that output alone.
+    for name in ("r", "y"):
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), ref.run_ort_any(paths[(name,)], x, tmp_path),
+                                   rtol=1e-5, atol=1e-5)
+    # One --output for two outputs: an error naming them, nothing written.
+    r = cmd(binary, "run", paths[("r", "y")], "--input", tmp_path / "x.npy", "--output", tmp_path / "z.npy",
+            check=False)
+    assert r.returncode == 2
+    assert "1 output file for a model of 2 outputs ('r', 'y'): give one for each" in r.stderr
+    assert not (tmp_path / "z.npy").exists()
+    # The same file twice is refused before anything runs; bench times every output.
+    r = cmd(binary, "run", paths[("r", "y")], "--input", tmp_path / "x.npy", "--output", tmp_path / "z.npy",
+            "--output", tmp_path / "z.npy", check=False)
+    assert r.returncode == 2 and "z.npy" in r.stderr
+    b = json.loads(cmd(binary, "bench", paths[("r", "y")], "--shape", "1,2,9,7", "--runs", 3, "--seconds", 0,
+                       "--json").stdout)
+    assert b["runs"] >= 3
+
+
 def test_run_reads_what_numpy_writes(models, tmp_path):
     # float64 (NumPy's default), integers and a non-contiguous array saved in C order all read as
     # float32 values of the same numbers.

@@ -18,19 +18,20 @@ namespace engine {
 
 struct NpyRun {
   int64_t images = 0;
-  std::vector<int64_t> output_shape;  // with the batch first
-  double seconds = 0;                 // the model's run alone
+  std::vector<std::vector<int64_t>> output_shapes;  // per output, with the batch first
+  double seconds = 0;                               // the model's run alone
 };
 // Runs the float .npy file `input` ([batch, ...input_shape()], any numeric type NumPy writes; see
-// io::parse_npy) through the model on `threads` threads and writes [batch, ...output_shape()]
-// float32 to `output` (atomically). std::invalid_argument naming the file when its shape does not
-// fit the model's input.
-NpyRun run_npy(const Model& model, const std::string& input, const std::string& output,
-               int threads);
+// io::parse_npy) through the model on `threads` threads and writes output k, [batch,
+// ...output_shape(k)] float32, to outputs[k] (atomically; one file per output, in the model's
+// order). std::invalid_argument naming the file when its shape does not fit the model's input,
+// or naming the outputs when their count is not the model's (nothing is run or written then).
+NpyRun run_npy(const Model& model, const std::string& input,
+               const std::vector<std::string>& outputs, int threads);
 // The same for the model file at `model_path`, loaded for the array's shape (Model::from_file's
 // input_shape: its dimensions after the first size those the file leaves unknown).
-NpyRun run_npy(const std::string& model_path, const std::string& input, const std::string& output,
-               int threads);
+NpyRun run_npy(const std::string& model_path, const std::string& input,
+               const std::vector<std::string>& outputs, int threads);
 
 // ---- timing
 

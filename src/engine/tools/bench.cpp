@@ -35,18 +35,23 @@ BenchResult bench(const Model& model, const BenchOptions& o) {
     throw std::invalid_argument("bench: warmup >= 0, min_runs >= 1 and min_seconds >= 0");
   using Clock = std::chrono::steady_clock;
   std::vector<float> x(static_cast<size_t>(o.batch * model.input_size()));
-  std::vector<float> y(static_cast<size_t>(o.batch * model.output_size()));
+  std::vector<std::vector<float>> ys(model.output_count());
+  std::vector<float*> y;
+  for (size_t k = 0; k < ys.size(); ++k) {
+    ys[k].resize(static_cast<size_t>(o.batch * model.output_size(k)));
+    y.push_back(ys[k].data());
+  }
   std::mt19937_64 rng(o.seed);
   std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
   for (float& v : x) v = uniform(rng);
 
-  for (int i = 0; i < o.warmup; ++i) model.run(x.data(), o.batch, y.data(), o.threads);
+  for (int i = 0; i < o.warmup; ++i) model.run(x.data(), o.batch, y, o.threads);
   std::vector<double> ms;
   const auto t0 = Clock::now();
   while (static_cast<int>(ms.size()) < o.min_runs ||
          std::chrono::duration<double>(Clock::now() - t0).count() < o.min_seconds) {
     const auto start = Clock::now();
-    model.run(x.data(), o.batch, y.data(), o.threads);
+    model.run(x.data(), o.batch, y, o.threads);
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   }
   BenchResult r;
@@ -61,7 +66,7 @@ BenchResult bench(const Model& model, const BenchOptions& o) {
 
   // The profile: as many calls again, node by node on one thread.
   std::vector<double> seconds;
-  for (int i = 0; i < r.runs; ++i) model.run_profiled(x.data(), o.batch, y.data(), seconds);
+  for (int i = 0; i < r.runs; ++i) model.run_profiled(x.data(), o.batch, y, seconds);
   const double total = std::accumulate(seconds.begin(), seconds.end(), 0.0);
   const auto& plan = model.plan();
   for (size_t k = 0; k < plan.size(); ++k) {

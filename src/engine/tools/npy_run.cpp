@@ -21,7 +21,17 @@ std::string shape_text(const std::vector<int64_t>& dims, bool batch) {
 namespace {
 
 NpyRun run_array(const Model& model, const io::NpyArray& x, const std::string& input,
-                 const std::string& output, int threads) {
+                 const std::vector<std::string>& outputs, int threads) {
+  if (outputs.size() != model.output_count()) {
+    std::string names;
+    for (size_t k = 0; k < model.output_count(); ++k)
+      names += (k ? ", '" : "'") + model.output_name(k) + "'";
+    throw std::invalid_argument(std::to_string(outputs.size()) + " output file" +
+                                (outputs.size() == 1 ? "" : "s") + " for a model of " +
+                                std::to_string(model.output_count()) + " output" +
+                                (model.output_count() == 1 ? "" : "s") + " (" + names +
+                                "): give one for each, in that order");
+  }
   const std::vector<int64_t> want = model.input_shape();
   if (x.shape.size() != want.size() + 1 ||
       !std::equal(want.begin(), want.end(), x.shape.begin() + 1)) {
@@ -30,29 +40,35 @@ NpyRun run_array(const Model& model, const io::NpyArray& x, const std::string& i
   }
   NpyRun r;
   r.images = x.shape[0];
-  r.output_shape = model.output_shape();
-  r.output_shape.insert(r.output_shape.begin(), r.images);
-  std::vector<float> y(static_cast<size_t>(r.images * model.output_size()));
+  std::vector<std::vector<float>> ys(outputs.size());
+  std::vector<float*> buffers;
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    r.output_shapes.push_back(model.output_shape(k));
+    r.output_shapes.back().insert(r.output_shapes.back().begin(), r.images);
+    ys[k].resize(static_cast<size_t>(r.images * model.output_size(k)));
+    buffers.push_back(ys[k].data());
+  }
   const auto start = std::chrono::steady_clock::now();
-  model.run(x.data.data(), r.images, y.data(), threads);
+  model.run(x.data.data(), r.images, buffers, threads);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  io::write_npy(output, r.output_shape, y.data());
+  for (size_t k = 0; k < outputs.size(); ++k)
+    io::write_npy(outputs[k], r.output_shapes[k], ys[k].data());
   return r;
 }
 
 }  // namespace
 
-NpyRun run_npy(const Model& model, const std::string& input, const std::string& output,
-               int threads) {
-  return run_array(model, io::read_npy(input), input, output, threads);
+NpyRun run_npy(const Model& model, const std::string& input,
+               const std::vector<std::string>& outputs, int threads) {
+  return run_array(model, io::read_npy(input), input, outputs, threads);
 }
 
-NpyRun run_npy(const std::string& model_path, const std::string& input, const std::string& output,
-               int threads) {
+NpyRun run_npy(const std::string& model_path, const std::string& input,
+               const std::vector<std::string>& outputs, int threads) {
   const io::NpyArray x = io::read_npy(input);
   const std::vector<int64_t> shape(x.shape.empty() ? x.shape.begin() : x.shape.begin() + 1,
                                    x.shape.end());
-  return run_array(Model::from_file(model_path, Limits(), shape), x, input, output, threads);
+  return run_array(Model::from_file(model_path, Limits(), shape), x, input, outputs, threads);
 }
 
 }  // namespace engine
