@@ -112,6 +112,10 @@ CASES = {
                                      output_padding=[1, 0])], X4, {"w": const([3, 4, 3, 3]), "b": const([4])}, 13),
     "conv_transpose_groups": ([node("ConvTranspose", ["x", "w"], group=3, dilations=[1, 2])], X4,
                               {"w": const([3, 2, 2, 2])}, 13),
+    "gemm_alpha_beta": ([node("Flatten", ["x"], "f"), node("Gemm", ["f", "w", "c"], alpha=0.75, beta=-2.5)], X4,
+                        {"w": const([90, 6]), "c": const([1, 6])}, 13),
+    "gemm_scalar_c_trans_b": ([node("Flatten", ["x"], "f"), node("Gemm", ["f", "w", "c"], transB=1, alpha=2.0)],
+                              X4, {"w": const([6, 90]), "c": const([])}, 11),
     "matmul_rows": ([node("MatMul", ["x", "w"])], X4, {"w": const([5, 7])}, 13),
     "matmul_vectors": ([node("Flatten", ["x"], "f"), node("MatMul", ["f", "w"])], X4, {"w": const([90, 4])}, 13),
     # pixels
@@ -196,7 +200,7 @@ UNSUPPORTED = {
                                   node("ReduceSum", ["f"], "n", keepdims=0), node("Mul", ["x", "n"])], {}, 13,
                                  "holds the batch size"),
     "gemm_trans_a": ([node("Flatten", ["x"], "f"), node("Gemm", ["f", "w"], transA=1)], {"w": const([2, 4])}, 13,
-                     "only transA = 0"),
+                     "only transA = 0 is supported"),
 }
 
 

@@ -96,8 +96,11 @@ void Program::gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, St
   const Value& x = *in[0];
   if (x.constant || x.dims.size() != 2) bad(where, "A must be a [batch, features] activation");
   if (!in[1]->constant || in[1]->dims.size() != 2) bad(where, "B must be a 2-D constant");
-  if (a.i("transA", 0) != 0 || a.f("alpha", 1.0f) != 1.0f || a.f("beta", 1.0f) != 1.0f)
-    bad(where, "only transA = 0, alpha = beta = 1 are supported");
+  if (a.i("transA", 0) != 0)
+    bad(where, "only transA = 0 is supported (transA 1 puts the batch in A's second dimension)");
+  // Y = alpha A B + beta C: alpha folded into B's rows, beta into C (exact for powers of 2, one
+  // rounding each otherwise).
+  const float alpha = a.f("alpha", 1.0f), beta = a.f("beta", 1.0f);
   const bool tb = a.i("transB", 0) != 0;
   const int64_t k = x.dims[1];
   const Value& w = *in[1];
@@ -109,12 +112,13 @@ void Program::gemm(std::vector<const Value*>& in, const Attrs& a, Value& out, St
         (in[2]->data.size() != static_cast<size_t>(m) && in[2]->data.size() != 1))
       bad(where, "C must be a constant of " + std::to_string(m) + " values");
     for (int64_t o = 0; o < m; ++o)
-      bias[o] = in[2]->data.size() == 1 ? in[2]->data[0] : in[2]->data[o];
+      bias[o] = beta * (in[2]->data.size() == 1 ? in[2]->data[0] : in[2]->data[o]);
   }
   // Rows of the weight for each output, whatever transB says.
   std::vector<float> rows(m * k);
   for (int64_t o = 0; o < m; ++o) {
-    for (int64_t i = 0; i < k; ++i) rows[o * k + i] = tb ? w.data[o * k + i] : w.data[i * m + o];
+    for (int64_t i = 0; i < k; ++i)
+      rows[o * k + i] = alpha * (tb ? w.data[o * k + i] : w.data[i * m + o]);
   }
   out.dims = {1, m};
   in.resize(1);
