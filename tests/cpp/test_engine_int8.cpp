@@ -1,6 +1,7 @@
 // The engine's 8-bit layers: every kernel and requantization against the definition, quantized
 // graphs exactly, and chained power-of-2 layers passing codes against the same graph unfused.
 #include "engine_test_util.h"
+#include "lowbit/engine/kernels/pool.h"
 
 namespace {
 
@@ -339,7 +340,8 @@ TEST(EngineInt8, ChainedPowerOfTwoLayersPassCodesAndEqualTheFloatGraph) {
     const Model fused = chained_int8_model(true, float_last, &fused_kernels);
     const Model plain = chained_int8_model(false, float_last, &plain_kernels);
     const std::string conv = "int8_conv2d_" + best + "+requantize";
-    std::vector<std::string> expected = {"quant_f32", conv, "maxpool_codes", conv};
+    std::vector<std::string> expected = {
+        "quant_f32", conv, "maxpool_codes_" + lowbit::engine::pool::best().name, conv};
     if (float_last) {
       expected.insert(expected.end(),
                       {"decode_codes+conv2d_f32_" + lowbit::engine::float32::best().name, "copy"});

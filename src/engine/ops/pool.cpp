@@ -1,5 +1,7 @@
 // Pooling and reductions: MaxPool of floats, packed bits (AND) and 8-bit codes; AveragePool,
 // GlobalAveragePool, GlobalMaxPool and ReduceMean / Max / Min / Sum over the axes of one image.
+#include "lowbit/engine/kernels/pool.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -35,9 +37,12 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
   const int64_t c = d[1], h = d[2], w = d[3], oh = extent(h, 0), ow = extent(w, 1);
   out.dims = {1, c, oh, ow};
   out.grid = in[0]->grid;  // the maximum of codes on one grid
-  s.info.kernel = "maxpool_f32";
-  const int64_t kh = ks[0], kw = ks[1], sh = st[0], sw = st[1], ph = pd[0], pw = pd[1], dh = dl[0],
-                dw = dl[1];
+  const int64_t kh = ks[0], kw = ks[1], sh = st[0], sw = st[1];
+  pool::Window plane;
+  plane.h = h, plane.w = w, plane.kh = kh, plane.kw = kw, plane.stride_h = sh, plane.stride_w = sw;
+  plane.dil_h = dl[0], plane.dil_w = dl[1], plane.pad_top = pd[0], plane.pad_left = pd[1];
+  plane.pad_bottom = pd[2], plane.pad_right = pd[3], plane.oh = oh, plane.ow = ow;
+  const pool::Kernels* kern = &pool::best();
   if (in[0]->packed) {  // the maximum of ±1 values is -1 where all are: AND of the bits
     out.packed = out.bipolar = true;
     out.packed_chw = {c, oh, ow};
@@ -61,90 +66,26 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
   }
   if (in[0]->codes) {  // the largest code is the code of the largest value (reads_codes: no pads)
     out.codes = true;
-    s.info.kernel = "maxpool_codes";
     const int64_t stored_in = 4 * ((c * h * w + 3) / 4), stored_out = (c * oh * ow + 3) / 4;
+    s.info.kernel = "maxpool_codes_" + kern->name;
     s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
       for (int64_t b = 0; b < count / stored_out; ++b) {
         const uint8_t* x = reinterpret_cast<const uint8_t*>(xs[0]) + b * stored_in;
         uint8_t* o = reinterpret_cast<uint8_t*>(y) + b * 4 * stored_out;
-        for (int64_t ch = 0; ch < c; ++ch)
-          for (int64_t r = 0; r < oh; ++r) {
-            uint8_t* orow = o + (ch * oh + r) * ow;
-            const uint8_t* xr = x + (ch * h + r * sh) * w;
-            if (kh == 2 && kw == 2 && sh == 2 && sw == 2) {  // the recipes' pools, vectorized
-              for (int64_t q = 0; q < ow; ++q)
-                orow[q] = std::max(std::max(xr[2 * q], xr[2 * q + 1]),
-                                   std::max(xr[w + 2 * q], xr[w + 2 * q + 1]));
-              continue;
-            }
-            for (int64_t q = 0; q < ow; ++q) {
-              uint8_t best = 0;
-              for (int64_t i = 0; i < kh; ++i)
-                for (int64_t j = 0; j < kw; ++j) best = std::max(best, xr[i * w + q * sw + j]);
-              orow[q] = best;
-            }
-          }
+        for (int64_t ch = 0; ch < c; ++ch) kern->max_codes(x + ch * h * w, plane, o + ch * oh * ow);
       }
     };
     return;
   }
-  // Every window inside the input: no bounds checks (the recipes' 2x2 pools).
-  const bool inside = ph == 0 && pw == 0 && pd[2] == 0 && pd[3] == 0 && !ceil_mode;
   // Part p of `parts`: a slice of the planes (images x channels).
+  s.info.kernel = "maxpool_f32_" + kern->name;
   split_step(
       s,
       [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t part,
           int64_t parts) {
         const int64_t planes = count / (oh * ow);
-        auto take = [](float& best, float v) {  // NaN propagates, as in LibTorch
-          best = (v > best || v != v) ? v : best;
-        };
-        for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p) {
-          const float* xp = xs[0] + p * h * w;
-          if (inside && kh == 2 && kw == 2 && sh == 2 && sw == 2 && dh == 1 && dw == 1) {
-            // The recipes' 2x2 pools: the four taps of an output in registers, in the order below.
-            for (int64_t r = 0; r < oh; ++r) {
-              float* yr = y + (p * oh + r) * ow;
-              const float *x0 = xp + 2 * r * w, *x1 = x0 + w;
-              for (int64_t q = 0; q < ow; ++q) {
-                float best = -std::numeric_limits<float>::infinity();
-                take(best, x0[2 * q]);
-                take(best, x0[2 * q + 1]);
-                take(best, x1[2 * q]);
-                take(best, x1[2 * q + 1]);
-                yr[q] = best;
-              }
-            }
-            continue;
-          }
-          if (inside) {  // row by row: each window row over the whole output row
-            for (int64_t r = 0; r < oh; ++r) {
-              float* yr = y + (p * oh + r) * ow;
-              std::fill(yr, yr + ow, -std::numeric_limits<float>::infinity());
-              for (int64_t i = 0; i < kh; ++i) {
-                const float* xr = xp + (r * sh + i * dh) * w;
-                for (int64_t j = 0; j < kw; ++j)
-                  for (int64_t q = 0; q < ow; ++q) take(yr[q], xr[q * sw + j * dw]);
-              }
-            }
-            continue;
-          }
-          for (int64_t r = 0; r < oh; ++r) {
-            for (int64_t q = 0; q < ow; ++q) {
-              float best = -std::numeric_limits<float>::infinity();
-              for (int64_t i = 0; i < kh; ++i) {
-                const int64_t yy = r * sh - ph + i * dh;
-                if (yy < 0 || yy >= h) continue;
-                for (int64_t j = 0; j < kw; ++j) {
-                  const int64_t xx = q * sw - pw + j * dw;
-                  if (xx < 0 || xx >= w) continue;
-                  take(best, xp[yy * w + xx]);
-                }
-              }
-              y[(p * oh + r) * ow + q] = best;
-            }
-          }
-        }
+        for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p)
+          kern->max(xs[0] + p * h * w, plane, y + p * oh * ow);
       },
       c * oh * ow * kh * kw);
 }
@@ -177,27 +118,21 @@ void lower_average_pool(Node& d) {
   };
   const int64_t oh = extent(h, 0), ow = extent(w, 1);
   d.out.dims = {1, c, oh, ow};
-  d.s.info.kernel = "avgpool_f32";
-  const int64_t kh = ks[0], kw = ks[1], sh = st[0], sw = st[1], pt = pd[0], pl = pd[1], pb = pd[2],
-                pr = pd[3];
-  d.s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
-    for (int64_t p = 0; p < count / (oh * ow); ++p) {
-      const float* xp = xs[0] + p * h * w;
-      for (int64_t r = 0; r < oh; ++r)
-        for (int64_t q = 0; q < ow; ++q) {
-          int64_t y0 = r * sh - pt, x0 = q * sw - pl;
-          int64_t y1 = std::min(y0 + kh, h + pb), x1 = std::min(x0 + kw, w + pr);
-          const int64_t padded = (y1 - y0) * (x1 - x0);
-          y0 = std::max<int64_t>(y0, 0), x0 = std::max<int64_t>(x0, 0);
-          y1 = std::min(y1, h), x1 = std::min(x1, w);
-          float sum = 0;
-          for (int64_t i = y0; i < y1; ++i)
-            for (int64_t j = x0; j < x1; ++j) sum += xp[i * w + j];
-          const int64_t n = include ? padded : (y1 - y0) * (x1 - x0);
-          y[(p * oh + r) * ow + q] = n > 0 ? sum / static_cast<float>(n) : 0.0f;
-        }
-    }
-  };
+  const pool::Kernels* kern = &pool::best();
+  d.s.info.kernel = "avgpool_f32_" + kern->name;
+  pool::Window plane;
+  plane.h = h, plane.w = w, plane.kh = ks[0], plane.kw = ks[1], plane.stride_h = st[0];
+  plane.stride_w = st[1], plane.pad_top = pd[0], plane.pad_left = pd[1], plane.pad_bottom = pd[2];
+  plane.pad_right = pd[3], plane.oh = oh, plane.ow = ow;
+  split_step(
+      d.s,
+      [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t part,
+          int64_t parts) {
+        const int64_t planes = count / (oh * ow);
+        for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p)
+          kern->average(xs[0] + p * h * w, plane, include, y + p * oh * ow);
+      },
+      c * oh * ow * ks[0] * ks[1]);
 }
 
 // The axes of a reduction (an attribute, or from opset 18, and ReduceSum's from 13, an input),
@@ -229,9 +164,10 @@ std::vector<bool> reduced_axes(Node& d, const Value& x) {
 
 // The step reducing the axes `reduce` of each image: start, then acc = step(acc, value) in the
 // order of the values, then finish(acc, values per output).
+// `block`: the pooling kernel (pool.h) that reduces a contiguous block as step does, in its lanes.
 template <class Step, class Finish>
 void reduction(Node& d, const std::vector<bool>& reduce, bool keep, float start, Step step,
-               Finish finish) {
+               Finish finish, pool::ReduceFn pool::Kernels::*block) {
   const Value& x = *d.in[0];
   if (x.constant) bad(d.where, "a constant input");
   const int64_t rank = static_cast<int64_t>(x.dims.size());
@@ -266,34 +202,25 @@ void reduction(Node& d, const std::vector<bool>& reduce, bool keep, float start,
     }
   };
   // Reducing the innermost axes (global pooling): each output reduces a contiguous block of its
-  // own, in kLanes interleaved partial results (lane l takes the block's values l, l + kLanes, ...
-  // in order, each from start), then lane l + w folded into lane l for w = kLanes / 2, ..., 1: a
-  // fixed order the compiler vectorizes, the same at every thread count (threads take slices of
-  // the outputs).
+  // own, by the pooling kernel's reduction (pool.h: 16 lanes, then folded), the same at every
+  // thread count (threads take slices of the outputs).
   const int64_t inner = out_per > 0 ? per / out_per : 0;
   bool blocks = inner > 0;
   for (int64_t e = 0; blocks && e < per; ++e) blocks = target[e] == e / inner;
   if (!blocks) return;
+  const pool::Kernels* kern = &pool::best();
+  const pool::ReduceFn reduce_block = kern->*block;
+  d.s.info.kernel = "reduce_f32_" + kern->name;
   d.s.info.parameter_bytes = 0;
   split_step(
       d.s,
       [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t p, int64_t parts) {
-        constexpr int64_t kLanes = 16;
         for (int64_t b = 0; b < count / out_per; ++b) {
           float* yb = y + b * out_per;
           const float* xb = xs[0] + b * per;
-          for (int64_t o = out_per * p / parts; o < out_per * (p + 1) / parts; ++o) {
-            const float* xo = xb + o * inner;
-            float lane[kLanes];
-            for (int64_t l = 0; l < kLanes; ++l) lane[l] = start;
-            int64_t e = 0;
-            for (; e + kLanes <= inner; e += kLanes)
-              for (int64_t l = 0; l < kLanes; ++l) lane[l] = step(lane[l], xo[e + l]);
-            for (int64_t l = 0; e < inner; ++e, ++l) lane[l] = step(lane[l], xo[e]);
-            for (int64_t w = kLanes / 2; w >= 1; w /= 2)
-              for (int64_t l = 0; l < w; ++l) lane[l] = step(lane[l], lane[l + w]);
-            yb[o] = finish(lane[0], n);
-          }
+          const int64_t o0 = out_per * p / parts, o1 = out_per * (p + 1) / parts;
+          reduce_block(xb + o0 * inner, inner, o1 - o0, yb + o0);
+          for (int64_t o = o0; o < o1; ++o) yb[o] = finish(yb[o], n);
         }
       },
       per);
@@ -308,15 +235,16 @@ constexpr auto same = [](float v, float) { return v; };
 constexpr auto mean = [](float v, float n) { return v / n; };
 
 template <class Step, class Finish>
-void reduce_node(Node& d, float start, Step step, Finish finish) {
+void reduce_node(Node& d, float start, Step step, Finish finish,
+                 pool::ReduceFn pool::Kernels::*block) {
   d.arity(1, 2);
-  reduction(d, reduced_axes(d, *d.in[0]), d.a.i("keepdims", 1) != 0, start, step, finish);
+  reduction(d, reduced_axes(d, *d.in[0]), d.a.i("keepdims", 1) != 0, start, step, finish, block);
 }
 
-void lower_reduce_mean(Node& d) { reduce_node(d, 0.0f, sum_of, mean); }
-void lower_reduce_sum(Node& d) { reduce_node(d, 0.0f, sum_of, same); }
-void lower_reduce_max(Node& d) { reduce_node(d, -kInf, max_of, same); }
-void lower_reduce_min(Node& d) { reduce_node(d, kInf, min_of, same); }
+void lower_reduce_mean(Node& d) { reduce_node(d, 0.0f, sum_of, mean, &pool::Kernels::sum); }
+void lower_reduce_sum(Node& d) { reduce_node(d, 0.0f, sum_of, same, &pool::Kernels::sum); }
+void lower_reduce_max(Node& d) { reduce_node(d, -kInf, max_of, same, &pool::Kernels::maximum); }
+void lower_reduce_min(Node& d) { reduce_node(d, kInf, min_of, same, &pool::Kernels::minimum); }
 
 // GlobalAveragePool and GlobalMaxPool: every axis after the channels, kept as 1.
 std::vector<bool> spatial_axes(Node& d) {
@@ -328,9 +256,13 @@ std::vector<bool> spatial_axes(Node& d) {
   return reduce;
 }
 
-void lower_global_average_pool(Node& d) { reduction(d, spatial_axes(d), true, 0.0f, sum_of, mean); }
+void lower_global_average_pool(Node& d) {
+  reduction(d, spatial_axes(d), true, 0.0f, sum_of, mean, &pool::Kernels::sum);
+}
 
-void lower_global_max_pool(Node& d) { reduction(d, spatial_axes(d), true, -kInf, max_of, same); }
+void lower_global_max_pool(Node& d) {
+  reduction(d, spatial_axes(d), true, -kInf, max_of, same, &pool::Kernels::maximum);
+}
 
 void lower_max_pool(Node& d) { d.p.max_pool(d.in, d.a, d.out, d.s, d.where); }
 
