@@ -41,15 +41,37 @@ void binary_conv(Step& s, const binary::ConvShape& shape, const std::vector<floa
       static_cast<int64_t>(layer->weights.size() * sizeof(uint64_t) +
                            (layer->scale.size() + layer->bias.size()) * sizeof(float));
   s.binary = layer;
-  s.run = [layer](const std::vector<const float*>& xs, float* y, int64_t count) {
-    const BinaryLayer& l = *layer;
-    const int64_t per_out = l.shape.m * l.shape.oh * l.shape.ow;
-    thread_local std::vector<uint64_t> buffer;
-    for (int64_t b = 0; b < count / per_out; ++b) {
-      l.kernels->conv(l.input(xs[0], b, buffer), l.weights.data(), l.scale.data(), l.bias.data(),
-                      l.shape, y + b * per_out);
-    }
-  };
+  // Part p of `parts`: a slice of the output rows (the whole image where there is one part),
+  // computed into a buffer and copied to each channel's rows.
+  split_step(
+      s,
+      [layer](const std::vector<const float*>& xs, float* y, int64_t count, int64_t p,
+              int64_t parts) {
+        const BinaryLayer& l = *layer;
+        const binary::ConvShape& sh = l.shape;
+        const int64_t per_out = sh.m * sh.oh * sh.ow, r0 = sh.oh * p / parts,
+                      r1 = sh.oh * (p + 1) / parts;
+        if (r0 == r1) return;
+        thread_local std::vector<uint64_t> buffer;
+        thread_local std::vector<float> rows;
+        for (int64_t b = 0; b < count / per_out; ++b) {
+          const uint64_t* in = l.input(xs[0], b, buffer);
+          float* out = y + b * per_out;
+          if (parts == 1) {
+            l.kernels->conv(in, l.weights.data(), l.scale.data(), l.bias.data(), sh, out);
+            continue;
+          }
+          int64_t first = 0;
+          const binary::ConvShape sub = row_slice(sh, r0, r1, first);
+          rows.resize(sh.m * sub.oh * sh.ow);
+          l.kernels->conv(in + first * sh.w * binary::words(sh.c), l.weights.data(), l.scale.data(),
+                          l.bias.data(), sub, rows.data());
+          for (int64_t o = 0; o < sh.m; ++o)
+            std::copy(rows.begin() + o * sub.oh * sh.ow, rows.begin() + (o + 1) * sub.oh * sh.ow,
+                      out + (o * sh.oh + r0) * sh.ow);
+        }
+      },
+      shape.m * shape.oh * shape.ow * binary::words(shape.c) * shape.kh * shape.kw);
 }
 
 // The weights' grid: the one Quant or DequantizeLinear gave them, else codes ±1 where every
@@ -252,6 +274,16 @@ void split_step(Step& s, Step::Part part, int64_t macs) {
   s.run = [part = s.part](const std::vector<const float*>& xs, float* y, int64_t count) {
     part(xs, y, count, 0, 1);
   };
+}
+
+binary::ConvShape row_slice(const binary::ConvShape& s, int64_t r0, int64_t r1, int64_t& first) {
+  binary::ConvShape sub = s;
+  const int64_t start = r0 * s.stride_h - s.pad_h;  // the input row of the slice's first tap
+  first = std::max<int64_t>(start, 0);
+  sub.pad_h = first - start;
+  sub.h = s.h - first;
+  sub.oh = r1 - r0;
+  return sub;
 }
 
 }  // namespace detail

@@ -127,6 +127,10 @@ struct Step {
 void copy_step(Step& s);
 // Gives step s its split form (Step::part, `macs` per image) and, as its run, the one part of one.
 void split_step(Step& s, Step::Part part, int64_t macs);
+// The convolution of output rows [r0, r1) of s alone: the shape to give a kernel, whose input
+// starts at input row `first` (the rows above it, where the window reaches them, are padding, as
+// in s). Its sums are s's, exactly, for the kernels that compute sums of integers.
+binary::ConvShape row_slice(const binary::ConvShape& s, int64_t r0, int64_t r1, int64_t& first);
 
 // ---- building layers (layers.cpp)
 

@@ -137,6 +137,66 @@ TEST(EngineBinary, EveryKernelEqualsTheDefinitionForOneOutputPixel) {
   EXPECT_GE(checked, 24);
 }
 
+TEST(EngineBinary, OneImageOnSeveralThreadsGivesTheSameBits) {
+  // Binary layers split across threads by output rows: a fused chain with an overlapping 3x3
+  // max-pool of stride 2, a strided fused layer, and a last binary convolution of float outputs
+  // with zero padding (its own pads: the slices' border corrections), on odd sizes, each large
+  // enough to split: one image on 1, 2, 3 and 5 threads, the same bits.
+  const int64_t C = 128, H = 49;
+  std::mt19937 rng(23);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  std::vector<float> w1(C * C * 9), w2(C * C * 9), w3(C * C * 9), a(C), b(C), x(C * H * H);
+  for (auto* v : {&w1, &w2, &w3})
+    for (auto& e : *v) e = sign();
+  for (int64_t c = 0; c < C; ++c)
+    a[c] = std::uniform_real_distribution<float>(-1, 1)(rng),
+    b[c] = std::uniform_real_distribution<float>(-4, 4)(rng);
+  for (auto& e : x) e = std::uniform_real_distribution<float>(-1, 1)(rng);
+  Builder m({C, H, H});
+  m.init("one", {}, {1.0f});
+  m.init("pads", {8}, {0, 0, 1, 1, 0, 0, 1, 1});
+  m.init("w1", {C, C, 3, 3}, w1);
+  m.init("w2", {C, C, 3, 3}, w2);
+  m.init("w3", {C, C, 3, 3}, w3);
+  m.init("a", {1, C, 1, 1}, a);
+  m.init("b", {1, C, 1, 1}, b);
+  const char* qonnx = "qonnx.custom_op.general";
+  m.node("BipolarQuant", {"image", "one"}, "x0", qonnx);
+  m.node("Pad", {"x0", "pads", "one"}, "x1");
+  m.node("Conv", {"x1", "w1"}, "c1");  // 49 x 49
+  auto* pool = m.node("MaxPool", {"c1"}, "p1");
+  Builder::attr(pool, "kernel_shape", std::vector<int64_t>{3, 3});
+  Builder::attr(pool, "strides", std::vector<int64_t>{2, 2});  // 24 x 24, windows overlapping
+  m.node("Mul", {"p1", "a"}, "m1");
+  m.node("Add", {"m1", "b"}, "s1");
+  m.node("BipolarQuant", {"s1", "one"}, "x2", qonnx);
+  m.node("Pad", {"x2", "pads", "one"}, "x3");
+  Builder::attr(m.node("Conv", {"x3", "w2"}, "c2"), "strides", std::vector<int64_t>{2, 2});
+  m.node("Add", {"c2", "b"}, "s2");  // 12 x 12
+  m.node("BipolarQuant", {"s2", "one"}, "x4", qonnx);
+  Builder::attr(m.node("Conv", {"x4", "w3"}, "c3"), "pads",
+                std::vector<int64_t>{1, 1, 1, 1});  // float outputs, 12 x 12
+  m.node("Flatten", {"c3"}, "y");
+  const Model model = m.load("y");
+  std::vector<std::string> kernels;
+  for (const auto& p : model.plan()) kernels.push_back(p.kernel);
+  const std::string best = lowbit::engine::binary::best().name;
+  EXPECT_NE(
+      std::find(kernels.begin(), kernels.end(), "binary_conv2d_" + best + "+maxpool+threshold"),
+      kernels.end());
+  EXPECT_NE(std::find(kernels.begin(), kernels.end(), "binary_conv2d_" + best + "+threshold"),
+            kernels.end());
+  EXPECT_NE(std::find(kernels.begin(), kernels.end(), "binary_conv2d_" + best), kernels.end());
+  const int64_t n = model.output_size();
+  ASSERT_EQ(n, C * 144);
+  std::vector<float> one(n), many(n);
+  model.run(x.data(), 1, one.data(), 1);
+  for (int threads : {2, 3, 5}) {
+    model.run(x.data(), 1, many.data(), threads);
+    EXPECT_EQ(std::memcmp(one.data(), many.data(), n * sizeof(float)), 0) << threads;
+  }
+}
+
 TEST(EngineBinary, BipolarInputsAndScaledSignKernelsPlanTheBinaryKernel) {
   // BipolarQuant -> Pad(+1) -> Conv(±0.5 kernel) -> Flatten -> BipolarQuant -> Gemm(±1).
   const int64_t C = 70, H = 4, W = 3, M = 5, classes = 3;

@@ -138,34 +138,47 @@ bool Program::fuse(const SumChain& chain, size_t& into) {
   const int64_t ph = chain.chw[1], pw = chain.chw[2];
   const bool pooled = chain.pooled;
   const int64_t pkh = chain.pool_kh, pkw = chain.pool_kw, psh = chain.pool_sh, psw = chain.pool_sw;
-  conv.run = [layer, th, ph, pw, pooled, pkh, pkw, psh, psw](const std::vector<const float*>& xs,
-                                                             float* y, int64_t count) {
-    const BinaryLayer& l = *layer;
-    const binary::ConvShape& sh = l.shape;
-    const int64_t mw = binary::words(sh.m), out_words = mw * ph * pw;
-    thread_local std::vector<uint64_t> buffer, bits;
-    for (int64_t b = 0; b < count / (2 * out_words); ++b) {
-      uint64_t* o = reinterpret_cast<uint64_t*>(y) + b * out_words;
-      const uint64_t* in = l.input(xs[0], b, buffer);
-      if (!pooled) {
-        l.kernels->conv_bits(in, l.weights.data(), th->t.data(), th->below.data(), sh, o);
-        continue;
-      }
-      bits.resize(mw * sh.oh * sh.ow);
-      l.kernels->conv_bits(in, l.weights.data(), th->t.data(), th->below.data(), sh, bits.data());
-      for (int64_t r = 0; r < ph; ++r)
-        for (int64_t q = 0; q < pw; ++q)
-          for (int64_t k = 0; k < mw; ++k) {
-            uint64_t all = ~uint64_t{0}, any = 0;
-            for (int64_t i = 0; i < pkh; ++i)
-              for (int64_t j = 0; j < pkw; ++j) {
-                const uint64_t v = bits[((r * psh + i) * sh.ow + q * psw + j) * mw + k];
-                all &= v, any |= v;
-              }
-            o[(r * pw + q) * mw + k] = (all & th->and_mask[k]) | (any & ~th->and_mask[k]);
+  // Part p of `parts`: a slice of the (pooled) output rows, from the convolution's rows they
+  // need (overlapping windows recompute a row in both parts: the same bits).
+  const binary::ConvShape full = layer->shape;
+  split_step(
+      conv,
+      [layer, th, ph, pw, pooled, pkh, pkw, psh, psw](const std::vector<const float*>& xs, float* y,
+                                                      int64_t count, int64_t p, int64_t parts) {
+        const BinaryLayer& l = *layer;
+        const binary::ConvShape& sh = l.shape;
+        const int64_t mw = binary::words(sh.m), out_words = mw * ph * pw;
+        const int64_t q0 = ph * p / parts, q1 = ph * (p + 1) / parts;  // output rows
+        if (q0 == q1) return;
+        const int64_t r0 = pooled ? q0 * psh : q0, r1 = pooled ? (q1 - 1) * psh + pkh : q1;
+        int64_t first = 0;
+        const binary::ConvShape sub = row_slice(sh, r0, r1, first);
+        thread_local std::vector<uint64_t> buffer, bits;
+        for (int64_t b = 0; b < count / (2 * out_words); ++b) {
+          uint64_t* o = reinterpret_cast<uint64_t*>(y) + b * out_words;
+          const uint64_t* in = l.input(xs[0], b, buffer) + first * sh.w * binary::words(sh.c);
+          if (!pooled) {
+            l.kernels->conv_bits(in, l.weights.data(), th->t.data(), th->below.data(), sub,
+                                 o + r0 * sh.ow * mw);
+            continue;
           }
-    }
-  };
+          bits.resize(mw * sub.oh * sh.ow);
+          l.kernels->conv_bits(in, l.weights.data(), th->t.data(), th->below.data(), sub,
+                               bits.data());
+          for (int64_t r = q0; r < q1; ++r)
+            for (int64_t q = 0; q < pw; ++q)
+              for (int64_t k = 0; k < mw; ++k) {
+                uint64_t all = ~uint64_t{0}, any = 0;
+                for (int64_t i = 0; i < pkh; ++i)
+                  for (int64_t j = 0; j < pkw; ++j) {
+                    const uint64_t v = bits[((r * psh - r0 + i) * sh.ow + q * psw + j) * mw + k];
+                    all &= v, any |= v;
+                  }
+                o[(r * pw + q) * mw + k] = (all & th->and_mask[k]) | (any & ~th->and_mask[k]);
+              }
+        }
+      },
+      full.m * full.oh * full.ow * binary::words(full.c) * full.kh * full.kw);
   conv.info.kernel += pooled ? "+maxpool+threshold" : "+threshold";
   conv.info.parameter_bytes += m * static_cast<int64_t>(sizeof(float) + 2);
   return fused(chain, into);
