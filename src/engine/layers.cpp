@@ -142,13 +142,13 @@ bool int8_conv(Step& s, const binary::ConvShape& shape, const Grid& xg, bool inp
   s.info.parameter_bytes = static_cast<int64_t>(
       l->weights.size() + m * (sizeof(int64_t) + sizeof(double)) + bias.size() * sizeof(float));
   s.int8 = l;
-  s.run = [l](const std::vector<const float*>& xs, float* y, int64_t count) {
-    const int64_t m = l->shape.m, plane = l->shape.oh * l->shape.ow;
-    for (int64_t b = 0; b < count / (m * plane); ++b) {
-      l->kernels->dequantize(l->sums(xs[0], b), m, plane, l->constant.data(), l->zw,
-                             l->scale.data(), l->bias.data(), y + b * m * plane);
-    }
-  };
+  // Part p of `parts`: a slice of the output rows.
+  const Int8Layer* raw = l.get();
+  split_int8_rows<float>(
+      s, l, shape.m * shape.oh * shape.ow, [raw](const int32_t* sums, int64_t plane, float* out) {
+        raw->kernels->dequantize(sums, raw->shape.m, plane, raw->constant.data(), raw->zw,
+                                 raw->scale.data(), raw->bias.data(), out);
+      });
   return true;
 }
 

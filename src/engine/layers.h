@@ -48,20 +48,27 @@ struct Int8Layer {
   bool input_codes = false;  // reads a fused layer's codes, else the codes of floats
   int64_t sum_bound = 0;     // |every sum| (int8.h's, with the zero points' corrections) is below
   int64_t input_bytes() const { return shape.c * shape.h * shape.w; }
-  // Image b's padded codes and the raw sums (int8.h), in buffers reused by every step of a thread.
-  const int32_t* sums(const float* x, int64_t b) const {
+  // Image b's padded codes and the raw sums (int8.h) of output rows [r0, r1) ([mc][rows][ow]; all
+  // rows by default), in buffers reused by every step of a thread. The padded codes are written
+  // out, so a slice of rows is the kernel's run over a slice of the padded rows: the same sums.
+  const int32_t* sums(const float* x, int64_t b, int64_t r0 = 0, int64_t r1 = -1) const {
+    if (r1 < 0) r1 = shape.oh;
     thread_local std::vector<uint8_t> codes_in;
     thread_local std::vector<int32_t> raw;
     codes_in.resize(int8::padded_channels(shape.c) * int8::padded_rows(shape) *
                     int8::padded_cols(shape));
-    raw.resize(mc * shape.oh * shape.ow);
+    raw.resize(mc * (r1 - r0) * shape.ow);
     if (input_codes) {
       const auto* in = reinterpret_cast<const uint8_t*>(x) + b * 4 * ((input_bytes() + 3) / 4);
       kernels->pack_codes(in, static_cast<int>(zx), shape, codes_in.data());
     } else {
       kernels->pack_input(x + b * input_bytes(), sx, static_cast<int>(zx), shape, codes_in.data());
     }
-    kernels->conv(codes_in.data(), weights.data(), mc, shape, raw.data());
+    binary::ConvShape rows = shape;
+    rows.oh = r1 - r0;
+    kernels->conv(codes_in.data() + r0 * shape.stride_h * int8::padded_cols(shape) *
+                                        int8::padded_channels(shape.c),
+                  weights.data(), mc, rows, raw.data());
     return raw.data();
   }
 };
@@ -131,6 +138,37 @@ void split_step(Step& s, Step::Part part, int64_t macs);
 // starts at input row `first` (the rows above it, where the window reaches them, are padding, as
 // in s). Its sums are s's, exactly, for the kernels that compute sums of integers.
 binary::ConvShape row_slice(const binary::ConvShape& s, int64_t r0, int64_t r1, int64_t& first);
+
+// Gives an 8-bit layer's step (output [m, oh, ow] of T per image, `stored` floats apart) its split
+// form by output rows: emit(raw, plane, out) turns the sums of a slice of `plane` pixels
+// (Int8Layer::sums) into m x plane outputs, which go to each channel's rows of the image.
+template <class T, class Emit>
+void split_int8_rows(Step& s, std::shared_ptr<const Int8Layer> layer, int64_t stored, Emit emit) {
+  const binary::ConvShape& sh = layer->shape;
+  split_step(
+      s,
+      [layer, stored, emit](const std::vector<const float*>& xs, float* y, int64_t count, int64_t p,
+                            int64_t parts) {
+        const Int8Layer& l = *layer;
+        const int64_t m = l.shape.m, oh = l.shape.oh, ow = l.shape.ow;
+        const int64_t r0 = oh * p / parts, r1 = oh * (p + 1) / parts, rows = r1 - r0;
+        if (rows == 0) return;
+        thread_local std::vector<T> slice;
+        for (int64_t b = 0; b < count / stored; ++b) {
+          T* out = reinterpret_cast<T*>(y + b * stored);
+          if (parts == 1) {
+            emit(l.sums(xs[0], b), oh * ow, out);
+            continue;
+          }
+          slice.resize(m * rows * ow);
+          emit(l.sums(xs[0], b, r0, r1), rows * ow, slice.data());
+          for (int64_t o = 0; o < m; ++o)
+            std::copy(slice.begin() + o * rows * ow, slice.begin() + (o + 1) * rows * ow,
+                      out + (o * oh + r0) * ow);
+        }
+      },
+      sh.m * sh.oh * sh.ow * sh.c * sh.kh * sh.kw);
+}
 
 // ---- building layers (layers.cpp)
 

@@ -251,8 +251,9 @@ TEST(EngineInt8, AffineGraphWithZeroPointsAndChannelScalesRunsExactly) {
 // (float). With `fused`, every layer's Relu / Mul / Add / Quant is fused into it (its codes go to
 // the next layer, the pool and Flatten as bytes); without, extra readers of the chains' values keep
 // every step.
-Model chained_int8_model(bool fused, bool float_last, std::vector<std::string>* kernels) {
-  const int64_t C = 5, H = 8, M1 = 17, M2 = 6, M3 = 9, classes = 4;
+Model chained_int8_model(bool fused, bool float_last, std::vector<std::string>* kernels,
+                         int64_t H = 8) {
+  const int64_t C = 5, M1 = 17, M2 = 6, M3 = 9, classes = 4, P = H / 2;
   std::mt19937 rng(31);
   auto codes = [&](size_t n, int lo, int hi, float scale) {
     std::vector<float> v(n);
@@ -277,9 +278,9 @@ Model chained_int8_model(bool fused, bool float_last, std::vector<std::string>* 
   b.init("k2", {1, M2, 1, 1}, {0.5f, -1.0f, 0.0f, 0.25f, 3.0f, -0.125f});
   b.init("w3", {M3, M2, 1, 1}, codes(M3 * M2, -128, 127, sw));
   b.init("b3", {M3}, codes(M3, -3000, 3000, sb));
-  b.init("g", {classes, M3 * 16}, codes(classes * M3 * 16, -128, 127, sw));
+  b.init("g", {classes, M3 * P * P}, codes(classes * M3 * P * P, -128, 127, sw));
   b.init("gb", {classes}, codes(classes, -3000, 3000, sb));
-  b.init("wf", {classes, M2, 4, 4}, codes(classes * M2 * 16, -100, 100, sw * 1.25f));
+  b.init("wf", {classes, M2, P, P}, codes(classes * M2 * P * P, -100, 100, sw * 1.25f));
   const char* qonnx = "qonnx.custom_op.general";
   auto quant = [&](std::vector<std::string> in, const std::string& out, bool is_signed,
                    const char* mode) {
@@ -364,6 +365,26 @@ TEST(EngineInt8, ChainedPowerOfTwoLayersPassCodesAndEqualTheFloatGraph) {
     // Not a constant output: the images give different logits.
     EXPECT_NE(std::vector<float>(y1.begin(), y1.begin() + classes),
               std::vector<float>(y1.begin() + classes, y1.begin() + 2 * classes));
+  }
+}
+
+TEST(EngineInt8, OneImageOnSeveralThreadsGivesTheSameBits) {
+  // 8-bit layers split across threads by output rows (24 x 24 and 12 x 12 layers, large enough to
+  // split): fused requantizing layers, and unfused ones dequantizing to floats; one image on 1, 2,
+  // 3 and 7 threads, the same bits.
+  for (bool fused : {true, false}) {
+    std::vector<std::string> kernels;
+    const Model model = chained_int8_model(fused, false, &kernels, 24);
+    std::mt19937 rng(8);
+    std::vector<float> x(5 * 24 * 24);
+    for (auto& v : x) v = std::uniform_real_distribution<float>(-9, 9)(rng);
+    std::vector<float> one(4), many(4);
+    model.run(x.data(), 1, one.data(), 1);
+    for (int threads : {2, 3, 7}) {
+      model.run(x.data(), 1, many.data(), threads);
+      EXPECT_EQ(std::memcmp(one.data(), many.data(), sizeof(float) * 4), 0)
+          << "fused " << fused << " threads " << threads;
+    }
   }
 }
 
