@@ -184,6 +184,21 @@ void Program::load(const onnx::ModelProto& m) {
     if (values[ids.at(o.name())].codes) decode(o.name());
     if (values[ids.at(o.name())].planes) decode_planes(o.name());
   }
+  // Steps no graph output depends on (a node whose value nothing reads, an exporter's dead
+  // branch) are not run, as onnxruntime removes such nodes; they were lowered (checked) all the
+  // same, and their reads kept the values they read from being fused away.
+  std::vector<bool> needed(values.size(), false);
+  for (const auto& o : g.output())
+    if (ids.count(o.name())) needed[ids.at(o.name())] = true;
+  for (size_t k = steps.size(); k-- > 0;) {
+    Step& st = steps[k];
+    if (st.removed) continue;
+    if (!needed[st.output]) {
+      st.removed = true;
+      continue;
+    }
+    for (int i : st.inputs) needed[i] = true;
+  }
   // The steps fused into others go; the plan lists the rest.
   steps.erase(std::remove_if(steps.begin(), steps.end(), [](const Step& st) { return st.removed; }),
               steps.end());

@@ -118,4 +118,35 @@ TEST(EngineOutputs, TheCApiNamesSizesAndRunsEveryOutput) {
   lowbit_model_destroy(m);
 }
 
+TEST(EngineOutputs, NodesNoOutputDependsOnAreNotRun) {
+  // graph() with only "y" asked: the Sigmoid branch is dead, its step not planned; with "s" asked
+  // too it is. A dead reader still keeps the Relu apart from the convolution (its value is read
+  // twice), which changes no bit.
+  const Model y_only = load(graph({"y"}));
+  const Model both = load(graph({"y", "s"}));
+  auto ops = [](const Model& m) {
+    std::vector<std::string> v;
+    for (const auto& p : m.plan()) v.push_back(p.op_type);
+    return v;
+  };
+  const auto few = ops(y_only), more = ops(both);
+  EXPECT_EQ(std::count(few.begin(), few.end(), "Sigmoid"), 0);
+  EXPECT_EQ(std::count(more.begin(), more.end(), "Sigmoid"), 1);
+  EXPECT_EQ(more.size(), few.size() + 1);
+  Builder b({2, 3, 3});
+  b.init("w", {2, 2, 1, 1}, {1.0f, -1.0f, 0.5f, 2.0f});
+  b.node("Conv", {"image", "w"}, "c");
+  b.node("Relu", {"c"}, "r");
+  b.node("Tanh", {"c"}, "dead");  // read by nothing
+  b.node("Flatten", {"r"}, "y");
+  const Model m = b.load("y");
+  EXPECT_EQ(ops(m), (std::vector<std::string>{"Conv", "Relu", "Flatten"}));
+  std::vector<float> x(18), out(18);
+  for (size_t e = 0; e < x.size(); ++e) x[e] = static_cast<float>(e) - 8.5f;
+  m.run(x.data(), 1, out.data());
+  for (int64_t p = 0; p < 9; ++p) {
+    EXPECT_EQ(out[p], std::max(0.0f, std::fma(x[9 + p], -1.0f, x[p] * 1.0f)));
+  }
+}
+
 }  // namespace
