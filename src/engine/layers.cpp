@@ -66,9 +66,7 @@ void binary_conv(Step& s, const binary::ConvShape& shape, const std::vector<floa
           rows.resize(sh.m * sub.oh * sh.ow);
           l.kernels->conv(in + first * sh.w * binary::words(sh.c), l.weights.data(), l.scale.data(),
                           l.bias.data(), sub, rows.data());
-          for (int64_t o = 0; o < sh.m; ++o)
-            std::copy(rows.begin() + o * sub.oh * sh.ow, rows.begin() + (o + 1) * sub.oh * sh.ow,
-                      out + (o * sh.oh + r0) * sh.ow);
+          copy_rows(rows.data(), sh.m, r0, sub.oh, sh.oh, sh.ow, out);
         }
       },
       shape.m * shape.oh * shape.ow * binary::words(shape.c) * shape.kh * shape.kw);

@@ -2,6 +2,7 @@
 // (binary, bit-plane, 8-bit, ternary, float convolutions and dense layers) they are built from.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -139,6 +140,15 @@ void split_step(Step& s, Step::Part part, int64_t macs);
 // in s). Its sums are s's, exactly, for the kernels that compute sums of integers.
 binary::ConvShape row_slice(const binary::ConvShape& s, int64_t r0, int64_t r1, int64_t& first);
 
+// Copies the output rows [r0, r0 + rows) of m channels, computed as [m][rows][ow], into an image's
+// [m][oh][ow].
+template <class T>
+void copy_rows(const T* slice, int64_t m, int64_t r0, int64_t rows, int64_t oh, int64_t ow,
+               T* out) {
+  for (int64_t o = 0; o < m; ++o)
+    std::copy(slice + o * rows * ow, slice + (o + 1) * rows * ow, out + (o * oh + r0) * ow);
+}
+
 // Gives an 8-bit layer's step (output [m, oh, ow] of T per image, `stored` floats apart) its split
 // form by output rows: emit(raw, plane, out) turns the sums of a slice of `plane` pixels
 // (Int8Layer::sums) into m x plane outputs, which go to each channel's rows of the image.
@@ -162,9 +172,7 @@ void split_int8_rows(Step& s, std::shared_ptr<const Int8Layer> layer, int64_t st
           }
           slice.resize(m * rows * ow);
           emit(l.sums(xs[0], b, r0, r1), rows * ow, slice.data());
-          for (int64_t o = 0; o < m; ++o)
-            std::copy(slice.begin() + o * rows * ow, slice.begin() + (o + 1) * rows * ow,
-                      out + (o * oh + r0) * ow);
+          copy_rows(slice.data(), m, r0, rows, oh, ow, out);
         }
       },
       sh.m * sh.oh * sh.ow * sh.c * sh.kh * sh.kw);
