@@ -133,7 +133,7 @@ void BM_float32_conv(benchmark::State& state, const lowbit::engine::float32::Ker
   for (auto* v : {&x, &w})
     for (auto& e : *v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
   for (auto _ : state) {
-    k->conv(x.data(), w.data(), bias.data(), g, 1, {}, y.data());
+    k->conv(x.data(), w.data(), bias.data(), g, 1, {}, 0, g.oh, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["MACs/s"] =

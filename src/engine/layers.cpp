@@ -189,13 +189,23 @@ bool ternary_conv(Step& s, const binary::ConvShape& shape, int64_t group,
   const float32::Kernels* k = &float32::best();
   s.info.kernel = kind + k->name;
   s.info.parameter_bytes = static_cast<int64_t>(t.size() + (alpha.size() + bias.size()) * 4);
-  s.run = [k, shape, group, t, alpha, bias](const std::vector<const float*>& xs, float* y,
-                                            int64_t count) {
-    const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
-    for (int64_t b = 0; b < count / per_out; ++b)
-      k->ternary_conv(xs[0] + b * per_in, t.data(), alpha.data(), bias.data(), shape, group, {},
-                      y + b * per_out);
-  };
+  const int64_t taps = shape.c / group * shape.kh * shape.kw;
+  split_step(
+      s,
+      [k, shape, group, taps, t, alpha, bias](const std::vector<const float*>& xs, float* y,
+                                              int64_t count, int64_t p, int64_t parts) {
+        const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
+        for (int64_t b = 0; b < count / per_out; ++b)
+          float_conv_part(shape, group, p, parts,
+                          [&](int64_t c0, int64_t o0, const binary::ConvShape& sub,
+                              int64_t sub_group, int64_t r0, int64_t r1) {
+                            k->ternary_conv(xs[0] + b * per_in + c0 * shape.h * shape.w,
+                                            t.data() + o0 * taps, alpha.data() + o0,
+                                            bias.data() + o0, sub, sub_group, {}, r0, r1,
+                                            y + b * per_out + o0 * shape.oh * shape.ow);
+                          });
+      },
+      shape.m * shape.oh * shape.ow * taps);
   return true;
 }
 

@@ -149,6 +149,30 @@ void copy_rows(const T* slice, int64_t m, int64_t r0, int64_t rows, int64_t oh, 
     std::copy(slice + o * rows * ow, slice + (o + 1) * rows * ow, out + (o * oh + r0) * ow);
 }
 
+// Part p of `parts` of a float convolution of one image (float32's ConvFn): a slice of the output
+// rows where the plane has enough of them (each part then reads only its rows' input), else a slice
+// of the groups (with one group, of the output channels). run(c0, o0, sub, sub_group, r0, r1) runs
+// the kernel on input channels from c0, output channels from o0 (weights, bias and output offset
+// by them), shape `sub` and output rows [r0, r1).
+template <class Run>
+void float_conv_part(const binary::ConvShape& shape, int64_t group, int64_t p, int64_t parts,
+                     Run&& run) {
+  if (parts == 1 || shape.oh >= 4 * parts) {
+    const int64_t r0 = shape.oh * p / parts, r1 = shape.oh * (p + 1) / parts;
+    if (r1 > r0) run(0, 0, shape, group, r0, r1);
+    return;
+  }
+  const int64_t units = group == 1 ? shape.m : group;
+  const int64_t u0 = units * p / parts, u1 = units * (p + 1) / parts;
+  if (u0 == u1) return;
+  const int64_t mg = shape.m / group, cg = shape.c / group;
+  binary::ConvShape sub = shape;
+  sub.m = group == 1 ? u1 - u0 : (u1 - u0) * mg;
+  sub.c = group == 1 ? shape.c : (u1 - u0) * cg;
+  run(group == 1 ? 0 : u0 * cg, group == 1 ? u0 : u0 * mg, sub, group == 1 ? 1 : u1 - u0, 0,
+      shape.oh);
+}
+
 // Gives an 8-bit layer's step (output [m, oh, ow] of T per image, `stored` floats apart) its split
 // form by output rows: emit(raw, plane, out) turns the sums of a slice of `plane` pixels
 // (Int8Layer::sums) into m x plane outputs, which go to each channel's rows of the image.

@@ -126,4 +126,23 @@ std::vector<int64_t> reference_sums(const std::vector<T>& x, const std::vector<T
   return sums;
 }
 
+// y[o, r, q] of a float convolution by float32.h's definition: fused multiply-adds from 0 over the
+// group's input channels and the taps (ic, i, j) inside the image, then the bias.
+inline float conv_definition(const std::vector<float>& x, const std::vector<float>& w, float bias,
+                             const lowbit::engine::binary::ConvShape& s, int64_t group, int64_t o,
+                             int64_t r, int64_t q) {
+  const int64_t cg = s.c / group, g = o / (s.m / group);
+  float acc = 0;
+  for (int64_t ic = 0; ic < cg; ++ic)
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j) {
+        const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
+        const int64_t xx = q * s.stride_w - s.pad_w + j * s.dil_w;
+        if (yy < 0 || yy >= s.h || xx < 0 || xx >= s.w) continue;
+        acc = std::fma(x[((g * cg + ic) * s.h + yy) * s.w + xx],
+                       w[((o * cg + ic) * s.kh + i) * s.kw + j], acc);
+      }
+  return acc + bias;
+}
+
 }  // namespace engine_test

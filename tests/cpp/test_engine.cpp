@@ -344,13 +344,13 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
         for (auto& e : *v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
       if (geometry == 5) w[4] = std::numeric_limits<float>::infinity(), x[0] = std::fabs(x[0]);
       std::vector<float> got(s.m * s.oh * s.ow), want(got.size());
-      k.conv(x.data(), w.data(), bias.data(), s, group, {}, got.data());
-      f32::all()[0].conv(x.data(), w.data(), bias.data(), s, group, {}, want.data());
+      k.conv(x.data(), w.data(), bias.data(), s, group, {}, 0, s.oh, got.data());
+      f32::all()[0].conv(x.data(), w.data(), bias.data(), s, group, {}, 0, s.oh, want.data());
       ASSERT_EQ(got, want) << k.name << " geometry " << geometry;
       // A clamp after the bias (a fused Relu or Clip): the clamped values, bit for bit.
       const f32::Clamp relu6{0.0f, 0.375f};
       std::vector<float> clamped(got.size());
-      k.conv(x.data(), w.data(), bias.data(), s, group, relu6, clamped.data());
+      k.conv(x.data(), w.data(), bias.data(), s, group, relu6, 0, s.oh, clamped.data());
       for (size_t e = 0; e < got.size(); ++e)
         ASSERT_EQ(clamped[e], std::min(std::max(want[e], 0.0f), 0.375f)) << k.name << " " << e;
       // Ternary codes with a scale per output channel (1 for some): conv() of t * alpha, bit for
@@ -365,8 +365,9 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
         std::vector<float> xi = x;
         if (infinite) xi[xi.size() / 2] = -std::numeric_limits<float>::infinity();
         std::vector<float> tern(got.size()), flt(got.size());
-        k.ternary_conv(xi.data(), t.data(), alpha.data(), bias.data(), s, group, {}, tern.data());
-        f32::all()[0].conv(xi.data(), tw.data(), bias.data(), s, group, {}, flt.data());
+        k.ternary_conv(xi.data(), t.data(), alpha.data(), bias.data(), s, group, {}, 0, s.oh,
+                       tern.data());
+        f32::all()[0].conv(xi.data(), tw.data(), bias.data(), s, group, {}, 0, s.oh, flt.data());
         ASSERT_EQ(0, std::memcmp(tern.data(), flt.data(), tern.size() * sizeof(float)))
             << k.name << " geometry " << geometry << " infinite " << infinite;
         if (infinite) {
@@ -375,23 +376,12 @@ TEST(Engine, EveryFloatConvolutionGivesTheReferencesBits) {
         }
       }
       // And the reference is the definition, fused multiply-adds in its order.
-      const int64_t cg = s.c / group;
       for (int64_t o = 0; o < s.m; ++o)
         for (int64_t r = 0; r < s.oh; ++r)
-          for (int64_t q = 0; q < s.ow; ++q) {
-            float acc = 0;
-            for (int64_t ic = 0; ic < cg; ++ic)
-              for (int64_t i = 0; i < s.kh; ++i)
-                for (int64_t j = 0; j < s.kw; ++j) {
-                  const int64_t yy = r * s.stride_h - s.pad_h + i * s.dil_h;
-                  const int64_t xx = q * s.stride_w - s.pad_w + j * s.dil_w;
-                  if (yy < 0 || yy >= s.h || xx < 0 || xx >= s.w) continue;
-                  const int64_t g = o / (s.m / group);
-                  acc = std::fma(x[((g * cg + ic) * s.h + yy) * s.w + xx],
-                                 w[((o * cg + ic) * s.kh + i) * s.kw + j], acc);
-                }
-            ASSERT_EQ(want[(o * s.oh + r) * s.ow + q], acc + bias[o]) << geometry;
-          }
+          for (int64_t q = 0; q < s.ow; ++q)
+            ASSERT_EQ(want[(o * s.oh + r) * s.ow + q],
+                      engine_test::conv_definition(x, w, bias[o], s, group, o, r, q))
+                << geometry;
       ++checked;
     }
   }
@@ -446,7 +436,8 @@ TEST(Engine, TernaryLayersKeepCodesOfAByteAndTheFloatKernelsBits) {
   s.c = C, s.h = s.w = H, s.m = M, s.kh = s.kw = 3, s.pad_h = s.pad_w = 1, s.oh = s.ow = H;
   for (int n = 0; n < 2; ++n) {
     std::vector<float> c(F);
-    f32::all()[0].conv(x.data() + n * C * H * H, wq.data(), zeros.data(), s, 1, {}, c.data());
+    f32::all()[0].conv(x.data() + n * C * H * H, wq.data(), zeros.data(), s, 1, {}, 0, s.oh,
+                       c.data());
     for (int64_t k = 0; k < classes; ++k) {
       float acc = 0;
       for (int64_t f = 0; f < F; ++f) acc = std::fma(c[f], gq[k * F + f], acc);
@@ -749,8 +740,8 @@ TEST(Engine, DimensionsTheFileLeavesUnknownComeFromTheRequestedShape) {
 
 TEST(Engine, OneImageOnSeveralThreadsGivesTheSameBits) {
   // Float convolutions (one group, and grouped) and a dense layer large enough to be split across
-  // threads by output channels (each over 2^17 multiply-adds): every thread count gives the
-  // one-thread bits.
+  // threads (each over 2^17 multiply-adds; the convolutions by output rows up to 5 threads, by
+  // groups or output channels at 16): every thread count gives the one-thread bits.
   std::mt19937 rng(23);
   auto uniform = [&](size_t n) {
     std::vector<float> v(n);

@@ -12,17 +12,17 @@ namespace float32 {
 #if defined(__x86_64__)
 namespace avx2 {
 void conv(const float*, const float*, const float*, const ConvShape&, int64_t, const Clamp&,
-          float*);
+          int64_t, int64_t, float*);
 void ternary_conv(const float*, const int8_t*, const float*, const float*, const ConvShape&,
-                  int64_t, const Clamp&, float*);
+                  int64_t, const Clamp&, int64_t, int64_t, float*);
 void dense(const float*, const float*, int64_t, const float*, int64_t, int64_t, const Clamp&,
            float*);
 }  // namespace avx2
 namespace avx512 {
 void conv(const float*, const float*, const float*, const ConvShape&, int64_t, const Clamp&,
-          float*);
+          int64_t, int64_t, float*);
 void ternary_conv(const float*, const int8_t*, const float*, const float*, const ConvShape&,
-                  int64_t, const Clamp&, float*);
+                  int64_t, const Clamp&, int64_t, int64_t, float*);
 void dense(const float*, const float*, int64_t, const float*, int64_t, int64_t, const Clamp&,
            float*);
 }  // namespace avx512

@@ -42,14 +42,18 @@ inline Vector madd(Vector x, float w, Vector acc) {
 
 inline float clamp(float v, const Clamp& c) { return std::min(std::max(v, c.lo), c.hi); }
 
-// The loops of conv() and ternary_conv(): tap(o, ic, i, j) is the tap's weight; `finite`: every
-// weight finite.
+// Input floats a tile of output rows reads at most (about a quarter of a 1 MB L2 cache): every
+// output channel of a group runs over the tile while it stays in the cache.
+constexpr int64_t kTileFloats = 64 * 1024;
+
+// The loops of conv() and ternary_conv() over output rows [r0, r1): tap(o, ic, i, j) is the tap's
+// weight; `finite`: every weight finite.
 template <class Tap>
 void convolve(const float* x, const float* bias, const ConvShape& s, int64_t group, bool finite,
-              const Clamp& act, float* y, Tap&& tap) {
+              const Clamp& act, int64_t r0, int64_t r1, float* y, Tap&& tap) {
   const int64_t c = s.c, h = s.h, wd = s.w, m = s.m, kh = s.kh, kw = s.kw, oh = s.oh, ow = s.ow;
   const int64_t sh = s.stride_h, sw = s.stride_w, ph = s.pad_h, pw = s.pad_w, dh = s.dil_h,
-                dw = s.dil_w, cg = c / group;
+                dw = s.dil_w, cg = c / group, per_group = m / group;
   // One tap over n outputs: acc[q] = fma(x[q * step], v, acc[q]).
   auto add = [](float v, const float* xt, int64_t step, float* acc, int64_t n) {
     if (step == 1) {
@@ -59,103 +63,117 @@ void convolve(const float* x, const float* bias, const ConvShape& s, int64_t gro
     }
   };
   thread_local std::vector<float> row;
-  // Stride 1 along rows and finite weights: the input copied into a zero-padded plane per channel,
-  // every tap then adds over whole rows (and with stride 1 down the columns too, over the whole
-  // plane at once, the columns past ow computed and dropped). A tap in the padding adds 0 * w,
-  // which leaves every sum as skipping it would (the sums never hold -0; w finite): the same bits.
+  // Stride 1 along rows and finite weights: tiles of output rows, each with the group's input rows
+  // it reads copied into zero-padded planes; every tap then adds over whole rows (and with stride 1
+  // down the columns too, over the tile's whole plane at once, the columns past ow computed and
+  // dropped). A tap in the padding adds 0 * w, which leaves every sum as skipping it would (the
+  // sums never hold -0; w finite): the same bits, whatever the tiles.
   if (sw == 1 && finite) {
-    const int64_t hp = (oh - 1) * sh + (kh - 1) * dh + 1, wp = ow + (kw - 1) * dw;
+    const int64_t wp = ow + (kw - 1) * dw, reach = (kh - 1) * dh + 1;  // rows one output row reads
     // Read past the last row by the widest tap, and by a block's span (below).
     const int64_t slack = (kw - 1) * dw + kSpan;
-    thread_local std::vector<float> xp;
-    xp.assign(c * hp * wp + slack, 0.0f);
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t yp = 0; yp < hp; ++yp) {
-        const int64_t yy = yp - ph;
-        if (yy < 0 || yy >= h) continue;
-        for (int64_t xq = 0; xq < wp; ++xq) {
-          const int64_t xx = xq - pw;
-          if (xx >= 0 && xx < wd) xp[(ch * hp + yp) * wp + xq] = x[(ch * h + yy) * wd + xx];
-        }
-      }
+    const int64_t fit = kTileFloats / (cg * wp);
+    const int64_t rows = std::max<int64_t>(1, fit > reach ? (fit - reach) / sh + 1 : 1);
+    // Stride 1 both ways: the weights of each block of kBlock output channels of a group, tap by
+    // tap in (ic, i, j) order, 0 for the channels past the group's end.
+    const int64_t blocks = (per_group + kBlock - 1) / kBlock, per_block = cg * kh * kw * kBlock;
+    thread_local std::vector<float> xp, wb;
     if (sh == 1) {
-      // Stride 1 both ways: kBlock output channels times kSpan outputs of the padded plane at a
-      // time, their sums held in registers over every tap (in the order (ic, i, j), as below), each
-      // input register loaded once for the kBlock channels. Channels past a group's end get weight
-      // 0 and are not stored; outputs past the plane's end (read from the slack) are dropped.
-      const int64_t n = oh * wp, per_group = m / group, nr = (n + kSpan - 1) / kSpan * kSpan;
-      row.resize(kBlock * nr);
-      for (int64_t g = 0; g < group; ++g) {
-        for (int64_t o0 = g * per_group; o0 < (g + 1) * per_group; o0 += kBlock) {
+      wb.assign(group * blocks * per_block, 0.0f);
+      for (int64_t g = 0; g < group; ++g)
+        for (int64_t bi = 0; bi < blocks; ++bi) {
+          const int64_t o0 = g * per_group + bi * kBlock;
           const int64_t nb = std::min(kBlock, (g + 1) * per_group - o0);
-          // The block's weights, tap by tap in (ic, i, j) order.
-          thread_local std::vector<float> wb;
-          wb.assign(cg * kh * kw * kBlock, 0.0f);
+          float* wt = wb.data() + (g * blocks + bi) * per_block;
           for (int64_t ic = 0; ic < cg; ++ic)
             for (int64_t i = 0; i < kh; ++i)
               for (int64_t j = 0; j < kw; ++j)
                 for (int64_t b = 0; b < nb; ++b)
-                  wb[((ic * kh + i) * kw + j) * kBlock + b] = tap(o0 + b, ic, i, j);
-          for (int64_t e0 = 0; e0 < n; e0 += kSpan) {
-            Vector acc[kBlock][kVectors] = {};
-            const float* wt = wb.data();
-            for (int64_t ic = 0; ic < cg; ++ic) {
-              const float* xc = xp.data() + (g * cg + ic) * hp * wp + e0;
-              for (int64_t i = 0; i < kh; ++i)
-                for (int64_t j = 0; j < kw; ++j, wt += kBlock) {
-                  const float* xt = xc + i * dh * wp + j * dw;
-                  Vector xv[kVectors];
-                  for (int64_t v = 0; v < kVectors; ++v) xv[v] = load(xt + v * kVector);
-                  for (int64_t b = 0; b < kBlock; ++b)
-                    for (int64_t v = 0; v < kVectors; ++v)
-                      acc[b][v] = madd(xv[v], wt[b], acc[b][v]);
-                }
-            }
-            for (int64_t b = 0; b < kBlock; ++b)
-              for (int64_t v = 0; v < kVectors; ++v)
-                if (b < nb) store(row.data() + b * nr + e0 + v * kVector, acc[b][v]);
+                  wt[((ic * kh + i) * kw + j) * kBlock + b] = tap(o0 + b, ic, i, j);
+        }
+    }
+    // The padded columns that hold input (the others are padding).
+    const int64_t q0 = std::min(pw, wp), q1 = std::min(wp, wd + pw);
+    for (int64_t g = 0; g < group; ++g)
+      for (int64_t t0 = r0; t0 < r1; t0 += rows) {
+        const int64_t t1 = std::min(r1, t0 + rows), hp = (t1 - t0 - 1) * sh + reach;
+        const int64_t top = t0 * sh - ph;  // the input row of the tile's first padded row
+        xp.assign(cg * hp * wp + slack, 0.0f);
+        for (int64_t ic = 0; ic < cg && q1 > q0; ++ic)
+          for (int64_t yp = 0; yp < hp; ++yp) {
+            const int64_t yy = top + yp;
+            if (yy < 0 || yy >= h) continue;
+            const float* xr = x + ((g * cg + ic) * h + yy) * wd;
+            std::copy(xr + (q0 - pw), xr + (q1 - pw), xp.data() + (ic * hp + yp) * wp + q0);
           }
-          for (int64_t b = 0; b < nb; ++b)
-            for (int64_t r = 0; r < oh; ++r) {
-              float* yr = y + ((o0 + b) * oh + r) * ow;
-              const float* ar = row.data() + b * nr + r * wp;
-              const float bo = bias[o0 + b];
-              for (int64_t q = 0; q < ow; ++q) yr[q] = clamp(ar[q] + bo, act);
+        if (sh == 1) {
+          // kBlock output channels times kSpan outputs of the tile's padded plane at a time, their
+          // sums held in registers over every tap (in the order (ic, i, j), as below), each input
+          // register loaded once for the kBlock channels. Channels past a group's end are not
+          // stored; outputs past the tile's end (read from the slack) are dropped.
+          const int64_t n = (t1 - t0) * wp, nr = (n + kSpan - 1) / kSpan * kSpan;
+          row.resize(kBlock * nr);
+          for (int64_t bi = 0; bi < blocks; ++bi) {
+            const int64_t o0 = g * per_group + bi * kBlock;
+            const int64_t nb = std::min(kBlock, (g + 1) * per_group - o0);
+            const float* wblock = wb.data() + (g * blocks + bi) * per_block;
+            for (int64_t e0 = 0; e0 < n; e0 += kSpan) {
+              Vector acc[kBlock][kVectors] = {};
+              const float* wt = wblock;
+              for (int64_t ic = 0; ic < cg; ++ic) {
+                const float* xc = xp.data() + ic * hp * wp + e0;
+                for (int64_t i = 0; i < kh; ++i)
+                  for (int64_t j = 0; j < kw; ++j, wt += kBlock) {
+                    const float* xt = xc + i * dh * wp + j * dw;
+                    Vector xv[kVectors];
+                    for (int64_t v = 0; v < kVectors; ++v) xv[v] = load(xt + v * kVector);
+                    for (int64_t b = 0; b < kBlock; ++b)
+                      for (int64_t v = 0; v < kVectors; ++v)
+                        acc[b][v] = madd(xv[v], wt[b], acc[b][v]);
+                  }
+              }
+              for (int64_t b = 0; b < kBlock; ++b)
+                for (int64_t v = 0; v < kVectors; ++v)
+                  if (b < nb) store(row.data() + b * nr + e0 + v * kVector, acc[b][v]);
             }
+            for (int64_t b = 0; b < nb; ++b)
+              for (int64_t r = t0; r < t1; ++r) {
+                float* yr = y + ((o0 + b) * oh + r) * ow;
+                const float* ar = row.data() + b * nr + (r - t0) * wp;
+                const float bo = bias[o0 + b];
+                for (int64_t q = 0; q < ow; ++q) yr[q] = clamp(ar[q] + bo, act);
+              }
+          }
+          continue;
+        }
+        // Strided down the columns: an output channel at a time, a row of the tile per tap.
+        row.resize((t1 - t0) * wp);
+        float* acc = row.data();
+        for (int64_t o = g * per_group; o < (g + 1) * per_group; ++o) {
+          std::fill(acc, acc + (t1 - t0) * wp, 0.0f);
+          for (int64_t ic = 0; ic < cg; ++ic) {
+            const float* xc = xp.data() + ic * hp * wp;
+            for (int64_t i = 0; i < kh; ++i)
+              for (int64_t j = 0; j < kw; ++j) {
+                const float v = tap(o, ic, i, j);
+                for (int64_t r = 0; r < t1 - t0; ++r)
+                  add(v, xc + (r * sh + i * dh) * wp + j * dw, 1, acc + r * wp, ow);
+              }
+          }
+          for (int64_t r = t0; r < t1; ++r) {
+            float* yr = y + (o * oh + r) * ow;
+            const float* ar = acc + (r - t0) * wp;
+            for (int64_t q = 0; q < ow; ++q) yr[q] = clamp(ar[q] + bias[o], act);
+          }
         }
       }
-      return;
-    }
-    row.resize(oh * wp + slack);
-    float* acc = row.data();
-    for (int64_t o = 0; o < m; ++o) {
-      const int64_t g = o / (m / group);
-      std::fill(acc, acc + oh * wp, 0.0f);
-      for (int64_t ic = 0; ic < cg; ++ic) {
-        const float* xc = xp.data() + (g * cg + ic) * hp * wp;
-        for (int64_t i = 0; i < kh; ++i)
-          for (int64_t j = 0; j < kw; ++j) {
-            const float v = tap(o, ic, i, j);
-            if (sh == 1) {
-              add(v, xc + i * dh * wp + j * dw, 1, acc, oh * wp);
-            } else {
-              for (int64_t r = 0; r < oh; ++r)
-                add(v, xc + (r * sh + i * dh) * wp + j * dw, 1, acc + r * wp, ow);
-            }
-          }
-      }
-      for (int64_t r = 0; r < oh; ++r) {
-        float* yr = y + (o * oh + r) * ow;
-        for (int64_t q = 0; q < ow; ++q) yr[q] = clamp(acc[r * wp + q] + bias[o], act);
-      }
-    }
     return;
   }
   row.resize(ow);
   float* acc = row.data();
   for (int64_t o = 0; o < m; ++o) {
-    const int64_t g = o / (m / group);
-    for (int64_t r = 0; r < oh; ++r) {
+    const int64_t g = o / per_group;
+    for (int64_t r = r0; r < r1; ++r) {
       // A row of outputs at a time, taps in the order (ic, i, j) for every output, so the inner
       // loop runs along the row without bounds checks.
       std::fill(acc, acc + ow, 0.0f);
@@ -182,24 +200,27 @@ void convolve(const float* x, const float* bias, const ConvShape& s, int64_t gro
 }
 
 void conv(const float* x, const float* w, const float* bias, const ConvShape& s, int64_t group,
-          const Clamp& act, float* y) {
+          const Clamp& act, int64_t r0, int64_t r1, float* y) {
   const int64_t cg = s.c / group, n = s.m * cg * s.kh * s.kw;
   bool finite = true;
   for (int64_t e = 0; finite && e < n; ++e) finite = std::isfinite(w[e]);
 
-  convolve(x, bias, s, group, finite, act, y, [&](int64_t o, int64_t ic, int64_t i, int64_t j) {
-    return w[((o * cg + ic) * s.kh + i) * s.kw + j];
-  });
+  convolve(x, bias, s, group, finite, act, r0, r1, y,
+           [&](int64_t o, int64_t ic, int64_t i, int64_t j) {
+             return w[((o * cg + ic) * s.kh + i) * s.kw + j];
+           });
 }
 
 void ternary_conv(const float* x, const int8_t* t, const float* alpha, const float* bias,
-                  const ConvShape& s, int64_t group, const Clamp& act, float* y) {
+                  const ConvShape& s, int64_t group, const Clamp& act, int64_t r0, int64_t r1,
+                  float* y) {
   const int64_t cg = s.c / group;
   bool finite = true;
   for (int64_t o = 0; finite && o < s.m; ++o) finite = std::isfinite(alpha[o]);
-  convolve(x, bias, s, group, finite, act, y, [&](int64_t o, int64_t ic, int64_t i, int64_t j) {
-    return static_cast<float>(t[((o * cg + ic) * s.kh + i) * s.kw + j]) * alpha[o];
-  });
+  convolve(x, bias, s, group, finite, act, r0, r1, y,
+           [&](int64_t o, int64_t ic, int64_t i, int64_t j) {
+             return static_cast<float>(t[((o * cg + ic) * s.kh + i) * s.kw + j]) * alpha[o];
+           });
 }
 
 void dense(const float* x, const float* wt, int64_t ldw, const float* bias, int64_t k, int64_t m,

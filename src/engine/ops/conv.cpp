@@ -66,25 +66,20 @@ void Program::conv(std::vector<const Value*>& in, const Attrs& a, Value& out, St
   const std::vector<float> wdata = w.data;
   s.info.parameter_bytes = static_cast<int64_t>((wdata.size() + bias.size()) * sizeof(float));
   s.clamp = std::make_shared<float32::Clamp>();
-  // Part p of `parts`: a slice of the groups (or, with one group, of the output channels).
   split_step(
       s,
       [k, shape, group, wdata, bias, clamp = s.clamp](const std::vector<const float*>& xs, float* y,
                                                       int64_t count, int64_t p, int64_t parts) {
         const int64_t per_in = shape.c * shape.h * shape.w, per_out = shape.m * shape.oh * shape.ow;
-        const int64_t units = group == 1 ? shape.m : group;
-        const int64_t u0 = units * p / parts, u1 = units * (p + 1) / parts;
-        if (u0 == u1) return;
-        const int64_t mg = shape.m / group, cg = shape.c / group, plane = shape.oh * shape.ow;
-        const int64_t o0 = group == 1 ? u0 : u0 * mg, c0 = group == 1 ? 0 : u0 * cg;
-        binary::ConvShape sub = shape;
-        sub.m = group == 1 ? u1 - u0 : (u1 - u0) * mg;
-        sub.c = group == 1 ? shape.c : (u1 - u0) * cg;
-        const int64_t sub_group = group == 1 ? 1 : u1 - u0;
+        const int64_t cg = shape.c / group, taps = cg * shape.kh * shape.kw;
         for (int64_t b = 0; b < count / per_out; ++b)
-          k->conv(xs[0] + b * per_in + c0 * shape.h * shape.w,
-                  wdata.data() + o0 * cg * shape.kh * shape.kw, bias.data() + o0, sub, sub_group,
-                  *clamp, y + b * per_out + o0 * plane);
+          float_conv_part(shape, group, p, parts,
+                          [&](int64_t c0, int64_t o0, const binary::ConvShape& sub,
+                              int64_t sub_group, int64_t r0, int64_t r1) {
+                            k->conv(xs[0] + b * per_in + c0 * shape.h * shape.w,
+                                    wdata.data() + o0 * taps, bias.data() + o0, sub, sub_group,
+                                    *clamp, r0, r1, y + b * per_out + o0 * shape.oh * shape.ow);
+                          });
       },
       m * oh * ow * cg * kh * kw);
 }

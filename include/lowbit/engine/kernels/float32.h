@@ -27,18 +27,20 @@ struct Clamp {
   float hi = std::numeric_limits<float>::infinity();
 };
 
-// One image: y[o, r, q] = clamp(acc + bias[o]), where acc starts at 0 and takes, for the group's
-// input channels ic and the taps (i, j) inside the image in that order, acc = fma(x[g * cg + ic,
-// r * sh - ph + i * dh, q * sw - pw + j * dw], w[o, ic, i, j], acc) (cg = c / group,
-// g = o / (m / group)).
+// One image's output rows r in [r0, r1) (0 <= r0 <= r1 <= s.oh; y is the whole [m, oh, ow] output,
+// the other rows untouched): y[o, r, q] = clamp(acc + bias[o]), where acc starts at 0 and takes,
+// for the group's input channels ic and the taps (i, j) inside the image in that order,
+// acc = fma(x[g * cg + ic, r * sh - ph + i * dh, q * sw - pw + j * dw], w[o, ic, i, j], acc)
+// (cg = c / group, g = o / (m / group)). Each output's sum is the same whatever the rows asked, so
+// threads that split the rows give the bits of one call over all of them.
 using ConvFn = void (*)(const float* x, const float* w, const float* bias, const ConvShape& s,
-                        int64_t group, const Clamp& clamp, float* y);
+                        int64_t group, const Clamp& clamp, int64_t r0, int64_t r1, float* y);
 
 // Ternary weights w = alpha[o] * t with t in {-1, 0, 1} (int8 codes in conv's order, a byte per
 // weight in memory): conv() of the weights t * alpha[o], the same operations, so the same bits.
 using TernaryConvFn = void (*)(const float* x, const int8_t* t, const float* alpha,
                                const float* bias, const ConvShape& s, int64_t group,
-                               const Clamp& clamp, float* y);
+                               const Clamp& clamp, int64_t r0, int64_t r1, float* y);
 
 // A dense layer of one image: y[o] = clamp(acc + bias[o]), acc = fma(x[i], w[o, i], acc) for i
 // from 0 (acc from 0), with the weights transposed: wt[i * ldw + o] (ldw >= m: a slice of a wider
