@@ -14,9 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "lowbit/engine/kernels/pool.h"
 
 namespace {
+
+using bench_util::set_bytes;
+using bench_util::uniform;
 
 namespace pool = lowbit::engine::pool;
 
@@ -34,18 +38,6 @@ pool::Window plane(const Case& c) {
   s.pad_top = s.pad_left = s.pad_bottom = s.pad_right = c.pad;
   s.oh = s.ow = (c.hw + 2 * c.pad - c.k) / c.stride + 1;
   return s;
-}
-
-std::vector<float> uniform(int64_t n) {
-  std::mt19937 rng(1);
-  std::vector<float> v(n);
-  for (auto& e : v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
-  return v;
-}
-
-void set_bytes(benchmark::State& state, int64_t bytes) {
-  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * state.iterations(),
-                                              benchmark::Counter::kIsRate);
 }
 
 void BM_max_pool(benchmark::State& state, const pool::Kernels* k, Case c) {

@@ -149,6 +149,23 @@ void copy_rows(const T* slice, int64_t m, int64_t r0, int64_t rows, int64_t oh, 
     std::copy(slice + o * rows * ow, slice + (o + 1) * rows * ow, out + (o * oh + r0) * ow);
 }
 
+// Part p of `parts` of an element-wise step over `count` values that are planes of `rows` rows of
+// `cols` values (rows 0: no planes): in every plane its rows [rows * p / parts, rows * (p + 1) /
+// parts) where there are at least 4 rows per part (the rows float convolutions and pools give
+// that part, so each thread reads what it wrote), else a contiguous slice. run(e0, e1) for each
+// range of values.
+template <class Run>
+void elementwise_part(int64_t count, int64_t rows, int64_t cols, int64_t p, int64_t parts,
+                      Run&& run) {
+  if (parts > 1 && rows >= 4 * parts && cols > 0) {
+    const int64_t plane = rows * cols, r0 = rows * p / parts, r1 = rows * (p + 1) / parts;
+    for (int64_t at = 0; at + plane <= count; at += plane) run(at + r0 * cols, at + r1 * cols);
+    return;
+  }
+  const int64_t e0 = count * p / parts, e1 = count * (p + 1) / parts;
+  if (e1 > e0) run(e0, e1);
+}
+
 // Part p of `parts` of a float convolution of one image (float32's ConvFn): a slice of the output
 // rows where the plane has enough of them (each part then reads only its rows' input), else a slice
 // of the groups (with one group, of the output channels). run(c0, o0, sub, sub_group, r0, r1) runs

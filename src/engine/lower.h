@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/engine/kernels/elementwise.h"
 #include "program.h"
 
 namespace lowbit {
@@ -30,13 +31,17 @@ struct Node {
   float scalar(size_t i, const char* what) const;
   // Input i, a constant of integers (axes, indices), each within ±10^9.
   std::vector<int64_t> integers(size_t i, const char* what) const;
-  // The step of an element-wise f(x) of one activation (folded over a constant input).
+  // The step of element-wise function f (parameters a, b) of one activation, elementwise.h's
+  // kernel (folded over a constant input).
+  void unary(elementwise::Unary f, float a = 0, float b = 0);
+  // The step of an element-wise f(x, y) (elementwise.h's kernels): two activations of one shape,
+  // or of one rank broadcast image by image, or an activation and a constant broadcast to it; two
+  // constants are folded with numpy's broadcasting.
+  void binary(elementwise::Binary f);
+  // The step of an element-wise f(x) of one activation that no kernel list has (quantizers with
+  // their own rounding), f inlined into the loop.
   template <class F>
-  void unary(F f);
-  // The step of an element-wise f(x, y): two activations of one shape, or an activation and a
-  // constant broadcast to it; two constants are folded with numpy's broadcasting.
-  template <class F>
-  void binary(F f);
+  void map(F f);
   // Fuses min(max(v, lo), hi) (a Relu or Clip of input 0) into the float convolution or dense
   // layer that computes input 0, where only this node reads it and no activation is fused there
   // yet; whether it did.
@@ -61,7 +66,7 @@ const std::vector<OpLowering>& shape_ops();
 const std::vector<OpLowering>& pool_ops();
 
 template <class F>
-void Node::unary(F f) {  // f inlined into the loop
+void Node::map(F f) {  // f inlined into the loop
   arity(1, 1);
   out.dims = in[0]->dims;
   s.info.kernel = "elementwise_f32";
@@ -71,65 +76,6 @@ void Node::unary(F f) {  // f inlined into the loop
         for (int64_t e = count * p / parts; e < count * (p + 1) / parts; ++e) y[e] = f(x[0][e]);
       },
       in[0]->per_image());  // one operation per element
-}
-
-template <class F>
-void Node::binary(F f) {
-  arity(2, 2);
-  const Value &x = *in[0], &c = *in[1];
-  s.info.kernel = "elementwise_f32";
-  if (!x.constant && !c.constant) {
-    if (x.dims == c.dims) {
-      out.dims = x.dims;
-      s.run = [f](const std::vector<const float*>& xs, float* y, int64_t count) {
-        for (int64_t e = 0; e < count; ++e) y[e] = f(xs[0][e], xs[1][e]);
-      };
-      return;
-    }
-    // Two activations of one rank broadcast image by image (a squeeze-and-excitation's scaling).
-    if (x.dims.size() != c.dims.size())
-      bad(where, "activations of shapes " + dims_str(x.dims) + " and " + dims_str(c.dims) +
-                     " (activations of different ranks do not broadcast image by image)");
-    out.dims = broadcast_shape(x, c);
-    const Broadcast ix = make_broadcast(out.dims, x.dims, where);
-    const Broadcast ic = make_broadcast(out.dims, c.dims, where);
-    const int64_t per = product(out.dims, 1), px = x.per_image(), pc = c.per_image();
-    s.info.kernel = "broadcast_f32";
-    s.info.parameter_bytes = ix.bytes() + ic.bytes();
-    s.run = [f, ix, ic, per, px, pc](const std::vector<const float*>& xs, float* y, int64_t count) {
-      for (int64_t b = 0; b < count / per; ++b) {
-        const float *p = xs[0] + b * px, *q = xs[1] + b * pc;
-        float* yb = y + b * per;
-        for (int64_t e = 0; e < per; ++e) yb[e] = f(p[ix.at(e)], q[ic.at(e)]);
-      }
-    };
-    return;
-  }
-  if (x.constant && c.constant) {  // folded
-    out.constant = true;
-    out.dims = broadcast_shape(x, c);
-    if (p.total_constant_elements + product(out.dims) > p.limits.max_total_elements)
-      bad(where, "the constants (initializers and folded values) are too large");
-    const auto ix = broadcast_constant(out.dims, x.dims, where);
-    const auto ic = broadcast_constant(out.dims, c.dims, where);
-    out.data.resize(ix.size());
-    for (size_t e = 0; e < ix.size(); ++e) out.data[e] = f(x.data[ix[e]], c.data[ic[e]]);
-    return;
-  }
-  const bool act_first = !x.constant;
-  const Value& act = act_first ? x : c;
-  const Value& k = act_first ? c : x;
-  out.dims = act.dims;
-  const Broadcast index = make_broadcast(act.dims, k.dims, where);
-  const std::vector<float> kdata = k.data;
-  s.info.parameter_bytes = index.bytes() + static_cast<int64_t>(kdata.size() * sizeof(float));
-  s.run = [f, index, kdata, act_first](const std::vector<const float*>& xs, float* y,
-                                       int64_t count) {
-    const float* a = xs[0];  // the one activation
-    index.each(count, [&](int64_t e, int64_t j) {
-      y[e] = act_first ? f(a[e], kdata[j]) : f(kdata[j], a[e]);
-    });
-  };
 }
 
 }  // namespace detail

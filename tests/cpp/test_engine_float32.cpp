@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine_test_util.h"
+#include "lowbit/engine/kernels/elementwise.h"
 #include "lowbit/engine/kernels/float32.h"
 
 namespace {
@@ -76,6 +77,57 @@ TEST(EngineFloat32, RowSlicesAndTilesGiveTheDefinitionsBits) {
     }
   }
   EXPECT_GE(checked, 4);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(EngineFloat32, ConvolutionsPoolsAndElementwiseStepsSplitByRowsGiveTheOneThreadBits) {
+  // One image through float convolutions (split by output rows), a padded max-pool and an average
+  // pool (split by their rows), a residual Add, a per-channel Mul and a Sigmoid (each plane's
+  // rows): every thread count gives the one-thread bits, and the kernels chosen are the row-split
+  // ones.
+  using engine_test::Builder;
+  std::mt19937 rng(53);
+  auto uniform = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& e : v) e = std::uniform_real_distribution<float>(-1, 1)(rng);
+    return v;
+  };
+  Builder b({3, 201, 179});  // every step past the split threshold (2^17 operations)
+  b.init("w1", {16, 3, 3, 3}, uniform(16 * 27));
+  Builder::attr(b.node("Conv", {"image", "w1"}, "c1"), "pads", std::vector<int64_t>{1, 1, 1, 1});
+  auto* pool = b.node("MaxPool", {"c1"}, "p1");
+  Builder::attr(pool, "kernel_shape", std::vector<int64_t>{3, 3});
+  Builder::attr(pool, "strides", std::vector<int64_t>{2, 2});
+  Builder::attr(pool, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  b.init("w2", {16, 16, 3, 3}, uniform(16 * 144));
+  Builder::attr(b.node("Conv", {"p1", "w2"}, "c2"), "pads", std::vector<int64_t>{1, 1, 1, 1});
+  b.node("Add", {"c2", "p1"}, "sum");
+  b.init("k", {16, 1, 1}, uniform(16));
+  b.node("Mul", {"sum", "k"}, "scaled");
+  auto* avg = b.node("AveragePool", {"scaled"}, "a");
+  Builder::attr(avg, "kernel_shape", std::vector<int64_t>{2, 2});
+  Builder::attr(avg, "pads", std::vector<int64_t>{0, 0, 1, 1});
+  Builder::attr(avg, "count_include_pad", int64_t{1});
+  b.node("Sigmoid", {"a"}, "y");
+  const lowbit::engine::Model m = b.load("y");
+  const auto x = uniform(3 * 201 * 179);
+  const int64_t n = m.output_size();
+  std::vector<float> one(n), many(n);
+  m.run(x.data(), 1, one.data(), 1);
+  for (int threads : {2, 3, 5}) {
+    std::fill(many.begin(), many.end(), 0.0f);
+    m.run(x.data(), 1, many.data(), threads);
+    EXPECT_EQ(0, std::memcmp(one.data(), many.data(), n * sizeof(float))) << threads;
+  }
+  std::vector<std::string> kernels;
+  for (const auto& step : m.plan()) kernels.push_back(step.kernel);
+  const std::string ew = lowbit::engine::elementwise::best().name;
+  EXPECT_NE(std::find(kernels.begin(), kernels.end(), "add_f32_" + ew), kernels.end());
+  EXPECT_NE(std::find(kernels.begin(), kernels.end(), "mul_rows_f32_" + ew), kernels.end());
+  EXPECT_NE(std::find(kernels.begin(), kernels.end(), "sigmoid_f32_" + ew), kernels.end());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The engine's 8-bit layers: every kernel and requantization against the definition, quantized
 // graphs exactly, and chained power-of-2 layers passing codes against the same graph unfused.
 #include "engine_test_util.h"
+#include "lowbit/engine/kernels/elementwise.h"
 #include "lowbit/engine/kernels/pool.h"
 
 namespace {
@@ -347,8 +348,9 @@ TEST(EngineInt8, ChainedPowerOfTwoLayersPassCodesAndEqualTheFloatGraph) {
       expected.insert(expected.end(),
                       {"decode_codes+conv2d_f32_" + lowbit::engine::float32::best().name, "copy"});
     } else {
-      expected.insert(expected.end(), {conv, "copy", "int8_gemm_" + best + "+requantize",
-                                       "decode_codes", "elementwise_f32"});
+      expected.insert(expected.end(),
+                      {conv, "copy", "int8_gemm_" + best + "+requantize", "decode_codes",
+                       "copy_f32_" + lowbit::engine::elementwise::best().name});
     }
     EXPECT_EQ(fused_kernels, expected);
     EXPECT_EQ(std::count(plain_kernels.begin(), plain_kernels.end(), "quant_f32"),

@@ -1,6 +1,7 @@
 // The engine's bit-plane layers (2-bit activations, binary weights): every kernel against the
 // definition, and chained layers passing planes against the same graph unfused.
 #include "engine_test_util.h"
+#include "lowbit/engine/kernels/elementwise.h"
 
 namespace {
 
@@ -157,11 +158,12 @@ TEST(EnginePlanes, ChainedTwoBitLayersPassPlanesAndEqualTheFloatGraph) {
   const Model fused = a2w1_model(true, &fused_kernels);
   const Model plain = a2w1_model(false, &plain_kernels);
   const std::string best = lowbit::engine::planes::best().name;
-  const std::vector<std::string> expected = {"elementwise_f32",
-                                             "elementwise_f32",
+  const std::string ew = lowbit::engine::elementwise::best().name;
+  const std::vector<std::string> expected = {"div_scalar_f32_" + ew,
+                                             "mul_scalar_f32_" + ew,
                                              "quant_f32",
-                                             "elementwise_f32",
-                                             "elementwise_f32",
+                                             "div_scalar_f32_" + ew,
+                                             "mul_scalar_f32_" + ew,
                                              "bitplane_conv2d_" + best + "+maxpool+threshold",
                                              "copy",
                                              "copy",

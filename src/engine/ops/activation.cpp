@@ -14,55 +14,42 @@ namespace engine {
 namespace detail {
 namespace {
 
-void lower_sigmoid(Node& d) {
-  d.unary([](float v) { return 1.0f / (1.0f + std::exp(-v)); });
-}
+using elementwise::Binary;
+using elementwise::Unary;
 
-void lower_tanh(Node& d) {
-  d.unary([](float v) { return std::tanh(v); });
-}
+void lower_sigmoid(Node& d) { d.unary(Unary::sigmoid); }
+
+void lower_tanh(Node& d) { d.unary(Unary::tanh); }
 
 void lower_leaky_relu(Node& d) {
   const float alpha = d.a.f("alpha", 0.01f);
-  d.unary([alpha](float v) { return v >= 0 ? v : alpha * v; });
+  d.unary(Unary::leaky_relu, alpha);
 }
 
 void lower_elu(Node& d) {
   const float alpha = d.a.f("alpha", 1.0f);
-  d.unary([alpha](float v) { return v >= 0 ? v : alpha * (std::exp(v) - 1.0f); });
+  d.unary(Unary::elu, alpha);
 }
 
 void lower_hard_sigmoid(Node& d) {
   const float alpha = d.a.f("alpha", 0.2f), beta = d.a.f("beta", 0.5f);
-  d.unary([alpha, beta](float v) { return std::max(0.0f, std::min(1.0f, alpha * v + beta)); });
+  d.unary(Unary::hard_sigmoid, alpha, beta);
 }
 
-void lower_hard_swish(Node& d) {
-  d.unary([](float v) { return v * std::max(0.0f, std::min(1.0f, v / 6.0f + 0.5f)); });
-}
+void lower_hard_swish(Node& d) { d.unary(Unary::hard_swish); }
 
-void lower_softplus(Node& d) {
-  d.unary([](float v) { return v > 0 ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v)); });
-}
+void lower_softplus(Node& d) { d.unary(Unary::softplus); }
 
-void lower_neg(Node& d) {
-  d.unary([](float v) { return -v; });
-}
+void lower_neg(Node& d) { d.unary(Unary::neg); }
 
-void lower_exp(Node& d) {
-  d.unary([](float v) { return std::exp(v); });
-}
+void lower_exp(Node& d) { d.unary(Unary::exp); }
 
-void lower_sqrt(Node& d) {
-  d.unary([](float v) { return std::sqrt(v); });
-}
+void lower_sqrt(Node& d) { d.unary(Unary::sqrt); }
 
-void lower_erf(Node& d) {
-  d.unary([](float v) { return std::erf(v); });
-}
+void lower_erf(Node& d) { d.unary(Unary::erf); }
 
 void lower_prelu(Node& d) {  // slope broadcast to X (unidirectionally)
-  d.binary([](float x, float slope) { return x < 0 ? slope * x : x; });
+  d.binary(Binary::prelu);
 }
 
 // Inference: the identity (ratio and training_mode, where given, must not ask for training).
@@ -74,7 +61,7 @@ void lower_dropout(Node& d) {
   if (d.a.i("is_test", 1) == 0 && d.p.opset < 7)
     bad(d.where, "is_test 0 (training) is not supported");
   d.in.resize(1);
-  d.unary([](float v) { return v; });
+  d.unary(Unary::copy);
   d.out.grid = d.in[0]->grid;
 }
 

@@ -14,8 +14,11 @@ namespace engine {
 namespace detail {
 namespace {
 
+using elementwise::Binary;
+using elementwise::Unary;
+
 void lower_relu(Node& d) {
-  d.unary([](float v) { return v < 0 ? 0.0f : v; });
+  d.unary(Unary::relu);
   // min(max(v, 0), inf) is v < 0 ? 0 : v, NaN and -0 included.
   if (d.fuse_clamp(0.0f, std::numeric_limits<float>::infinity())) return;
   const Grid& g = d.in[0]->grid;
@@ -26,28 +29,18 @@ void lower_relu(Node& d) {
   }
 }
 
-void lower_sign(Node& d) {
-  d.unary([](float v) { return v > 0 ? 1.0f : (v < 0 ? -1.0f : 0.0f); });
-}
+void lower_sign(Node& d) { d.unary(Unary::sign); }
 
-void lower_round(Node& d) {
-  d.unary([](float v) { return std::nearbyint(v); });
-}
+void lower_round(Node& d) { d.unary(Unary::round); }
 
-void lower_floor(Node& d) {
-  d.unary([](float v) { return std::floor(v); });
-}
+void lower_floor(Node& d) { d.unary(Unary::floor); }
 
-void lower_ceil(Node& d) {
-  d.unary([](float v) { return std::ceil(v); });
-}
+void lower_ceil(Node& d) { d.unary(Unary::ceil); }
 
-void lower_abs(Node& d) {
-  d.unary([](float v) { return std::fabs(v); });
-}
+void lower_abs(Node& d) { d.unary(Unary::abs); }
 
 void lower_identity(Node& d) {
-  d.unary([](float v) { return v; });
+  d.unary(Unary::copy);
   d.out.grid = d.in[0]->grid;
 }
 
@@ -66,28 +59,24 @@ void lower_cast(Node& d) {
                      ": activations cast to float or double only, constants also to integers "
                      "and bool");
   if (integer) {
-    d.unary([](float v) { return std::trunc(v); });
+    d.unary(Unary::trunc);
   } else if (to == onnx::TensorProto::BOOL) {
-    d.unary([](float v) { return v != 0 ? 1.0f : 0.0f; });
+    d.unary(Unary::nonzero);
   } else {
-    d.unary([](float v) { return v; });  // booleans are already 0 / 1
+    d.unary(Unary::copy);  // booleans are already 0 / 1
   }
 }
 
-void lower_add(Node& d) {
-  d.binary([](float p, float q) { return p + q; });
-}
+void lower_add(Node& d) { d.binary(Binary::add); }
 
-void lower_sub(Node& d) {
-  d.binary([](float p, float q) { return p - q; });
-}
+void lower_sub(Node& d) { d.binary(Binary::sub); }
 
 void lower_mul(Node& d) {
   if (d.p.planes_scalar(d.n)) {  // bit planes stay planes, the factor recorded
     d.p.planes_scaled(d.in, d.out, d.s, '*');
     return;
   }
-  d.binary([](float p, float q) { return p * q; });
+  d.binary(Binary::mul);
   scale_grid(d.in, d.out, false);
 }
 
@@ -96,12 +85,12 @@ void lower_div(Node& d) {
     d.p.planes_scaled(d.in, d.out, d.s, '/');
     return;
   }
-  d.binary([](float p, float q) { return p / q; });
+  d.binary(Binary::div);
   scale_grid(d.in, d.out, true);
 }
 
 void lower_greater_or_equal(Node& d) {
-  d.binary([](float p, float q) { return p >= q ? 1.0f : 0.0f; });
+  d.binary(Binary::ge);
   if (!d.in[0]->constant && d.in[1]->constant && d.in[1]->data.size() == 1 &&
       d.in[1]->data[0] == 0) {
     d.out.ge_zero = true;
@@ -114,9 +103,7 @@ void lower_greater_or_equal(Node& d) {
   }
 }
 
-void lower_greater(Node& d) {
-  d.binary([](float p, float q) { return p > q ? 1.0f : 0.0f; });
-}
+void lower_greater(Node& d) { d.binary(Binary::gt); }
 
 // Clip: bounds as inputs from opset 11, as attributes (default ±FLT_MAX) before.
 void lower_clip(Node& d) {
@@ -130,7 +117,7 @@ void lower_clip(Node& d) {
                    : d.in.size() > 2 && d.in[2] ? d.scalar(2, "max")
                                                 : inf;
   d.in.resize(1);
-  d.unary([lo, hi](float v) { return std::min(std::max(v, lo), hi); });
+  d.unary(Unary::clamp, lo, hi);
   d.fuse_clamp(lo, hi);
 }
 
@@ -143,7 +130,7 @@ void lower_where(Node& d) {
   }
   const float t = d.in[1]->data[0], f = d.in[2]->data[0];
   d.in.resize(1);
-  d.unary([t, f](float c) { return c != 0 ? t : f; });
+  d.unary(Unary::select, t, f);
   if (cond.ge_zero && t == 1.0f && f == -1.0f) {  // the sign, as BipolarQuant's
     d.out.bipolar = true;
     if (cond.sign_chain && d.p.fuse(*cond.sign_chain, d.fused_into)) {
@@ -158,10 +145,9 @@ void lower_where(Node& d) {
 }
 
 // Min, Max, Sum and Mean are variadic in ONNX; one input is the identity, two are supported.
-template <class F>
-void variadic(Node& d, F f) {
+void variadic(Node& d, Binary f) {
   if (d.in.size() == 1) {
-    d.unary([](float v) { return v; });
+    d.unary(Unary::copy);
     return;
   }
   if (d.in.size() != 2) bad(d.where, "more than 2 inputs are not supported");
@@ -169,24 +155,16 @@ void variadic(Node& d, F f) {
 }
 
 void lower_min(Node& d) {  // NaN propagates, as in onnxruntime
-  variadic(d, [](float p, float q) { return p != p || q != q ? p + q : std::min(p, q); });
+  variadic(d, Binary::min);
 }
 
-void lower_max(Node& d) {
-  variadic(d, [](float p, float q) { return p != p || q != q ? p + q : std::max(p, q); });
-}
+void lower_max(Node& d) { variadic(d, Binary::max); }
 
-void lower_sum(Node& d) {
-  variadic(d, [](float p, float q) { return p + q; });
-}
+void lower_sum(Node& d) { variadic(d, Binary::add); }
 
-void lower_mean(Node& d) {
-  variadic(d, [](float p, float q) { return (p + q) / 2.0f; });
-}
+void lower_mean(Node& d) { variadic(d, Binary::mean); }
 
-void lower_pow(Node& d) {
-  d.binary([](float p, float q) { return std::pow(p, q); });
-}
+void lower_pow(Node& d) { d.binary(Binary::pow); }
 
 }  // namespace
 

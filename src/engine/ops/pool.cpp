@@ -13,6 +13,32 @@ namespace lowbit {
 namespace engine {
 namespace detail {
 
+namespace {
+
+// Part `part` of `parts` of a pooling step over `planes` planes of one window: output rows
+// [r0, r1) of every plane where the planes have at least 4 rows per part (as float convolutions
+// split theirs: each thread then pools the rows its own part of the convolution wrote), else a
+// slice of the planes. run(window, input offset, output offset) pools one plane's part.
+template <class Run>
+void pool_part(const pool::Window& s, int64_t planes, int64_t part, int64_t parts, Run&& run) {
+  const int64_t in_plane = s.h * s.w, out_plane = s.oh * s.ow;
+  if (parts > 1 && s.oh >= 4 * parts) {
+    const int64_t r0 = s.oh * part / parts, r1 = s.oh * (part + 1) / parts;
+    // The rows' windows start at input row r * stride - pad_top: the slice's input starts at the
+    // first of them inside the plane, the rest above it is padding, as in s.
+    const int64_t start = r0 * s.stride_h - s.pad_top, first = std::max<int64_t>(start, 0);
+    pool::Window sub = s;
+    sub.pad_top = first - start, sub.h = s.h - first, sub.oh = r1 - r0;
+    for (int64_t p = 0; p < planes; ++p)
+      run(sub, p * in_plane + first * s.w, p * out_plane + r0 * s.ow);
+    return;
+  }
+  for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p)
+    run(s, p * in_plane, p * out_plane);
+}
+
+}  // namespace
+
 void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out, Step& s,
                        const std::string& where) {
   if (in.size() != 1 || !in[0] || in[0]->constant || in[0]->dims.size() != 4)
@@ -77,15 +103,15 @@ void Program::max_pool(std::vector<const Value*>& in, const Attrs& a, Value& out
     };
     return;
   }
-  // Part p of `parts`: a slice of the planes (images x channels).
   s.info.kernel = "maxpool_f32_" + kern->name;
   split_step(
       s,
       [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t part,
           int64_t parts) {
-        const int64_t planes = count / (oh * ow);
-        for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p)
-          kern->max(xs[0] + p * h * w, plane, y + p * oh * ow);
+        pool_part(plane, count / (oh * ow), part, parts,
+                  [&](const pool::Window& win, int64_t in_at, int64_t out_at) {
+                    kern->max(xs[0] + in_at, win, y + out_at);
+                  });
       },
       c * oh * ow * kh * kw);
 }
@@ -128,9 +154,10 @@ void lower_average_pool(Node& d) {
       d.s,
       [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t part,
           int64_t parts) {
-        const int64_t planes = count / (oh * ow);
-        for (int64_t p = planes * part / parts; p < planes * (part + 1) / parts; ++p)
-          kern->average(xs[0] + p * h * w, plane, include, y + p * oh * ow);
+        pool_part(plane, count / (oh * ow), part, parts,
+                  [&](const pool::Window& win, int64_t in_at, int64_t out_at) {
+                    kern->average(xs[0] + in_at, win, include, y + out_at);
+                  });
       },
       c * oh * ow * ks[0] * ks[1]);
 }

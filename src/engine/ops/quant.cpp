@@ -157,9 +157,9 @@ void lower_quantize_linear(Node& d) {
   }
   if (!dequant && !x.constant) d.out.integral = true;
   if (dequant) {
-    d.unary([sc, zp](float v) { return (v - zp) * sc; });
+    d.map([sc, zp](float v) { return (v - zp) * sc; });
   } else {
-    d.unary([sc, zp, lo, hi](float v) {
+    d.map([sc, zp, lo, hi](float v) {
       return std::min(std::max(std::nearbyint(v / sc) + zp, lo), hi);
     });
   }
@@ -205,7 +205,7 @@ void lower_trunc(Node& d) {
     trunc_scale = std::exp2(in_bits - out_bits);
   }
   d.in.resize(1);
-  d.unary([=](float v) {
+  d.map([=](float v) {
     float y = std::nearbyint(v / scale + zero) / trunc_scale;
     y = y > hi ? hi : (y < lo ? lo : y);
     return (round_mode(y, rounding) - out_zero) * out_scale;

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "../lower.h"
+#include "lowbit/engine/kernels/layout.h"
 
 namespace lowbit {
 namespace engine {
@@ -107,25 +108,28 @@ void lower_resize(Node& d) {
   };
   axis(h, oh, scale_h, r0, r1, fr);
   axis(w, ow, scale_w, c0, c1, fc);
+  // Plane by plane, layout.h's kernels, split across threads by planes.
   const bool linear = mode == "linear";
-  d.s.info.kernel = linear ? "resize_linear_f32" : "resize_nearest_f32";
-  d.s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
-    for (int64_t p = 0; p < count / (oh * ow); ++p) {
-      const float* xp = xs[0] + p * h * w;
-      float* yp = y + p * oh * ow;
-      for (int64_t r = 0; r < oh; ++r)
-        for (int64_t q = 0; q < ow; ++q) {
-          if (!linear) {
-            yp[r * ow + q] = xp[r0[r] * w + c0[q]];
-            continue;
+  const layout::Kernels* k = &layout::best();
+  d.s.info.kernel = (linear ? "resize_linear_f32_" : "resize_nearest_f32_") + k->name;
+  d.s.info.parameter_bytes =
+      static_cast<int64_t>((oh + ow) * (2 * sizeof(int64_t) + sizeof(float)));
+  split_step(
+      d.s,
+      [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t p, int64_t parts) {
+        const int64_t planes = count / (oh * ow);
+        for (int64_t pl = planes * p / parts; pl < planes * (p + 1) / parts; ++pl) {
+          const float* xp = xs[0] + pl * h * w;
+          float* yp = y + pl * oh * ow;
+          if (linear) {
+            k->linear(xp, w, r0.data(), r1.data(), fr.data(), oh, c0.data(), c1.data(), fc.data(),
+                      ow, yp);
+          } else {
+            k->nearest(xp, w, r0.data(), oh, c0.data(), ow, yp);
           }
-          const float a = xp[r0[r] * w + c0[q]], b = xp[r0[r] * w + c1[q]];
-          const float c = xp[r1[r] * w + c0[q]], e = xp[r1[r] * w + c1[q]];
-          const float top = a + (b - a) * fc[q], bottom = c + (e - c) * fc[q];
-          yp[r * ow + q] = top + (bottom - top) * fr[r];
         }
-    }
-  };
+      },
+      x.dims[1] * oh * ow * (linear ? 6 : 1));
   d.in.resize(1);
 }
 

@@ -6,6 +6,7 @@
 
 #include "../lower.h"
 #include "lowbit/engine/kernels/binary.h"
+#include "lowbit/engine/kernels/layout.h"
 
 namespace lowbit {
 namespace engine {
@@ -191,36 +192,25 @@ void Program::pad(std::vector<const Value*>& in, const Attrs& a, Value& out, Ste
     };
     return;
   }
-  if (mode != "constant") {  // each output pixel copies one of the input's (per plane)
+  if (mode != "constant") {  // each output pixel copies one of the input's
     out.grid = in[0]->grid;
     out.bipolar = in[0]->bipolar;
-    auto source = [&](int64_t i, int64_t n) {  // ONNX's reflect (no edge repeat) and edge
-      if (mode == "edge" || n == 1) return std::min(std::max<int64_t>(i, 0), n - 1);
-      while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
-      return i;
-    };
-    std::vector<int64_t> index(oh * ow);
-    for (int64_t r = 0; r < oh; ++r)
-      for (int64_t q = 0; q < ow; ++q) index[r * ow + q] = source(r - t, h) * w + source(q - l, w);
-    s.info.kernel = "pad_" + mode + "_f32";
-    s.info.parameter_bytes = static_cast<int64_t>(index.size() * sizeof(int64_t));
-    s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
-      for (int64_t pl = 0; pl < count / (oh * ow); ++pl)
-        for (int64_t e = 0; e < oh * ow; ++e) y[pl * oh * ow + e] = xs[0][pl * h * w + index[e]];
-    };
-    return;
   }
-  s.info.kernel = "pad_f32";
-  s.run = [=](const std::vector<const float*>& xs, float* y, int64_t count) {
-    const int64_t planes = count / (oh * ow);
-    for (int64_t pl = 0; pl < planes; ++pl) {
-      float* yp = y + pl * oh * ow;
-      std::fill(yp, yp + oh * ow, value);
-      const float* xp = xs[0] + pl * h * w;
-      for (int64_t r = 0; r < h; ++r)
-        std::copy(xp + r * w, xp + (r + 1) * w, yp + (r + t) * ow + l);
-    }
-  };
+  // Plane by plane, layout.h's kernel, split across threads by planes.
+  const layout::PadMode pm = mode == "constant"  ? layout::PadMode::constant
+                             : mode == "reflect" ? layout::PadMode::reflect
+                                                 : layout::PadMode::edge;
+  const layout::Kernels* k = &layout::best();
+  s.info.kernel =
+      (mode == "constant" ? std::string("pad_f32_") : "pad_" + mode + "_f32_") + k->name;
+  split_step(
+      s,
+      [=](const std::vector<const float*>& xs, float* y, int64_t count, int64_t p, int64_t parts) {
+        const int64_t planes = count / (oh * ow);
+        for (int64_t pl = planes * p / parts; pl < planes * (p + 1) / parts; ++pl)
+          k->pad(xs[0] + pl * h * w, h, w, t, l, oh, ow, pm, value, y + pl * oh * ow);
+      },
+      c * oh * ow);
 }
 
 namespace {
