@@ -142,7 +142,7 @@ bool int8_conv(Step& s, const binary::ConvShape& shape, const Grid& xg, bool inp
   s.int8 = l;
   // Part p of `parts`: a slice of the output rows.
   const Int8Layer* raw = l.get();
-  split_int8_rows<float>(
+  split_layer_rows<float, Int8Layer>(
       s, l, shape.m * shape.oh * shape.ow, [raw](const int32_t* sums, int64_t plane, float* out) {
         raw->kernels->dequantize(sums, raw->shape.m, plane, raw->constant.data(), raw->zw,
                                  raw->scale.data(), raw->bias.data(), out);
@@ -260,13 +260,13 @@ void planes_conv(Step& s, const binary::ConvShape& shape, const Value& x, int bi
   s.info.parameter_bytes = static_cast<int64_t>(l->weights.size() * sizeof(uint64_t) +
                                                 shape.m * (sizeof(double) + sizeof(float)));
   s.planes = l;
-  s.run = [l](const std::vector<const float*>& xs, float* y, int64_t count) {
-    const int64_t m = l->shape.m, plane = l->shape.oh * l->shape.ow;
-    for (int64_t b = 0; b < count / (m * plane); ++b) {
-      int8::best().dequantize(l->sums(xs[0], b), m, plane, l->zeros.data(), 0, l->scale.data(),
-                              l->bias.data(), y + b * m * plane);
-    }
-  };
+  // Part p of `parts`: a slice of the output rows.
+  const PlanesLayer* raw = l.get();
+  split_layer_rows<float, PlanesLayer>(
+      s, l, shape.m * shape.oh * shape.ow, [raw](const int32_t* sums, int64_t plane, float* out) {
+        int8::best().dequantize(sums, raw->shape.m, plane, raw->zeros.data(), 0, raw->scale.data(),
+                                raw->bias.data(), out);
+      });
 }
 
 void copy_step(Step& s) {

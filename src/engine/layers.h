@@ -19,6 +19,11 @@ namespace lowbit {
 namespace engine {
 namespace detail {
 
+// The convolution of output rows [r0, r1) of s alone: the shape to give a kernel, whose input
+// starts at input row `first` (the rows above it, where the window reaches them, are padding, as
+// in s). Its sums are s's, exactly, for the kernels that compute sums of integers.
+binary::ConvShape row_slice(const binary::ConvShape& s, int64_t r0, int64_t r1, int64_t& first);
+
 struct BinaryLayer {
   binary::ConvShape shape;
   const binary::Kernels* kernels = nullptr;
@@ -87,7 +92,11 @@ struct PlanesLayer {
   std::vector<int64_t> zeros;  // dequantize's constant
   bool input_planes = false;   // reads a fused layer's planes, else packs the codes of floats
   int64_t input_words() const { return planes::image_words(bits, shape.c, shape.h, shape.w); }
-  const int32_t* sums(const float* x, int64_t b) const {
+  // Image b's sums of output rows [r0, r1) ([m][rows][ow]; all rows by default), in buffers
+  // reused by every step of a thread. The planes are channels last, so a slice of rows is the
+  // kernel's run over the input rows it reads (row_slice): the same sums.
+  const int32_t* sums(const float* x, int64_t b, int64_t r0 = 0, int64_t r1 = -1) const {
+    if (r1 < 0) r1 = shape.oh;
     thread_local std::vector<uint64_t> packed;
     thread_local std::vector<int32_t> raw;
     const uint64_t* in = reinterpret_cast<const uint64_t*>(x) + b * input_words();
@@ -97,8 +106,11 @@ struct PlanesLayer {
                           packed.data());
       in = packed.data();
     }
-    raw.resize(shape.m * shape.oh * shape.ow);
-    kernels->sums(in, bits, weights.data(), shape, raw.data());
+    int64_t first = 0;
+    const binary::ConvShape sub = row_slice(shape, r0, r1, first);
+    raw.resize(shape.m * sub.oh * shape.ow);
+    kernels->sums(in + first * shape.w * bits * binary::words(shape.c), bits, weights.data(), sub,
+                  raw.data());
     return raw.data();
   }
 };
@@ -135,11 +147,6 @@ struct Step {
 void copy_step(Step& s);
 // Gives step s its split form (Step::part, `macs` per image) and, as its run, the one part of one.
 void split_step(Step& s, Step::Part part, int64_t macs);
-// The convolution of output rows [r0, r1) of s alone: the shape to give a kernel, whose input
-// starts at input row `first` (the rows above it, where the window reaches them, are padding, as
-// in s). Its sums are s's, exactly, for the kernels that compute sums of integers.
-binary::ConvShape row_slice(const binary::ConvShape& s, int64_t r0, int64_t r1, int64_t& first);
-
 // Copies the output rows [r0, r0 + rows) of m channels, computed as [m][rows][ow], into an image's
 // [m][oh][ow].
 template <class T>
@@ -190,17 +197,18 @@ void float_conv_part(const binary::ConvShape& shape, int64_t group, int64_t p, i
       shape.oh);
 }
 
-// Gives an 8-bit layer's step (output [m, oh, ow] of T per image, `stored` floats apart) its split
-// form by output rows: emit(raw, plane, out) turns the sums of a slice of `plane` pixels
-// (Int8Layer::sums) into m x plane outputs, which go to each channel's rows of the image.
-template <class T, class Emit>
-void split_int8_rows(Step& s, std::shared_ptr<const Int8Layer> layer, int64_t stored, Emit emit) {
+// Gives an 8-bit or bit-plane layer's step (output [m, oh, ow] of T per image, `stored` floats
+// apart) its split form by output rows: emit(raw, plane, out) turns the sums of a slice of `plane`
+// pixels (Int8Layer::sums, PlanesLayer::sums) into m x plane outputs, which go to each channel's
+// rows of the image.
+template <class T, class Layer, class Emit>
+void split_layer_rows(Step& s, std::shared_ptr<const Layer> layer, int64_t stored, Emit emit) {
   const binary::ConvShape& sh = layer->shape;
   split_step(
       s,
       [layer, stored, emit](const std::vector<const float*>& xs, float* y, int64_t count, int64_t p,
                             int64_t parts) {
-        const Int8Layer& l = *layer;
+        const Layer& l = *layer;
         const int64_t m = l.shape.m, oh = l.shape.oh, ow = l.shape.ow;
         const int64_t r0 = oh * p / parts, r1 = oh * (p + 1) / parts, rows = r1 - r0;
         if (rows == 0) return;

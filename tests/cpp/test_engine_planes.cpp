@@ -85,14 +85,15 @@ TEST(EnginePlanes, EveryKernelEqualsTheDefinitionAroundTilesAndWords) {
 // Quant -> Div 3 -> Mul 2 -> Conv -> Mul -> Add -> Flatten -> ... -> Quant -> Div 3 -> Mul 2 ->
 // Gemm (binary) -> output. Fused: every layer's chain thresholds its sums into the next layer's
 // planes.
-Model a2w1_model(bool fused, std::vector<std::string>* kernels) {
-  const int64_t C = 3, H = 8, M1 = 70, M2 = 5, classes = 4;
+// Images of H x H (even).
+Model a2w1_model(bool fused, std::vector<std::string>* kernels, int64_t H = 8) {
+  const int64_t C = 3, M1 = 70, M2 = 5, classes = 4, P = (H / 2) * (H / 2);
   std::mt19937 rng(41);
   auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
   auto uniform = [&](float lo, float hi) {
     return std::uniform_real_distribution<float>(lo, hi)(rng);
   };
-  std::vector<float> w1(M1 * C * 9), w2(M2 * M1 * 9), g(classes * M2 * 16), a1(M1), b1(M1), a2(M2),
+  std::vector<float> w1(M1 * C * 9), w2(M2 * M1 * 9), g(classes * M2 * P), a1(M1), b1(M1), a2(M2),
       b2(M2);
   for (auto& v : w1) v = 0.03f * sign();
   for (int64_t o = 0; o < M2; ++o)
@@ -108,7 +109,7 @@ Model a2w1_model(bool fused, std::vector<std::string>* kernels) {
     b.init(name, {}, {v});
   b.init("w1", {M1, C, 3, 3}, w1);
   b.init("w2", {M2, M1, 3, 3}, w2);
-  b.init("g", {classes, M2 * 16}, g);
+  b.init("g", {classes, M2 * P}, g);
   b.init("a1", {1, M1, 1, 1}, a1);
   b.init("b1", {1, M1, 1, 1}, b1);
   b.init("a2", {1, M2, 1, 1}, a2);
@@ -183,6 +184,27 @@ TEST(EnginePlanes, ChainedTwoBitLayersPassPlanesAndEqualTheFloatGraph) {
   EXPECT_EQ(y1, y2);
   EXPECT_NE(std::vector<float>(y1.begin(), y1.begin() + 4),
             std::vector<float>(y1.begin() + 4, y1.begin() + 8));
+}
+
+TEST(EnginePlanes, OneImageOnSeveralThreadsGivesTheSameBits) {
+  // Bit-plane layers split across threads by output rows: the fused chains (a 2x2 max-pool and
+  // thresholds into the next layer's planes) and the plain layers (sums dequantized to floats) of
+  // the A2W1 model on 40 x 40 images, each layer large enough to split: one image on 1, 2, 3 and
+  // 5 threads, the same bits, and the fused model's output the plain one's.
+  std::vector<std::string> fused_kernels, plain_kernels;
+  const Model fused = a2w1_model(true, &fused_kernels, 40);
+  const Model plain = a2w1_model(false, &plain_kernels, 40);
+  std::mt19937 rng(17);
+  std::vector<float> x(3 * 40 * 40);
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-0.5f, 2.5f)(rng);
+  std::vector<float> want(4), got(4);
+  plain.run(x.data(), 1, want.data(), 1);
+  for (const Model* m : {&fused, &plain})
+    for (int threads : {1, 2, 3, 5}) {
+      std::fill(got.begin(), got.end(), 0.0f);
+      m->run(x.data(), 1, got.data(), threads);
+      EXPECT_EQ(got, want) << (m == &fused ? "fused, " : "plain, ") << threads << " threads";
+    }
 }
 
 }  // namespace lowbit_planes_tests

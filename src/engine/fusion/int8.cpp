@@ -162,7 +162,7 @@ bool Program::fuse_int8(const SumChain& chain, float qscale, float qzero, float 
   if (shifts) {
     // Part p of `parts`: a slice of the output rows.
     const Int8Layer* lp = layer.get();
-    split_int8_rows<uint8_t>(
+    split_layer_rows<uint8_t, Int8Layer>(
         conv, layer, stored, [lp, q, m](const int32_t* sums, int64_t rows_plane, uint8_t* out) {
           lp->kernels->requantize(sums, m, rows_plane, q->add.data(), lp->zw, q->shift.data(),
                                   q->lo.data(), q->hi.data(), out);
@@ -176,7 +176,7 @@ bool Program::fuse_int8(const SumChain& chain, float qscale, float qzero, float 
   // eight float steps (0.072 against 0.12 ms): tables for QuantizeLinear only.
   if (!linear) return false;
   const Int8Layer* lp = layer.get();
-  split_int8_rows<uint8_t>(
+  split_layer_rows<uint8_t, Int8Layer>(
       conv, layer, stored, [lp, table, m](const int32_t* raw, int64_t plane, uint8_t* out) {
         for (int64_t o = 0; o < m; ++o) {
           const int64_t* t = table->t.data() + o * StepTable::kSize;

@@ -143,44 +143,55 @@ bool Program::fuse_planes(const SumChain& chain, float qscale, float qhi, int ro
   const int64_t ph = chain.chw[1], pw = chain.chw[2];
   const bool pooled = chain.pooled;
   const int64_t pkh = chain.pool_kh, pkw = chain.pool_kw, psh = chain.pool_sh, psw = chain.pool_sw;
-  conv.run = [layer, table, out_bits, ph, pw, pooled, pkh, pkw, psh, psw](
-                 const std::vector<const float*>& xs, float* y, int64_t count) {
-    const PlanesLayer& l = *layer;
-    const int64_t m = l.shape.m, ow = l.shape.ow;
-    const int64_t stored = planes::image_words(out_bits, m, ph, pw);
-    const int levels = table->levels;
-    thread_local std::vector<uint8_t> codes;
-    codes.resize(m * ph * pw);
-    for (int64_t b = 0; b < count / (2 * stored); ++b) {
-      const int32_t* n = l.sums(xs[0], b);
-      // The codes per channel, then packed as planes for the next layer.
-      for (int64_t o = 0; o < m; ++o) {
-        const int32_t* no = n + o * l.shape.oh * ow;
-        const int32_t* t = table->t.data() + o * levels;
-        const int64_t dir = table->dir[o];
-        const bool largest = table->largest[o] != 0;
-        uint8_t* co = codes.data() + o * ph * pw;
-        for (int64_t r = 0; r < ph; ++r)
-          for (int64_t q = 0; q < pw; ++q) {
-            int64_t v = no[r * ow + q];
-            if (pooled) {
-              v = no[(r * psh) * ow + q * psw];
-              for (int64_t i = 0; i < pkh; ++i)
-                for (int64_t j = 0; j < pkw; ++j) {
-                  const int64_t e = no[(r * psh + i) * ow + q * psw + j];
-                  v = largest ? std::max(v, e) : std::min(v, e);
+  // Part p of `parts`: a slice of the (pooled) output rows, from the layer's sums of the rows
+  // their windows read; the planes are channels last, so the slice's words are contiguous.
+  const int64_t stored = planes::image_words(out_bits, m, ph, pw);
+  split_step(
+      conv,
+      [layer, table, out_bits, ph, pw, pooled, pkh, pkw, psh, psw, stored](
+          const std::vector<const float*>& xs, float* y, int64_t count, int64_t p, int64_t parts) {
+        const PlanesLayer& l = *layer;
+        const int64_t m = l.shape.m, ow = l.shape.ow;
+        const int64_t r0 = ph * p / parts, r1 = ph * (p + 1) / parts, rows = r1 - r0;
+        if (rows == 0) return;
+        // The layer's rows the slice reads: [c0, c1).
+        const int64_t c0 = pooled ? r0 * psh : r0;
+        const int64_t c1 = pooled ? std::min(l.shape.oh, (r1 - 1) * psh + pkh) : r1;
+        const int levels = table->levels;
+        thread_local std::vector<uint8_t> codes;
+        codes.resize(m * rows * pw);
+        for (int64_t b = 0; b < count / (2 * stored); ++b) {
+          const int32_t* n = l.sums(xs[0], b, c0, c1);
+          // The codes per channel, then packed as planes for the next layer.
+          for (int64_t o = 0; o < m; ++o) {
+            const int32_t* no = n + o * (c1 - c0) * ow;
+            const int32_t* t = table->t.data() + o * levels;
+            const int64_t dir = table->dir[o];
+            const bool largest = table->largest[o] != 0;
+            uint8_t* co = codes.data() + o * rows * pw;
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t q = 0; q < pw; ++q) {
+                int64_t v = no[r * ow + q];
+                if (pooled) {
+                  v = no[(r * psh) * ow + q * psw];
+                  for (int64_t i = 0; i < pkh; ++i)
+                    for (int64_t j = 0; j < pkw; ++j) {
+                      const int64_t e = no[(r * psh + i) * ow + q * psw + j];
+                      v = largest ? std::max(v, e) : std::min(v, e);
+                    }
                 }
-            }
-            v *= dir;
-            int c = table->base[o];
-            for (int j = 0; j < levels; ++j) c += v >= t[j] ? 1 : 0;
-            co[r * pw + q] = static_cast<uint8_t>(c);
+                v *= dir;
+                int c = table->base[o];
+                for (int j = 0; j < levels; ++j) c += v >= t[j] ? 1 : 0;
+                co[r * pw + q] = static_cast<uint8_t>(c);
+              }
           }
-      }
-      planes::pack_codes(codes.data(), out_bits, m, ph, pw,
-                         reinterpret_cast<uint64_t*>(y) + b * stored);
-    }
-  };
+          planes::pack_codes(
+              codes.data(), out_bits, m, rows, pw,
+              reinterpret_cast<uint64_t*>(y) + b * stored + r0 * pw * out_bits * binary::words(m));
+        }
+      },
+      m * l.shape.oh * l.shape.ow * l.shape.c * l.shape.kh * l.shape.kw);
   conv.info.kernel += pooled ? "+maxpool+threshold" : "+threshold";
   conv.info.parameter_bytes += m * static_cast<int64_t>((levels + 2) * sizeof(int32_t) + 1);
   return fused(chain, into);
