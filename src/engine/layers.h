@@ -35,7 +35,8 @@ struct BinaryLayer {
   const uint64_t* input(const float* x, int64_t b, std::vector<uint64_t>& buffer) const {
     if (input_packed) return reinterpret_cast<const uint64_t*>(x) + b * input_words();
     buffer.resize(input_words());
-    binary::pack_chw(x + b * shape.c * shape.h * shape.w, shape.c, shape.h, shape.w, buffer.data());
+    kernels->signs(x + b * shape.c * shape.h * shape.w, shape.c, shape.h, shape.w,
+                   binary::Minus::negative, buffer.data());
     return buffer.data();
   }
 };

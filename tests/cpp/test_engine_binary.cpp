@@ -314,7 +314,7 @@ TEST(EngineBinary, ChainedBinaryLayersStayPackedAndEqualTheFloatGraph) {
   const Model plain = chained_binary_model(false, &plain_kernels);
   const std::string best = lowbit::engine::binary::best().name;
   // The input's signs packed at once (only a pad of +1 reads them), then bits throughout.
-  const std::vector<std::string> expected = {"pack_signs",
+  const std::vector<std::string> expected = {"pack_signs_" + best,
                                              "pad_bits",
                                              "binary_conv2d_" + best + "+maxpool+threshold",
                                              "pad_bits",
@@ -367,5 +367,50 @@ TEST(EngineBinary, PackedValuesReadAsFloatsAreUnpacked) {
 }
 
 }  // namespace lowbit_binary_tests
+
+TEST(EngineBinary, EveryBuildPacksSignsAsTheDefinition) {
+  // Every build's signs() against the layout written out: bit (ch % 64) of word
+  // (pixel * words(c) + ch / 64) is 1 where the predicate holds, padding bits 0; values around
+  // the predicates' edges (±0, NaN, infinities), channel counts around a word, odd planes.
+  namespace bin = lowbit::engine::binary;
+  std::mt19937 rng(59);
+  const float specials[] = {0.0f,
+                            -0.0f,
+                            std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            1e-40f,
+                            -1e-40f};
+  int checked = 0;
+  for (const auto& k : bin::all()) {
+    if (!k.supported()) continue;
+    for (int64_t c : {1, 63, 64, 65, 130}) {
+      const int64_t h = 3, w = 5, cw = bin::words(c);
+      std::vector<float> x(c * h * w);
+      for (auto& v : x)
+        v = rng() % 3 == 0 ? specials[rng() % 7]
+                           : std::uniform_real_distribution<float>(-1, 1)(rng);
+      for (bin::Minus minus :
+           {bin::Minus::negative, bin::Minus::not_nonnegative, bin::Minus::zero}) {
+        std::vector<uint64_t> got(cw * h * w, ~uint64_t{0});
+        k.signs(x.data(), c, h, w, minus, got.data());
+        for (int64_t p = 0; p < h * w; ++p)
+          for (int64_t ch = 0; ch < cw * 64; ++ch) {
+            bool want = false;
+            if (ch < c) {
+              const float v = x[ch * h * w + p];
+              want = minus == bin::Minus::negative          ? v < 0
+                     : minus == bin::Minus::not_nonnegative ? !(v >= 0)
+                                                            : v == 0;
+            }
+            const bool bit = (got[p * cw + ch / 64] >> (ch % 64)) & 1;
+            ASSERT_EQ(bit, want) << k.name << " c " << c << " pixel " << p << " channel " << ch;
+          }
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GE(checked, 15);
+}
 
 }  // namespace

@@ -44,17 +44,12 @@ void Program::pack_signs(Step& s, const Value& x, Value& out, bool condition) {
   s.part = nullptr;
   s.macs = 0;
   const int64_t words = 2 * binary::words(c) * h * w;  // per image, in floats
-  s.run = [c, h, w, words, condition](const std::vector<const float*>& xs, float* y,
-                                      int64_t count) {
-    for (int64_t b = 0; b < count / words; ++b) {
-      const float* x = xs[0] + b * c * h * w;
-      uint64_t* out = reinterpret_cast<uint64_t*>(y + b * words);
-      if (condition) {
-        binary::pack_chw_by(x, c, h, w, out, [](float v) { return v == 0; });
-      } else {
-        binary::pack_chw_by(x, c, h, w, out, [](float v) { return !(v >= 0); });
-      }
-    }
+  const binary::Kernels* k = &binary::best();
+  s.info.kernel += "_" + k->name;
+  const binary::Minus minus = condition ? binary::Minus::zero : binary::Minus::not_nonnegative;
+  s.run = [c, h, w, words, minus, k](const std::vector<const float*>& xs, float* y, int64_t count) {
+    for (int64_t b = 0; b < count / words; ++b)
+      k->signs(xs[0] + b * c * h * w, c, h, w, minus, reinterpret_cast<uint64_t*>(y + b * words));
   };
 }
 

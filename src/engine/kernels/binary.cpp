@@ -9,6 +9,12 @@ namespace lowbit {
 namespace engine {
 namespace binary {
 
+namespace scalar {
+void signs(const float* x, int64_t c, int64_t h, int64_t w, Minus minus, uint64_t* out) {
+  LOWBIT_BINARY_SIGNS_BODY(x, c, h, w, minus, out)
+}
+}  // namespace scalar
+
 #if defined(__x86_64__)
 namespace popcnt {
 void conv_popcnt(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&,
@@ -16,9 +22,11 @@ void conv_popcnt(const uint64_t*, const uint64_t*, const float*, const float*, c
 }
 namespace avx2 {
 void conv(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&, float*);
+void signs(const float*, int64_t, int64_t, int64_t, Minus, uint64_t*);
 }  // namespace avx2
 namespace avx512 {
 void conv(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&, float*);
+void signs(const float*, int64_t, int64_t, int64_t, Minus, uint64_t*);
 void conv_bits(const uint64_t*, const uint64_t*, const int32_t*, const uint8_t*, const ConvShape&,
                uint64_t*);
 }  // namespace avx512
@@ -84,21 +92,22 @@ void bits_from_sums(const uint64_t* x, const uint64_t* w, const int32_t* t, cons
 
 const std::vector<Kernels>& all() {
   static const std::vector<Kernels> list = {
-    {"scalar", [] { return true; }, &pack_kernel, &scalar::conv, &bits_from_sums<&scalar::conv>},
+    {"scalar", [] { return true; }, &pack_kernel, &scalar::signs, &scalar::conv,
+     &bits_from_sums<&scalar::conv>},
 #if defined(__x86_64__)
-    {"popcnt", [] { return __builtin_cpu_supports("popcnt") != 0; }, &pack_kernel,
+    {"popcnt", [] { return __builtin_cpu_supports("popcnt") != 0; }, &pack_kernel, &scalar::signs,
      &popcnt::conv_popcnt, &bits_from_sums<&popcnt::conv_popcnt>},
     {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; },
      [](const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
        return pack_interleaved(w, m, c, kh, kw, 4);
      },
-     &avx2::conv, &bits_from_sums<&avx2::conv>},
+     &avx2::signs, &avx2::conv, &bits_from_sums<&avx2::conv>},
     {"avx512",
      [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); },
      [](const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
        return pack_interleaved(w, m, c, kh, kw, 8);
      },
-     &avx512::conv, &avx512::conv_bits},
+     &avx512::signs, &avx512::conv, &avx512::conv_bits},
 #endif
   };
   return list;

@@ -49,6 +49,10 @@ void conv(const uint64_t* x, const uint64_t* w, const float* scale, const float*
   }
 }
 
+void signs(const float* x, int64_t c, int64_t h, int64_t w, Minus minus, uint64_t* out) {
+  LOWBIT_BINARY_SIGNS_BODY(x, c, h, w, minus, out)
+}
+
 }  // namespace avx2
 }  // namespace binary
 }  // namespace engine

@@ -264,6 +264,10 @@ void conv_bits(const uint64_t* x, const uint64_t* w, const int32_t* t, const uin
   run<true>(x, w, nullptr, nullptr, t, below, s, nullptr, out);
 }
 
+void signs(const float* x, int64_t c, int64_t h, int64_t w, Minus minus, uint64_t* out) {
+  LOWBIT_BINARY_SIGNS_BODY(x, c, h, w, minus, out)
+}
+
 }  // namespace avx512
 }  // namespace binary
 }  // namespace engine

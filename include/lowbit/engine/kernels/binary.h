@@ -37,6 +37,30 @@ void pack_chw_by(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out,
 }
 // pack_chw_by with bit 1 where the value is negative.
 void pack_chw(const float* x, int64_t c, int64_t h, int64_t w, uint64_t* out);
+
+// The values a packed bit 1 stands for (-1), for the kernels' own builds of pack_chw_by.
+enum class Minus {
+  negative,         // v < 0 (a binary layer's float input: 0 is +1)
+  not_nonnegative,  // !(v >= 0): BipolarQuant's -1 (negative or NaN)
+  zero,             // v == 0: Where(x >= 0, 1, -1)'s condition false
+};
+// pack_chw_by of one image with that predicate, compiled with the kernel's instruction set.
+using SignsFn = void (*)(const float* x, int64_t c, int64_t h, int64_t w, Minus minus,
+                         uint64_t* out);
+// The body of every build's SignsFn (called from each build's own translation unit, so that each
+// is compiled with that build's flags).
+#define LOWBIT_BINARY_SIGNS_BODY(x, c, h, w, minus, out)                               \
+  switch (minus) {                                                                     \
+    case ::lowbit::engine::binary::Minus::negative:                                    \
+      return ::lowbit::engine::binary::pack_chw_by(x, c, h, w, out,                    \
+                                                   [](float v) { return v < 0; });     \
+    case ::lowbit::engine::binary::Minus::not_nonnegative:                             \
+      return ::lowbit::engine::binary::pack_chw_by(x, c, h, w, out,                    \
+                                                   [](float v) { return !(v >= 0); }); \
+    case ::lowbit::engine::binary::Minus::zero:                                        \
+      return ::lowbit::engine::binary::pack_chw_by(x, c, h, w, out,                    \
+                                                   [](float v) { return v == 0; });    \
+  }
 // Packs the signs of a kernel w [m, c, kh, kw]: out[((o * kh + i) * kw + j) * words(c) + k].
 std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw);
 // The vector kernels' layout: the words of `lanes` output channels side by side,
@@ -84,7 +108,8 @@ using PackFn = std::vector<uint64_t> (*)(const float* w, int64_t m, int64_t c, i
 struct Kernels {
   std::string name;
   bool (*supported)();
-  PackFn pack;  // pack_kernel, or the kernel's own layout
+  PackFn pack;    // pack_kernel, or the kernel's own layout
+  SignsFn signs;  // activations packed (the same bits in every build)
   ConvFn conv;
   ConvBitsFn conv_bits;  // the kernel's own, or conv's sums thresholded (bits_from_sums)
 };
