@@ -72,6 +72,42 @@ void binary_conv(Step& s, const binary::ConvShape& shape, const std::vector<floa
       shape.m * shape.oh * shape.ow * binary::words(shape.c) * shape.kh * shape.kw);
 }
 
+void grouped_binary_conv(Step& s, const binary::ConvShape& shape, int64_t group,
+                         const std::vector<float>& w, const std::vector<float>& scale,
+                         const std::vector<float>& bias, const std::string& kind) {
+  const binary::Kernels* k = &binary::best();
+  const int64_t cg = shape.c / group, mg = shape.m / group, taps = shape.kh * shape.kw;
+  binary::ConvShape sub = shape;  // one group's convolution
+  sub.c = cg, sub.m = mg;
+  auto weights = std::make_shared<std::vector<std::vector<uint64_t>>>();
+  int64_t bytes = static_cast<int64_t>((scale.size() + bias.size()) * sizeof(float));
+  for (int64_t g = 0; g < group; ++g) {
+    weights->push_back(k->pack(w.data() + g * mg * cg * taps, mg, cg, shape.kh, shape.kw));
+    bytes += static_cast<int64_t>(weights->back().size() * sizeof(uint64_t));
+  }
+  s.info.kernel = kind + k->name + "_grouped";
+  s.info.parameter_bytes = bytes;
+  // Part p of `parts`: a slice of the groups, each packing its channels' signs.
+  split_step(
+      s,
+      [k, shape, sub, group, weights, scale, bias](const std::vector<const float*>& xs, float* y,
+                                                   int64_t count, int64_t p, int64_t parts) {
+        const int64_t plane = shape.h * shape.w, per_in = shape.c * plane;
+        const int64_t per_out = shape.m * shape.oh * shape.ow;
+        thread_local std::vector<uint64_t> packed;
+        packed.resize(binary::words(sub.c) * plane);
+        for (int64_t b = 0; b < count / per_out; ++b)
+          for (int64_t g = group * p / parts; g < group * (p + 1) / parts; ++g) {
+            k->signs(xs[0] + b * per_in + g * sub.c * plane, sub.c, shape.h, shape.w,
+                     binary::Minus::negative, packed.data());
+            k->conv(packed.data(), (*weights)[g].data(), scale.data() + g * sub.m,
+                    bias.data() + g * sub.m, sub,
+                    y + b * per_out + g * sub.m * shape.oh * shape.ow);
+          }
+      },
+      shape.m * shape.oh * shape.ow * binary::words(cg) * taps);
+}
+
 // The weights' grid: the one Quant or DequantizeLinear gave them, else codes ±1 where every
 // output channel's weights are s[o] * (±1) (binary kernels with 2-bit activations, as in
 // Blueoil's A2W1).

@@ -239,6 +239,12 @@ void binary_conv(Step& s, const binary::ConvShape& shape, const std::vector<floa
                  std::vector<float> scale, std::vector<float> bias, bool input_packed,
                  const std::string& kind);
 
+// The step of a grouped binary convolution of ±1 floats (each group's signs packed, then the
+// binary kernel over the group's channels; exact, as binary_conv).
+void grouped_binary_conv(Step& s, const binary::ConvShape& shape, int64_t group,
+                         const std::vector<float>& w, const std::vector<float>& scale,
+                         const std::vector<float>& bias, const std::string& kind);
+
 // The weights' grid: the one Quant or DequantizeLinear gave them, else codes ±1 where every
 // output channel's weights are s[o] * (±1) (binary kernels with 2-bit activations, as in
 // Blueoil's A2W1).

@@ -413,4 +413,60 @@ TEST(EngineBinary, EveryBuildPacksSignsAsTheDefinition) {
   EXPECT_GE(checked, 15);
 }
 
+TEST(EngineBinary, GroupedConvolutionsOfSignsRunOnTheBinaryKernelGroupByGroup) {
+  // BipolarQuant, then a grouped Conv with weights s[o] * (±1) (s powers of 2, so the float sums
+  // are exact): the definition's values, bit for bit, on the binary kernel where a group has at
+  // least 16 channels; a depthwise convolution stays on the float kernel (same values).
+  namespace bin = lowbit::engine::binary;
+  std::mt19937 rng(61);
+  struct Case {
+    int64_t c, group, m, stride, pad;
+    bool binary;
+  };
+  const Case cases[] = {{64, 2, 6, 1, 1, true},
+                        {48, 3, 9, 2, 1, true},
+                        {32, 2, 4, 1, 0, true},
+                        {16, 16, 16, 1, 1, false}};
+  for (const Case& cs : cases) {
+    const int64_t h = 33, w = 29, cg = cs.c / cs.group;
+    bin::ConvShape s;
+    s.c = cs.c, s.h = h, s.w = w, s.m = cs.m, s.kh = s.kw = 3, s.stride_h = s.stride_w = cs.stride;
+    s.pad_h = s.pad_w = cs.pad;
+    s.oh = (h + 2 * cs.pad - 3) / cs.stride + 1, s.ow = (w + 2 * cs.pad - 3) / cs.stride + 1;
+    std::vector<float> x(cs.c * h * w), weights(cs.m * cg * 9), bias(cs.m), signs(x.size());
+    for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+    for (size_t e = 0; e < x.size(); ++e) signs[e] = x[e] >= 0 ? 1.0f : -1.0f;
+    for (int64_t o = 0; o < cs.m; ++o) {
+      const float scale = o % 3 == 0 ? 0.5f : o % 3 == 1 ? 2.0f : 0.125f;
+      for (int64_t e = 0; e < cg * 9; ++e) weights[o * cg * 9 + e] = rng() % 2 ? scale : -scale;
+      bias[o] = std::uniform_real_distribution<float>(-1, 1)(rng);
+    }
+    Builder b({cs.c, h, w});
+    b.init("one", {}, {1.0f});
+    b.init("w", {cs.m, cg, 3, 3}, weights);
+    b.init("bias", {cs.m}, bias);
+    b.node("BipolarQuant", {"image", "one"}, "x", "qonnx.custom_op.general");
+    auto* conv = b.node("Conv", {"x", "w", "bias"}, "y");
+    Builder::attr(conv, "group", cs.group);
+    Builder::attr(conv, "strides", std::vector<int64_t>{cs.stride, cs.stride});
+    Builder::attr(conv, "pads", std::vector<int64_t>{cs.pad, cs.pad, cs.pad, cs.pad});
+    const Model model = b.load("y");
+    const std::string kernel = model.plan().back().kernel;
+    EXPECT_EQ(kernel.find("binary_conv2d_") == 0 && kernel.find("_grouped") != std::string::npos,
+              cs.binary)
+        << kernel;
+    const int64_t n = cs.m * s.oh * s.ow;
+    std::vector<float> y(n), y3(n);
+    model.run(x.data(), 1, y.data(), 1);
+    model.run(x.data(), 1, y3.data(), 3);
+    EXPECT_EQ(y, y3);
+    for (int64_t o = 0; o < cs.m; ++o)
+      for (int64_t r = 0; r < s.oh; ++r)
+        for (int64_t q = 0; q < s.ow; ++q)
+          ASSERT_EQ(y[(o * s.oh + r) * s.ow + q],
+                    engine_test::conv_definition(signs, weights, bias[o], s, cs.group, o, r, q))
+              << "c " << cs.c << " group " << cs.group << " at " << o << "," << r << "," << q;
+  }
+}
+
 }  // namespace

@@ -108,6 +108,15 @@ CASES = {
                    {"w": const([2, 3, 2, 3]), "b": const([2])}, 13),
     "conv_depthwise_dilated": ([node("Conv", ["x", "w"], group=3, dilations=[2, 1], pads=[2, 1, 2, 1])], X4,
                                {"w": const([6, 1, 3, 3])}, 13),
+    # signs (the standard format's Where(x >= 0, 1, -1)) into a grouped convolution of binary weights
+    # (s[o] * ±1): the binary kernel group by group
+    "conv_grouped_signs": ([node("GreaterOrEqual", ["x", "zero"], "ge"), node("Where", ["ge", "one", "minus"], "s"),
+                            node("Conv", ["s", "w", "b"], group=2, pads=[1, 1, 1, 1])], [2, 32, 6, 5],
+                           {"zero": np.float32(0), "one": np.float32(1), "minus": np.float32(-1),
+                            "w": (np.sign(const([4, 16, 3, 3])) * np.array([0.5, 0.25, 2.0, 1.0],
+                                                                         np.float32)[:, None, None, None]
+                                  ).astype(np.float32),
+                            "b": const([4])}, 13),
     "conv_transpose_stride2": ([node("ConvTranspose", ["x", "w", "b"], strides=[2, 2], pads=[1, 1, 1, 1],
                                      output_padding=[1, 0])], X4, {"w": const([3, 4, 3, 3]), "b": const([4])}, 13),
     "conv_transpose_groups": ([node("ConvTranspose", ["x", "w"], group=3, dilations=[1, 2])], X4,

@@ -50,6 +50,14 @@ void Program::conv(std::vector<const Value*>& in, const Attrs& a, Value& out, St
     binary_conv(s, shape, w.data, scale, bias, x.packed, "binary_conv2d_");
     return;
   }
+  // Grouped, on ±1 floats: the binary kernel group by group where a group has at least 16 channels
+  // (below that, depthwise above all, the float kernel's few multiply-adds per output are faster
+  // than the binary kernel's lanes and words mostly empty).
+  if (group > 1 && cg >= 16 && !x.codes && !x.packed && x.bipolar &&
+      binary_scales(w.data, m, scale)) {
+    grouped_binary_conv(s, shape, group, w.data, scale, bias, "binary_conv2d_");
+    return;
+  }
   if (x.packed) bad(where, "internal: a packed input reached a float convolution");
   const int bits = planes_bits(x);
   if (group == 1 && bits > 0 && binary_scales(w.data, m, scale)) {
