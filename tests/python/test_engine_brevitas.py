@@ -112,3 +112,8 @@ def test_quantized_cnn_runs_on_integer_kernels_with_the_definitions_values(domai
     assert sum(k.startswith("int8_conv2d_") for k in kernels) == 2, kernels
     assert sum(k.startswith("int8_gemm_") for k in kernels) == 1, kernels
     assert not any("f32" in k and ("conv" in k or "gemm" in k) for k in kernels), kernels
+    # Activations of at most 4 bits: each layer's Relu and Quant fused into it as thresholds on its
+    # sums (the next layer reads the codes); 8 bits: dequantized, Relu and Quant in float.
+    fused = sum(k.startswith("int8_conv2d_") and k.endswith("+thresholds") for k in kernels)
+    assert fused == (2 if abits <= 4 else 0), kernels
+    assert ("quant_f32" in kernels[1:]) == (abits > 4), kernels
