@@ -33,7 +33,8 @@ TEST(EngineBinary, EveryKernelEqualsTheDefinitionAroundWordSizes) {
       for (int64_t pad : {0, 1}) {
         for (int64_t width : {4, 13}) {  // 13: blocks of output pixels away from the border
           ConvShape s;
-          s.c = c, s.h = 5, s.w = width, s.m = c % 2 ? 3 : 9, s.kh = 3, s.kw = 2;  // around 8
+          // Width 13: 11 rows, planes of 64 or more pixels (the vector kernels' wider tiles).
+          s.c = c, s.h = width == 13 ? 11 : 5, s.w = width, s.m = c % 2 ? 3 : 9, s.kh = 3, s.kw = 2;
           s.pad_h = pad, s.pad_w = pad, s.stride_w = 1 + pad, s.dil_w = width == 13 ? 2 : 1;
           s.oh = (s.h + 2 * pad - s.kh) / s.stride_h + 1;
           s.ow = (s.w + 2 * pad - s.dil_w * (s.kw - 1) - 1) / s.stride_w + 1;
@@ -62,8 +63,10 @@ TEST(EngineBinary, EveryKernelsBitsAreTheThresholdedSums) {
     for (int64_t c : {7, 64, 130}) {
       for (int64_t m : {5, 8, 17, 64, 70}) {
         ConvShape s;
-        s.c = c, s.h = 5, s.w = 7, s.m = m, s.kh = s.kw = 3, s.pad_h = s.pad_w = 1;
-        s.oh = 5, s.ow = 7;
+        // 5 x 7 and 11 x 7 (planes of 64 or more pixels: the vector kernels' wider tiles).
+        const int64_t h = m % 2 ? 11 : 5;
+        s.c = c, s.h = h, s.w = 7, s.m = m, s.kh = s.kw = 3, s.pad_h = s.pad_w = 1;
+        s.oh = h, s.ow = 7;
         std::vector<float> x(c * s.h * s.w), w(m * c * 9);
         for (auto& v : x) v = sign();
         for (auto& v : w) v = sign();

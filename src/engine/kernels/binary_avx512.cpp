@@ -5,10 +5,10 @@
 // chosen at run time.
 //
 // The input is first copied into a padded image whose padding holds +1 (words of 0), so that every
-// window is whole and tiles of 8 output pixels (in row-major order, across rows) share each weight
-// load without bounds checks. A tap in the padding then adds the kernel's own sum over that tap,
-// c - 2 popcount(w), which is subtracted again for the pixels at the border (zero padding
-// contributes nothing). The 8 pixels x 8 channels of a tile are transposed in registers, so that
+// window is whole and tiles of 8 or 16 output pixels (in row-major order, across rows) share each
+// weight load without bounds checks. A tap in the padding then adds the kernel's own sum over that
+// tap, c - 2 popcount(w), which is subtracted again for the pixels at the border (zero padding
+// contributes nothing). Each 8 pixels x 8 channels of a tile are transposed in registers, so that
 // each channel's 8 adjacent outputs are one store.
 #include <immintrin.h>
 
@@ -24,8 +24,6 @@ namespace binary {
 namespace avx512 {
 
 namespace {
-
-constexpr int kPixels = 8;
 
 // Rows of an 8x8 matrix of floats become its columns.
 inline void transpose8(__m256 r[8]) {
@@ -43,15 +41,17 @@ inline void transpose8(__m256 r[8]) {
   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// NB blocks of 8 output channels from o0 over every pixel, in tiles of kPixels: each broadcast
-// input word meets NB weight vectors, each weight vector kPixels input words.
+// NB blocks of 8 output channels from o0 over every pixel, in tiles of P pixels (8 or 16): each
+// broadcast input word meets NB weight vectors, each weight vector P input words (with NB = 1 the
+// broadcast folds into the XOR as a memory operand).
 // kBits: the sums' thresholded signs as bits (one byte of 8 channels per pixel) instead of floats.
-template <int NB, bool kBits>
+template <int NB, int P, bool kBits>
 void tile_channels(const uint64_t* xp, const uint64_t* w, const float* scale, const float* bias,
                    const ConvShape& s, const int32_t* tap_sum, const uint8_t* border, int64_t cw,
-                   int64_t mp, int64_t wp, int64_t o0, float* y, const int32_t* t,
-                   const uint8_t* below, uint64_t* bits) {
-  const int64_t plane = s.oh * s.ow, taps = s.kh * s.kw;
+                   int64_t mp, int64_t wp, const int64_t* offs, int64_t o0, float* y,
+                   const int32_t* t, const uint8_t* below, uint64_t* bits) {
+  const int64_t plane = s.oh * s.ow, taps = s.kh * s.kw, words_per_window = taps * cw;
+  const bool narrow = taps * s.c < (int64_t{1} << 31);  // every sum fits int32
   const __m512i all = _mm512_set1_epi64(taps * s.c);
   __m256 scale8[NB], bias8[NB];
   __m512i t8[NB];
@@ -78,41 +78,40 @@ void tile_channels(const uint64_t* xp, const uint64_t* w, const float* scale, co
     }
     scale8[k] = _mm256_load_ps(sv), bias8[k] = _mm256_load_ps(bv);
   }
-  for (int64_t p0 = 0; p0 < plane; p0 += kPixels) {
-    const int64_t np = std::min<int64_t>(kPixels, plane - p0);
-    const uint64_t* base[kPixels];
-    int64_t rows[kPixels], cols[kPixels];
+  for (int64_t p0 = 0; p0 < plane; p0 += P) {
+    const int64_t np = std::min<int64_t>(P, plane - p0);
+    const uint64_t* base[P];
+    int64_t rows[P], cols[P];
     int64_t r = p0 / s.ow, q = p0 % s.ow;  // one division per tile, then steps
-    for (int p = 0; p < kPixels; ++p) {
+    for (int p = 0; p < P; ++p) {
       rows[p] = r, cols[p] = q;
       base[p] = xp + (r * s.stride_h * wp + q * s.stride_w) * cw;
       if (p + 1 < np && ++q == s.ow) q = 0, ++r;  // extra pixels repeat the last
     }
-    __m512i acc[kPixels][NB];
+    __m512i acc[P][NB];
     for (auto& row : acc)
       for (auto& a : row) a = _mm512_setzero_si512();
-    for (int64_t i = 0; i < s.kh; ++i) {
-      for (int64_t j = 0; j < s.kw; ++j) {
-        const int64_t t = i * s.kw + j, off = (i * s.dil_h * wp + j * s.dil_w) * cw;
-        const uint64_t* wt = w + t * cw * mp + o0;
-        for (int64_t k = 0; k < cw; ++k) {
-          __m512i wv[NB];
-          for (int b = 0; b < NB; ++b) wv[b] = _mm512_loadu_si512(wt + k * mp + 8 * b);
-          for (int p = 0; p < kPixels; ++p) {
-            const __m512i xv = _mm512_set1_epi64(static_cast<long long>(base[p][off + k]));
-            for (int b = 0; b < NB; ++b)
-              acc[p][b] =
-                  _mm512_add_epi64(acc[p][b], _mm512_popcnt_epi64(_mm512_xor_si512(xv, wv[b])));
-          }
-        }
+    // Every tap's words in one loop: word e = t * cw + k of the window at offset offs[e], its
+    // weights at row e of the interleaved kernel.
+    const uint64_t* wt = w + o0;
+    for (int64_t e = 0; e < words_per_window; ++e, wt += mp) {
+      const int64_t off = offs[e];
+      __m512i wv[NB];
+      for (int b = 0; b < NB; ++b) wv[b] = _mm512_loadu_si512(wt + 8 * b);
+      for (int p = 0; p < P; ++p) {
+        const __m512i xv = _mm512_set1_epi64(static_cast<long long>(base[p][off]));
+        for (int b = 0; b < NB; ++b)
+          acc[p][b] = _mm512_add_epi64(acc[p][b], _mm512_popcnt_epi64(_mm512_xor_epi64(xv, wv[b])));
       }
     }
-    uint64_t any_border;  // one flag byte per pixel of the tile (8 more after the plane)
-    std::memcpy(&any_border, border + p0, sizeof any_border);
+    uint64_t flags[P / 8];  // one flag byte per pixel of the tile (16 more after the plane)
+    std::memcpy(flags, border + p0, sizeof flags);
+    uint64_t any_border = 0;
+    for (uint64_t f : flags) any_border |= f;
     for (int b = 0; b < NB; ++b) {
       const int64_t ob = o0 + 8 * b;
-      __m256 v[kPixels];
-      for (int p = 0; p < kPixels; ++p) {
+      __m256 v[P];
+      for (int p = 0; p < P; ++p) {
         __m512i sum = _mm512_sub_epi64(all, _mm512_slli_epi64(acc[p][b], 1));
         // A pixel whose window leaves the image: its padding taps' sums go back out.
         if (any_border != 0 && border[p0 + std::min<int64_t>(p, np - 1)] != 0) {
@@ -139,19 +138,26 @@ void tile_channels(const uint64_t* xp, const uint64_t* w, const float* scale, co
           }
           continue;
         }
-        // |sum| < 2^24 for any realistic layer, so the conversion is exact; the product and the
-        // sum round once each, as the scalar kernel's do.
-        v[p] = _mm256_add_ps(_mm256_mul_ps(_mm512_cvtepi64_ps(sum), scale8[b]), bias8[b]);
+        // |sum| <= taps * c: below 2^31 (every layer within the default limits) through int32,
+        // cheaper than the 64-bit conversion; both round to nearest (exact below 2^24), and the
+        // product and the sum round once each, as the scalar kernel's do.
+        const __m256 f =
+            narrow ? _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(sum)) : _mm512_cvtepi64_ps(sum);
+        v[p] = _mm256_add_ps(_mm256_mul_ps(f, scale8[b]), bias8[b]);
       }
       if (kBits) continue;
-      transpose8(v);  // v[l]: channel ob + l at the tile's pixels
-      const __mmask8 keep = static_cast<__mmask8>((1u << np) - 1);
-      for (int64_t l = 0; l < 8 && ob + l < s.m; ++l) {
-        float* out = y + (ob + l) * plane + p0;
-        if (np == kPixels) {
-          _mm256_storeu_ps(out, v[l]);
-        } else {
-          _mm256_mask_storeu_ps(out, keep, v[l]);
+      for (int h = 0; h < P; h += 8) {
+        transpose8(v + h);  // v[h + l]: channel ob + l at the tile's pixels h .. h + 7
+        const int64_t n = std::min<int64_t>(8, np - h);
+        if (n <= 0) break;
+        const __mmask8 keep = static_cast<__mmask8>((1u << n) - 1);
+        for (int64_t l = 0; l < 8 && ob + l < s.m; ++l) {
+          float* out = y + (ob + l) * plane + p0 + h;
+          if (n == 8) {
+            _mm256_storeu_ps(out, v[h + l]);
+          } else {
+            _mm256_mask_storeu_ps(out, keep, v[h + l]);
+          }
         }
       }
     }
@@ -233,20 +239,34 @@ void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* 
   const uint64_t* xp = padded.data();
   // Which output pixels' windows leave the image.
   thread_local std::vector<uint8_t> border;
-  border.assign(s.oh * s.ow + 8, 0);
+  border.assign(s.oh * s.ow + 16, 0);
   for (int64_t r = 0; r < s.oh; ++r)
     for (int64_t q = 0; q < s.ow; ++q) {
       const int64_t y0 = r * s.stride_h - s.pad_h, x0 = q * s.stride_w - s.pad_w;
       border[r * s.ow + q] =
           y0 < 0 || x0 < 0 || y0 + (s.kh - 1) * s.dil_h >= s.h || x0 + (s.kw - 1) * s.dil_w >= s.w;
     }
-  for (int64_t o0 = 0; o0 < mp; o0 += 16) {
-    if (o0 + 8 < mp) {
-      tile_channels<2, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp, o0,
-                              y, t, below, bits);
+  // The input offset of each word of a window, taps (i, j) then words in order.
+  thread_local std::vector<int64_t> offs;
+  offs.resize(taps * cw);
+  for (int64_t i = 0; i < s.kh; ++i)
+    for (int64_t j = 0; j < s.kw; ++j)
+      for (int64_t k = 0; k < cw; ++k)
+        offs[(i * s.kw + j) * cw + k] = (i * s.dil_h * wp + j * s.dil_w) * cw + k;
+  // Planes of 64 pixels or more: 8 channels x 16 pixels per tile (one weight vector meets 16
+  // words, each broadcast folded into its XOR); smaller ones: 16 channels x 8 pixels (less of a
+  // last tile wasted).
+  const bool wide = s.oh * s.ow >= 64;
+  for (int64_t o0 = 0; o0 < mp; o0 += wide ? 8 : 16) {
+    if (wide) {
+      tile_channels<1, 16, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp,
+                                  offs.data(), o0, y, t, below, bits);
+    } else if (o0 + 8 < mp) {
+      tile_channels<2, 8, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp,
+                                 offs.data(), o0, y, t, below, bits);
     } else {
-      tile_channels<1, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp, o0,
-                              y, t, below, bits);
+      tile_channels<1, 8, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp,
+                                 offs.data(), o0, y, t, below, bits);
     }
   }
 }
