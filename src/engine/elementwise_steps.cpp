@@ -129,13 +129,13 @@ void Node::binary(elementwise::Binary f) {
                                                                float* y, int64_t count, int64_t p,
                                                                int64_t parts) {
           if (inner == 0) return;
-          if (parts > 1 && plane_h >= 4 * parts) {
-            // A constant per plane: each plane's rows of this part (as elementwise_part).
-            const int64_t w = inner / plane_h;
-            const int64_t q0 = plane_h * p / parts * w, q1 = plane_h * (p + 1) / parts * w;
-            for (int64_t r = 0; r < count / inner; ++r)
-              k->rows(f, xs[0] + r * inner + q0, row_constants.data() + r % rows, 1, q1 - q0,
-                      !act_first, y + r * inner + q0);
+          if (split_by_rows(plane_h, parts)) {
+            // A constant per plane: each plane's rows of this part, every range inside a plane.
+            elementwise_part(count, plane_h, inner / plane_h, p, parts,
+                             [&](int64_t e0, int64_t e1) {
+                               k->rows(f, xs[0] + e0, row_constants.data() + (e0 / inner) % rows, 1,
+                                       e1 - e0, !act_first, y + e0);
+                             });
             return;
           }
           const int64_t r0 = rows * p / parts, r1 = rows * (p + 1) / parts;

@@ -157,6 +157,11 @@ void copy_rows(const T* slice, int64_t m, int64_t r0, int64_t rows, int64_t oh, 
     std::copy(slice + o * rows * ow, slice + (o + 1) * rows * ow, out + (o * oh + r0) * ow);
 }
 
+// Whether a step of planes of `rows` rows splits across `parts` threads by rows: the one rule of
+// float convolutions, pools and element-wise steps (at least 4 rows per part), so that a thread
+// reads the rows its part of the step before wrote.
+inline bool split_by_rows(int64_t rows, int64_t parts) { return parts > 1 && rows >= 4 * parts; }
+
 // Part p of `parts` of an element-wise step over `count` values that are planes of `rows` rows of
 // `cols` values (rows 0: no planes): in every plane its rows [rows * p / parts, rows * (p + 1) /
 // parts) where there are at least 4 rows per part (the rows float convolutions and pools give
@@ -165,7 +170,7 @@ void copy_rows(const T* slice, int64_t m, int64_t r0, int64_t rows, int64_t oh, 
 template <class Run>
 void elementwise_part(int64_t count, int64_t rows, int64_t cols, int64_t p, int64_t parts,
                       Run&& run) {
-  if (parts > 1 && rows >= 4 * parts && cols > 0) {
+  if (split_by_rows(rows, parts) && cols > 0) {
     const int64_t plane = rows * cols, r0 = rows * p / parts, r1 = rows * (p + 1) / parts;
     for (int64_t at = 0; at + plane <= count; at += plane) run(at + r0 * cols, at + r1 * cols);
     return;
@@ -182,7 +187,7 @@ void elementwise_part(int64_t count, int64_t rows, int64_t cols, int64_t p, int6
 template <class Run>
 void float_conv_part(const binary::ConvShape& shape, int64_t group, int64_t p, int64_t parts,
                      Run&& run) {
-  if (parts == 1 || shape.oh >= 4 * parts) {
+  if (parts == 1 || split_by_rows(shape.oh, parts)) {
     const int64_t r0 = shape.oh * p / parts, r1 = shape.oh * (p + 1) / parts;
     if (r1 > r0) run(0, 0, shape, group, r0, r1);
     return;

@@ -16,13 +16,13 @@ namespace detail {
 namespace {
 
 // Part `part` of `parts` of a pooling step over `planes` planes of one window: output rows
-// [r0, r1) of every plane where the planes have at least 4 rows per part (as float convolutions
-// split theirs: each thread then pools the rows its own part of the convolution wrote), else a
-// slice of the planes. run(window, input offset, output offset) pools one plane's part.
+// [r0, r1) of every plane where they split by rows (split_by_rows, as float convolutions split
+// theirs: each thread then pools the rows its own part of the convolution wrote), else a slice of
+// the planes. run(window, input offset, output offset) pools one plane's part.
 template <class Run>
 void pool_part(const pool::Window& s, int64_t planes, int64_t part, int64_t parts, Run&& run) {
   const int64_t in_plane = s.h * s.w, out_plane = s.oh * s.ow;
-  if (parts > 1 && s.oh >= 4 * parts) {
+  if (split_by_rows(s.oh, parts)) {
     const int64_t r0 = s.oh * part / parts, r1 = s.oh * (part + 1) / parts;
     // The rows' windows start at input row r * stride - pad_top: the slice's input starts at the
     // first of them inside the plane, the rest above it is padding, as in s.
