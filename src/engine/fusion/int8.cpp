@@ -196,12 +196,13 @@ bool Program::fuse_int8(const SumChain& chain, float qscale, float qzero, float 
           const int32_t* ones = raw + m * plane;  // the sums of the codes, where zw != 0
           const int32_t zw = static_cast<int32_t>(lp->zw);
           for (int64_t o = 0; o < m; ++o) {
-            const int32_t add = static_cast<int32_t>(lp->constant[o]);
+            const int64_t add = lp->constant[o];
             const int32_t* ro = raw + o * plane;
-            if (zw != 0) {
-              for (int64_t p = 0; p < plane; ++p) n[p] = ro[p] + add - zw * ones[p];
+            if (zw != 0) {  // the terms in int64, the corrected sum within the bound
+              for (int64_t p = 0; p < plane; ++p)
+                n[p] = static_cast<int32_t>(int64_t{ro[p]} + add - int64_t{zw} * ones[p]);
             } else {
-              for (int64_t p = 0; p < plane; ++p) n[p] = ro[p] + add;
+              for (int64_t p = 0; p < plane; ++p) n[p] = static_cast<int32_t>(ro[p] + add);
             }
             std::fill(c.begin(), c.end(), int32_t{table->first[o]});
             const int32_t* t = small->data() + o * levels;
