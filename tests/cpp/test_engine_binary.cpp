@@ -95,6 +95,61 @@ TEST(EngineBinary, EveryKernelsBitsAreTheThresholdedSums) {
   }
 }
 
+// Random shapes with wide padding, strides and dilations (windows partly or wholly in the
+// padding, every class of border pixel), planes above and below the wider tiles' 64 pixels: the
+// floats and the thresholded bits of every kernel against the definition.
+TEST(EngineBinary, EveryKernelEqualsTheDefinitionOnRandomShapes) {
+  std::mt19937 rng(13);
+  auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return lo + static_cast<int64_t>(rng() % (hi - lo + 1));
+  };
+  for (int trial = 0; trial < 40; ++trial) {
+    ConvShape s;
+    const int64_t cs[] = {1, 5, 64, 65, 130};
+    s.c = cs[rng() % 5], s.m = pick(1, 20), s.kh = pick(1, 5), s.kw = pick(1, 5);
+    s.stride_h = pick(1, 3), s.stride_w = pick(1, 3), s.dil_h = pick(1, 2), s.dil_w = pick(1, 2);
+    s.pad_h = pick(0, 4), s.pad_w = pick(0, 4), s.h = pick(1, 20), s.w = pick(1, 20);
+    const int64_t span_h = (s.kh - 1) * s.dil_h + 1, span_w = (s.kw - 1) * s.dil_w + 1;
+    if (s.h + 2 * s.pad_h < span_h || s.w + 2 * s.pad_w < span_w) continue;
+    s.oh = (s.h + 2 * s.pad_h - span_h) / s.stride_h + 1;
+    s.ow = (s.w + 2 * s.pad_w - span_w) / s.stride_w + 1;
+    std::vector<float> x(s.c * s.h * s.w), w(s.m * s.c * s.kh * s.kw), scale(s.m), bias(s.m);
+    for (auto& v : x) v = sign();
+    for (auto& v : w) v = sign();
+    for (int64_t o = 0; o < s.m; ++o) scale[o] = 0.5f + 0.125f * o, bias[o] = 0.25f * o - 2;
+    const auto want = reference_conv(x, w, scale, bias, s);
+    const auto sums = reference_sums(x, w, 0.0f, s);
+    std::vector<int32_t> t(s.m);
+    std::vector<uint8_t> below(s.m);
+    for (int64_t o = 0; o < s.m; ++o)
+      t[o] = static_cast<int32_t>(pick(-8, 8)), below[o] = rng() % 2;
+    const int64_t mw = lowbit::engine::binary::words(s.m), plane = s.oh * s.ow;
+    std::vector<uint64_t> want_bits(mw * plane, 0);
+    for (int64_t o = 0; o < s.m; ++o)
+      for (int64_t p = 0; p < plane; ++p) {
+        const int64_t n = sums[o * plane + p];
+        if (below[o] ? n < t[o] : n > t[o]) want_bits[p * mw + o / 64] |= uint64_t{1} << (o % 64);
+      }
+    std::vector<uint64_t> packed(lowbit::engine::binary::words(s.c) * s.h * s.w);
+    lowbit::engine::binary::pack_chw(x.data(), s.c, s.h, s.w, packed.data());
+    for (const auto& k : lowbit::engine::binary::all()) {
+      if (!k.supported()) continue;
+      const auto kernel = k.pack(w.data(), s.m, s.c, s.kh, s.kw);
+      std::vector<float> y(s.m * plane, -99.0f);
+      k.conv(packed.data(), kernel.data(), scale.data(), bias.data(), s, y.data());
+      std::vector<uint64_t> bits(mw * plane, ~uint64_t{0});
+      k.conv_bits(packed.data(), kernel.data(), t.data(), below.data(), s, bits.data());
+      const std::string where = k.name + " c=" + std::to_string(s.c) + " m=" + std::to_string(s.m) +
+                                " k=" + std::to_string(s.kh) + "x" + std::to_string(s.kw) +
+                                " pad=" + std::to_string(s.pad_h) + "," + std::to_string(s.pad_w) +
+                                " out=" + std::to_string(s.oh) + "x" + std::to_string(s.ow);
+      EXPECT_EQ(y, want) << where;
+      EXPECT_EQ(bits, want_bits) << where;
+    }
+  }
+}
+
 TEST(EngineBinary, EveryKernelEqualsTheDefinitionForOneOutputPixel) {
   // Dense layers planned as convolutions by a kernel as large as the image (one output pixel, no
   // padding; also dilated, the window inside a larger image): floats and thresholded bits.

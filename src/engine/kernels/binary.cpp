@@ -25,6 +25,7 @@ void conv(const uint64_t*, const uint64_t*, const float*, const float*, const Co
 void signs(const float*, int64_t, int64_t, int64_t, Minus, uint64_t*);
 }  // namespace avx2
 namespace avx512 {
+std::vector<uint64_t> pack(const float*, int64_t, int64_t, int64_t, int64_t);
 void conv(const uint64_t*, const uint64_t*, const float*, const float*, const ConvShape&, float*);
 void signs(const float*, int64_t, int64_t, int64_t, Minus, uint64_t*);
 void conv_bits(const uint64_t*, const uint64_t*, const int32_t*, const uint8_t*, const ConvShape&,
@@ -61,6 +62,22 @@ std::vector<uint64_t> pack_interleaved(const float* w, int64_t m, int64_t c, int
           const bool negative = w[((o * c + ch) * kh + i) * kw + j] < 0;
           out[((i * kw + j) * cw + (ch >> 6)) * mp + o] |= static_cast<uint64_t>(negative)
                                                            << (ch & 63);
+        }
+  return out;
+}
+
+std::vector<uint64_t> pack_blocked(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw,
+                                   int64_t lanes) {
+  const int64_t cw = words(c), mp = (m + lanes - 1) / lanes * lanes, window = kh * kw * cw;
+  std::vector<uint64_t> out(window * mp, 0);
+  for (int64_t o = 0; o < m; ++o)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) {
+          const bool negative = w[((o * c + ch) * kh + i) * kw + j] < 0;
+          const int64_t e = (i * kw + j) * cw + (ch >> 6);
+          out[((o / lanes) * window + e) * lanes + o % lanes] |= static_cast<uint64_t>(negative)
+                                                                 << (ch & 63);
         }
   return out;
 }
@@ -104,10 +121,7 @@ const std::vector<Kernels>& all() {
      &avx2::signs, &avx2::conv, &bits_from_sums<&avx2::conv>},
     {"avx512",
      [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); },
-     [](const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
-       return pack_interleaved(w, m, c, kh, kw, 8);
-     },
-     &avx512::signs, &avx512::conv, &avx512::conv_bits},
+     &avx512::pack, &avx512::signs, &avx512::conv, &avx512::conv_bits},
 #endif
   };
   return list;

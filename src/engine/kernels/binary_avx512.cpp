@@ -1,15 +1,18 @@
-// The binary convolution with AVX-512 VPOPCNTDQ: eight output channels per vector. The weights are
-// interleaved so that the eight channels' words of one tap and word index are adjacent:
-// w[((t * cw + k) * mp) + o] for tap t, word k and output channel o (mp: m rounded up to 8, the
-// extra channels' words 0). Compiled with -mavx512f -mavx512dq -mavx512vl -mavx512vpopcntdq;
+// The binary convolution with AVX-512 VPOPCNTDQ: eight output channels per vector. The weights
+// are packed in blocks of eight channels (binary.h's pack_blocked), so that one block's window is
+// one stream of 64-byte rows, w[(o / 8 * taps * cw + t * cw + k) * 8 + o % 8] for tap t, word k and
+// output channel o (m rounded up to 8, the extra channels' words 0), followed by each channel's
+// sum over each tap (below). Compiled with -mavx512f -mavx512dq -mavx512vl -mavx512vpopcntdq;
 // chosen at run time.
 //
 // The input is first copied into a padded image whose padding holds +1 (words of 0), so that every
 // window is whole and tiles of 8 or 16 output pixels (in row-major order, across rows) share each
 // weight load without bounds checks. A tap in the padding then adds the kernel's own sum over that
-// tap, c - 2 popcount(w), which is subtracted again for the pixels at the border (zero padding
-// contributes nothing). Each 8 pixels x 8 channels of a tile are transposed in registers, so that
-// each channel's 8 adjacent outputs are one store.
+// tap, c - 2 popcount(w) (computed when the weights are packed): the pixels at the border fall in a
+// few classes (which kernel rows and columns lie inside the image), and each class's sum of those
+// sums is subtracted again (zero padding contributes nothing). A tile's sums of two pixels at a
+// time become floats in one vector of 16, and the tile is transposed in registers so that each
+// channel's outputs are one store; as bits, each pixel's 8 channels are one byte.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -25,20 +28,61 @@ namespace avx512 {
 
 namespace {
 
-// Rows of an 8x8 matrix of floats become its columns.
-inline void transpose8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+// What the tiles share: the padded input, the weights, the corrections at the border and the
+// output.
+struct Plan {
+  const ConvShape* s = nullptr;
+  const uint64_t* xp = nullptr;  // the padded input
+  const uint64_t* w = nullptr;
+  int64_t cw = 0, mp = 0, wp = 0;
+  const int64_t* offs = nullptr;  // the input offset of each word of a window
+  // The border: each output pixel's class (0: its window inside the image; P zeros follow the
+  // plane) and each class's correction per channel, [class][mp] (what its padding taps added).
+  const int32_t* cls = nullptr;
+  const int32_t* corr = nullptr;
+  const float *scale = nullptr, *bias = nullptr;
+  const int32_t* t = nullptr;
+  const uint8_t* below = nullptr;
+  float* y = nullptr;
+  uint64_t* bits = nullptr;
+};
+
+// One step of the transposes below: registers a and b (0 and 1 in bit rb of their index) exchange
+// that bit with lane bit lb: a' takes the lanes of a and b whose bit lb is 0, b' those whose bit lb
+// is 1, the register bit becoming lane bit lb. `swap32`: lane bits 3 and 2 swapped after.
+struct Step {
+  __m512i lo, hi;
+};
+Step step(int lb, bool swap32) {
+  alignas(64) int32_t lo[16], hi[16];
+  const int bit = 1 << lb;
+  for (int out = 0; out < 16; ++out) {
+    const int l = swap32 ? ((out & 8) >> 1) | ((out & 4) << 1) | (out & 3) : out;
+    lo[out] = (l & bit) != 0 ? 16 + (l ^ bit) : l;
+    hi[out] = (l & bit) != 0 ? 16 + l : l | bit;
+  }
+  return {_mm512_load_si512(lo), _mm512_load_si512(hi)};
+}
+inline void exchange(__m512& a, __m512& b, const Step& k) {
+  const __m512 a2 = _mm512_permutex2var_ps(a, k.lo, b);
+  b = _mm512_permutex2var_ps(a, k.hi, b);
+  a = a2;
+}
+
+// 16 pixels x 8 channels: z[k] holds pixel k (channels 0-7) then pixel k + 8; after, z[c] holds
+// channel c at pixels 0-15.
+inline void transpose16x8(__m512 z[8]) {
+  static const Step s2 = step(2, false), s1 = step(1, false), s0 = step(0, false);
+  for (int r = 0; r < 4; ++r) exchange(z[r], z[r + 4], s2);
+  for (int r : {0, 1, 4, 5}) exchange(z[r], z[r + 2], s1);
+  for (int r : {0, 2, 4, 6}) exchange(z[r], z[r + 1], s0);
+}
+// 8 pixels x 8 channels: z[k] holds pixel k then pixel k + 4; after, z[c] holds channel c at
+// pixels 0-7, then channel c + 4.
+inline void transpose8x8(__m512 z[4]) {
+  static const Step s1 = step(1, false), s0 = step(0, true);
+  for (int r : {0, 1}) exchange(z[r], z[r + 2], s1);
+  for (int r : {0, 2}) exchange(z[r], z[r + 1], s0);
 }
 
 // NB blocks of 8 output channels from o0 over every pixel, in tiles of P pixels (8 or 16): each
@@ -46,117 +90,152 @@ inline void transpose8(__m256 r[8]) {
 // broadcast folds into the XOR as a memory operand).
 // kBits: the sums' thresholded signs as bits (one byte of 8 channels per pixel) instead of floats.
 template <int NB, int P, bool kBits>
-void tile_channels(const uint64_t* xp, const uint64_t* w, const float* scale, const float* bias,
-                   const ConvShape& s, const int32_t* tap_sum, const uint8_t* border, int64_t cw,
-                   int64_t mp, int64_t wp, const int64_t* offs, int64_t o0, float* y,
-                   const int32_t* t, const uint8_t* below, uint64_t* bits) {
-  const int64_t plane = s.oh * s.ow, taps = s.kh * s.kw, words_per_window = taps * cw;
+void tile_channels(const Plan& g, int64_t o0) {
+  const ConvShape& s = *g.s;
+  const int64_t plane = s.oh * s.ow, taps = s.kh * s.kw, words_per_window = taps * g.cw;
   const bool narrow = taps * s.c < (int64_t{1} << 31);  // every sum fits int32
-  const __m512i all = _mm512_set1_epi64(taps * s.c);
-  __m256 scale8[NB], bias8[NB];
-  __m512i t8[NB];
-  __mmask8 below8[NB], valid8[NB];
+  const __m512i all = _mm512_set1_epi64(taps * s.c), all32 = _mm512_set1_epi32(taps * s.c);
   const int64_t mw = words(s.m);
-  for (int k = 0; k < NB && kBits; ++k) {
-    alignas(64) int64_t tv[8];
+  __m512 scale16[NB], bias16[NB];
+  __m512i t8[NB], flip8[NB], ta8[NB];
+  __mmask8 below8[NB], valid8[NB];
+  for (int k = 0; k < NB; ++k) {
+    // ta: the thresholds on the popcounts a of a window inside the image (n = taps c - 2a,
+    // u = taps c - t): n < t is a > floor(u / 2); n > t is a < ceil(u / 2), that is
+    // ~a > ~ceil(u / 2): one comparison of a ^ flip with ta.
+    alignas(64) int64_t tv[8] = {}, ta[8] = {};
+    alignas(64) float sv[16] = {}, bv[16] = {};
     unsigned lanes = 0, valid = 0;
     for (int l = 0; l < 8; ++l) {
       const int64_t o = o0 + 8 * k + l;
-      tv[l] = o < s.m ? t[o] : 0;
-      lanes |= (o < s.m && below[o] ? 1u : 0u) << l;
-      valid |= (o < s.m ? 1u : 0u) << l;
+      if (o >= s.m) continue;
+      valid |= 1u << l;
+      if (kBits) {
+        tv[l] = g.t[o];
+        const int64_t u = taps * s.c - tv[l];
+        ta[l] = g.below[o] ? u >> 1 : ~-((-u) >> 1);
+        lanes |= (g.below[o] ? 1u : 0u) << l;
+      } else {
+        sv[l] = sv[l + 8] = g.scale[o], bv[l] = bv[l + 8] = g.bias[o];
+      }
     }
-    t8[k] = _mm512_load_si512(tv);
+    t8[k] = _mm512_load_si512(tv), ta8[k] = _mm512_load_si512(ta);
     below8[k] = static_cast<__mmask8>(lanes), valid8[k] = static_cast<__mmask8>(valid);
-  }
-  for (int k = 0; k < NB && !kBits; ++k) {
-    alignas(32) float sv[8], bv[8];
-    for (int l = 0; l < 8; ++l) {
-      const int64_t o = o0 + 8 * k + l;
-      sv[l] = o < s.m ? scale[o] : 0.0f;
-      bv[l] = o < s.m ? bias[o] : 0.0f;
-    }
-    scale8[k] = _mm256_load_ps(sv), bias8[k] = _mm256_load_ps(bv);
+    flip8[k] = _mm512_maskz_set1_epi64(static_cast<__mmask8>(~lanes), -1);
+    scale16[k] = _mm512_load_ps(sv), bias16[k] = _mm512_load_ps(bv);
   }
   for (int64_t p0 = 0; p0 < plane; p0 += P) {
     const int64_t np = std::min<int64_t>(P, plane - p0);
     const uint64_t* base[P];
-    int64_t rows[P], cols[P];
     int64_t r = p0 / s.ow, q = p0 % s.ow;  // one division per tile, then steps
     for (int p = 0; p < P; ++p) {
-      rows[p] = r, cols[p] = q;
-      base[p] = xp + (r * s.stride_h * wp + q * s.stride_w) * cw;
+      base[p] = g.xp + (r * s.stride_h * g.wp + q * s.stride_w) * g.cw;
       if (p + 1 < np && ++q == s.ow) q = 0, ++r;  // extra pixels repeat the last
     }
-    __m512i acc[P][NB];
-    for (auto& row : acc)
-      for (auto& a : row) a = _mm512_setzero_si512();
+    __m512i acc[P][NB];  // in registers: every loop over it unrolled
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p)
+#pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) acc[p][b] = _mm512_setzero_si512();
     // Every tap's words in one loop: word e = t * cw + k of the window at offset offs[e], its
-    // weights at row e of the interleaved kernel.
-    const uint64_t* wt = w + o0;
-    for (int64_t e = 0; e < words_per_window; ++e, wt += mp) {
-      const int64_t off = offs[e];
+    // weights at row e of the block.
+    const uint64_t* wt = g.w + o0 * words_per_window;
+    for (int64_t e = 0; e < words_per_window; ++e, wt += 8) {
+      const int64_t off = g.offs[e];
       __m512i wv[NB];
-      for (int b = 0; b < NB; ++b) wv[b] = _mm512_loadu_si512(wt + 8 * b);
+#pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) wv[b] = _mm512_loadu_si512(wt + 8 * b * words_per_window);
+#pragma GCC unroll 16
       for (int p = 0; p < P; ++p) {
         const __m512i xv = _mm512_set1_epi64(static_cast<long long>(base[p][off]));
+#pragma GCC unroll 4
         for (int b = 0; b < NB; ++b)
           acc[p][b] = _mm512_add_epi64(acc[p][b], _mm512_popcnt_epi64(_mm512_xor_epi64(xv, wv[b])));
       }
     }
-    uint64_t flags[P / 8];  // one flag byte per pixel of the tile (16 more after the plane)
-    std::memcpy(flags, border + p0, sizeof flags);
-    uint64_t any_border = 0;
-    for (uint64_t f : flags) any_border |= f;
+    const int32_t* cls = g.cls + p0;
+    int32_t any_border = 0;
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p) any_border |= cls[p];
+#pragma GCC unroll 4
     for (int b = 0; b < NB; ++b) {
       const int64_t ob = o0 + 8 * b;
-      __m256 v[P];
-      for (int p = 0; p < P; ++p) {
-        __m512i sum = _mm512_sub_epi64(all, _mm512_slli_epi64(acc[p][b], 1));
-        // A pixel whose window leaves the image: its padding taps' sums go back out.
-        if (any_border != 0 && border[p0 + std::min<int64_t>(p, np - 1)] != 0) {
-          const int64_t y0 = rows[p] * s.stride_h - s.pad_h, x0 = cols[p] * s.stride_w - s.pad_w;
-          __m256i outside = _mm256_setzero_si256();
-          for (int64_t i = 0; i < s.kh; ++i) {
-            const int64_t yy = y0 + i * s.dil_h;
-            for (int64_t j = 0; j < s.kw; ++j) {
-              const int64_t xx = x0 + j * s.dil_w;
-              if (yy >= 0 && yy < s.h && xx >= 0 && xx < s.w) continue;
-              outside =
-                  _mm256_add_epi32(outside, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-                                                tap_sum + (i * s.kw + j) * mp + ob)));
-            }
+      const int32_t* corr = g.corr + ob;  // + class * mp
+      if (kBits) {
+        auto* out = reinterpret_cast<uint8_t*>(g.bits + p0 * mw) + ob / 8;
+#pragma GCC unroll 16
+        for (int p = 0; p < P; ++p) {
+          if (p >= np) break;
+          __mmask8 sign;
+          if (any_border == 0 || cls[p] == 0) {
+            sign = _mm512_cmpgt_epi64_mask(_mm512_xor_si512(acc[p][b], flip8[b]), ta8[b]);
+          } else {  // its padding taps' sums go back out, then n and t compared
+            const __m512i n = _mm512_sub_epi64(
+                _mm512_sub_epi64(all, _mm512_slli_epi64(acc[p][b], 1)),
+                _mm512_cvtepi32_epi64(
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + cls[p] * g.mp))));
+            sign = (_mm512_cmplt_epi64_mask(n, t8[b]) & below8[b]) |
+                   (_mm512_cmpgt_epi64_mask(n, t8[b]) & ~below8[b]);
           }
-          sum = _mm512_sub_epi64(sum, _mm512_cvtepi32_epi64(outside));
+          out[p * mw * 8] = static_cast<uint8_t>(sign & valid8[b]);
         }
-        if (kBits) {
-          if (p < np) {
-            const __mmask8 lt = _mm512_cmplt_epi64_mask(sum, t8[b]),
-                           gt = _mm512_cmpgt_epi64_mask(sum, t8[b]);
-            reinterpret_cast<uint8_t*>(bits + (p0 + p) * mw)[ob / 8] =
-                static_cast<uint8_t>(((lt & below8[b]) | (gt & ~below8[b])) & valid8[b]);
-          }
-          continue;
-        }
-        // |sum| <= taps * c: below 2^31 (every layer within the default limits) through int32,
-        // cheaper than the 64-bit conversion; both round to nearest (exact below 2^24), and the
-        // product and the sum round once each, as the scalar kernel's do.
-        const __m256 f =
-            narrow ? _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(sum)) : _mm512_cvtepi64_ps(sum);
-        v[p] = _mm256_add_ps(_mm256_mul_ps(f, scale8[b]), bias8[b]);
+        continue;
       }
-      if (kBits) continue;
-      for (int h = 0; h < P; h += 8) {
-        transpose8(v + h);  // v[h + l]: channel ob + l at the tile's pixels h .. h + 7
-        const int64_t n = std::min<int64_t>(8, np - h);
-        if (n <= 0) break;
-        const __mmask8 keep = static_cast<__mmask8>((1u << n) - 1);
-        for (int64_t l = 0; l < 8 && ob + l < s.m; ++l) {
-          float* out = y + (ob + l) * plane + p0 + h;
-          if (n == 8) {
-            _mm256_storeu_ps(out, v[h + l]);
+      // Pixels k and k + P / 2 side by side: n = taps c - 2a less the padding's sums, then
+      // n * scale + bias (the product and the sum round once each, as the scalar kernel's).
+      __m512 z[P / 2];
+#pragma GCC unroll 8
+      for (int k = 0; k < P / 2; ++k) {
+        const int32_t c0 = cls[k], c1 = cls[k + P / 2];
+        const auto* corr0 = reinterpret_cast<const __m256i*>(corr + c0 * g.mp);
+        const auto* corr1 = reinterpret_cast<const __m256i*>(corr + c1 * g.mp);
+        __m512 f;
+        if (narrow) {  // |n| <= taps c < 2^31: int32 lanes, 16 at a time
+          __m512i n = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(acc[k][b])),
+                                         _mm512_cvtepi64_epi32(acc[k + P / 2][b]), 1);
+          n = _mm512_sub_epi32(all32, _mm512_slli_epi32(n, 1));
+          if ((c0 | c1) != 0)
+            n = _mm512_sub_epi32(
+                n, _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(corr0)),
+                                      _mm256_loadu_si256(corr1), 1));
+          f = _mm512_cvtepi32_ps(n);
+        } else {
+          const __m512i n0 =
+              _mm512_sub_epi64(_mm512_sub_epi64(all, _mm512_slli_epi64(acc[k][b], 1)),
+                               _mm512_cvtepi32_epi64(_mm256_loadu_si256(corr0)));
+          const __m512i n1 =
+              _mm512_sub_epi64(_mm512_sub_epi64(all, _mm512_slli_epi64(acc[k + P / 2][b], 1)),
+                               _mm512_cvtepi32_epi64(_mm256_loadu_si256(corr1)));
+          f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(n0)),
+                                 _mm512_cvtepi64_ps(n1), 1);
+        }
+        z[k] = _mm512_add_ps(_mm512_mul_ps(f, scale16[b]), bias16[b]);
+      }
+      float* out = g.y + ob * plane + p0;
+      if (P == 16) {
+        transpose16x8(z);  // z[c]: channel ob + c at the tile's 16 pixels
+        const __mmask16 keep = static_cast<__mmask16>((1u << np) - 1);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {
+          if (ob + c >= s.m) break;
+          if (np == 16) {
+            _mm512_storeu_ps(out + c * plane, z[c]);
           } else {
-            _mm256_mask_storeu_ps(out, keep, v[h + l]);
+            _mm512_mask_storeu_ps(out + c * plane, keep, z[c]);
+          }
+        }
+      } else {
+        transpose8x8(z);  // z[c]: channel ob + c at the tile's 8 pixels, then channel ob + c + 4
+        const __mmask8 keep = static_cast<__mmask8>((1u << np) - 1);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {
+          if (ob + c >= s.m) break;
+          const __m256 v =
+              c < 4 ? _mm512_castps512_ps256(z[c % 4]) : _mm512_extractf32x8_ps(z[c % 4], 1);
+          if (np == 8) {
+            _mm256_storeu_ps(out + c * plane, v);
+          } else {
+            _mm256_mask_storeu_ps(out + c * plane, keep, v);
           }
         }
       }
@@ -177,11 +256,11 @@ void single_pixel(const uint64_t* x, const uint64_t* w, const float* scale, cons
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j) {
         const uint64_t* xt = x + (i * s.dil_h * s.w + j * s.dil_w) * cw;
-        const uint64_t* wt = w + (i * s.kw + j) * cw * mp + ob;
+        const uint64_t* wt = w + ob * s.kh * s.kw * cw + (i * s.kw + j) * cw * 8;
         for (int64_t k = 0; k < cw; ++k) {
           const __m512i xv = _mm512_set1_epi64(static_cast<long long>(xt[k]));
           acc = _mm512_add_epi64(
-              acc, _mm512_popcnt_epi64(_mm512_xor_si512(xv, _mm512_loadu_si512(wt + k * mp))));
+              acc, _mm512_popcnt_epi64(_mm512_xor_si512(xv, _mm512_loadu_si512(wt + k * 8))));
         }
       }
     const __m512i sum = _mm512_sub_epi64(all, _mm512_slli_epi64(acc, 1));
@@ -214,6 +293,7 @@ void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* 
     single_pixel<kBits>(x, w, scale, bias, t, below, s, cw, mp, y, bits);
     return;
   }
+  const int32_t* tap_sums = reinterpret_cast<const int32_t*>(w + taps * cw * mp);
   const int64_t hp = (s.oh - 1) * s.stride_h + (s.kh - 1) * s.dil_h + 1;
   const int64_t wp = (s.ow - 1) * s.stride_w + (s.kw - 1) * s.dil_w + 1;
   // The padded input (+1 outside the image).
@@ -227,24 +307,46 @@ void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* 
       std::copy(x + yy * s.w * cw, x + (yy * s.w + n) * cw,
                 padded.data() + (yp * wp + s.pad_w) * cw);
   }
-  // Each channel's sum over each tap, c - 2 popcount(w): what a +1 padding tap adds.
-  thread_local std::vector<int32_t> tap_sum;
-  tap_sum.assign(taps * mp, 0);
-  for (int64_t t = 0; t < taps; ++t)
-    for (int64_t o = 0; o < mp; ++o) {
-      int64_t ones = 0;
-      for (int64_t k = 0; k < cw; ++k) ones += __builtin_popcountll(w[(t * cw + k) * mp + o]);
-      tap_sum[t * mp + o] = static_cast<int32_t>(s.c - 2 * ones);
-    }
   const uint64_t* xp = padded.data();
-  // Which output pixels' windows leave the image.
-  thread_local std::vector<uint8_t> border;
-  border.assign(s.oh * s.ow + 16, 0);
+  // The border: an output row's taps inside the image are a range of kernel rows, a column's a
+  // range of kernel columns; each pair of ranges met at the border is a class, with what its
+  // padding taps added per channel.
+  auto inside = [](int64_t start, int64_t step, int64_t taps, int64_t size) {
+    int64_t lo = 0, hi = taps;  // taps [lo, hi) inside [0, size)
+    while (lo < taps && start + lo * step < 0) ++lo;
+    while (hi > lo && start + (hi - 1) * step >= size) --hi;
+    return std::make_pair(lo, hi);
+  };
+  std::vector<std::pair<int64_t, int64_t>> row_ranges, col_ranges;
+  auto id = [](std::vector<std::pair<int64_t, int64_t>>& ranges, std::pair<int64_t, int64_t> r) {
+    const auto it = std::find(ranges.begin(), ranges.end(), r);
+    if (it != ranges.end()) return static_cast<int32_t>(it - ranges.begin());
+    ranges.push_back(r);
+    return static_cast<int32_t>(ranges.size() - 1);
+  };
+  thread_local std::vector<int32_t> row_id, col_id, cls, corr;
+  row_ranges.emplace_back(0, s.kh), col_ranges.emplace_back(0, s.kw);  // id 0: whole
+  row_id.resize(s.oh), col_id.resize(s.ow);
   for (int64_t r = 0; r < s.oh; ++r)
-    for (int64_t q = 0; q < s.ow; ++q) {
-      const int64_t y0 = r * s.stride_h - s.pad_h, x0 = q * s.stride_w - s.pad_w;
-      border[r * s.ow + q] =
-          y0 < 0 || x0 < 0 || y0 + (s.kh - 1) * s.dil_h >= s.h || x0 + (s.kw - 1) * s.dil_w >= s.w;
+    row_id[r] = id(row_ranges, inside(r * s.stride_h - s.pad_h, s.dil_h, s.kh, s.h));
+  for (int64_t q = 0; q < s.ow; ++q)
+    col_id[q] = id(col_ranges, inside(q * s.stride_w - s.pad_w, s.dil_w, s.kw, s.w));
+  const int64_t ncol = static_cast<int64_t>(col_ranges.size());
+  cls.assign(s.oh * s.ow + 16, 0);
+  for (int64_t r = 0; r < s.oh; ++r)
+    for (int64_t q = 0; q < s.ow; ++q) cls[r * s.ow + q] = row_id[r] * ncol + col_id[q];
+  corr.assign(row_ranges.size() * ncol * mp, 0);
+  for (size_t ri = 0; ri < row_ranges.size(); ++ri)
+    for (int64_t ci = 0; ci < ncol; ++ci) {
+      int32_t* c = corr.data() + (ri * ncol + ci) * mp;
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j) {
+          if (i >= row_ranges[ri].first && i < row_ranges[ri].second && j >= col_ranges[ci].first &&
+              j < col_ranges[ci].second)
+            continue;
+          const int32_t* ts = tap_sums + (i * s.kw + j) * mp;
+          for (int64_t o = 0; o < mp; ++o) c[o] += ts[o];
+        }
     }
   // The input offset of each word of a window, taps (i, j) then words in order.
   thread_local std::vector<int64_t> offs;
@@ -256,22 +358,41 @@ void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* 
   // Planes of 64 pixels or more: 8 channels x 16 pixels per tile (one weight vector meets 16
   // words, each broadcast folded into its XOR); smaller ones: 16 channels x 8 pixels (less of a
   // last tile wasted).
+  Plan g;
+  g.s = &s, g.xp = xp, g.w = w, g.cw = cw, g.mp = mp, g.wp = wp, g.offs = offs.data();
+  g.cls = cls.data(), g.corr = corr.data();
+  g.scale = scale, g.bias = bias, g.t = t, g.below = below, g.y = y, g.bits = bits;
   const bool wide = s.oh * s.ow >= 64;
   for (int64_t o0 = 0; o0 < mp; o0 += wide ? 8 : 16) {
     if (wide) {
-      tile_channels<1, 16, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp,
-                                  offs.data(), o0, y, t, below, bits);
+      tile_channels<1, 16, kBits>(g, o0);
     } else if (o0 + 8 < mp) {
-      tile_channels<2, 8, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp,
-                                 offs.data(), o0, y, t, below, bits);
+      tile_channels<2, 8, kBits>(g, o0);
     } else {
-      tile_channels<1, 8, kBits>(xp, w, scale, bias, s, tap_sum.data(), border.data(), cw, mp, wp,
-                                 offs.data(), o0, y, t, below, bits);
+      tile_channels<1, 8, kBits>(g, o0);
     }
   }
 }
 
 }  // namespace
+
+std::vector<uint64_t> pack(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw) {
+  std::vector<uint64_t> out = pack_blocked(w, m, c, kh, kw, 8);
+  // Then each channel's sum over each tap, c - 2 popcount(w) (what a +1 padding tap adds), as
+  // int32 [tap][channel] (mp channels).
+  const int64_t cw = words(c), mp = (m + 7) / 8 * 8, taps = kh * kw, window = out.size();
+  std::vector<int32_t> sums(taps * mp);
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t o = 0; o < mp; ++o) {
+      int64_t ones = 0;
+      for (int64_t k = 0; k < cw; ++k)
+        ones += __builtin_popcountll(out[(o / 8 * taps * cw + t * cw + k) * 8 + o % 8]);
+      sums[t * mp + o] = static_cast<int32_t>(c - 2 * ones);
+    }
+  out.resize(window + (sums.size() + 1) / 2, 0);
+  std::memcpy(out.data() + window, sums.data(), sums.size() * sizeof(int32_t));
+  return out;
+}
 
 void conv(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
           const ConvShape& s, float* y) {

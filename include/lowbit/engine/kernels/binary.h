@@ -69,6 +69,12 @@ std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t 
 std::vector<uint64_t> pack_interleaved(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw,
                                        int64_t lanes);
 
+// The same words in blocks of `lanes` output channels, each block's window contiguous:
+// out[((o / lanes) * kh * kw * words(c) + t * words(c) + k) * lanes + o % lanes] (a block's weights
+// read in one stream, not one line every mp words).
+std::vector<uint64_t> pack_blocked(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw,
+                                   int64_t lanes);
+
 struct ConvShape {
   int64_t c = 0, h = 0, w = 0;  // input
   int64_t m = 0, kh = 0, kw = 0;
