@@ -35,7 +35,8 @@ struct Plan {
   const uint64_t* xp = nullptr;  // the padded input
   const uint64_t* w = nullptr;
   int64_t cw = 0, mp = 0, wp = 0;
-  const int64_t* offs = nullptr;  // the input offset of each word of a window
+  const int64_t* offs = nullptr;   // the input offset of each word of a window
+  const int64_t* pixel = nullptr;  // each output pixel's window in the input (then P repeats)
   // The border: each output pixel's class (0: its window inside the image; P zeros follow the
   // plane) and each class's correction per channel, [class][mp] (what its padding taps added).
   const int32_t* cls = nullptr;
@@ -127,11 +128,8 @@ void tile_channels(const Plan& g, int64_t o0) {
   for (int64_t p0 = 0; p0 < plane; p0 += P) {
     const int64_t np = std::min<int64_t>(P, plane - p0);
     const uint64_t* base[P];
-    int64_t r = p0 / s.ow, q = p0 % s.ow;  // one division per tile, then steps
-    for (int p = 0; p < P; ++p) {
-      base[p] = g.xp + (r * s.stride_h * g.wp + q * s.stride_w) * g.cw;
-      if (p + 1 < np && ++q == s.ow) q = 0, ++r;  // extra pixels repeat the last
-    }
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p) base[p] = g.xp + g.pixel[p0 + p];
     __m512i acc[P][NB];  // in registers: every loop over it unrolled
 #pragma GCC unroll 16
     for (int p = 0; p < P; ++p)
@@ -360,7 +358,14 @@ void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* 
   // last tile wasted).
   Plan g;
   g.s = &s, g.xp = xp, g.w = w, g.cw = cw, g.mp = mp, g.wp = wp, g.offs = offs.data();
-  g.cls = cls.data(), g.corr = corr.data();
+  // Each output pixel's window, the last repeated for the extra pixels of the last tile.
+  thread_local std::vector<int64_t> pixel;
+  pixel.resize(s.oh * s.ow + 16);
+  for (int64_t r = 0; r < s.oh; ++r)
+    for (int64_t q = 0; q < s.ow; ++q)
+      pixel[r * s.ow + q] = (r * s.stride_h * wp + q * s.stride_w) * cw;
+  std::fill(pixel.begin() + s.oh * s.ow, pixel.end(), pixel[s.oh * s.ow - 1]);
+  g.pixel = pixel.data(), g.cls = cls.data(), g.corr = corr.data();
   g.scale = scale, g.bias = bias, g.t = t, g.below = below, g.y = y, g.bits = bits;
   const bool wide = s.oh * s.ow >= 64;
   for (int64_t o0 = 0; o0 < mp; o0 += wide ? 8 : 16) {
