@@ -48,42 +48,37 @@ struct Plan {
   uint64_t* bits = nullptr;
 };
 
-// One step of the transposes below: registers a and b (0 and 1 in bit rb of their index) exchange
-// that bit with lane bit lb: a' takes the lanes of a and b whose bit lb is 0, b' those whose bit lb
-// is 1, the register bit becoming lane bit lb. `swap32`: lane bits 3 and 2 swapped after.
-struct Step {
-  __m512i lo, hi;
-};
-Step step(int lb, bool swap32) {
-  alignas(64) int32_t lo[16], hi[16];
-  const int bit = 1 << lb;
-  for (int out = 0; out < 16; ++out) {
-    const int l = swap32 ? ((out & 8) >> 1) | ((out & 4) << 1) | (out & 3) : out;
-    lo[out] = (l & bit) != 0 ? 16 + (l ^ bit) : l;
-    hi[out] = (l & bit) != 0 ? 16 + l : l | bit;
-  }
-  return {_mm512_load_si512(lo), _mm512_load_si512(hi)};
-}
-inline void exchange(__m512& a, __m512& b, const Step& k) {
-  const __m512 a2 = _mm512_permutex2var_ps(a, k.lo, b);
-  b = _mm512_permutex2var_ps(a, k.hi, b);
-  a = a2;
+// Four registers of 16 floats as 4x4 blocks in each 128-bit lane, each block transposed:
+// r[i] lane block j, element e becomes r[e] lane block j, element i.
+inline void transpose_blocks(__m512& r0, __m512& r1, __m512& r2, __m512& r3) {
+  const __m512d a0 = _mm512_castps_pd(_mm512_unpacklo_ps(r0, r1));
+  const __m512d a1 = _mm512_castps_pd(_mm512_unpackhi_ps(r0, r1));
+  const __m512d a2 = _mm512_castps_pd(_mm512_unpacklo_ps(r2, r3));
+  const __m512d a3 = _mm512_castps_pd(_mm512_unpackhi_ps(r2, r3));
+  r0 = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+  r1 = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+  r2 = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+  r3 = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
 }
 
-// 16 pixels x 8 channels: z[k] holds pixel k (channels 0-7) then pixel k + 8; after, z[c] holds
-// channel c at pixels 0-15.
+// 16 pixels x 8 channels: z[k] holds pixel k (channels 0-7) then pixel k + 4 for k < 4, and
+// pixel k + 4 then k + 8 for k >= 4 (pairs (p, p + 4)); after, z[c] holds channel c at pixels
+// 0-15. In-lane shuffles, then one block shuffle per register.
 inline void transpose16x8(__m512 z[8]) {
-  static const Step s2 = step(2, false), s1 = step(1, false), s0 = step(0, false);
-  for (int r = 0; r < 4; ++r) exchange(z[r], z[r + 4], s2);
-  for (int r : {0, 1, 4, 5}) exchange(z[r], z[r + 2], s1);
-  for (int r : {0, 2, 4, 6}) exchange(z[r], z[r + 1], s0);
+  transpose_blocks(z[0], z[1], z[2], z[3]);  // z[i]: channels i, i + 4 at pixels 0-3, 4-7
+  transpose_blocks(z[4], z[5], z[6], z[7]);  // the same at pixels 8-11, 12-15
+  __m512 out[8];
+  for (int i = 0; i < 4; ++i) {
+    out[i] = _mm512_shuffle_f32x4(z[i], z[i + 4], _MM_SHUFFLE(2, 0, 2, 0));
+    out[i + 4] = _mm512_shuffle_f32x4(z[i], z[i + 4], _MM_SHUFFLE(3, 1, 3, 1));
+  }
+  for (int i = 0; i < 8; ++i) z[i] = out[i];
 }
 // 8 pixels x 8 channels: z[k] holds pixel k then pixel k + 4; after, z[c] holds channel c at
 // pixels 0-7, then channel c + 4.
 inline void transpose8x8(__m512 z[4]) {
-  static const Step s1 = step(1, false), s0 = step(0, true);
-  for (int r : {0, 1}) exchange(z[r], z[r + 2], s1);
-  for (int r : {0, 2}) exchange(z[r], z[r + 1], s0);
+  transpose_blocks(z[0], z[1], z[2], z[3]);
+  for (int i = 0; i < 4; ++i) z[i] = _mm512_shuffle_f32x4(z[i], z[i], _MM_SHUFFLE(3, 1, 2, 0));
 }
 
 // NB blocks of 8 output channels from o0 over every pixel, in tiles of P pixels (8 or 16): each
@@ -97,6 +92,8 @@ void tile_channels(const Plan& g, int64_t o0) {
   const bool narrow = taps * s.c < (int64_t{1} << 31);  // every sum fits int32
   const __m512i all = _mm512_set1_epi64(taps * s.c), all32 = _mm512_set1_epi32(taps * s.c);
   const int64_t mw = words(s.m);
+  const __m512i low_halves =
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   __m512 scale16[NB], bias16[NB];
   __m512i t8[NB], flip8[NB], ta8[NB];
   __mmask8 below8[NB], valid8[NB];
@@ -179,18 +176,19 @@ void tile_channels(const Plan& g, int64_t o0) {
         }
         continue;
       }
-      // Pixels k and k + P / 2 side by side: n = taps c - 2a less the padding's sums, then
+      // Pixels p and p + 4 side by side: n = taps c - 2a less the padding's sums, then
       // n * scale + bias (the product and the sum round once each, as the scalar kernel's).
       __m512 z[P / 2];
 #pragma GCC unroll 8
       for (int k = 0; k < P / 2; ++k) {
-        const int32_t c0 = cls[k], c1 = cls[k + P / 2];
+        const int p = k % 4 + k / 4 * 8;  // pixels p and p + 4 (the transposes' pairs)
+        const int32_t c0 = cls[p], c1 = cls[p + 4];
         const auto* corr0 = reinterpret_cast<const __m256i*>(corr + c0 * g.mp);
         const auto* corr1 = reinterpret_cast<const __m256i*>(corr + c1 * g.mp);
         __m512 f;
         if (narrow) {  // |n| <= taps c < 2^31: int32 lanes, 16 at a time
-          __m512i n = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(acc[k][b])),
-                                         _mm512_cvtepi64_epi32(acc[k + P / 2][b]), 1);
+          // The low halves of both pixels' 64-bit popcounts (below 2^31), one permute.
+          __m512i n = _mm512_permutex2var_epi32(acc[p][b], low_halves, acc[p + 4][b]);
           n = _mm512_sub_epi32(all32, _mm512_slli_epi32(n, 1));
           if ((c0 | c1) != 0)
             n = _mm512_sub_epi32(
@@ -199,10 +197,10 @@ void tile_channels(const Plan& g, int64_t o0) {
           f = _mm512_cvtepi32_ps(n);
         } else {
           const __m512i n0 =
-              _mm512_sub_epi64(_mm512_sub_epi64(all, _mm512_slli_epi64(acc[k][b], 1)),
+              _mm512_sub_epi64(_mm512_sub_epi64(all, _mm512_slli_epi64(acc[p][b], 1)),
                                _mm512_cvtepi32_epi64(_mm256_loadu_si256(corr0)));
           const __m512i n1 =
-              _mm512_sub_epi64(_mm512_sub_epi64(all, _mm512_slli_epi64(acc[k + P / 2][b], 1)),
+              _mm512_sub_epi64(_mm512_sub_epi64(all, _mm512_slli_epi64(acc[p + 4][b], 1)),
                                _mm512_cvtepi32_epi64(_mm256_loadu_si256(corr1)));
           f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(n0)),
                                  _mm512_cvtepi64_ps(n1), 1);
