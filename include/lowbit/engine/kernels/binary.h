@@ -63,7 +63,7 @@ using SignsFn = void (*)(const float* x, int64_t c, int64_t h, int64_t w, Minus 
   }
 // Packs the signs of a kernel w [m, c, kh, kw]: out[((o * kh + i) * kw + j) * words(c) + k].
 std::vector<uint64_t> pack_kernel(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw);
-// The vector kernels' layout: the words of `lanes` output channels side by side,
+// The AVX2 and bit-plane kernels' layout: the words of `lanes` output channels side by side,
 // out[((t * words(c) + k) * mp) + o] for tap t and word k (mp: m rounded up to lanes, extra
 // channels 0).
 std::vector<uint64_t> pack_interleaved(const float* w, int64_t m, int64_t c, int64_t kh, int64_t kw,
