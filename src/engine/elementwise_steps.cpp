@@ -22,6 +22,39 @@ int64_t plane_rows(const std::vector<int64_t>& dims) {
   return dims.size() == 4 && dims[3] > 0 ? dims[2] : 0;
 }
 
+// Splits step s over rows of `inner` values, `rows` per image (a constant per row: a scalar, a
+// per-channel constant), split by rows, or where each row is a plane of a 4-D value (plane_h its
+// rows) and the planes have rows enough, by the rows of each plane. run(x, row, n_rows, n, y) on
+// n_rows whole rows from row `row` of an image, or on a range of n < inner values in one row.
+template <class Run>
+void split_rows(Step& s, int64_t inner, int64_t rows, int64_t plane_h, int64_t per, Run run) {
+  split_step(
+      s,
+      [inner, rows, plane_h, run](const std::vector<const float*>& xs, float* y, int64_t count,
+                                  int64_t p, int64_t parts) {
+        if (inner == 0) return;
+        if (split_by_rows(plane_h, parts)) {
+          // Each plane's rows of this part, every range inside a plane.
+          elementwise_part(count, plane_h, inner / plane_h, p, parts, [&](int64_t e0, int64_t e1) {
+            run(xs[0] + e0, (e0 / inner) % rows, 1, e1 - e0, y + e0);
+          });
+          return;
+        }
+        const int64_t r0 = rows * p / parts, r1 = rows * (p + 1) / parts;
+        if (r1 == r0) return;
+        for (int64_t b = 0; b < count / (rows * inner); ++b) {
+          const int64_t at = b * rows * inner + r0 * inner;
+          run(xs[0] + at, r0, r1 - r0, inner, y + at);
+        }
+      },
+      per);
+}
+
+// The rows of each 4-D plane where a row of `inner` values is a plane, else 0.
+int64_t rows_of_planes(const std::vector<int64_t>& dims, int64_t inner) {
+  return dims.size() == 4 && inner == dims[2] * dims[3] ? dims[2] : 0;
+}
+
 }  // namespace
 
 void Node::unary(elementwise::Unary f, float a, float b) {
@@ -116,36 +149,15 @@ void Node::binary(elementwise::Binary f) {
     // A constant per row of `inner` values (a scalar, a per-channel constant): its value for
     // each row of an image, then the rows kernel, split by rows.
     const int64_t inner = index.inner, rows = per / inner;
-    // The rows of a plane, where each row of the kernel is a plane of a 4-D activation.
-    const int64_t plane_h =
-        act.dims.size() == 4 && inner == act.dims[2] * act.dims[3] ? act.dims[2] : 0;
     std::vector<float> row_constants(rows);
     for (int64_t r = 0; r < rows; ++r) row_constants[r] = kc.data[r % index.channels];
     s.info.kernel = kernel_name(fn, rows == 1 ? "_scalar" : "_rows", *k);
     s.info.parameter_bytes = static_cast<int64_t>(rows * sizeof(float));
-    split_step(
-        s,
-        [k, f, inner, rows, plane_h, row_constants, act_first](const std::vector<const float*>& xs,
-                                                               float* y, int64_t count, int64_t p,
-                                                               int64_t parts) {
-          if (inner == 0) return;
-          if (split_by_rows(plane_h, parts)) {
-            // A constant per plane: each plane's rows of this part, every range inside a plane.
-            elementwise_part(count, plane_h, inner / plane_h, p, parts,
-                             [&](int64_t e0, int64_t e1) {
-                               k->rows(f, xs[0] + e0, row_constants.data() + (e0 / inner) % rows, 1,
-                                       e1 - e0, !act_first, y + e0);
-                             });
-            return;
-          }
-          const int64_t r0 = rows * p / parts, r1 = rows * (p + 1) / parts;
-          if (r1 == r0) return;
-          for (int64_t b = 0; b < count / (rows * inner); ++b) {
-            const int64_t at = b * rows * inner + r0 * inner;
-            k->rows(f, xs[0] + at, row_constants.data() + r0, r1 - r0, inner, !act_first, y + at);
-          }
-        },
-        per);
+    split_rows(s, inner, rows, rows_of_planes(act.dims, inner), per,
+               [k, f, row_constants, act_first](const float* x, int64_t r, int64_t n_rows,
+                                                int64_t n, float* y) {
+                 k->rows(f, x, row_constants.data() + r, n_rows, n, !act_first, y);
+               });
     return;
   }
   // Otherwise the constant expanded to an image's shape, and the kernel of two arrays.
@@ -166,6 +178,37 @@ void Node::binary(elementwise::Binary f) {
         }
       },
       per);
+}
+
+bool Node::quant_rows(elementwise::Rounding mode, float lo, float hi, const Value& scale,
+                      const Value& zero) {
+  const Value& x = *in[0];
+  if (x.constant) return false;
+  const int64_t per = x.per_image();
+  // Scale and zero point each a scalar or a constant per row of `inner` values (the same rows).
+  int64_t inner = per;
+  for (const Value* c : {&scale, &zero}) {
+    if (c->data.size() == 1) continue;
+    const Broadcast index = make_broadcast(x.dims, c->dims, where);
+    if (!index.map.empty() || index.inner < 4 || (inner != per && index.inner != inner))
+      return false;
+    inner = index.inner;
+  }
+  if (per == 0 || inner == 0) return false;
+  const int64_t rows = per / inner;
+  std::vector<float> sc(rows), zp(rows);
+  for (int64_t r = 0; r < rows; ++r)
+    sc[r] = scale.data[r % scale.data.size()], zp[r] = zero.data[r % zero.data.size()];
+  const elementwise::Kernels* k = &elementwise::best();
+  out.dims = x.dims;
+  s.info.kernel = std::string(rows == 1 ? "quant_scalar_f32_" : "quant_rows_f32_") + k->name;
+  s.info.parameter_bytes = static_cast<int64_t>(2 * rows * sizeof(float));
+  split_rows(
+      s, inner, rows, rows_of_planes(x.dims, inner), per,
+      [k, mode, lo, hi, sc, zp](const float* xr, int64_t r, int64_t n_rows, int64_t n, float* y) {
+        k->quant(mode, lo, hi, xr, sc.data() + r, zp.data() + r, n_rows, n, y);
+      });
+  return true;
 }
 
 }  // namespace detail

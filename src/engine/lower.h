@@ -38,6 +38,10 @@ struct Node {
   // or of one rank broadcast image by image, or an activation and a constant broadcast to it; two
   // constants are folded with numpy's broadcasting.
   void binary(elementwise::Binary f);
+  // The step of QONNX's Quant of activation 0 by elementwise.h's kernel where its scale and zero
+  // point are scalars or constants per row (per channel); whether it planned it.
+  bool quant_rows(elementwise::Rounding mode, float lo, float hi, const Value& scale,
+                  const Value& zero);
   // The step of an element-wise f(x) of one activation that no kernel list has (quantizers with
   // their own rounding), f inlined into the loop.
   template <class F>

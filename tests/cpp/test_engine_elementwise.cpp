@@ -212,7 +212,90 @@ TEST(EngineElementwise, EveryBuildGivesTheReferencesBits) {
       ref.binary(f, x.data(), q.data(), n, b.data());
       for (int64_t e = 0; e < n; ++e) ASSERT_TRUE(same(a[e], b[e])) << k.name << ew::name(f);
     }
+    for (int mode = 0; mode < 8; ++mode) {  // Quant, signed zeros included
+      std::vector<float> a(n), b(n);
+      const float scale[] = {0.1f}, zero[] = {1.0f};
+      k.quant(static_cast<ew::Rounding>(mode), -8, 7, x.data(), scale, zero, 1, n, a.data());
+      ref.quant(static_cast<ew::Rounding>(mode), -8, 7, x.data(), scale, zero, 1, n, b.data());
+      for (int64_t e = 0; e < n; ++e) ASSERT_TRUE(same(a[e], b[e])) << k.name << " quant " << mode;
+    }
   }
+}
+
+// QONNX's rounding modes written out on exact halves (not through the C library's rounding).
+float round_formula(ew::Rounding mode, float u) {
+  if (u != u || std::isinf(u)) return u;
+  const double d = u, f = std::floor(d), frac = d - f;
+  double r = 0;
+  switch (mode) {
+    case ew::Rounding::round:
+    case ew::Rounding::half_even:
+      r = frac > 0.5 ? f + 1 : frac < 0.5 ? f : (std::fmod(f, 2.0) == 0 ? f : f + 1);
+      break;
+    case ew::Rounding::ceil:
+      r = frac > 0 ? f + 1 : f;
+      break;
+    case ew::Rounding::floor:
+      r = f;
+      break;
+    case ew::Rounding::half_up:  // halves away from 0
+      r = d < 0 ? -std::floor(-d + 0.5) : std::floor(d + 0.5);
+      break;
+    case ew::Rounding::half_down:  // halves toward 0
+      r = d < 0 ? -std::ceil(-d - 0.5) : std::ceil(d - 0.5);
+      break;
+    case ew::Rounding::up:  // away from 0
+      r = d < 0 ? f : (frac > 0 ? f + 1 : f);
+      break;
+    case ew::Rounding::down:  // toward 0
+      r = d < 0 ? (frac > 0 ? f + 1 : f) : f;
+      break;
+  }
+  return static_cast<float>(r);
+}
+
+TEST(EngineElementwise, QuantIsQonnxsFormulaInEveryBuildAndMode) {
+  std::mt19937 rng(43);
+  const ew::Rounding modes[] = {
+      ew::Rounding::round,   ew::Rounding::half_even, ew::Rounding::ceil, ew::Rounding::floor,
+      ew::Rounding::half_up, ew::Rounding::half_down, ew::Rounding::up,   ew::Rounding::down};
+  int checked = 0;
+  for (const auto& k : ew::all()) {
+    if (!k.supported()) continue;
+    for (ew::Rounding mode : modes) {
+      for (int64_t rows : {1, 3}) {
+        for (int64_t n : {1, 17, 100}) {
+          // Scales powers of 2 and not, values on exact halves of the grid and off it, specials.
+          const float scales[] = {0.25f, 0.1f, 3.0f}, zeros[] = {0.0f, 2.0f, -1.0f};
+          std::vector<float> sc(rows), zp(rows), x = values(rng, rows * n + 1);
+          for (int64_t r = 0; r < rows; ++r) sc[r] = scales[r % 3], zp[r] = zeros[(r + n) % 3];
+          for (int64_t e = 1; e <= rows * n; e += 3)
+            x[e] = static_cast<float>(int(rng() % 41) - 20) / 8;
+          for (const auto& range : {std::pair<float, float>{-8, 7}, {0, 255}}) {
+            std::vector<float> y(rows * n + 1, 42.0f), in_place(x);
+            k.quant(mode, range.first, range.second, x.data() + 1, sc.data(), zp.data(), rows, n,
+                    y.data() + 1);
+            k.quant(mode, range.first, range.second, in_place.data() + 1, sc.data(), zp.data(),
+                    rows, n, in_place.data() + 1);
+            ASSERT_EQ(y[0], 42.0f);
+            for (int64_t e = 0; e < rows * n; ++e) {
+              const float s = sc[e / n], z = zp[e / n], v = x[e + 1];
+              float u = v / s + z;
+              u = u != u ? u : u > range.second ? range.second : u < range.first ? range.first : u;
+              const float want = (round_formula(mode, u) - z) * s;
+              // The sign of a zero aside (QONNX's own formulas differ there by mode).
+              ASSERT_TRUE(same(y[e + 1], want) || y[e + 1] == want)
+                  << k.name << " mode " << static_cast<int>(mode) << " quant(" << v << ", " << s
+                  << ", " << z << ") = " << y[e + 1] << ", want " << want;
+              ASSERT_TRUE(same(in_place[e + 1], y[e + 1])) << k.name << " in place";
+            }
+          }
+        }
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 8);
 }
 
 TEST(EngineElementwise, NamesListEveryFunctionOnce) {

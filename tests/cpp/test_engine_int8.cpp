@@ -185,12 +185,14 @@ void check_quantized_graph(float sx, float zx, float sw, float zw, bool per_chan
   Builder::attr(gemm, "transB", int64_t{1});
   const Model model = b.load("y");
   const std::string best = lowbit::engine::int8::best().name;
+  const std::string ew = lowbit::engine::elementwise::best().name;
   std::vector<std::string> kernels;
   for (const auto& p : model.plan()) kernels.push_back(p.kernel);
   if (requantized) {
     // Power-of-2 scales: Relu and Quant fused into the convolution, which writes the codes that
     // Flatten and the dense layer read.
-    EXPECT_EQ(kernels, (std::vector<std::string>{"quant_f32", "int8_conv2d_" + best + "+requantize",
+    EXPECT_EQ(kernels, (std::vector<std::string>{"quant_scalar_f32_" + ew,
+                                                 "int8_conv2d_" + best + "+requantize",
                                                  "copy", "int8_gemm_" + best}));
   } else {
     ASSERT_EQ(kernels.size(), 6u);
@@ -337,13 +339,14 @@ Model chained_int8_model(bool fused, bool float_last, std::vector<std::string>* 
 
 TEST(EngineInt8, ChainedPowerOfTwoLayersPassCodesAndEqualTheFloatGraph) {
   const std::string best = lowbit::engine::int8::best().name;
+  const std::string ew = lowbit::engine::elementwise::best().name;
   for (bool float_last : {false, true}) {
     std::vector<std::string> fused_kernels, plain_kernels;
     const Model fused = chained_int8_model(true, float_last, &fused_kernels);
     const Model plain = chained_int8_model(false, float_last, &plain_kernels);
     const std::string conv = "int8_conv2d_" + best + "+requantize";
     std::vector<std::string> expected = {
-        "quant_f32", conv, "maxpool_codes_" + lowbit::engine::pool::best().name, conv};
+        "quant_scalar_f32_" + ew, conv, "maxpool_codes_" + lowbit::engine::pool::best().name, conv};
     if (float_last) {
       expected.insert(expected.end(),
                       {"decode_codes+conv2d_f32_" + lowbit::engine::float32::best().name, "copy"});
@@ -353,7 +356,7 @@ TEST(EngineInt8, ChainedPowerOfTwoLayersPassCodesAndEqualTheFloatGraph) {
                        "copy_f32_" + lowbit::engine::elementwise::best().name});
     }
     EXPECT_EQ(fused_kernels, expected);
-    EXPECT_EQ(std::count(plain_kernels.begin(), plain_kernels.end(), "quant_f32"),
+    EXPECT_EQ(std::count(plain_kernels.begin(), plain_kernels.end(), "quant_scalar_f32_" + ew),
               float_last ? 3 : 5);
     std::mt19937 rng(6);
     const int64_t n = 11;  // more than one chunk of images

@@ -162,7 +162,7 @@ TEST(EnginePlanes, ChainedTwoBitLayersPassPlanesAndEqualTheFloatGraph) {
   const std::string ew = lowbit::engine::elementwise::best().name;
   const std::vector<std::string> expected = {"div_scalar_f32_" + ew,
                                              "mul_scalar_f32_" + ew,
-                                             "quant_f32",
+                                             "quant_scalar_f32_" + ew,
                                              "div_scalar_f32_" + ew,
                                              "mul_scalar_f32_" + ew,
                                              "bitplane_conv2d_" + best + "+maxpool+threshold",
@@ -173,7 +173,7 @@ TEST(EnginePlanes, ChainedTwoBitLayersPassPlanesAndEqualTheFloatGraph) {
                                              "copy",
                                              "bitplane_gemm_" + best};
   EXPECT_EQ(fused_kernels, expected);
-  EXPECT_EQ(std::count(plain_kernels.begin(), plain_kernels.end(), "quant_f32"), 3);
+  EXPECT_EQ(std::count(plain_kernels.begin(), plain_kernels.end(), "quant_scalar_f32_" + ew), 3);
   std::mt19937 rng(7);
   const int64_t n = 11;
   std::vector<float> x(n * 3 * 64);

@@ -9,11 +9,13 @@ namespace engine {
 namespace elementwise {
 
 #if defined(__x86_64__)
-#define LOWBIT_ELEMENTWISE_DECLARE(isa)                                          \
-  namespace isa {                                                                \
-  void unary(Unary, float, float, const float*, int64_t, float*);                \
-  void binary(Binary, const float*, const float*, int64_t, float*);              \
-  void rows(Binary, const float*, const float*, int64_t, int64_t, bool, float*); \
+#define LOWBIT_ELEMENTWISE_DECLARE(isa)                                                          \
+  namespace isa {                                                                                \
+  void unary(Unary, float, float, const float*, int64_t, float*);                                \
+  void binary(Binary, const float*, const float*, int64_t, float*);                              \
+  void rows(Binary, const float*, const float*, int64_t, int64_t, bool, float*);                 \
+  void quant(Rounding, float, float, const float*, const float*, const float*, int64_t, int64_t, \
+             float*);                                                                            \
   }
 LOWBIT_ELEMENTWISE_DECLARE(avx2)
 LOWBIT_ELEMENTWISE_DECLARE(avx512)
@@ -57,12 +59,12 @@ const std::vector<Binary>& binary_functions() {
 
 const std::vector<Kernels>& all() {
   static const std::vector<Kernels> list = {
-    {"scalar", [] { return true; }, &scalar::unary, &scalar::binary, &scalar::rows},
+    {"scalar", [] { return true; }, &scalar::unary, &scalar::binary, &scalar::rows, &scalar::quant},
 #if defined(__x86_64__)
     {"avx2", [] { return __builtin_cpu_supports("avx2") != 0; }, &avx2::unary, &avx2::binary,
-     &avx2::rows},
+     &avx2::rows, &avx2::quant},
     {"avx512", [] { return __builtin_cpu_supports("avx512f") != 0; }, &avx512::unary,
-     &avx512::binary, &avx512::rows},
+     &avx512::binary, &avx512::rows, &avx512::quant},
 #endif
   };
   return list;

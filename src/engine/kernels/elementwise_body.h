@@ -153,6 +153,50 @@ void rows(Binary f, const float* x, const float* c, int64_t rows, int64_t n, boo
   });
 }
 
+template <class R>
+inline void quant_with(float lo, float hi, const float* x, const float* scale, const float* zero,
+                       int64_t rows, int64_t n, float* y, R round) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float s = scale[r], z = zero[r];
+    each(x + r * n, n, y + r * n, [lo, hi, s, z, round](float v) {
+      float u = v / s + z;
+      u = u > hi ? hi : (u < lo ? lo : u);
+      return (round(u) - z) * s;
+    });
+  }
+}
+
+void quant(Rounding mode, float lo, float hi, const float* x, const float* scale, const float* zero,
+           int64_t rows, int64_t n, float* y) {
+  auto go = [&](auto round) { quant_with(lo, hi, x, scale, zero, rows, n, y, round); };
+  switch (mode) {
+    case Rounding::round:
+    case Rounding::half_even:
+      return go([](float u) { return std::nearbyint(u); });
+    case Rounding::ceil:
+      return go([](float u) { return std::ceil(u); });
+    case Rounding::floor:
+      return go([](float u) { return std::floor(u); });
+    case Rounding::half_up:
+      return go([](float u) {
+        const float neg = -std::floor(-u + 0.5f), pos = std::floor(u + 0.5f);
+        return u < 0 ? neg : pos;
+      });
+    case Rounding::half_down:
+      return go([](float u) {
+        const float neg = -std::ceil(-u - 0.5f), pos = std::ceil(u - 0.5f);
+        return u < 0 ? neg : pos;
+      });
+    case Rounding::up:
+      return go([](float u) {
+        const float neg = std::floor(u), pos = std::ceil(u);
+        return u < 0 ? neg : pos;
+      });
+    case Rounding::down:
+      return go([](float u) { return std::trunc(u); });
+  }
+}
+
 }  // namespace LOWBIT_ELEMENTWISE_ISA
 }  // namespace elementwise
 }  // namespace engine

@@ -91,6 +91,9 @@ void lower_quant(Node& d) {
     d.out.planes = hi <= 1 ? 1 : hi <= 3 ? 2 : hi <= 7 ? 3 : 4;
     d.out.planes_scale = sc.data[0];
     d.out.packed_chw = x.chain->chw;
+  } else if (!x.constant && rounding >= 0 && rounding <= 7 &&
+             d.quant_rows(static_cast<elementwise::Rounding>(rounding), lo, hi, sc, zp)) {
+    // Scalar or per-channel scale and zero point: the element-wise kernel list's Quant.
   } else if (!x.constant) {
     // Scalar scale and zero point (activations): no index maps.
     const bool scalars = sc.data.size() == 1 && zp.data.size() == 1;

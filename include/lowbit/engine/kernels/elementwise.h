@@ -57,6 +57,10 @@ enum class Binary {
   prelu,  // p < 0 ? q * p : p (q the slope)
 };
 
+// QONNX's rounding modes, in the order of its table (round and half_even alike: to the nearest,
+// ties to even).
+enum class Rounding { round, half_even, ceil, floor, half_up, half_down, up, down };
+
 // The names of the functions, as the benchmarks and tests print them.
 const char* name(Unary f);
 const char* name(Binary f);
@@ -73,12 +77,21 @@ using BinaryFn = void (*)(Binary f, const float* p, const float* q, int64_t n, f
 using RowsFn = void (*)(Binary f, const float* x, const float* c, int64_t rows, int64_t n,
                         bool constant_first, float* y);
 
+// QONNX's Quant over rows of n values with a scale and zero point per row (one row: scalars):
+// u = x / scale[r] + zero[r], clamped to [lo, hi] (u > hi ? hi : u < lo ? lo : u, so NaN stays
+// NaN), rounded by `mode` (half_up: u < 0 ? -floor(-u + 0.5) : floor(u + 0.5); half_down:
+// u < 0 ? -ceil(-u - 0.5) : ceil(u - 0.5); up: away from 0; down: toward 0), then
+// y = (u - zero[r]) * scale[r]. y may be x.
+using QuantFn = void (*)(Rounding mode, float lo, float hi, const float* x, const float* scale,
+                         const float* zero, int64_t rows, int64_t n, float* y);
+
 struct Kernels {
   std::string name;
   bool (*supported)();
   UnaryFn unary;
   BinaryFn binary;
   RowsFn rows;
+  QuantFn quant;
 };
 // Every implementation, the reference first; and the best one this CPU runs.
 const std::vector<Kernels>& all();
