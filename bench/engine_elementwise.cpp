@@ -5,7 +5,9 @@
 // Every function of the list on 2^16 floats (a [64, 32, 32] activation; in cache) and 2^20 (a
 // [64, 128, 128] one; out of the L2 cache), against a constant per row where LibTorch broadcasts
 // one ([C, 1, 1]). Both sides write into preallocated outputs (LibTorch's *_out operators):
-// retained-memory figures.
+// retained-memory figures. BM_quant / BM_quant_rows: QONNX's Quant (8-bit signed, ties to even)
+// with one scale and zero point or one per row, against LibTorch's fake_quantize_per_tensor_affine
+// and fake_quantize_per_channel_affine (the same function; these allocate their output each call).
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
@@ -61,6 +63,31 @@ void BM_rows(benchmark::State& state, const ew::Kernels* k, Binary f, int64_t n)
   for (auto _ : state) {
     k->rows(f, x.data(), c.data(), kChannels, n / kChannels, false, y.data());
     benchmark::DoNotOptimize(y.data());
+  }
+  set_bytes(state, 2 * n * static_cast<int64_t>(sizeof(float)));
+}
+
+void BM_quant(benchmark::State& state, const ew::Kernels* k, int64_t rows, int64_t n) {
+  const auto x = uniform(n, 6, -4, 4);
+  std::vector<float> scale(rows, 0.05f), zero(rows, 3.0f), y(n);
+  for (int64_t r = 0; r < rows; ++r) scale[r] = 0.05f + 0.001f * static_cast<float>(r);
+  for (auto _ : state) {
+    k->quant(ew::Rounding::round, -128, 127, x.data(), scale.data(), zero.data(), rows, n / rows,
+             y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_bytes(state, 2 * n * static_cast<int64_t>(sizeof(float)));
+}
+
+void BM_torch_quant(benchmark::State& state, int64_t rows, int64_t n) {
+  const torch::Tensor x = torch::rand({rows, n / rows}) * 8 - 4;
+  const torch::Tensor scale = 0.05 + 0.001 * torch::arange(rows, torch::kFloat);
+  const torch::Tensor zero = torch::full({rows}, 3, torch::kInt);
+  for (auto _ : state) {
+    torch::Tensor y = rows == 1
+                          ? at::fake_quantize_per_tensor_affine(x, 0.05, 3, -128, 127)
+                          : at::fake_quantize_per_channel_affine(x, scale, zero, 0, -128, 127);
+    benchmark::DoNotOptimize(y.data_ptr());
   }
   set_bytes(state, 2 * n * static_cast<int64_t>(sizeof(float)));
 }
@@ -208,6 +235,13 @@ int main(int argc, char** argv) {
             ("BM_rows/" + std::string(ew::name(f)) + "/torch" + size).c_str(), BM_torch_binary, op,
             n, true);
       }
+    }
+    for (int64_t rows : {int64_t{1}, kChannels}) {
+      const std::string form = rows == 1 ? "BM_quant/" : "BM_quant_rows/";
+      for (const auto& k : ew::all())
+        if (k.supported())
+          benchmark::RegisterBenchmark((form + k.name + size).c_str(), BM_quant, &k, rows, n);
+      benchmark::RegisterBenchmark((form + "torch" + size).c_str(), BM_torch_quant, rows, n);
     }
   }
   benchmark::Initialize(&argc, argv);
