@@ -328,9 +328,10 @@ void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* 
   for (int64_t q = 0; q < s.ow; ++q)
     col_id[q] = id(col_ranges, inside(q * s.stride_w - s.pad_w, s.dil_w, s.kw, s.w));
   const int64_t ncol = static_cast<int64_t>(col_ranges.size());
-  cls.assign(s.oh * s.ow + 16, 0);
-  for (int64_t r = 0; r < s.oh; ++r)
-    for (int64_t q = 0; q < s.ow; ++q) cls[r * s.ow + q] = row_id[r] * ncol + col_id[q];
+  const int64_t oh = s.oh, ow = s.ow;  // locals: the stores below may alias s for the compiler
+  cls.assign(oh * ow + 16, 0);
+  for (int64_t r = 0; r < oh; ++r)
+    for (int64_t q = 0; q < ow; ++q) cls[r * ow + q] = row_id[r] * ncol + col_id[q];
   corr.assign(row_ranges.size() * ncol * mp, 0);
   for (size_t ri = 0; ri < row_ranges.size(); ++ri)
     for (int64_t ci = 0; ci < ncol; ++ci) {
@@ -355,10 +356,10 @@ void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* 
   g.s = &s, g.xp = xp, g.w = w, g.cw = cw, g.mp = mp, g.wp = wp, g.offs = offs.data();
   // Each output pixel's window, the last repeated for the extra pixels of the last tile.
   thread_local std::vector<int64_t> pixel;
-  pixel.resize(s.oh * s.ow + 16);
-  for (int64_t r = 0; r < s.oh; ++r)
-    for (int64_t q = 0; q < s.ow; ++q)
-      pixel[r * s.ow + q] = (r * s.stride_h * wp + q * s.stride_w) * cw;
+  pixel.resize(oh * ow + 16);
+  const int64_t row_step = s.stride_h * wp * cw, col_step = s.stride_w * cw;
+  for (int64_t r = 0; r < oh; ++r)
+    for (int64_t q = 0; q < ow; ++q) pixel[r * ow + q] = r * row_step + q * col_step;
   std::fill(pixel.begin() + s.oh * s.ow, pixel.end(), pixel[s.oh * s.ow - 1]);
   g.pixel = pixel.data(), g.cls = cls.data(), g.corr = corr.data();
   g.scale = scale, g.bias = bias, g.t = t, g.below = below, g.y = y, g.bits = bits;
