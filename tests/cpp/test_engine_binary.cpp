@@ -95,6 +95,28 @@ TEST(EngineBinary, EveryKernelsBitsAreTheThresholdedSums) {
   }
 }
 
+// One output pixel whose window leaves a 2x2 image at the bottom and right (pads 0, 0, 1, 1): the
+// padding taps add nothing (a kernel's one-pixel path must not read them from the image).
+TEST(EngineBinary, OnePixelWithBottomAndRightPaddingEqualsTheDefinition) {
+  std::mt19937 rng(14);
+  for (int64_t c : {3, 64, 100}) {
+    ConvShape s;
+    s.c = c, s.h = s.w = 2, s.m = 11, s.kh = s.kw = 3, s.oh = s.ow = 1;
+    std::vector<float> x(c * 4), w(s.m * c * 9), scale(s.m, 0.5f), bias(s.m, 1.0f);
+    for (auto& v : x) v = rng() % 2 ? 1.0f : -1.0f;
+    for (auto& v : w) v = rng() % 2 ? 1.0f : -1.0f;
+    std::vector<uint64_t> packed(lowbit::engine::binary::words(c) * 4 + 64, ~uint64_t{0});
+    lowbit::engine::binary::pack_chw(x.data(), c, 2, 2, packed.data());
+    for (const auto& k : lowbit::engine::binary::all()) {
+      if (!k.supported()) continue;
+      const auto kernel = k.pack(w.data(), s.m, c, 3, 3);
+      std::vector<float> y(s.m);
+      k.conv(packed.data(), kernel.data(), scale.data(), bias.data(), s, y.data());
+      EXPECT_EQ(y, reference_conv(x, w, scale, bias, s)) << k.name << " c=" << c;
+    }
+  }
+}
+
 // Random shapes with wide padding, strides and dilations (windows partly or wholly in the
 // padding, every class of border pixel), planes above and below the wider tiles' 64 pixels: the
 // floats and the thresholded bits of every kernel against the definition.
@@ -110,10 +132,13 @@ TEST(EngineBinary, EveryKernelEqualsTheDefinitionOnRandomShapes) {
     s.c = cs[rng() % 5], s.m = pick(1, 20), s.kh = pick(1, 5), s.kw = pick(1, 5);
     s.stride_h = pick(1, 3), s.stride_w = pick(1, 3), s.dil_h = pick(1, 2), s.dil_w = pick(1, 2);
     s.pad_h = pick(0, 4), s.pad_w = pick(0, 4), s.h = pick(1, 20), s.w = pick(1, 20);
+    // Bottom and right pads of their own (the shape implies them through oh and ow).
+    const int64_t pad_bottom = trial % 3 == 0 ? pick(0, 3) : s.pad_h;
+    const int64_t pad_right = trial % 3 == 0 ? pick(0, 3) : s.pad_w;
     const int64_t span_h = (s.kh - 1) * s.dil_h + 1, span_w = (s.kw - 1) * s.dil_w + 1;
-    if (s.h + 2 * s.pad_h < span_h || s.w + 2 * s.pad_w < span_w) continue;
-    s.oh = (s.h + 2 * s.pad_h - span_h) / s.stride_h + 1;
-    s.ow = (s.w + 2 * s.pad_w - span_w) / s.stride_w + 1;
+    if (s.h + s.pad_h + pad_bottom < span_h || s.w + s.pad_w + pad_right < span_w) continue;
+    s.oh = (s.h + s.pad_h + pad_bottom - span_h) / s.stride_h + 1;
+    s.ow = (s.w + s.pad_w + pad_right - span_w) / s.stride_w + 1;
     std::vector<float> x(s.c * s.h * s.w), w(s.m * s.c * s.kh * s.kw), scale(s.m), bias(s.m);
     for (auto& v : x) v = sign();
     for (auto& v : w) v = sign();

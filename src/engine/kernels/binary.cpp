@@ -120,7 +120,10 @@ const std::vector<Kernels>& all() {
      },
      &avx2::signs, &avx2::conv, &bits_from_sums<&avx2::conv>},
     {"avx512",
-     [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); },
+     [] {
+       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq");
+     },
      &avx512::pack, &avx512::signs, &avx512::conv, &avx512::conv_bits},
 #endif
   };

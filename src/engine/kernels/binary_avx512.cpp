@@ -17,6 +17,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "lowbit/engine/kernels/binary.h"
@@ -89,7 +91,6 @@ template <int NB, int P, bool kBits>
 void tile_channels(const Plan& g, int64_t o0) {
   const ConvShape& s = *g.s;
   const int64_t plane = s.oh * s.ow, taps = s.kh * s.kw, words_per_window = taps * g.cw;
-  const bool narrow = taps * s.c < (int64_t{1} << 31);  // every sum fits int32
   const __m512i all = _mm512_set1_epi64(taps * s.c), all32 = _mm512_set1_epi32(taps * s.c);
   const int64_t mw = words(s.m);
   const __m512i low_halves =
@@ -185,26 +186,15 @@ void tile_channels(const Plan& g, int64_t o0) {
         const int32_t c0 = cls[p], c1 = cls[p + 4];
         const auto* corr0 = reinterpret_cast<const __m256i*>(corr + c0 * g.mp);
         const auto* corr1 = reinterpret_cast<const __m256i*>(corr + c1 * g.mp);
-        __m512 f;
-        if (narrow) {  // |n| <= taps c < 2^31: int32 lanes, 16 at a time
-          // The low halves of both pixels' 64-bit popcounts (below 2^31), one permute.
-          __m512i n = _mm512_permutex2var_epi32(acc[p][b], low_halves, acc[p + 4][b]);
-          n = _mm512_sub_epi32(all32, _mm512_slli_epi32(n, 1));
-          if ((c0 | c1) != 0)
-            n = _mm512_sub_epi32(
-                n, _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(corr0)),
-                                      _mm256_loadu_si256(corr1), 1));
-          f = _mm512_cvtepi32_ps(n);
-        } else {
-          const __m512i n0 =
-              _mm512_sub_epi64(_mm512_sub_epi64(all, _mm512_slli_epi64(acc[p][b], 1)),
-                               _mm512_cvtepi32_epi64(_mm256_loadu_si256(corr0)));
-          const __m512i n1 =
-              _mm512_sub_epi64(_mm512_sub_epi64(all, _mm512_slli_epi64(acc[p + 4][b], 1)),
-                               _mm512_cvtepi32_epi64(_mm256_loadu_si256(corr1)));
-          f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(n0)),
-                                 _mm512_cvtepi64_ps(n1), 1);
-        }
+        // |n| <= taps c < 2^31 (run() checks): int32 lanes, 16 at a time. The low halves of
+        // both pixels' 64-bit popcounts, one permute.
+        __m512i n = _mm512_permutex2var_epi32(acc[p][b], low_halves, acc[p + 4][b]);
+        n = _mm512_sub_epi32(all32, _mm512_slli_epi32(n, 1));
+        if ((c0 | c1) != 0)
+          n = _mm512_sub_epi32(n,
+                               _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(corr0)),
+                                                  _mm256_loadu_si256(corr1), 1));
+        const __m512 f = _mm512_cvtepi32_ps(n);
         z[k] = _mm512_add_ps(_mm512_mul_ps(f, scale16[b]), bias16[b]);
       }
       float* out = g.y + ob * plane + p0;
@@ -285,11 +275,20 @@ template <bool kBits>
 void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
          const int32_t* t, const uint8_t* below, const ConvShape& s, float* y, uint64_t* bits) {
   const int64_t cw = words(s.c), mp = (s.m + 7) / 8 * 8, taps = s.kh * s.kw;
-  if (s.oh * s.ow == 1 && s.pad_h == 0 && s.pad_w == 0) {
+  if (s.oh * s.ow == 0) return;
+  // Every sum, and every border class's correction, within int32 (layers within the engine's
+  // default limits are far below).
+  if (taps * s.c >= (int64_t{1} << 31))
+    throw std::invalid_argument("binary avx512 kernel: kh * kw * c must be below 2^31, got " +
+                                std::to_string(taps * s.c));
+  // One output pixel whose window lies wholly inside the image (no padding on any side).
+  if (s.oh * s.ow == 1 && s.pad_h == 0 && s.pad_w == 0 && (s.kh - 1) * s.dil_h < s.h &&
+      (s.kw - 1) * s.dil_w < s.w) {
     single_pixel<kBits>(x, w, scale, bias, t, below, s, cw, mp, y, bits);
     return;
   }
-  const int32_t* tap_sums = reinterpret_cast<const int32_t*>(w + taps * cw * mp);
+  using aliased_int32 = int32_t __attribute__((may_alias));  // read from uint64_t storage
+  const aliased_int32* tap_sums = reinterpret_cast<const aliased_int32*>(w + taps * cw * mp);
   const int64_t hp = (s.oh - 1) * s.stride_h + (s.kh - 1) * s.dil_h + 1;
   const int64_t wp = (s.ow - 1) * s.stride_w + (s.kw - 1) * s.dil_w + 1;
   // The padded input (+1 outside the image).
@@ -341,7 +340,7 @@ void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* 
           if (i >= row_ranges[ri].first && i < row_ranges[ri].second && j >= col_ranges[ci].first &&
               j < col_ranges[ci].second)
             continue;
-          const int32_t* ts = tap_sums + (i * s.kw + j) * mp;
+          const aliased_int32* ts = tap_sums + (i * s.kw + j) * mp;
           for (int64_t o = 0; o < mp; ++o) c[o] += ts[o];
         }
     }

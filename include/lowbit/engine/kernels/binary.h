@@ -98,6 +98,8 @@ inline void for_each_tap_inside(const ConvShape& s, int64_t r, int64_t q, F&& f)
 
 // y[o, r, q] = scale[o] * sum over the taps inside the image of sum_c x * w (±1 products), plus
 // bias[o]: taps in the zero padding contribute nothing. x: pack_chw of one image; w: pack_kernel.
+// The AVX-512 build requires kh * kw * c < 2^31 (std::invalid_argument otherwise; the engine's
+// default limits keep every layer far below).
 using ConvFn = void (*)(const uint64_t* x, const uint64_t* w, const float* scale, const float* bias,
                         const ConvShape& s, float* y);
 
