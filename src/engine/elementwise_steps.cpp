@@ -24,7 +24,8 @@ int64_t plane_rows(const std::vector<int64_t>& dims) {
 
 // Splits step s over rows of `inner` values, `rows` per image (a constant per row: a scalar, a
 // per-channel constant), split by rows, or where each row is a plane of a 4-D value (plane_h its
-// rows) and the planes have rows enough, by the rows of each plane. run(x, row, n_rows, n, y) on
+// rows) and the planes have rows enough, by the rows of each plane, or where there are fewer rows
+// than parts, by values. run(x, row, n_rows, n, y) on
 // n_rows whole rows from row `row` of an image, or on a range of n < inner values in one row.
 template <class Run>
 void split_rows(Step& s, int64_t inner, int64_t rows, int64_t plane_h, int64_t per, Run run) {
@@ -40,11 +41,21 @@ void split_rows(Step& s, int64_t inner, int64_t rows, int64_t plane_h, int64_t p
           });
           return;
         }
-        const int64_t r0 = rows * p / parts, r1 = rows * (p + 1) / parts;
-        if (r1 == r0) return;
-        for (int64_t b = 0; b < count / (rows * inner); ++b) {
-          const int64_t at = b * rows * inner + r0 * inner;
-          run(xs[0] + at, r0, r1 - r0, inner, y + at);
+        if (rows >= parts) {  // whole rows per part
+          const int64_t r0 = rows * p / parts, r1 = rows * (p + 1) / parts;
+          if (r1 == r0) return;
+          for (int64_t b = 0; b < count / (rows * inner); ++b) {
+            const int64_t at = b * rows * inner + r0 * inner;
+            run(xs[0] + at, r0, r1 - r0, inner, y + at);
+          }
+          return;
+        }
+        // Fewer rows than parts (a scalar is one row): a slice of the values, row by row.
+        const int64_t e0 = count * p / parts, e1 = count * (p + 1) / parts;
+        for (int64_t e = e0; e < e1;) {
+          const int64_t end = std::min(e1, (e / inner + 1) * inner);
+          run(xs[0] + e, (e / inner) % rows, 1, end - e, y + e);
+          e = end;
         }
       },
       per);
