@@ -359,7 +359,7 @@ void run(const uint64_t* x, const uint64_t* w, const float* scale, const float* 
   const int64_t row_step = s.stride_h * wp * cw, col_step = s.stride_w * cw;
   for (int64_t r = 0; r < oh; ++r)
     for (int64_t q = 0; q < ow; ++q) pixel[r * ow + q] = r * row_step + q * col_step;
-  std::fill(pixel.begin() + s.oh * s.ow, pixel.end(), pixel[s.oh * s.ow - 1]);
+  std::fill(pixel.begin() + oh * ow, pixel.end(), pixel[oh * ow - 1]);
   g.pixel = pixel.data(), g.cls = cls.data(), g.corr = corr.data();
   g.scale = scale, g.bias = bias, g.t = t, g.below = below, g.y = y, g.bits = bits;
   // Floats on planes of 64 pixels or more: 8 channels x 16 pixels per tile (one weight vector

@@ -15,6 +15,11 @@ namespace engine {
 namespace detail {
 namespace {
 
+// elementwise::Rounding lists QONNX's modes in kRoundingModes' order.
+static_assert(sizeof(kRoundingModes) / sizeof(kRoundingModes[0]) ==
+                  static_cast<size_t>(elementwise::Rounding::down) + 1,
+              "a Rounding for every QONNX rounding mode");
+
 // QONNX's rounding_mode attribute (upper or lower case), as an index into kRoundingModes.
 int rounding_mode(const Node& d, const char* fallback) {
   std::string mode = d.a.s("rounding_mode", fallback);
@@ -91,25 +96,20 @@ void lower_quant(Node& d) {
     d.out.planes = hi <= 1 ? 1 : hi <= 3 ? 2 : hi <= 7 ? 3 : 4;
     d.out.planes_scale = sc.data[0];
     d.out.packed_chw = x.chain->chw;
-  } else if (!x.constant && rounding >= 0 && rounding <= 7 &&
+  } else if (!x.constant &&
              d.quant_rows(static_cast<elementwise::Rounding>(rounding), lo, hi, sc, zp)) {
     // Scalar or per-channel scale and zero point: the element-wise kernel list's Quant.
   } else if (!x.constant) {
-    // Scalar scale and zero point (activations): no index maps.
-    const bool scalars = sc.data.size() == 1 && zp.data.size() == 1;
-    const auto si = scalars ? std::vector<int64_t>() : broadcast_index(x.dims, sc.dims, d.where);
-    const auto zi = scalars ? std::vector<int64_t>() : broadcast_index(x.dims, zp.dims, d.where);
+    // Other broadcasts: index maps into the scale and the zero point.
+    const auto si = broadcast_index(x.dims, sc.dims, d.where);
+    const auto zi = broadcast_index(x.dims, zp.dims, d.where);
     const std::vector<float> sd = sc.data, zd = zp.data;
     const int64_t per = x.per_image();
     d.s.info.parameter_bytes = static_cast<int64_t>((si.size() + zi.size()) * sizeof(int64_t) +
                                                     (sd.size() + zd.size()) * sizeof(float));
     d.s.run = [q, si, zi, sd, zd, per](const std::vector<const float*>& xs, float* y,
                                        int64_t count) {
-      if (si.empty()) {
-        for (int64_t e = 0; e < count; ++e) y[e] = q(xs[0][e], sd[0], zd[0]);
-        return;
-      }
-      for (int64_t b = 0; b < count; b += per)
+      for (int64_t b = 0; per > 0 && b < count; b += per)
         for (int64_t e = 0; e < per; ++e) y[b + e] = q(xs[0][b + e], sd[si[e]], zd[zi[e]]);
     };
   }
