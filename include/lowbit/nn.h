@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/catalogue.h"
+
 namespace lowbit {
 namespace nn {
 
@@ -34,19 +36,23 @@ struct QuantizerSpec {
 // Kernel quantizers default to axis 0 (PyTorch's output channel) where the operator has an axis.
 enum class QuantizerRole { kInput, kKernel };
 
+// A quantizer of the catalogue (lowbit/catalogue.h) with its options: calls its operator.
 class QuantizerImpl : public torch::nn::Module {
  public:
   QuantizerImpl(const QuantizerSpec& spec, QuantizerRole role);
   at::Tensor forward(const at::Tensor& x);
   int64_t precision() const { return precision_; }
   const QuantizerSpec& spec() const { return spec_; }
+  // Every option, defaults filled in (checked at construction).
+  const ResolvedOptions& options() const { return options_; }
+  const c10::IValue& option(const std::string& key) const;
   void pretty_print(std::ostream& stream) const override;
 
  private:
   QuantizerSpec spec_;
+  ResolvedOptions options_;
   int64_t precision_ = 32;
   std::function<at::Tensor(const at::Tensor&)> apply_;
-  at::Tensor positive_, negative_;  // ttq_weight's trainable scales
 };
 TORCH_MODULE(Quantizer);
 

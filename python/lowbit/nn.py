@@ -1,6 +1,6 @@
 """Quantizer objects and quantized layers (docs/layers.md); Larq's flip ratio and Bop optimizer
 (lowbit.optim) and the model summary (lowbit.summary) are re-exported here."""
-import math
+import json
 import numbers
 import re
 
@@ -155,72 +155,51 @@ def _check(name, key, kind, value):
     raise TypeError(f"{where} must be {want}, got {value!r} ({type(value).__name__})")
 
 
-def _in_range(name, key, value, lo, hi):
-    if not lo <= value <= hi:
-        raise ValueError(f"option {key!r} of {name!r} must be between {lo} and {hi}, got {value!r}")
-
-
-def _check_dorefa(o):
-    _in_range("dorefa", "k_bit", o["k_bit"], 1, 32)
-    if o["mode"] not in ("activations", "weights"):
-        raise ValueError(f"option 'mode' of 'dorefa' must be activations or weights, "
-                         f"got {o['mode']!r}")
-
-
-def _check_lmth(o):
-    _in_range("linear_mid_tread_half", "bit", o["bit"], 1, 32)
-    if not (math.isfinite(o["max_value"]) and o["max_value"] > 0):
-        raise ValueError(f"option 'max_value' of 'linear_mid_tread_half' must be finite and > 0, "
-                         f"got {o['max_value']!r}")
-
-
 class _Kind:
-    """One quantizer name: its options (kind, default), precision, forward, check."""
+    """One quantizer of the C++ catalogue (lowbit/catalogue.h): its operator, options with kinds
+    and defaults (the operator schema's), precision and the kernel role's axis default."""
 
-    def __init__(self, options, precision, forward, check=None, kernel_axis=False):
-        self.options = options
-        self.precision = precision
-        self.forward = forward
-        self.check = check
-        self.kernel_axis = kernel_axis
+    def __init__(self, entry):
+        self.name = entry["name"]
+        self.options = {o["key"]: (o["kind"], _check(self.name, o["key"], o["kind"], o["default"]))
+                        for o in entry["options"]}
+        self.parameters = [o["key"] for o in entry["options"] if o["parameter"]]
+        self.kernel_axis = entry["kernel_axis"]
+        self.op = getattr(torch.ops.lowbit, self.name)
+
+    def forward(self, q, x, options):
+        args = [getattr(q, k) if k in self.parameters else v for k, v in options.items()]
+        return self.op(x, *args)
 
 
-# The options are the operators' arguments with the operators' defaults (docs/quantizers.md).
-_QUANTIZERS = {
-    "none": _Kind({}, 32, lambda q, x, o: x),
-    "ste_sign": _Kind({"clip_value": ("float?", 1.0)}, 1,
-                      lambda q, x, o: _ops.ste_sign(x, o["clip_value"])),
-    "approx_sign": _Kind({}, 1, lambda q, x, o: _ops.approx_sign(x)),
-    "swish_sign": _Kind({"beta": ("float", 5.0)}, 1,
-                        lambda q, x, o: _ops.swish_sign(x, o["beta"])),
-    "ste_heaviside": _Kind({"clip_value": ("float?", 1.0)}, 1,
-                           lambda q, x, o: _ops.ste_heaviside(x, o["clip_value"])),
-    "magnitude_aware_sign": _Kind(
-        {"clip_value": ("float?", 1.0), "axis": ("int", -1)}, 1,
-        lambda q, x, o: _ops.magnitude_aware_sign(x, o["clip_value"], o["axis"]),
-        kernel_axis=True),
-    "ste_tern": _Kind(
-        {"threshold_value": ("float", 0.05), "ternary_weight_networks": ("bool", False),
-         "clip_value": ("float?", 1.0)}, 2,
-        lambda q, x, o: _ops.ste_tern(x, o["threshold_value"], o["ternary_weight_networks"],
-                                      o["clip_value"])),
-    "dorefa": _Kind({"k_bit": ("int", 2), "mode": ("str", "activations")},
-                    lambda o: o["k_bit"],
-                    lambda q, x, o: _ops.dorefa(x, o["k_bit"], o["mode"]), check=_check_dorefa),
-    "binary_mean_scaling": _Kind({}, 1, lambda q, x, o: _ops.binary_mean_scaling(x)),
-    "binary_channel_wise_mean_scaling": _Kind(
-        {"axis": ("int", -1)}, 1,
-        lambda q, x, o: _ops.binary_channel_wise_mean_scaling(x, o["axis"]), kernel_axis=True),
-    "linear_mid_tread_half": _Kind(
-        {"bit": ("int", 2), "max_value": ("float", 2.0)}, lambda o: o["bit"],
-        lambda q, x, o: _ops.linear_mid_tread_half(x, o["bit"], o["max_value"]),
-        check=_check_lmth),
-    "twn_weight": _Kind({"threshold": ("float", 0.7)}, 2,
-                        lambda q, x, o: _ops.twn_weight(x, o["threshold"])),
-    "ttq_weight": _Kind(
-        {"positive": ("float", 1.0), "negative": ("float", 1.0), "threshold": ("float", 0.05)}, 2,
-        lambda q, x, o: _ops.ttq_weight(x, q.positive, q.negative, o["threshold"])),
-}
+class _Identity:
+    name, options, parameters, kernel_axis = "none", {}, [], False
+
+    @staticmethod
+    def forward(q, x, options):
+        return x
+
+
+def _catalogue():
+    entries = json.loads(torch.ops.lowbit._quantizer_catalogue())["quantizers"]
+    table = {"none": _Identity()}
+    table.update((e["name"], _Kind(e)) for e in entries)
+    return table
+
+
+# Read once from the C++ catalogue: the options are the operators' arguments with the operators'
+# defaults (docs/quantizers.md); the value checks and precisions are C++'s too.
+_QUANTIZERS = _catalogue()
+
+
+def _precision(name, options, role):
+    """The precision of a quantizer, after the C++ catalogue's value checks (ValueError)."""
+    if name == "none":
+        return 32
+    keys = list(options)
+    values = [_format_value(options[k]) for k in keys]
+    return int(torch.ops.lowbit._quantizer_precision(name, keys, values, role == "kernel"))
+
 
 _ROLES = ("input", "kernel")
 
@@ -266,16 +245,12 @@ class Quantizer(_nn.Module):
                 resolved[key] = 0
             else:
                 resolved[key] = default
-        if kind.check is not None:
-            kind.check(resolved)
         self.name = name
         self.role = role
         self.options = resolved
-        p = kind.precision
-        self.precision = int(p(resolved) if callable(p) else p)
-        if name == "ttq_weight":
-            self.positive = _nn.Parameter(torch.tensor(resolved["positive"]))
-            self.negative = _nn.Parameter(torch.tensor(resolved["negative"]))
+        self.precision = _precision(name, resolved, role)
+        for key in kind.parameters:
+            self.register_parameter(key, _nn.Parameter(torch.tensor(float(resolved[key]))))
 
     @property
     def spec(self):

@@ -138,25 +138,6 @@ struct Value {
 
 // ---- quantizer options (the spec was checked when the model was built) -------------------------
 
-double option_real(const nn::QuantizerSpec& s, const std::string& key, double fallback) {
-  const auto it = s.options.find(key);
-  return it == s.options.end() ? fallback : std::stod(it->second);
-}
-int64_t option_int(const nn::QuantizerSpec& s, const std::string& key, int64_t fallback) {
-  const auto it = s.options.find(key);
-  return it == s.options.end() ? fallback : std::stoll(it->second);
-}
-bool option_bool(const nn::QuantizerSpec& s, const std::string& key, bool fallback) {
-  const auto it = s.options.find(key);
-  if (it == s.options.end()) return fallback;
-  return it->second == "true" || it->second == "True" || it->second == "1";
-}
-std::string option_word(const nn::QuantizerSpec& s, const std::string& key,
-                        const std::string& fallback) {
-  const auto it = s.options.find(key);
-  return it == s.options.end() ? fallback : it->second;
-}
-
 bool is_sign(const std::string& name) {
   return name == "ste_sign" || name == "approx_sign" || name == "swish_sign";
 }
@@ -264,10 +245,10 @@ class Exporter {
       return cast->output(0);
     }
     if (name == "ste_tern") {  // tfsign(tfsign(x + D) + tfsign(x - D))
-      if (option_bool(s, "ternary_weight_networks", false)) {
+      if (q->option("ternary_weight_networks").toBool()) {
         fail(where, "its threshold depends on the whole input tensor");
       }
-      const float d = static_cast<float>(option_real(s, "threshold_value", 0.05));
+      const float d = static_cast<float>(q->option("threshold_value").toDouble());
       const std::string hi = g_.op("Sign", {g_.op("Add", {x, g_.scalar(d)}, path)}, path);
       const std::string lo = g_.op("Sign", {g_.op("Sub", {x, g_.scalar(d)}, path)}, path);
       const std::string t = g_.op("Sign", {g_.op("Add", {hi, lo}, path)}, path);
@@ -275,10 +256,10 @@ class Exporter {
       return qonnx() ? quant(t, 1.0, 0, 2, true, true, "ROUND", path) : t;
     }
     if (name == "dorefa") {  // half_even(clip(x, 0, 1) * n) / n
-      if (option_word(s, "mode", "activations") != "activations") {
+      if (q->option("mode").toStringRef() != "activations") {
         fail(where, "dorefa weights mode as an input quantizer");
       }
-      const int64_t k = option_int(s, "k_bit", 2);
+      const int64_t k = q->option("k_bit").toInt();
       const float n = static_cast<float>(std::ldexp(1.0, static_cast<int>(k)) - 1);
       const std::string scaled = g_.op("Mul", {x, g_.scalar(n)}, path);
       std::string levels;
@@ -290,8 +271,8 @@ class Exporter {
       return g_.op("Div", {levels, g_.scalar(n)}, path);
     }
     if (name == "linear_mid_tread_half") {  // floor(clip(x, 0, m) / m * n + 0.5) / n * m
-      const int64_t bit = option_int(s, "bit", 2);
-      const float m = static_cast<float>(option_real(s, "max_value", 2.0));
+      const int64_t bit = q->option("bit").toInt();
+      const float m = static_cast<float>(q->option("max_value").toDouble());
       if (bit == 32) return g_.op("Clip", {x, g_.scalar(0), g_.scalar(m)}, path);
       const float n = static_cast<float>(std::ldexp(1.0, static_cast<int>(bit)) - 1);
       const std::string scaled =
@@ -428,9 +409,9 @@ class Exporter {
     const nn::QuantizerSpec& s = layer.kernel_quantizer->spec();
     const std::string where = path + " (kernel quantizer " + s.str() + ")";
     const std::string& name = s.name;
-    if (name == "dorefa" && option_word(s, "mode", "activations") == "weights") {
+    if (name == "dorefa" && layer.kernel_quantizer->option("mode").toStringRef() == "weights") {
       // 2j / n - 1 for the levels j in [0, n]: scale 2 / n, zero point n / 2.
-      const int64_t k = option_int(s, "k_bit", 2);
+      const int64_t k = layer.kernel_quantizer->option("k_bit").toInt();
       const double n = std::ldexp(1.0, static_cast<int>(k)) - 1;
       return quant(w, 2.0 / n, n / 2.0, k, false, false, "ROUND", path + ".weight");
     }

@@ -1,8 +1,8 @@
 // Quantizer objects: a spec ("dorefa(k_bit=2, mode=weights)") bound to its operator and precision.
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
 
 #include <cctype>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -27,89 +27,6 @@ bool is_identifier(const std::string& s) {
   }
   return true;
 }
-
-// Typed reads of a spec's options; every option must be read once, so misspelt ones are errors.
-class OptionReader {
- public:
-  explicit OptionReader(const QuantizerSpec& spec) : spec_(spec) {}
-
-  double real(const std::string& key, double fallback) {
-    return parse_real(key, fallback, false).value();
-  }
-  c10::optional<double> optional_real(const std::string& key, c10::optional<double> fallback) {
-    return parse_real(key, fallback.value_or(0.0), true, fallback.has_value());
-  }
-  // A clipped STE's window: none, or a number >= 0 (NaN or a negative one zeroes every gradient).
-  c10::optional<double> clip_value() {
-    const auto clip = optional_real("clip_value", 1.0);
-    if (clip && !(*clip >= 0)) fail("clip_value", std::to_string(*clip), "a number >= 0 or none");
-    return clip;
-  }
-  int64_t integer(const std::string& key, int64_t fallback) {
-    const auto text = take(key);
-    if (!text) return fallback;
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(*text, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != text->size()) fail(key, *text, "an integer");
-    return v;
-  }
-  bool boolean(const std::string& key, bool fallback) {
-    const auto text = take(key);
-    if (!text) return fallback;
-    if (*text == "true" || *text == "True" || *text == "1") return true;
-    if (*text == "false" || *text == "False" || *text == "0") return false;
-    fail(key, *text, "true or false");
-    return false;
-  }
-  std::string word(const std::string& key, const std::string& fallback) {
-    const auto text = take(key);
-    return text ? *text : fallback;
-  }
-  bool has(const std::string& key) const { return spec_.options.count(key) > 0; }
-  // Throws for options nobody read.
-  void finish() const {
-    for (const auto& [key, value] : spec_.options) {
-      if (!read_.count(key)) {
-        throw std::invalid_argument("quantizer " + spec_.name + " has no option '" + key + "'");
-      }
-    }
-  }
-
- private:
-  c10::optional<std::string> take(const std::string& key) {
-    read_.insert(key);
-    const auto it = spec_.options.find(key);
-    if (it == spec_.options.end()) return c10::nullopt;
-    return it->second;
-  }
-  c10::optional<double> parse_real(const std::string& key, double fallback, bool nullable,
-                                   bool has_fallback = true) {
-    const auto text = take(key);
-    if (!text) return has_fallback ? c10::optional<double>(fallback) : c10::nullopt;
-    if (nullable && (*text == "none" || *text == "None" || *text == "null")) return c10::nullopt;
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(*text, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != text->size()) fail(key, *text, nullable ? "a number or none" : "a number");
-    return v;
-  }
-  [[noreturn]] void fail(const std::string& key, const std::string& text, const char* want) const {
-    throw std::invalid_argument("quantizer " + spec_.name + ": option " + key + "=" + text +
-                                " is not " + want);
-  }
-
-  const QuantizerSpec& spec_;
-  std::set<std::string> read_;
-};
 
 }  // namespace
 
@@ -159,85 +76,44 @@ std::string QuantizerSpec::str() const {
 }
 
 QuantizerImpl::QuantizerImpl(const QuantizerSpec& spec, QuantizerRole role) : spec_(spec) {
-  OptionReader opt(spec_);
-  const std::string& n = spec_.name;
-  const int64_t default_axis = role == QuantizerRole::kKernel ? 0 : -1;
-  if (n == "ste_sign" || n == "ste_heaviside") {
-    const auto clip = opt.clip_value();
-    const bool heaviside = n == "ste_heaviside";
-    precision_ = 1;
-    apply_ = [clip, heaviside](const at::Tensor& x) {
-      return heaviside ? lowbit::ste_heaviside(x, clip) : lowbit::ste_sign(x, clip);
-    };
-  } else if (n == "approx_sign") {
-    precision_ = 1;
-    apply_ = [](const at::Tensor& x) { return lowbit::approx_sign(x); };
-  } else if (n == "swish_sign") {
-    const double beta = opt.real("beta", 5.0);
-    precision_ = 1;
-    apply_ = [beta](const at::Tensor& x) { return lowbit::swish_sign(x, beta); };
-  } else if (n == "magnitude_aware_sign") {
-    const auto clip = opt.clip_value();
-    const int64_t axis = opt.integer("axis", default_axis);
-    precision_ = 1;
-    apply_ = [clip, axis](const at::Tensor& x) {
-      return lowbit::magnitude_aware_sign(x, clip, axis);
-    };
-  } else if (n == "ste_tern") {
-    const double t = opt.real("threshold_value", 0.05);
-    const bool twn = opt.boolean("ternary_weight_networks", false);
-    const auto clip = opt.clip_value();
-    precision_ = 2;
-    apply_ = [t, twn, clip](const at::Tensor& x) { return lowbit::ste_tern(x, t, twn, clip); };
-  } else if (n == "dorefa") {
-    const int64_t k = opt.integer("k_bit", 2);
-    const std::string mode = opt.word("mode", "activations");
-    if (k < 1 || k > 32) throw std::invalid_argument("quantizer dorefa: k_bit must be in 1..32");
-    if (mode != "activations" && mode != "weights") {
-      throw std::invalid_argument("quantizer dorefa: mode must be activations or weights, got " +
-                                  mode);
-    }
-    precision_ = k;
-    apply_ = [k, mode](const at::Tensor& x) { return lowbit::dorefa(x, k, mode); };
-  } else if (n == "binary_mean_scaling") {
-    precision_ = 1;
-    apply_ = [](const at::Tensor& x) { return lowbit::binary_mean_scaling(x); };
-  } else if (n == "binary_channel_wise_mean_scaling") {
-    const int64_t axis = opt.integer("axis", default_axis);
-    precision_ = 1;
-    apply_ = [axis](const at::Tensor& x) {
-      return lowbit::binary_channel_wise_mean_scaling(x, axis);
-    };
-  } else if (n == "linear_mid_tread_half") {
-    const int64_t bit = opt.integer("bit", 2);
-    const double max_value = opt.real("max_value", 2.0);
-    if (bit < 1 || bit > 32) {
-      throw std::invalid_argument("quantizer linear_mid_tread_half: bit must be in 1..32");
-    }
-    precision_ = bit;
-    apply_ = [bit, max_value](const at::Tensor& x) {
-      return lowbit::linear_mid_tread_half(x, bit, max_value);
-    };
-  } else if (n == "twn_weight") {
-    const double t = opt.real("threshold", 0.7);
-    precision_ = 2;
-    apply_ = [t](const at::Tensor& x) { return lowbit::twn_weight(x, t); };
-  } else if (n == "ttq_weight") {
-    const double t = opt.real("threshold", 0.05);
-    positive_ = register_parameter("positive", torch::tensor(opt.real("positive", 1.0)));
-    negative_ = register_parameter("negative", torch::tensor(opt.real("negative", 1.0)));
-    precision_ = 2;
-    apply_ = [this, t](const at::Tensor& x) {
-      return lowbit::ttq_weight(x, positive_.to(x.scalar_type()), negative_.to(x.scalar_type()), t);
-    };
-  } else {
-    throw std::invalid_argument(
-        "unknown quantizer '" + n +
-        "' (known: ste_sign, approx_sign, swish_sign, ste_heaviside, magnitude_aware_sign, "
-        "ste_tern, dorefa, binary_mean_scaling, binary_channel_wise_mean_scaling, "
-        "linear_mid_tread_half, twn_weight, ttq_weight, none)");
+  const QuantizerInfo& info = quantizer_info(spec_.name);
+  options_ = resolve_options(info, spec_.options, role == QuantizerRole::kKernel);
+  precision_ = precision_of(info, options_);
+  // The operator's arguments after the input, in schema order: an option's value, or (where
+  // `parameters` holds a tensor) one of this quantizer's trainable tensors, ttq_weight's positive
+  // and negative scales, passed in the input's dtype.
+  std::vector<c10::IValue> arguments;
+  std::vector<at::Tensor> parameters;
+  for (const OptionInfo& o : info.options) {
+    arguments.push_back(options_.at(o.key));
+    parameters.push_back(
+        o.parameter ? register_parameter(o.key, torch::tensor(options_.at(o.key).toDouble()))
+                    : at::Tensor());
   }
-  opt.finish();
+  const c10::OperatorHandle op =
+      c10::Dispatcher::singleton().findSchemaOrThrow(("lowbit::" + info.name).c_str(), "");
+  apply_ = [op, arguments, parameters](const at::Tensor& x) {
+    torch::jit::Stack stack;
+    stack.reserve(arguments.size() + 1);
+    stack.emplace_back(x);
+    for (size_t i = 0; i < arguments.size(); ++i) {
+      if (parameters[i].defined()) {
+        stack.emplace_back(parameters[i].to(x.scalar_type()));
+      } else {
+        stack.push_back(arguments[i]);
+      }
+    }
+    op.callBoxed(&stack);
+    return stack.at(0).toTensor();
+  };
+}
+
+const c10::IValue& QuantizerImpl::option(const std::string& key) const {
+  const auto it = options_.find(key);
+  if (it == options_.end()) {
+    throw std::invalid_argument("quantizer " + spec_.name + " has no option '" + key + "'");
+  }
+  return it->second;
 }
 
 at::Tensor QuantizerImpl::forward(const at::Tensor& x) { return apply_(x); }
