@@ -53,3 +53,32 @@ std::string quantizer_catalogue_json();
 
 }  // namespace nn
 }  // namespace lowbit
+
+namespace lowbit {
+namespace nn {
+
+// How a recipe quantizes a network (the `lowbit` command's recipes and Python's
+// lowbit.quantize(model, "bnn")): the quantizers of every layer but the first and last, and the
+// integer QAT scheme. The command's recipes add the architecture and schedule (lowbit/train.h).
+struct QuantizationRecipe {
+  std::string name;
+  std::string description;
+  std::string input_quantizer = "none";
+  std::string kernel_quantizer = "none";
+  std::string kernel_constraint = "none";
+  double pad_values = 0.0;
+  // "relu", or "none": the input quantizers act as the activation (binary networks drop ReLU, which
+  // would make every sign +1).
+  std::string activation = "relu";
+  std::string qat = "none";  // "none", "pow2" or "affine" (lowbit/qat.h)
+  bool quantize_first_layer = false;
+  bool quantize_last_layer = false;
+};
+const std::vector<QuantizationRecipe>& quantization_recipes();
+// One by name; std::invalid_argument listing the known names if unknown.
+const QuantizationRecipe& quantization_recipe(const std::string& name);
+// The table as JSON, for Python: {"recipes": [{field: value, ...}]}.
+std::string quantization_recipes_json();
+
+}  // namespace nn
+}  // namespace lowbit

@@ -13,6 +13,8 @@ from ._ops import __all__ as _ops_all
 from . import nn  # noqa: F401  (the layers; lowbit.nn imports only ._ops)
 from . import qat  # noqa: F401  (quantization-aware training, over ._ops and .nn)
 from .export import export_onnx  # noqa: F401  (ONNX export of trained checkpoints)
+from .convert import quantize, recipes  # noqa: F401  (float model -> quantized model)
+from .summary import summary  # noqa: F401
 
-__all__ = ["library_path", "export_onnx"] + list(_ops_all)
+__all__ = ["library_path", "export_onnx", "quantize", "recipes", "summary"] + list(_ops_all)
 __version__ = "0.1.0"

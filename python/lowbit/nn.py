@@ -19,6 +19,7 @@ __all__ = [
     "QuantLayer",
     "QuantLinear",
     "QuantConv2d",
+    "QuantConv1d",
     "quant_layers",
     "apply_constraints",
     "FlipRatio",
@@ -447,7 +448,59 @@ def _check_pad_values(v):
     return float(v)
 
 
-class QuantConv2d(_nn.Conv2d, QuantLayer):
+class _QuantConv(QuantLayer):
+    """What QuantConv1d and QuantConv2d share: pad the quantized input with ``pad_values``, then
+    convolve with the quantized kernel (``padding`` as PyTorch takes it: "same" puts the odd extra
+    row/column at the bottom/right)."""
+
+    def _init_conv(self, base, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                   groups, bias, input_quantizer, kernel_quantizer, kernel_constraint, pad_values,
+                   padding_mode, device, dtype):
+        if padding_mode != "zeros":
+            raise ValueError(f"{type(self).__name__}: padding_mode must be 'zeros' (pad with "
+                             f"pad_values), got {padding_mode!r}")
+        pad_values = _check_pad_values(pad_values)
+        base.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                      dilation=dilation, groups=groups, bias=bias, padding_mode="zeros",
+                      device=device, dtype=dtype)
+        self.pad_values = pad_values
+        factory = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+        self._setup_quantization(input_quantizer, kernel_quantizer, kernel_constraint, factory)
+
+    def explicit_padding(self):
+        """The padding as ``F.pad`` takes it: ``(left, right)`` in 1-d, ``(left, right, top,
+        bottom)`` in 2-d."""
+        pads = []
+        for d, k, p in zip(reversed(self.dilation), reversed(self.kernel_size),
+                           reversed(self.padding if not isinstance(self.padding, str)
+                                    else self.kernel_size)):
+            if self.padding == "valid":
+                pads += [0, 0]
+            elif self.padding == "same":
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            else:
+                pads += [p, p]
+        return tuple(pads)
+
+    def forward(self, x):
+        """``conv(pad(input_quantizer(x), pad_values), kernel_quantizer(weight), bias, ...)``."""
+        xq = self.quantize_input(x)
+        pads = self.explicit_padding()
+        if any(pads):
+            xq = F.pad(xq, pads, mode="constant", value=float(self.pad_values))
+        conv = F.conv1d if len(self.kernel_size) == 1 else F.conv2d
+        return conv(xq, self.quantized_kernel(), self.bias, self.stride, 0, self.dilation,
+                    self.groups)
+
+    def extra_repr(self):
+        s = super().extra_repr() + ", " + self._quant_repr()
+        if self.pad_values != 0.0:
+            s += f", pad_values={self.pad_values}"
+        return s
+
+
+class QuantConv2d(_QuantConv, _nn.Conv2d):
     """``conv2d(pad(input_quantizer(x), pad_values), kernel_quantizer(weight), bias, stride, 0,
     dilation, groups)``; the bias is never quantized.
 
@@ -462,44 +515,23 @@ class QuantConv2d(_nn.Conv2d, QuantLayer):
                  groups=1, bias=True, input_quantizer=None, kernel_quantizer=None,
                  kernel_constraint=None, pad_values=0.0, padding_mode="zeros", device=None,
                  dtype=None):
-        if padding_mode != "zeros":
-            raise ValueError(f"QuantConv2d: padding_mode must be 'zeros' (pad with pad_values), "
-                             f"got {padding_mode!r}")
-        pad_values = _check_pad_values(pad_values)
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                         dilation=dilation, groups=groups, bias=bias, padding_mode="zeros",
-                         device=device, dtype=dtype)
-        self.pad_values = pad_values
-        factory = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
-        self._setup_quantization(input_quantizer, kernel_quantizer, kernel_constraint, factory)
+        self._init_conv(_nn.Conv2d, in_channels, out_channels, kernel_size, stride, padding,
+                        dilation, groups, bias, input_quantizer, kernel_quantizer,
+                        kernel_constraint, pad_values, padding_mode, device, dtype)
 
-    def explicit_padding(self):
-        """``(left, right, top, bottom)``, as ``F.pad`` takes it."""
-        if isinstance(self.padding, str):
-            if self.padding == "valid":
-                return (0, 0, 0, 0)
-            pads = []
-            for d, k in zip(reversed(self.dilation), reversed(self.kernel_size)):
-                total = d * (k - 1)
-                pads += [total // 2, total - total // 2]
-            return tuple(pads)
-        ph, pw = self.padding
-        return (pw, pw, ph, ph)
 
-    def forward(self, x):
-        """``conv2d(pad(input_quantizer(x), pad_values), kernel_quantizer(weight), bias, ...)``."""
-        xq = self.quantize_input(x)
-        pads = self.explicit_padding()
-        if any(pads):
-            xq = F.pad(xq, pads, mode="constant", value=float(self.pad_values))
-        return F.conv2d(xq, self.quantized_kernel(), self.bias, self.stride, 0, self.dilation,
-                        self.groups)
+class QuantConv1d(_QuantConv, _nn.Conv1d):
+    """:class:`QuantConv2d` over one spatial dimension: a ``torch.nn.Conv1d`` (same parameters
+    and state_dict keys) computing ``conv1d(pad(input_quantizer(x), pad_values),
+    kernel_quantizer(weight), bias, stride, 0, dilation, groups)``."""
 
-    def extra_repr(self):
-        s = super().extra_repr() + ", " + self._quant_repr()
-        if self.pad_values != 0.0:
-            s += f", pad_values={self.pad_values}"
-        return s
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, input_quantizer=None, kernel_quantizer=None,
+                 kernel_constraint=None, pad_values=0.0, padding_mode="zeros", device=None,
+                 dtype=None):
+        self._init_conv(_nn.Conv1d, in_channels, out_channels, kernel_size, stride, padding,
+                        dilation, groups, bias, input_quantizer, kernel_quantizer,
+                        kernel_constraint, pad_values, padding_mode, device, dtype)
 
 
 def quant_layers(module):

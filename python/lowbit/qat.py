@@ -117,11 +117,19 @@ class ActivationQuant(torch.nn.Module):
         return self.options.activation_bits
 
     def forward(self, x):
+        return self.forward_many([x])[0]
+
+    def forward_many(self, xs):
+        """Fake-quantizes several tensors with this one range (a residual Add's or a Concat's
+        inputs: lowbit.CommonScale): in training the range follows the union of their batch
+        ranges, one step per call."""
         o = self.options
         if self.training:
-            if x.numel() > 0:
+            if any(x.numel() > 0 for x in xs):
                 with torch.no_grad():
-                    lo, hi = torch.aminmax(x.detach())
+                    ranges = [torch.aminmax(x.detach()) for x in xs if x.numel() > 0]
+                    lo = torch.stack([r[0] for r in ranges]).min()
+                    hi = torch.stack([r[1] for r in ranges]).max()
                     lo, hi = lo.clamp(max=0).float(), hi.clamp(min=0).float()
                     if not self.observed:
                         self.min.copy_(lo)
@@ -133,12 +141,13 @@ class ActivationQuant(torch.nn.Module):
             s = int(self.step)
             self.step.add_(1)
             if s < o.quant_delay or not self.observed:
-                return x
+                return list(xs)
         elif not self.observed:
-            return x
+            return list(xs)
         if o.scheme == "pow2":
-            return _ops.fake_quant_pow2(x, self.min, self.max, o.activation_bits)
-        return _ops.fake_quant_with_min_max_vars(x, self.min, self.max, o.activation_bits, False)
+            return [_ops.fake_quant_pow2(x, self.min, self.max, o.activation_bits) for x in xs]
+        return [_ops.fake_quant_with_min_max_vars(x, self.min, self.max, o.activation_bits, False)
+                for x in xs]
 
     def quantization(self):
         if not self.observed:
@@ -169,9 +178,16 @@ class FoldedLayer(torch.nn.Module):
     def __init__(self, layer, bn=None, options=QatOptions()):
         super().__init__()
         self.options = options.check()
-        self.conv = isinstance(layer, torch.nn.Conv2d)
+        self.conv = isinstance(layer, (torch.nn.Conv1d, torch.nn.Conv2d))
+        self.conv_dims = 1 if isinstance(layer, torch.nn.Conv1d) else 2
         if self.conv:
-            padding = (0, 0) if layer.padding == "valid" else layer.padding
+            padding = layer.padding
+            if padding == "valid":
+                padding = (0,) * self.conv_dims
+            elif padding == "same":  # PyTorch's "same": symmetric when every d * (k - 1) is even
+                totals = [d * (k - 1) for d, k in zip(layer.dilation, layer.kernel_size)]
+                if all(t % 2 == 0 for t in totals):
+                    padding = tuple(t // 2 for t in totals)
             if isinstance(padding, str) or layer.padding_mode != "zeros":
                 raise ValueError("FoldedLayer: only explicit zero padding is supported")
             self.stride, self.padding = layer.stride, padding
@@ -204,7 +220,8 @@ class FoldedLayer(torch.nn.Module):
 
     def _apply_op(self, x, w):
         if self.conv:
-            return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
+            conv = F.conv1d if self.conv_dims == 1 else F.conv2d
+            return conv(x, w, None, self.stride, self.padding, self.dilation, self.groups)
         return F.linear(x, w)
 
     def _quantize_weight(self, w, quantize):
@@ -295,7 +312,7 @@ class FoldedLayer(torch.nn.Module):
         return _pow2_quantization(float(b.min()), float(b.max()), o.bias_bits, o.max_exponent)
 
     def extra_repr(self):
-        return (f"{'conv2d' if self.conv else 'linear'}, batchnorm={self.gamma is not None}, "
+        return (f"{f'conv{self.conv_dims}d' if self.conv else 'linear'}, batchnorm={self.gamma is not None}, "
                 f"scheme={self.options.scheme}, weight_bits={self.options.weight_bits}")
 
 
@@ -375,7 +392,7 @@ def integer_parameters(prepared):
                 waiting.output = current
             waiting = None
         elif isinstance(m, FoldedLayer):
-            p = LayerIntegerParameters(str(i), "conv2d" if m.conv else "linear", False, current,
+            p = LayerIntegerParameters(str(i), f"conv{m.conv_dims}d" if m.conv else "linear", False, current,
                                        m.weight_quantization(), m.bias_quantization())
             if m.options.scheme == "affine" and m.folded_parameters()[1] is not None \
                     and p.input.bits > 0:

@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "lowbit/catalogue.h"
 #include "lowbit/io/file.h"
 #include "lowbit/nn.h"
 #include "lowbit/qat.h"
@@ -26,18 +27,6 @@ Recipe base(const std::string& name) {
   return r;
 }
 
-// Binary and low-bit recipes: the quantizer of the next layer's input is the activation.
-Recipe quantized(const std::string& name, const std::string& input, const std::string& kernel,
-                 const std::string& constraint, double pad_values) {
-  Recipe r = base(name);
-  r.network.input_quantizer = input;
-  r.network.kernel_quantizer = kernel;
-  r.network.kernel_constraint = constraint;
-  r.network.pad_values = pad_values;
-  r.network.activation = "none";
-  return r;
-}
-
 Recipe float_recipe(const std::string& name) {
   Recipe r = base(name);
   r.network.dropout = 0.25;
@@ -45,59 +34,36 @@ Recipe float_recipe(const std::string& name) {
   return r;
 }
 
-Recipe integer(const std::string& name, const std::string& scheme) {
-  Recipe r = float_recipe(name);
-  r.qat = scheme;
-  r.quant_delay = 1000;      // ~2 epochs of float training while the observers settle
-  r.freeze_bn_delay = 6000;  // the last ~2 epochs train exactly what inference computes
+// A command recipe: the architecture and schedule around a quantization recipe (its quantizers,
+// activation and QAT scheme come from lowbit/catalogue.h's table, which Python reads too).
+Recipe from_quantization(const nn::QuantizationRecipe& q) {
+  const bool integer = q.qat != "none";
+  Recipe r = integer || q.name == "float" ? float_recipe(q.name) : base(q.name);
+  r.network.input_quantizer = q.input_quantizer;
+  r.network.kernel_quantizer = q.kernel_quantizer;
+  r.network.kernel_constraint = q.kernel_constraint;
+  r.network.pad_values = q.pad_values;
+  r.network.activation = q.activation;
+  r.network.quantize_first_convolution = q.quantize_first_layer;
+  r.network.quantize_last_convolution = q.quantize_last_layer;
+  r.qat = q.qat;
+  if (integer) {
+    r.quant_delay = 1000;      // ~2 epochs of float training while the observers settle
+    r.freeze_bn_delay = 6000;  // the last ~2 epochs train exactly what inference computes
+  }
+  // Bi-Real Net: a real-valued shortcut around every binary convolution.
+  r.network.shortcuts = q.name == "birealnet";
   return r;
 }
 
 const std::map<std::string, std::function<Recipe()>>& registry() {
-  static const std::map<std::string, std::function<Recipe()>> recipes = {
-      {"float", [] { return float_recipe("float"); }},
-      // Larq's binarized network: ste_sign inputs and kernels, latent weights clipped to [-1, 1],
-      // +1 padding so that padded inputs stay binary; first and last layers in float.
-      {"bnn", [] { return quantized("bnn", "ste_sign", "ste_sign", "weight_clip", 1.0); }},
-      // XNOR-Net: binary inputs, kernels scaled by their mean |w| per output channel.
-      {"xnor",
-       [] {
-         return quantized("xnor", "ste_sign", "binary_channel_wise_mean_scaling", "weight_clip",
-                          1.0);
-       }},
-      // Blueoil: 2-bit activations in [0, 2] (linear mid-tread), binary mean-scaled kernels.
-      {"blueoil-a2w1",
-       [] {
-         return quantized("blueoil-a2w1", "linear_mid_tread_half(bit=2, max_value=2.0)",
-                          "binary_mean_scaling", "none", 0.0);
-       }},
-      // Ternary weight networks: ternary kernels with the TWN threshold, float activations.
-      {"ternary",
-       [] {
-         Recipe r = base("ternary");
-         r.network.kernel_quantizer = "ste_tern(ternary_weight_networks=true)";
-         return r;
-       }},
-      // Bi-Real Net: approx_sign inputs, magnitude-aware binary kernels, a real-valued shortcut
-      // around every binary convolution.
-      {"birealnet",
-       [] {
-         Recipe r =
-             quantized("birealnet", "approx_sign", "magnitude_aware_sign", "weight_clip", 1.0);
-         r.network.shortcuts = true;
-         return r;
-       }},
-      // Integer networks: the float recipe trained with batch norm folded and 8-bit fake
-      // quantization, power-of-2 scales (seed 003) or TF's affine scheme (tf.contrib.quantize).
-      {"po2-int8", [] { return integer("po2-int8", "pow2"); }},
-      {"tf-int8", [] { return integer("tf-int8", "affine"); }},
-      // DoReFa-Net: 2-bit activations in [0, 1] and 2-bit weights.
-      {"dorefa",
-       [] {
-         return quantized("dorefa", "dorefa(k_bit=2)", "dorefa(k_bit=2, mode=weights)", "none",
-                          0.0);
-       }},
-  };
+  static const std::map<std::string, std::function<Recipe()>> recipes = [] {
+    std::map<std::string, std::function<Recipe()>> m;
+    for (const nn::QuantizationRecipe& q : nn::quantization_recipes()) {
+      m.emplace(q.name, [q] { return from_quantization(q); });
+    }
+    return m;
+  }();
   return recipes;
 }
 
