@@ -35,6 +35,12 @@ struct InputSpec {
 std::string to_onnx(torch::nn::Sequential& model, const InputSpec& input, int64_t num_classes,
                     Format format, const std::string& model_name);
 
+// The ONNX model of a traced PyTorch graph: `description` is JSON, {"nodes": [{"op", "name",
+// "inputs", ..., "tensors": {role: index into tensors}}]}, as Python's lowbit.export_onnx writes it
+// (python/lowbit/export.py lists the operations). Throws std::invalid_argument naming the node.
+std::string graph_to_onnx(const std::string& description, const std::vector<at::Tensor>& tensors,
+                          Format format, const std::string& model_name);
+
 struct ExportOptions {
   Format format = Format::kQonnx;
   // An IDX data set to recompute the input standardisation from, for checkpoints that do not

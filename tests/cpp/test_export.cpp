@@ -178,3 +178,47 @@ TEST(Export, MissingCheckpointAndOutputDirectoryAreNamed) {
 }
 
 }  // namespace
+
+namespace {
+
+// The graph description of Python's lowbit.export_onnx(model, ...), written out by hand.
+std::string graph_error(const std::string& description, const std::vector<at::Tensor>& tensors) {
+  try {
+    lowbit::exporter::graph_to_onnx(description, tensors, Format::kStandard, "t");
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ExportGraph, ALinearLayerAndAReluFromTheirDescription) {
+  const at::Tensor w = torch::arange(6, torch::kFloat).reshape({2, 3}), b = torch::ones({2});
+  const std::string d =
+      R"({"nodes": [{"op": "input", "name": "x", "shape": [3]},
+        {"op": "linear", "name": "fc", "inputs": ["x"], "in_features": 3, "out_features": 2,
+         "input_quantizer": "none", "kernel_quantizer": "none", "tensors": {"weight": 0, "bias": 1}},
+        {"op": "relu", "name": "r", "inputs": ["fc"]},
+        {"op": "output", "name": "output", "inputs": ["r"], "shapes": [[2]]}]})";
+  const std::string bytes = lowbit::exporter::graph_to_onnx(d, {w, b}, Format::kStandard, "t");
+  const auto counts = lowbit::exporter::op_counts(bytes);
+  EXPECT_EQ(counts.at("Gemm"), 1);
+  EXPECT_EQ(counts.at("Relu"), 1);
+}
+
+TEST(ExportGraph, ErrorsNameTheNode) {
+  EXPECT_NE(graph_error("{nodes: [", {}).find("not JSON"), std::string::npos);
+  const std::string unknown =
+      R"({"nodes": [{"op": "input", "name": "x", "shape": [3]},
+        {"op": "softmax", "name": "sm", "inputs": ["x"]}]})";
+  EXPECT_NE(graph_error(unknown, {}).find("node sm: operation 'softmax'"), std::string::npos);
+  const std::string undefined = R"({"nodes": [{"op": "relu", "name": "r", "inputs": ["y"]}]})";
+  EXPECT_NE(graph_error(undefined, {}).find("its input y"), std::string::npos);
+  const std::string no_tensor =
+      R"({"nodes": [{"op": "input", "name": "x", "shape": [3]},
+        {"op": "linear", "name": "fc", "inputs": ["x"], "in_features": 3, "out_features": 2,
+         "tensors": {"weight": 4}}]})";
+  EXPECT_NE(graph_error(no_tensor, {torch::ones({2, 3})}).find("node fc: tensor index 4"),
+            std::string::npos);
+}
+
+}  // namespace

@@ -1,0 +1,140 @@
+"""lowbit.export_onnx(model, example_input, path, format) (issue 15, part 3): models made by
+lowbit.quantize, whatever their graph, exported in both formats, checked by ONNX's checker, and run
+by lowbit's engine and onnxruntime with the PyTorch model's outputs."""
+
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from onnx import numpy_helper
+
+import lowbit
+import onnx_reference as ref
+from test_quantize import net, x_in
+
+RUNNER = ref.ROOT / "build" / "lowbit-run"
+
+
+def engine(path, x, tmp_path):
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([str(RUNNER), "run", str(path), "--input", str(tmp_path / "x.npy"), "--output",
+                    str(tmp_path / "y.npy"), "--threads", "2"], check=True, capture_output=True)
+    return np.load(tmp_path / "y.npy")
+
+
+def trained(model, recipe, x, steps=3):
+    """A quantized model after a few training steps (observers and batch norms have data)."""
+    q = lowbit.quantize(model, recipe, (x[:1],))
+    q.train()
+    opt = torch.optim.SGD(q.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(5)
+    for _ in range(steps):
+        q(torch.randn(8, *x.shape[1:], generator=g)).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+        lowbit.nn.apply_constraints(q)
+    return q.eval()
+
+
+def check_runs_like_pytorch(q, x, path, fmt, tmp_path):
+    with torch.no_grad():
+        y = q(x).numpy()
+    assert lowbit.export_onnx(q, x, path, fmt) == path
+    onnx.checker.check_model(onnx.load(str(path)))
+    scale = max(1.0, float(np.abs(y).max()))
+    got = engine(path, x.numpy(), tmp_path)
+    np.testing.assert_allclose(got, y, rtol=0, atol=1e-5 * scale)
+    assert (got.argmax(1) == y.argmax(1)).all()
+    if fmt == "standard":
+        np.testing.assert_allclose(ref.run_ort_any(path, x.numpy(), tmp_path), y, rtol=0,
+                                   atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("fmt", ["qonnx", "standard"])
+@pytest.mark.parametrize("recipe", list(lowbit.recipes()))
+def test_every_recipe_of_a_residual_depthwise_concat_model(recipe, fmt, tmp_path):
+    if not ref.node_runner_available():
+        pytest.fail("onnxruntime-node is not installed: run ./scripts/setup")
+    x = x_in(seed=9, n=6)
+    check_runs_like_pytorch(trained(net(), recipe, x), x, tmp_path / "m.onnx", fmt, tmp_path)
+
+
+def test_binary_weights_are_packed_bits_and_integer_layers_codes(tmp_path):
+    x = x_in(seed=9, n=2)
+    q = trained(net(), "bnn", x)
+    lowbit.export_onnx(q, x, tmp_path / "bnn.onnx", "qonnx")
+    m = onnx.load(str(tmp_path / "bnn.onnx"))
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("BipolarQuant") >= 4 + 4  # four binary layers: inputs and kernels
+    packed = [numpy_helper.to_array(t) for t in m.graph.initializer if t.data_type == 2]  # uint8
+    conv_b = q.block.conv_b.weight.numel()
+    assert any(p.size == (conv_b + 7) // 8 for p in packed), [p.size for p in packed]
+    q8 = trained(net(), "po2-int8", x)
+    lowbit.export_onnx(q8, x, tmp_path / "int8.onnx", "standard")
+    m8 = onnx.load(str(tmp_path / "int8.onnx"))
+    int8 = [t for t in m8.graph.initializer if t.data_type == 3]  # int8 weight codes
+    assert len(int8) >= 6
+
+
+def test_what_cannot_be_exported_is_named(tmp_path):
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.sigmoid(self.fc(x))
+
+    with pytest.raises(ValueError, match=r"sigmoid.*no ONNX translation"):
+        lowbit.export_onnx(Odd(), torch.randn(2, 4), tmp_path / "odd.onnx")
+    with pytest.raises(ValueError, match="Conv1d"):
+        lowbit.export_onnx(nn.Sequential(nn.Conv1d(2, 2, 3)), torch.randn(1, 2, 8),
+                           tmp_path / "c1.onnx")
+    with pytest.raises(ValueError, match="example_input"):
+        lowbit.export_onnx(net(), torch.randn(1, 3, 8, 8), tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="format"):
+        lowbit.export_onnx(net(), x_in(), tmp_path / "x.onnx", "tflite")
+    with pytest.raises(OSError):
+        lowbit.export_onnx(net(), x_in(), tmp_path / "no" / "such" / "x.onnx")
+    assert not (tmp_path / "odd.onnx").exists() and not (tmp_path / "x.onnx").exists()
+
+
+def test_plain_pytorch_pieces_a_user_writes(tmp_path):
+    """Functional pooling, view(size(0), -1), mean over H and W, ReLU6 and a BN after a Linear."""
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding="same")
+            self.bn = nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4 * 4 * 4, 6)
+            self.bn1 = nn.BatchNorm1d(6)
+            self.out = nn.Linear(10, 3)
+
+        def forward(self, x):
+            h = F.relu6(self.bn(self.conv(x)))
+            a = F.avg_pool2d(h, 2)
+            g = a.mean([2, 3])
+            f = self.bn1(self.fc(a.view(a.size(0), -1)))
+            return self.out(torch.cat([f, g], 1))
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 8, 8)
+    for recipe in ("float", "bnn", "po2-int8"):
+        check_runs_like_pytorch(trained(Plain(), recipe, x), x, tmp_path / f"{recipe}.onnx",
+                                "standard", tmp_path)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("recipe", ["bnn", "po2-int8"])
+def test_torchvision_architectures_export_and_run(arch, recipe, tmp_path):
+    models = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    q = trained(getattr(models, arch)(num_classes=10), recipe, x, steps=1)
+    for fmt in ("qonnx", "standard"):
+        check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path)
