@@ -34,6 +34,7 @@ struct QatOptions {
   int64_t freeze_bn_delay =
       -1;                      // step from which folded batch norms use moving statistics; -1 never
   bool quantize_input = true;  // fake-quantize the network input too
+  bool per_channel = false;    // one weight range per output channel (else one per tensor)
   // Throws std::invalid_argument naming the option when a value is out of range.
   void check() const;
 };
@@ -93,7 +94,9 @@ class FoldedLayerImpl : public torch::nn::Module, public nn::QuantLayer {
   // The folded weight and bias of eval mode, before and after fake quantization.
   std::pair<at::Tensor, at::Tensor> folded_parameters();
   std::pair<at::Tensor, at::Tensor> quantized_folded_parameters();
+  // Per tensor; with options.per_channel, channel_weight_quantization has one per output channel.
   TensorQuantization weight_quantization();
+  std::vector<TensorQuantization> channel_weight_quantization();
   TensorQuantization bias_quantization();
 
   int64_t input_precision() const override { return options.activation_bits; }

@@ -115,7 +115,7 @@ class _Describer:
     def qat_options(o):
         return {"scheme": o.scheme, "weight_bits": o.weight_bits,
                 "activation_bits": o.activation_bits, "bias_bits": o.bias_bits,
-                "max_exponent": o.max_exponent}
+                "max_exponent": o.max_exponent, "per_channel": o.per_channel}
 
     def folded(self, node, m):
         if m.conv and m.conv_dims != 2:

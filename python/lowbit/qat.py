@@ -9,6 +9,7 @@ quantization of weights, activations and biases, power-of-2 (seed 003) or TF aff
     for layer in qat.integer_parameters(model): print(layer)
 """
 import copy
+import json
 import math
 from dataclasses import dataclass, field, replace
 
@@ -22,19 +23,24 @@ __all__ = ["QatOptions", "TensorQuantization", "ActivationQuant", "FoldedLayer",
            "integer_parameters"]
 
 
+# The defaults are C++'s (lowbit::qat::QatOptions), read once.
+_DEFAULTS = json.loads(torch.ops.lowbit._qat_defaults())
+
+
 @dataclass(frozen=True)
 class QatOptions:
-    """The options of lowbit::qat::QatOptions, with the same names and defaults."""
+    """The options of lowbit::qat::QatOptions, with the same names and defaults (read from C++)."""
 
-    scheme: str = "pow2"          # "pow2" or "affine"
-    weight_bits: int = 8
-    activation_bits: int = 8
-    bias_bits: int = 16           # pow2 only; affine keeps a float bias (int32 at conversion)
-    max_exponent: int = 3         # pow2 weights and biases
-    ema_decay: float = 0.999
-    quant_delay: int = 0
-    freeze_bn_delay: int = -1     # -1: never
-    quantize_input: bool = True
+    scheme: str = _DEFAULTS["scheme"]                # "pow2" or "affine"
+    weight_bits: int = _DEFAULTS["weight_bits"]
+    activation_bits: int = _DEFAULTS["activation_bits"]
+    bias_bits: int = _DEFAULTS["bias_bits"]          # pow2 only; affine: int32 at conversion
+    max_exponent: int = _DEFAULTS["max_exponent"]    # pow2 weights and biases
+    ema_decay: float = _DEFAULTS["ema_decay"]
+    quant_delay: int = _DEFAULTS["quant_delay"]
+    freeze_bn_delay: int = _DEFAULTS["freeze_bn_delay"]  # -1: never
+    quantize_input: bool = _DEFAULTS["quantize_input"]
+    per_channel: bool = _DEFAULTS["per_channel"]     # one weight range per output channel
 
     def check(self):
         if self.scheme not in ("pow2", "affine"):
@@ -228,11 +234,22 @@ class FoldedLayer(torch.nn.Module):
         if not quantize:
             return w
         o = self.options
-        lo, hi = w.min().detach(), w.max().detach()
+        # Per channel: the operators' per-channel forms work on the last dimension, so each
+        # output channel becomes a column.
+        v = w.reshape(w.shape[0], -1).t() if o.per_channel else w
+        if o.per_channel:
+            lo, hi = v.detach().min(0).values, v.detach().max(0).values
+        else:
+            lo, hi = v.min().detach(), v.max().detach()
         if o.scheme == "pow2":
-            return _ops.fake_quant_pow2(w, lo, hi, o.weight_bits, o.max_exponent)
-        return _ops.fake_quant_with_min_max_vars(w, lo.clamp(max=0), hi.clamp(min=0),
-                                                 o.weight_bits, True)
+            q = _ops.fake_quant_pow2(v, lo, hi, o.weight_bits, o.max_exponent)
+        elif o.per_channel:
+            q = _ops.fake_quant_with_min_max_vars_per_channel(v, lo.clamp(max=0), hi.clamp(min=0),
+                                                              o.weight_bits, True)
+        else:
+            q = _ops.fake_quant_with_min_max_vars(v, lo.clamp(max=0), hi.clamp(min=0),
+                                                  o.weight_bits, True)
+        return q.t().reshape(w.shape) if o.per_channel else q
 
     def _quantize_bias(self, b, quantize):
         o = self.options
@@ -303,6 +320,17 @@ class FoldedLayer(torch.nn.Module):
         if o.scheme == "pow2":
             return _pow2_quantization(lo, hi, o.weight_bits, o.max_exponent)
         return _affine_quantization(min(lo, 0.0), max(hi, 0.0), o.weight_bits, True)
+
+    def channel_weight_quantization(self):
+        """One TensorQuantization per output channel (what per_channel quantizes with)."""
+        rows = self.folded_parameters()[0].reshape(self.weight.shape[0], -1)
+        o, out = self.options, []
+        for r in rows:
+            lo, hi = float(r.min()), float(r.max())
+            out.append(_pow2_quantization(lo, hi, o.weight_bits, o.max_exponent)
+                       if o.scheme == "pow2"
+                       else _affine_quantization(min(lo, 0.0), max(hi, 0.0), o.weight_bits, True))
+        return out
 
     def bias_quantization(self):
         _, b = self.folded_parameters()

@@ -196,12 +196,18 @@ class Exporter {
   std::string quant(const std::string& x, const at::Tensor& scale, double zeropt, int64_t bits,
                     bool is_signed, bool narrow, const std::string& rounding,
                     const std::string& path) {
+    return quant(x, scale, torch::tensor(static_cast<float>(zeropt)), bits, is_signed, narrow,
+                 rounding, path);
+  }
+  std::string quant(const std::string& x, const at::Tensor& scale, const at::Tensor& zeropt,
+                    int64_t bits, bool is_signed, bool narrow, const std::string& rounding,
+                    const std::string& path) {
     g_.uses_qonnx = true;
     const std::string s =
         scale.dim() == 0 ? g_.scalar(scale.item<float>()) : g_.initializer(path + ".scale", scale);
-    auto* n = g_.node(
-        "Quant", {x, s, g_.scalar(static_cast<float>(zeropt)), g_.scalar(static_cast<float>(bits))},
-        path, kQonnxDomain);
+    const std::string z = zeropt.dim() == 0 ? g_.scalar(zeropt.item<float>())
+                                            : g_.initializer(path + ".zeropt", zeropt);
+    auto* n = g_.node("Quant", {x, s, z, g_.scalar(static_cast<float>(bits))}, path, kQonnxDomain);
     Graph::attr(n, "signed", int64_t{is_signed});
     Graph::attr(n, "narrow", int64_t{narrow});
     Graph::attr(n, "rounding_mode", rounding);
@@ -350,23 +356,34 @@ class Exporter {
   // float32.
   std::string weight_values(const at::Tensor& q, double scale, double zero,
                             const std::string& path) {
+    return weight_values(q, torch::tensor(static_cast<float>(scale)),
+                         torch::tensor(static_cast<float>(zero)), path);
+  }
+  // The same with a scale and zero point per output channel (tensors shaped to broadcast).
+  std::string weight_values(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& zero,
+                            const std::string& path) {
     const at::Tensor qf = q.detach().cpu().to(torch::kFloat).contiguous();
-    const float s = static_cast<float>(scale), z = static_cast<float>(zero);
-    const at::Tensor k = (qf.to(torch::kDouble) / s).round() + z;
+    const at::Tensor s = scale.to(torch::kFloat), z = zero.to(torch::kFloat);
+    const at::Tensor k = (qf.to(torch::kDouble) / s.to(torch::kDouble)).round() + z;
     const bool in_range = qf.numel() > 0 && torch::isfinite(qf).all().item<bool>() &&
                           k.min().item<double>() >= -128 && k.max().item<double>() <= 127 &&
-                          z == std::nearbyint(z) && std::isfinite(s) && s > 0;
+                          torch::equal(z, z.round()) && torch::isfinite(s).all().item<bool>() &&
+                          (s > 0).all().item<bool>();
     if (!in_range) return g_.initializer(path + ".weight", q);
+    const bool has_zero = (z != 0).any().item<bool>(), has_scale = (s != 1).any().item<bool>();
     at::Tensor decoded = k.to(torch::kFloat);
-    if (z != 0) decoded = decoded - z;
-    if (s != 1) decoded = decoded * s;
+    if (has_zero) decoded = decoded - z;
+    if (has_scale) decoded = decoded * s;
     if (!torch::equal(decoded, qf)) return g_.initializer(path + ".weight", q);
     const std::string w = path + ".weight";
+    auto constant = [&](const at::Tensor& t, const std::string& hint) {
+      return t.dim() == 0 ? g_.scalar(t.item<float>()) : g_.initializer(w + hint, t);
+    };
     auto* cast = g_.node("Cast", {g_.initializer(w + ".codes", k.to(torch::kChar))}, w);
     Graph::attr(cast, "to", int64_t{onnx::TensorProto::FLOAT});
     std::string v = cast->output(0);
-    if (z != 0) v = g_.op("Sub", {v, g_.scalar(z)}, w);
-    if (s != 1) v = g_.op("Mul", {v, g_.scalar(s)}, w);
+    if (has_zero) v = g_.op("Sub", {v, constant(z, ".zero_point")}, w);
+    if (has_scale) v = g_.op("Mul", {v, constant(s, ".scale")}, w);
     return v;
   }
 
@@ -565,7 +582,27 @@ class Exporter {
     const qat::TensorQuantization bq = f.bias_quantization();
     const bool pow2 = f.options.scheme == qat::Scheme::kPow2;
     std::string wname, bname;
-    if (qonnx()) {
+    if (f.options.per_channel) {
+      // A scale (and affine zero point) per output channel: codes as in the per-tensor case.
+      std::vector<int64_t> shape(w.dim(), 1);
+      shape[0] = -1;
+      std::vector<float> scales, zeros;
+      for (const auto& c : f.channel_weight_quantization()) {
+        scales.push_back(static_cast<float>(c.scale));
+        zeros.push_back(pow2 ? 0.0f
+                             : static_cast<float>(c.zero_point - (int64_t{1} << (c.bits - 1))));
+      }
+      const at::Tensor sc = torch::tensor(scales).reshape(shape),
+                       zp = torch::tensor(zeros).reshape(shape);
+      wname = wq.bits <= 8 ? weight_values(w, sc, zp, path) : g_.initializer(path + ".weight", w);
+      if (qonnx()) wname = quant(wname, sc, zp, wq.bits, true, !pow2, "ROUND", path + ".weight");
+      if (b.defined()) {
+        bname = g_.initializer(path + ".bias", b);
+        if (qonnx() && bq.bits > 0) {
+          bname = quant(bname, bq.scale, 0, bq.bits, true, false, "ROUND", path + ".bias");
+        }
+      }
+    } else if (qonnx()) {
       // Weights as signed codes: pow2 q * 2^-f; affine (narrow [1, 2^b - 1]) shifted by 2^(b-1).
       const double zp =
           pow2 ? 0.0 : static_cast<double>(wq.zero_point - (int64_t{1} << (wq.bits - 1)));

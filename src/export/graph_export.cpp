@@ -78,6 +78,7 @@ qat::QatOptions qat_options(const Node& n) {
   q.activation_bits = o["activation_bits"].as<int64_t>();
   q.bias_bits = o["bias_bits"].as<int64_t>();
   q.max_exponent = o["max_exponent"].as<int64_t>();
+  q.per_channel = o["per_channel"] && o["per_channel"].as<bool>();
   q.check();
   return q;
 }

@@ -138,3 +138,58 @@ def test_torchvision_architectures_export_and_run(arch, recipe, tmp_path):
     q = trained(getattr(models, arch)(num_classes=10), recipe, x, steps=1)
     for fmt in ("qonnx", "standard"):
         check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["qonnx", "standard"])
+@pytest.mark.parametrize("recipe", ["po2-int8", "tf-int8"])
+def test_per_channel_weight_scales(recipe, fmt, tmp_path):
+    x = x_in(seed=9, n=6)
+    model = net()
+    with torch.no_grad():  # channels of very different ranges: one scale each
+        model.block.conv_a.weight[0] *= 30
+    q = trained(model, {"recipe": recipe, "per_channel": True}, x)
+    f = q.block.conv_a
+    assert f.options.per_channel
+    w, _ = f.quantized_folded_parameters()
+    scales = [c.scale for c in f.channel_weight_quantization()]
+    assert scales[0] >= 4 * max(scales[1:])
+    for row, c in zip(w, f.channel_weight_quantization()):  # each channel on its own grid
+        codes = row / c.scale + (c.zero_point if recipe == "tf-int8" else 0)
+        torch.testing.assert_close(codes, codes.round(), rtol=0, atol=1e-3)
+        assert float(codes.min()) >= c.qmin - 1e-3 and float(codes.max()) <= c.qmax + 1e-3
+    check_runs_like_pytorch(q, x, tmp_path / "m.onnx", fmt, tmp_path)
+    if fmt == "qonnx":
+        m = onnx.load(str(tmp_path / "m.onnx"))
+        shapes = [tuple(t.dims) for t in m.graph.initializer if t.name.endswith("weight.scale")]
+        assert (8, 1, 1, 1) in shapes, shapes
+
+
+CASES = [(kind, bn, bias, scheme, per_channel, bits)
+         for kind in ("conv", "depthwise", "linear") for bn in (True, False) for bias in (True, False)
+         for scheme in ("pow2", "affine") for per_channel in (False, True) for bits in (4, 8)]
+
+
+@pytest.mark.parametrize("case", CASES[::3] + [CASES[-1]], ids=str)
+def test_python_and_cpp_qat_layers_agree_case_by_case(case, tmp_path):
+    """lowbit.qat (Python) and lowbit::qat (C++, which the exporter runs) are two implementations
+    of the folded layer and the observer: one layer per case, after training steps in Python, must
+    give the same outputs from the exported graph (C++'s folding and quantization) as in Python."""
+    kind, bn, bias, scheme, per_channel, bits = case
+    torch.manual_seed(hash(case) % 1000)
+    if kind == "linear":
+        layer = nn.Linear(12, 6, bias=bias)
+        body = [layer] + ([nn.BatchNorm1d(6)] if bn else []) + [nn.ReLU()]
+        x = torch.randn(5, 12)
+    else:
+        groups = 6 if kind == "depthwise" else 1
+        layer = nn.Conv2d(6, 6, 3, padding=1, groups=groups, bias=bias)
+        body = [layer] + ([nn.BatchNorm2d(6)] if bn else []) + [nn.ReLU()]
+        x = torch.randn(5, 6, 7, 7)
+    with torch.no_grad():
+        layer.weight[0] *= 8
+    model = nn.Sequential(*body)
+    config = {"qat": scheme, "quantize_first_layer": True, "quantize_last_layer": True,
+              "weight_bits": bits, "activation_bits": bits, "per_channel": per_channel}
+    q = trained(model, config, x, steps=4)
+    for fmt in ("qonnx", "standard"):
+        check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path)

@@ -2,6 +2,7 @@
 // docs/qat.md).
 #include "lowbit/qat.h"
 
+#include <torch/library.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -211,13 +212,23 @@ at::Tensor FoldedLayerImpl::apply(const at::Tensor& x, const at::Tensor& w) cons
 
 at::Tensor FoldedLayerImpl::quantize_weight(const at::Tensor& w, bool quantize) const {
   if (!quantize) return w;
-  const auto lo = w.min().detach(), hi = w.max().detach();
+  // Per channel: the operators' per-channel forms work on the last dimension, so each output
+  // channel becomes a column.
+  const at::Tensor v = options.per_channel ? w.reshape({w.size(0), -1}).t() : w;
+  const auto lo = options.per_channel ? std::get<0>(v.detach().min(0)) : v.min().detach();
+  const auto hi = options.per_channel ? std::get<0>(v.detach().max(0)) : v.max().detach();
+  at::Tensor q;
   if (options.scheme == Scheme::kPow2) {
-    return lowbit::fake_quant_pow2(w, lo, hi, options.weight_bits, options.max_exponent);
+    q = lowbit::fake_quant_pow2(v, lo, hi, options.weight_bits, options.max_exponent);
+  } else if (options.per_channel) {
+    q = lowbit::fake_quant_with_min_max_vars_per_channel(v, lo.clamp_max(0), hi.clamp_min(0),
+                                                         options.weight_bits, true);
+  } else {
+    // tf.contrib.quantize's LastValueQuantize for weights: narrow range, 0 inside the window.
+    q = lowbit::fake_quant_with_min_max_vars(v, lo.clamp_max(0), hi.clamp_min(0),
+                                             options.weight_bits, true);
   }
-  // tf.contrib.quantize's LastValueQuantize for weights: narrow range, 0 inside the window.
-  return lowbit::fake_quant_with_min_max_vars(w, lo.clamp_max(0), hi.clamp_min(0),
-                                              options.weight_bits, true);
+  return options.per_channel ? q.t().reshape(w.sizes()) : q;
 }
 
 at::Tensor FoldedLayerImpl::quantize_bias(const at::Tensor& b, bool quantize) const {
@@ -299,6 +310,19 @@ TensorQuantization FoldedLayerImpl::weight_quantization() {
     return pow2_quantization(lo, hi, options.weight_bits, options.max_exponent);
   }
   return affine_quantization(std::min(lo, 0.0), std::max(hi, 0.0), options.weight_bits, true);
+}
+
+std::vector<TensorQuantization> FoldedLayerImpl::channel_weight_quantization() {
+  const auto rows = folded_parameters().first.reshape({weight.size(0), -1});
+  std::vector<TensorQuantization> q;
+  for (int64_t c = 0; c < rows.size(0); ++c) {
+    const double lo = rows[c].min().item<double>(), hi = rows[c].max().item<double>();
+    q.push_back(
+        options.scheme == Scheme::kPow2
+            ? pow2_quantization(lo, hi, options.weight_bits, options.max_exponent)
+            : affine_quantization(std::min(lo, 0.0), std::max(hi, 0.0), options.weight_bits, true));
+  }
+  return q;
 }
 
 TensorQuantization FoldedLayerImpl::bias_quantization() {
@@ -500,3 +524,23 @@ std::string integer_parameters_json(const std::vector<LayerIntegerParameters>& l
 
 }  // namespace qat
 }  // namespace lowbit
+
+namespace {
+
+// QatOptions' defaults as JSON: Python's lowbit.qat.QatOptions takes its defaults from here.
+std::string qat_defaults_op() {
+  const lowbit::qat::QatOptions o;
+  std::ostringstream j;
+  j << std::setprecision(17) << "{\"scheme\": \"" << lowbit::qat::scheme_name(o.scheme)
+    << "\", \"weight_bits\": " << o.weight_bits << ", \"activation_bits\": " << o.activation_bits
+    << ", \"bias_bits\": " << o.bias_bits << ", \"max_exponent\": " << o.max_exponent
+    << ", \"ema_decay\": " << o.ema_decay << ", \"quant_delay\": " << o.quant_delay
+    << ", \"freeze_bn_delay\": " << o.freeze_bn_delay
+    << ", \"quantize_input\": " << (o.quantize_input ? "true" : "false")
+    << ", \"per_channel\": " << (o.per_channel ? "true" : "false") << "}";
+  return j.str();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(lowbit, m) { m.def("_qat_defaults() -> str", &qat_defaults_op); }
