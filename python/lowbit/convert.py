@@ -184,11 +184,12 @@ def _plan(layers, g, rules):
         s = {k: g[k] for k in _QUANTIZER_KEYS + ("qat", "weight_bits", "activation_bits")}
         s["skip"] = ((i == 0 and not g["quantize_first_layer"])
                      or (i == last and not g["quantize_last_layer"]))
-        bits = None
+        bits, own = None, set()  # own: the keys this layer's overrides set
         for pattern, overrides in rules:
             if fnmatch.fnmatchcase(name, pattern):
                 matched[pattern] = True
                 s.update({k: v for k, v in overrides.items() if k != "bits"})
+                own.update(overrides)
                 bits = overrides.get("bits", bits)
         where = f"module {name!r}"
         if not isinstance(s["skip"], bool):
@@ -199,8 +200,11 @@ def _plan(layers, g, rules):
         if not p.skip and s["qat"] != "none":
             if bits is not None:
                 s["weight_bits"] = s["activation_bits"] = bits
+            # A layer made integer by its own override ignores the config's quantizers (mixed
+            # precision); quantizers given for an integer layer are an error.
+            inherited = "qat" in own and g["qat"] == "none"
             for key in _QUANTIZER_KEYS[:3]:
-                if s[key] not in (None, "none"):
+                if s[key] not in (None, "none") and (key in own or not inherited):
                     _fail(where, f"option {key!r} does not apply to an integer QAT layer "
                           f"(qat: {s['qat']}); set qat: none for this layer to use quantizers")
             p.weight_bits, p.activation_bits = s["weight_bits"], s["activation_bits"]

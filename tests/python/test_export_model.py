@@ -193,3 +193,12 @@ def test_python_and_cpp_qat_layers_agree_case_by_case(case, tmp_path):
     q = trained(model, config, x, steps=4)
     for fmt in ("qonnx", "standard"):
         check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path)
+
+
+def test_mixed_precision_exports_and_runs(tmp_path):
+    x = x_in(seed=9, n=6)
+    cfg = {"recipe": "bnn", "quantize_first_layer": True, "quantize_last_layer": True,
+           "layers": {"stem.0": {"qat": "pow2"}, "head": {"qat": "pow2"}}}
+    q = trained(net(), cfg, x)
+    for fmt in ("qonnx", "standard"):
+        check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path)

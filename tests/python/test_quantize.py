@@ -303,3 +303,21 @@ def test_torchvision_architectures_convert_forward_and_backward(arch, recipe):
     q.eval()
     with torch.no_grad():
         assert torch.isfinite(q(x)).all()
+
+
+def test_mixed_precision_is_one_config():
+    """8-bit power-of-2 first and last layers, binary in between: the integer layers are folded
+    and quantize their inputs; the binary ones keep ste_sign."""
+    cfg = {"recipe": "bnn", "quantize_first_layer": True, "quantize_last_layer": True,
+           "layers": {"stem.0": {"qat": "pow2"}, "head": {"qat": "pow2"}}}
+    q = lowbit.quantize(net(), cfg, (x_in(),))
+    assert isinstance(q.get_submodule("stem.0"), qat.FoldedLayer)
+    assert isinstance(q.head, qat.FoldedLayer)
+    assert isinstance(q.block.conv_a, qnn.QuantConv2d)
+    assert q.block.conv_a.input_quantizer.name == "ste_sign"
+    assert quant_inputs(q) == {"stem.0": "ActivationQuant", "head": "ActivationQuant"}
+    q.train()
+    q(x_in()).sum().backward()
+    with pytest.raises(ValueError, match="block.conv_a.*input_quantizer"):
+        lowbit.quantize(net(), {"recipe": "bnn", "layers": {
+            "block.conv_a": {"qat": "pow2", "input_quantizer": "ste_sign"}}})
