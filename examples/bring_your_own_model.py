@@ -5,15 +5,20 @@ PyTorch on Fashion-MNIST, then lowbit.quantize'd to po2-int8 and to bnn and fine
     PYTHONPATH=python /usr/bin/python3 examples/bring_your_own_model.py --out runs/byom
 
 Prints one JSON line per phase (accuracy on the 10,000 test images, seconds) and saves each
-model's state_dict (float.pt, po2-int8.pt, bnn.pt) under --out. --quick trains on a slice for a
-smoke test.
+model's state_dict (float.pt, po2-int8.pt, bnn.pt) under --out; the quantized models are exported
+in both formats (po2-int8-qonnx.onnx, ...) and run by lowbit's engine (build/lowbit-run) on every
+test image, whose predictions are compared with PyTorch's. --quick trains on a slice for a smoke
+test; --from DIR reloads the state_dicts of an earlier run instead of training.
 """
 import argparse
 import gzip
 import json
 import math
 import os
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,6 +98,29 @@ def evaluate(model, x, y, batch=250):
     return correct / len(x)
 
 
+RUNNER = Path(__file__).resolve().parents[1] / "build" / "lowbit-run"
+
+
+def engine_agreement(model, name, x, out_dir, threads):
+    """Exports the model in both formats and runs lowbit's engine on x: predictions that differ
+    from PyTorch's, per format."""
+    model.eval()
+    with torch.no_grad():
+        want = torch.cat([model(x[i:i + 250]) for i in range(0, len(x), 250)]).argmax(1).numpy()
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(os.path.join(tmp, "x.npy"), x.numpy())
+        for fmt in ("qonnx", "standard"):
+            path = os.path.join(out_dir, f"{name}-{fmt}.onnx")
+            lowbit.export_onnx(model, x[:2], path, fmt)
+            subprocess.run([str(RUNNER), "run", path, "--input", os.path.join(tmp, "x.npy"),
+                            "--output", os.path.join(tmp, "y.npy"), "--threads", str(threads)],
+                           check=True, capture_output=True)
+            got = np.load(os.path.join(tmp, "y.npy")).argmax(1)
+            result[f"engine_{fmt}_prediction_mismatches"] = int((got != want).sum())
+    return result
+
+
 def train(model, x, y, epochs, lr, seed, constraints=False, batch=128):
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -123,6 +151,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="2,000 training images (smoke test)")
+    ap.add_argument("--from", dest="reload", metavar="DIR",
+                    help="reload float.pt, po2-int8.pt and bnn.pt from DIR instead of training")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -143,9 +173,16 @@ def main():
         print(json.dumps(line), flush=True)
         return acc
 
+    def reload(module, phase):
+        module.load_state_dict(torch.load(os.path.join(a.reload, f"{phase}.pt")))
+        return module
+
     start = time.time()
     model = FloatCNN()
-    train(model, xtr, ytr, a.float_epochs, 1e-3, a.seed)
+    if a.reload:
+        reload(model, "float")
+    else:
+        train(model, xtr, ytr, a.float_epochs, 1e-3, a.seed)
     float_acc = report("float", model, start, epochs=a.float_epochs)
 
     example = (xte[:2],)
@@ -155,16 +192,24 @@ def main():
     int8 = lowbit.quantize(model, {"recipe": "po2-int8", "freeze_bn_delay": steps_per_epoch},
                            example)
     int8_before = evaluate(int8, xte, yte)
-    train(int8, xtr, ytr, a.int8_epochs, 1e-4, a.seed + 1)
+    if a.reload:
+        reload(int8, "po2-int8")
+    else:
+        train(int8, xtr, ytr, a.int8_epochs, 1e-4, a.seed + 1)
+    int8_acc = evaluate(int8, xte, yte)
     report("po2-int8", int8, start, epochs=a.int8_epochs, before_fine_tuning=round(int8_before, 4),
-           float_minus_int8_points=round(100 * (float_acc - evaluate(int8, xte, yte)), 2))
+           float_minus_int8_points=round(100 * (float_acc - int8_acc), 2),
+           **engine_agreement(int8, "po2-int8", xte, a.out, a.threads))
 
     start = time.time()
     bnn = lowbit.quantize(model, "bnn", example)
     bnn_before = evaluate(bnn, xte, yte)
-    train(bnn, xtr, ytr, a.bnn_epochs, 1e-3, a.seed + 2, constraints=True)
-    report("bnn", bnn, start, epochs=a.bnn_epochs, before_fine_tuning=round(bnn_before, 4))
-
+    if a.reload:
+        reload(bnn, "bnn")
+    else:
+        train(bnn, xtr, ytr, a.bnn_epochs, 1e-3, a.seed + 2, constraints=True)
+    report("bnn", bnn, start, epochs=a.bnn_epochs, before_fine_tuning=round(bnn_before, 4),
+           **engine_agreement(bnn, "bnn", xte, a.out, a.threads))
 
 if __name__ == "__main__":
     main()
