@@ -49,9 +49,10 @@ class _Describer:
             self.fail(node, f"a quantizer object of its own ({q!r}) has no ONNX translation")
         return q.spec
 
-    def layer_tensors(self, m):
-        """A layer's weight, bias and kernel quantizer parameters (ttq_weight's scales)."""
-        tensors = {"weight": self.tensor(m.weight)}
+    def layer_tensors(self, m, unsqueeze=False):
+        """A layer's weight (a 1-d kernel as 2-d, height 1), bias and kernel quantizer parameters
+        (ttq_weight's scales)."""
+        tensors = {"weight": self.tensor(m.weight.unsqueeze(2) if unsqueeze else m.weight)}
         if m.bias is not None:
             tensors["bias"] = self.tensor(m.bias)
         kq = getattr(m, "kernel_quantizer", None)
@@ -76,32 +77,46 @@ class _Describer:
         self.skip.add(users[0])
 
     def conv(self, node, m):
-        if isinstance(m, _nn.Conv1d):
-            self.fail(node, "a Conv1d (only 2-d convolutions are exported so far)")
-        if isinstance(m, _lnn.QuantConv2d):
-            left, right, top, bottom = m.explicit_padding()
-            if left != right or top != bottom:
-                self.fail(node, f"asymmetric padding {m.explicit_padding()} ('same' with an even "
-                          "kernel)")
-            padding = [top, left]
+        one_d = isinstance(m, _nn.Conv1d)
+        if isinstance(m, (_lnn.QuantConv1d, _lnn.QuantConv2d)):
+            pads = m.explicit_padding()
+            if pads[0::2] != pads[1::2]:
+                self.fail(node, f"asymmetric padding {pads} ('same' with an even kernel)")
+            padding = list(reversed(pads[0::2]))
         else:
             if m.padding_mode != "zeros":
                 self.fail(node, f"padding_mode {m.padding_mode!r}")
             padding = m.padding
             if isinstance(padding, str):
                 padding = [d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size)] \
-                    if padding == "same" else [0, 0]
+                    if padding == "same" else [0] * len(m.kernel_size)
                 if any(d * (k - 1) % 2 for d, k in zip(m.dilation, m.kernel_size)):
                     self.fail(node, "asymmetric 'same' padding (an even kernel)")
-        tensors, kq = self.layer_tensors(m), getattr(m, "kernel_quantizer", None)
+        tensors, kq = self.layer_tensors(m, unsqueeze=one_d), getattr(m, "kernel_quantizer", None)
+        lead = [1] if one_d else []  # a Conv1d runs as a 2-d convolution over a height of 1
+        lead0 = [0] if one_d else []
         fields = {"in_channels": m.in_channels, "out_channels": m.out_channels,
-                  "kernel_size": list(m.kernel_size), "stride": list(m.stride),
-                  "padding": list(padding), "dilation": list(m.dilation), "groups": m.groups,
+                  "kernel_size": lead + list(m.kernel_size), "stride": lead + list(m.stride),
+                  "padding": lead0 + list(padding), "dilation": lead + list(m.dilation),
+                  "groups": m.groups,
                   "input_quantizer": self.quantizer_spec(node, getattr(m, "input_quantizer", None)),
                   "kernel_quantizer": self.quantizer_spec(node, kq),
                   "pad_values": float(getattr(m, "pad_values", 0.0))}
         self.folded_batch_norm(node, m, fields, tensors)
-        self.add(node, "conv", node.args[:1], tensors=tensors, **fields)
+        self.conv_node(node, "conv", one_d, tensors=tensors, **fields)
+
+    def conv_node(self, node, op, one_d, **fields):
+        """The layer's node; a 1-d one between reshapes to and from a height of 1."""
+        if not one_d:
+            self.add(node, op, node.args[:1], **fields)
+            return
+        x, out = _shape(node.args[0]), _shape(node)
+        self.nodes.append({"op": "reshape", "name": node.name + ".to_2d",
+                           "inputs": [self.ref(node, node.args[0])], "shape": [0, x[1], 1, x[2]]})
+        self.nodes.append({"op": op, "name": node.name + ".2d", "inputs": [node.name + ".to_2d"],
+                           **fields})
+        self.nodes.append({"op": "reshape", "name": node.name, "inputs": [node.name + ".2d"],
+                           "shape": [0, out[1], out[2]]})
 
     def linear(self, node, m):
         tensors, kq = self.layer_tensors(m), getattr(m, "kernel_quantizer", None)
@@ -118,18 +133,18 @@ class _Describer:
                 "max_exponent": o.max_exponent, "per_channel": o.per_channel}
 
     def folded(self, node, m):
-        if m.conv and m.conv_dims != 2:
-            self.fail(node, "a folded Conv1d (only 2-d convolutions are exported so far)")
-        tensors = {"weight": self.tensor(m.weight)}
+        one_d = m.conv and m.conv_dims == 1
+        tensors = {"weight": self.tensor(m.weight.unsqueeze(2) if one_d else m.weight)}
         for key in ("bias", "gamma", "beta", "running_mean", "running_var"):
             if getattr(m, key, None) is not None:
                 tensors[key] = self.tensor(getattr(m, key))
         fields = {"conv": m.conv, "options": self.qat_options(m.options),
                   "eps": float(getattr(m, "eps", 1e-5))}
         if m.conv:
-            fields.update(stride=list(m.stride), padding=list(m.padding),
-                          dilation=list(m.dilation), groups=m.groups)
-        self.add(node, "folded", node.args[:1], tensors=tensors, **fields)
+            lead, lead0 = ([1], [0]) if one_d else ([], [])
+            fields.update(stride=lead + list(m.stride), padding=lead0 + list(m.padding),
+                          dilation=lead + list(m.dilation), groups=m.groups)
+        self.conv_node(node, "folded", one_d, tensors=tensors, **fields)
 
     def activation_quant(self, node, a, inputs, op="activation_quant"):
         self.add(node, op, inputs, options=self.qat_options(a.options),
@@ -167,7 +182,8 @@ class _Describer:
             if m.affine:
                 tensors.update(weight=self.tensor(m.weight), bias=self.tensor(m.bias))
             self.add(node, "batch_norm", node.args[:1], tensors=tensors, eps=m.eps,
-                     dims=2 if isinstance(m, _nn.BatchNorm2d) else 1)
+                     dims=2 if isinstance(m, _nn.BatchNorm2d) else 1,
+                     rank=len(_shape(node.args[0])))
         elif type(m) is _nn.ReLU:
             self.add(node, "relu", node.args[:1])
         elif isinstance(m, _nn.Hardtanh):  # ReLU6 too

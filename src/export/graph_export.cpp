@@ -165,7 +165,14 @@ class GraphExporter {
     if (op == "batch_norm") {
       const auto bn = batch_norm_module(n, "");
       if (!bn) bad(path, "a batch norm without running statistics");
-      return e_.batch_norm(*bn, value(n, n.inputs()[0]), path);
+      if (n.get<int64_t>("rank", 0) != 3) return e_.batch_norm(*bn, value(n, n.inputs()[0]), path);
+      // BatchNorm1d over [batch, channels, length]: the channel terms broadcast over the length.
+      const auto [alpha, beta] = Exporter::bn_terms(*bn, path);
+      const std::string y = g_.op(
+          "Mul", {in[0], g_.initializer(path + ".bn_scale", alpha.reshape({1, -1, 1}))}, path);
+      return Value{
+          g_.op("Add", {y, g_.initializer(path + ".bn_shift", beta.reshape({1, -1, 1}))}, path),
+          {}};
     }
     if (op == "identity") return value(n, n.inputs()[0]);
     if (op == "relu") return Value{g_.op("Relu", in, path), value(n, n.inputs()[0]).quantization};
@@ -224,7 +231,7 @@ class GraphExporter {
 
   Value conv(const Node& n, const Value& x) {
     const auto k = n.get<std::vector<int64_t>>("kernel_size");
-    if (k.size() != 2) bad(n.name(), "only 2-d convolutions are exported (a Conv1d is not yet)");
+    if (k.size() != 2) bad(n.name(), "a convolution description must be 2-d");
     nn::QuantConv2dOptions o(n.get<int64_t>("in_channels"), n.get<int64_t>("out_channels"),
                              torch::ExpandingArray<2>({k[0], k[1]}));
     const auto s = n.get<std::vector<int64_t>>("stride");

@@ -91,9 +91,9 @@ def test_what_cannot_be_exported_is_named(tmp_path):
 
     with pytest.raises(ValueError, match=r"sigmoid.*no ONNX translation"):
         lowbit.export_onnx(Odd(), torch.randn(2, 4), tmp_path / "odd.onnx")
-    with pytest.raises(ValueError, match="Conv1d"):
-        lowbit.export_onnx(nn.Sequential(nn.Conv1d(2, 2, 3)), torch.randn(1, 2, 8),
-                           tmp_path / "c1.onnx")
+    with pytest.raises(ValueError, match="MaxPool1d has no ONNX translation"):
+        lowbit.export_onnx(nn.Sequential(nn.Conv1d(2, 2, 3), nn.MaxPool1d(2)),
+                           torch.randn(1, 2, 8), tmp_path / "c1.onnx")
     with pytest.raises(ValueError, match="example_input"):
         lowbit.export_onnx(net(), torch.randn(1, 3, 8, 8), tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="format"):
@@ -200,5 +200,28 @@ def test_mixed_precision_exports_and_runs(tmp_path):
     cfg = {"recipe": "bnn", "quantize_first_layer": True, "quantize_last_layer": True,
            "layers": {"stem.0": {"qat": "pow2"}, "head": {"qat": "pow2"}}}
     q = trained(net(), cfg, x)
+    for fmt in ("qonnx", "standard"):
+        check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path)
+
+
+@pytest.mark.parametrize("recipe", ["float", "bnn", "dorefa", "po2-int8"])
+def test_conv1d_models_run_as_2d_convolutions_of_height_1(recipe, tmp_path):
+    class Seq1d(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv1d(2, 8, 3, padding=1)
+            self.bn_a = nn.BatchNorm1d(8)
+            self.b = nn.Conv1d(8, 8, 3, stride=2, padding=2, dilation=2, groups=2, bias=False)
+            self.bn_b = nn.BatchNorm1d(8)
+            self.out = nn.Linear(8 * 6, 3)
+
+        def forward(self, x):
+            x = F.relu(self.bn_a(self.a(x)))
+            return self.out(torch.flatten(self.bn_b(self.b(x)), 1))
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 12)
+    cfg = {"recipe": recipe, "quantize_first_layer": True}
+    q = trained(Seq1d(), cfg, x)
     for fmt in ("qonnx", "standard"):
         check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path)
