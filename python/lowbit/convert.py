@@ -133,6 +133,16 @@ def _resolve(config):
     qat_defaults = _qat.QatOptions()
     for key in _QAT_KEYS:
         g.setdefault(key, getattr(qat_defaults, key))
+        kind = type(getattr(qat_defaults, key))
+        ok = isinstance(g[key], kind) and (kind is bool or not isinstance(g[key], bool))
+        if kind is float and isinstance(g[key], int) and not isinstance(g[key], bool):
+            g[key], ok = float(g[key]), True
+        if not ok:
+            _fail(f"config: {key}", f"must be {kind.__name__}, got {g[key]!r}")
+    try:
+        _qat.QatOptions(**{k: g[k] for k in _QAT_KEYS}).check()
+    except ValueError as e:
+        raise ValueError(f"config: {str(e).replace('qat: ', '')}") from None
     return g
 
 
