@@ -8,7 +8,7 @@ Prints one JSON line per phase (accuracy on the 10,000 test images, seconds) and
 model's state_dict (float.pt, po2-int8.pt, bnn.pt) under --out; the quantized models are exported
 in both formats (po2-int8-qonnx.onnx, ...) and run by lowbit's engine (build/lowbit-run) on every
 test image, whose predictions are compared with PyTorch's. --quick trains on a slice for a smoke
-test; --from DIR reloads the state_dicts of an earlier run instead of training.
+test; --from DIR reloads the state_dicts of an earlier run instead of training them.
 """
 import argparse
 import gzip
@@ -152,7 +152,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="2,000 training images (smoke test)")
     ap.add_argument("--from", dest="reload", metavar="DIR",
-                    help="reload float.pt, po2-int8.pt and bnn.pt from DIR instead of training")
+                    help="reload float.pt, po2-int8.pt and bnn.pt from DIR instead of training "
+                         "(the phases whose file is missing are trained)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -174,14 +175,16 @@ def main():
         return acc
 
     def reload(module, phase):
-        module.load_state_dict(torch.load(os.path.join(a.reload, f"{phase}.pt")))
-        return module
+        """Loads DIR/PHASE.pt when --from gives one that has it; False: train this phase."""
+        path = os.path.join(a.reload, f"{phase}.pt") if a.reload else None
+        if path is None or not os.path.exists(path):
+            return False
+        module.load_state_dict(torch.load(path))
+        return True
 
     start = time.time()
     model = FloatCNN()
-    if a.reload:
-        reload(model, "float")
-    else:
+    if not reload(model, "float"):
         train(model, xtr, ytr, a.float_epochs, 1e-3, a.seed)
     float_acc = report("float", model, start, epochs=a.float_epochs)
 
@@ -192,9 +195,7 @@ def main():
     int8 = lowbit.quantize(model, {"recipe": "po2-int8", "freeze_bn_delay": steps_per_epoch},
                            example)
     int8_before = evaluate(int8, xte, yte)
-    if a.reload:
-        reload(int8, "po2-int8")
-    else:
+    if not reload(int8, "po2-int8"):
         train(int8, xtr, ytr, a.int8_epochs, 1e-4, a.seed + 1)
     int8_acc = evaluate(int8, xte, yte)
     report("po2-int8", int8, start, epochs=a.int8_epochs, before_fine_tuning=round(int8_before, 4),
@@ -204,9 +205,7 @@ def main():
     start = time.time()
     bnn = lowbit.quantize(model, "bnn", example)
     bnn_before = evaluate(bnn, xte, yte)
-    if a.reload:
-        reload(bnn, "bnn")
-    else:
+    if not reload(bnn, "bnn"):
         train(bnn, xtr, ytr, a.bnn_epochs, 1e-3, a.seed + 2, constraints=True)
     report("bnn", bnn, start, epochs=a.bnn_epochs, before_fine_tuning=round(bnn_before, 4),
            **engine_agreement(bnn, "bnn", xte, a.out, a.threads))

@@ -119,6 +119,9 @@ class _Describer:
                            "shape": [0, out[1], out[2]]})
 
     def linear(self, node, m):
+        if len(_shape(node.args[0])) != 2:
+            self.fail(node, "a Linear on an input of rank other than 2 (ONNX's Gemm takes "
+                      "[batch, features])")
         tensors, kq = self.layer_tensors(m), getattr(m, "kernel_quantizer", None)
         fields = {"in_features": m.in_features, "out_features": m.out_features,
                   "input_quantizer": self.quantizer_spec(node, getattr(m, "input_quantizer", None)),
@@ -164,6 +167,12 @@ class _Describer:
 
     # ---- nodes
 
+    def in_place(self, node):
+        """An in-place op whose input other nodes read too would change what they see."""
+        x = node.args[0]
+        if isinstance(x, torch.fx.Node) and len(x.users) > 1:
+            self.fail(node, "an in-place operation on a value that other nodes also read")
+
     def module(self, node, m):
         if isinstance(m, (_nn.Conv1d, _nn.Conv2d)):
             self.conv(node, m)
@@ -185,8 +194,12 @@ class _Describer:
                      dims=2 if isinstance(m, _nn.BatchNorm2d) else 1,
                      rank=len(_shape(node.args[0])))
         elif type(m) is _nn.ReLU:
+            if m.inplace:
+                self.in_place(node)
             self.add(node, "relu", node.args[:1])
         elif isinstance(m, _nn.Hardtanh):  # ReLU6 too
+            if m.inplace:
+                self.in_place(node)
             self.add(node, "clip", node.args[:1], min=m.min_val, max=m.max_val)
         elif isinstance(m, (_nn.Identity, _nn.Dropout)):
             self.alias[node.name] = self.ref(node, node.args[0])
@@ -209,12 +222,19 @@ class _Describer:
         shape = _shape(node.args[0])
         if end not in (-1, len(shape) - 1):
             self.fail(node, "a flatten that keeps trailing dimensions")
-        self.add(node, "flatten", node.args[:1], axis=start % len(shape))
+        if start % len(shape) == 1:
+            self.add(node, "flatten", node.args[:1], axis=1)
+        elif start % len(shape) == 0:
+            self.fail(node, "a flatten of the batch dimension")
+        else:  # ONNX's Flatten always gives 2-d: keep the leading dimensions by a Reshape
+            self.add(node, "reshape", node.args[:1], shape=[0] + list(_shape(node)[1:]))
 
     def function(self, node):
         t = node.target
         kw = _bind(node, _PARAMETERS.get(t, ()))
         if t in (F.relu, torch.relu):
+            if node.kwargs.get("inplace") or (len(node.args) > 1 and node.args[1]):
+                self.in_place(node)
             self.add(node, "relu", node.args[:1])
         elif t in (F.relu6, F.hardtanh):
             lo, hi = (0.0, 6.0) if t is F.relu6 else (kw.get("min_val", -1.0),
@@ -223,6 +243,10 @@ class _Describer:
         elif t in _ADDS:
             if len(node.args) != 2 or not all(isinstance(a, torch.fx.Node) for a in node.args):
                 self.fail(node, "an addition of something other than two tensors")
+            if node.kwargs.get("alpha", 1) != 1:
+                self.fail(node, "torch.add with alpha other than 1")
+            if t is operator.iadd:
+                self.in_place(node)
             self.add(node, "add", node.args)
         elif t is torch.cat:
             tensors = kw["tensors"]
@@ -243,6 +267,10 @@ class _Describer:
         elif t is F.adaptive_avg_pool2d and _is_one(kw.get("output_size")):
             self.add(node, "global_avg_pool", node.args[:1])
         elif t is F.dropout:
+            kw = _bind(node, ("input", "p", "training", "inplace"))
+            if kw.get("training", True):
+                self.fail(node, "F.dropout traced with training=True (F.dropout(x, p, "
+                          "self.training) in a model traced in train mode): use nn.Dropout")
             self.alias[node.name] = self.ref(node, node.args[0])
         elif t is operator.getitem and isinstance(_module(self.gm, node.args[0]), CommonScale):
             self.alias[node.name] = f"{self.ref(node, node.args[0])}.{node.args[1]}"
@@ -252,6 +280,8 @@ class _Describer:
     def method(self, node):
         t = node.target
         if t in ("relu", "relu_"):
+            if t == "relu_":
+                self.in_place(node)
             self.add(node, "relu", node.args[:1])
         elif t in ("contiguous",):
             self.alias[node.name] = self.ref(node, node.args[0])
@@ -297,6 +327,14 @@ def _bind(node, names):
     return kw
 
 
+class _Tracer(torch.fx.Tracer):
+    """Keeps lowbit's layers and observers as modules (their insides are the exporter's)."""
+
+    def is_leaf_module(self, m, qualname):
+        return isinstance(m, (_lnn.QuantLayer, _qat.FoldedLayer, _qat.ActivationQuant,
+                              CommonScale)) or super().is_leaf_module(m, qualname)
+
+
 def _module(gm, node):
     return gm.get_submodule(node.target) if getattr(node, "op", None) == "call_module" else None
 
@@ -335,7 +373,7 @@ def describe(model, example_input):
         gm = model
     else:
         try:
-            gm = torch.fx.symbolic_trace(model)
+            gm = torch.fx.GraphModule(model, _Tracer().trace(model))
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"model: torch.fx cannot trace it ({type(e).__name__}: {e})") from None
     training = gm.training

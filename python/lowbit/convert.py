@@ -306,6 +306,20 @@ def _quantized_layer(module, p):
     return new
 
 
+def _dropout_modules(gm):
+    """F.dropout(x, p, self.training) is traced with the training flag of the moment: made a
+    Dropout module again, so that eval() turns it off."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target is F.dropout:
+            kw = dict(zip(("input", "p", "training", "inplace"), node.args), **node.kwargs)
+            with gm.graph.inserting_before(node):
+                name = _new_name(gm, "dropout")
+                gm.add_submodule(name, _nn.Dropout(float(kw.get("p", 0.5))))
+                new = gm.graph.call_module(name, (kw["input"],))
+            node.replace_all_uses_with(new)
+            gm.graph.erase_node(node)
+
+
 def _remove_relus(gm):
     for node in list(gm.graph.nodes):
         if _is_relu(gm, node, relu6=True):
@@ -363,7 +377,8 @@ def _on_grid(gm, node, memo):
     elif node.op == "call_function" and node.target is operator.getitem:
         result = isinstance(_module(gm, node.args[0]), CommonScale)
     elif node.op == "call_function" and node.target is torch.cat:
-        result = all(_on_grid(gm, a, memo) for a in node.args[0])
+        tensors = node.args[0] if node.args else node.kwargs.get("tensors", ())
+        result = bool(tensors) and all(_on_grid(gm, a, memo) for a in tensors)
     elif ((m is not None and isinstance(m, _GRID_MODULES))
           or (node.op == "call_function" and node.target in _GRID_FUNCTIONS)
           or (node.op == "call_method" and node.target in _GRID_METHODS)):
@@ -374,19 +389,57 @@ def _on_grid(gm, node, memo):
     return result
 
 
-def _common_scales(gm, options):
-    """Residual Adds of two tensors and Concats get one shared fake-quantization range."""
+def _is_add(node):
+    """An addition of two tensors (a residual Add)."""
+    add = ((node.op == "call_function" and node.target in _ADDS)
+           or (node.op == "call_method" and node.target in ("add", "add_")))
+    return add and len(node.args) >= 2 and all(isinstance(a, torch.fx.Node)
+                                               for a in node.args[:2])
+
+
+def _qat_source(gm, node):
+    """The QAT options of the integer layer or observer a value comes from (through ReLU, pooling,
+    reshapes), or None."""
+    while isinstance(node, torch.fx.Node):
+        m = _module(gm, node)
+        if isinstance(m, (_qat.ActivationQuant, _qat.FoldedLayer)):
+            return m.options
+        if node.op == "call_function" and node.target is operator.getitem:
+            m = _module(gm, node.args[0])
+            return m.quant.options if isinstance(m, CommonScale) else None
+        if _is_add(node):  # a sum of values on one grid (a common scale's) is an integer too
+            sources = [_qat_source(gm, a) for a in node.args[:2]]
+            return None if any(o is None for o in sources) else sources[0]
+        grid = ((m is not None and isinstance(m, _GRID_MODULES))
+                or (node.op == "call_function" and node.target in _GRID_FUNCTIONS)
+                or (node.op == "call_method" and node.target in _GRID_METHODS))
+        if not grid or not node.args:
+            return None
+        node = node.args[0]
+    return None
+
+
+def _common_scales(gm):
+    """Residual Adds of two tensors and Concats whose inputs all come from integer layers get one
+    shared fake-quantization range, at the widest of those layers' activation bits."""
     for node in list(gm.graph.nodes):
-        add = ((node.op == "call_function" and node.target in _ADDS)
-               or (node.op == "call_method" and node.target in ("add", "add_")))
-        if add and len(node.args) >= 2 and all(isinstance(a, torch.fx.Node)
-                                                for a in node.args[:2]):
-            inputs, rebuild = list(node.args[:2]), lambda q, n=node: (*q, *n.args[2:])
-        elif node.op == "call_function" and node.target is torch.cat and \
-                isinstance(node.args[0], (list, tuple)) and len(node.args[0]) > 1:
-            inputs, rebuild = list(node.args[0]), lambda q, n=node: (list(q), *n.args[1:])
+        if _is_add(node):
+            inputs, rebuild = list(node.args[:2]), lambda q, n=node: ((*q, *n.args[2:]), n.kwargs)
+        elif node.op == "call_function" and node.target is torch.cat:
+            tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+            if not isinstance(tensors, (list, tuple)) or len(tensors) < 2:
+                continue
+            inputs = list(tensors)
+            if node.args:
+                rebuild = lambda q, n=node: ((list(q), *n.args[1:]), n.kwargs)  # noqa: E731
+            else:
+                rebuild = lambda q, n=node: ((), {**n.kwargs, "tensors": list(q)})  # noqa: E731
         else:
             continue
+        sources = [_qat_source(gm, a) for a in inputs]
+        if any(o is None for o in sources):
+            continue  # a float (or binary) input: the next integer layer quantizes the result
+        options = max(sources, key=lambda o: o.activation_bits)
         # A layer's output quantizer read only by this Add is replaced by the common one.
         redundant = [a for a in inputs if isinstance(_module(gm, a), _qat.ActivationQuant)
                      and len(a.users) == 1]
@@ -397,7 +450,7 @@ def _common_scales(gm, options):
             shared = gm.graph.call_module(name, tuple(inputs))
             quantized = [gm.graph.call_function(operator.getitem, (shared, i))
                          for i in range(len(inputs))]
-        node.args = rebuild(quantized)
+        node.args, node.kwargs = rebuild(quantized)
         for a in redundant:
             gm.graph.erase_node(a)
 
@@ -416,8 +469,7 @@ def _prepare_qat(gm, nodes, plans, g):
         outputs.append((node, o))
     if not outputs:
         return
-    scheme = outputs[0][1].scheme
-    _common_scales(gm, dataclasses.replace(shared, scheme=scheme))
+    _common_scales(gm)
     memo, inputs = {}, {}
     for node, o in outputs:
         x = node.args[0]
@@ -465,22 +517,28 @@ def quantize(model, config="float", example_inputs=None):
     except Exception as e:  # noqa: BLE001 - tracing raises anything the model's code raises
         raise ValueError(f"model: torch.fx cannot trace it ({type(e).__name__}: {e}); "
                          "quantize needs a model without data-dependent control flow") from None
-    nodes, layers, seen = [], [], set()
+    nodes, layers, calls = [], [], {}
     for node in gm.graph.nodes:
         m = _module(gm, node)
-        if isinstance(m, _LAYER_TYPES) and node.target not in seen:
-            seen.add(node.target)
-            nodes.append(node)
-            layers.append((node.target, m))
+        if isinstance(m, _LAYER_TYPES):
+            calls[node.target] = calls.get(node.target, 0) + 1
+            if calls[node.target] == 1:
+                nodes.append(node)
+                layers.append((node.target, m))
     plans = _plan(layers, g, rules)
+    for p in plans:
+        if not p.skip and p.qat != "none" and calls[p.name] > 1:
+            _fail(f"module {p.name!r}", f"is called {calls[p.name]} times; integer QAT folds and "
+                  "observes each call site, so give each call its own module")
+    _dropout_modules(gm)
     if g["activation"] == "none":
         _remove_relus(gm)
     for node, p in zip(nodes, plans):
         if not p.skip and p.qat == "none":
             try:
                 _set_module(gm, node.target, _quantized_layer(_module(gm, node), p))
-            except ValueError as e:
-                _fail(f"module {p.name!r}", str(e))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"module {p.name!r}: {e}") from None
     _prepare_qat(gm, nodes, plans, g)
     gm.graph.lint()
     gm.delete_all_unused_submodules()

@@ -581,6 +581,9 @@ class Exporter {
     const qat::TensorQuantization wq = f.weight_quantization();
     const qat::TensorQuantization bq = f.bias_quantization();
     const bool pow2 = f.options.scheme == qat::Scheme::kPow2;
+    // An all-zero weight (or channel) has an empty range and scale 0; its codes are 0 on any grid,
+    // so scale 1 describes it without dividing by zero.
+    const double ws = wq.scale > 0 ? wq.scale : 1.0;
     std::string wname, bname;
     if (f.options.per_channel) {
       // A scale (and affine zero point) per output channel: codes as in the per-tensor case.
@@ -588,7 +591,7 @@ class Exporter {
       shape[0] = -1;
       std::vector<float> scales, zeros;
       for (const auto& c : f.channel_weight_quantization()) {
-        scales.push_back(static_cast<float>(c.scale));
+        scales.push_back(static_cast<float>(c.scale > 0 ? c.scale : 1.0));
         zeros.push_back(pow2 ? 0.0f
                              : static_cast<float>(c.zero_point - (int64_t{1} << (c.bits - 1))));
       }
@@ -606,9 +609,8 @@ class Exporter {
       // Weights as signed codes: pow2 q * 2^-f; affine (narrow [1, 2^b - 1]) shifted by 2^(b-1).
       const double zp =
           pow2 ? 0.0 : static_cast<double>(wq.zero_point - (int64_t{1} << (wq.bits - 1)));
-      wname =
-          wq.bits <= 8 ? weight_values(w, wq.scale, zp, path) : g_.initializer(path + ".weight", w);
-      wname = quant(wname, wq.scale, zp, wq.bits, true, !pow2, "ROUND", path + ".weight");
+      wname = wq.bits <= 8 ? weight_values(w, ws, zp, path) : g_.initializer(path + ".weight", w);
+      wname = quant(wname, ws, zp, wq.bits, true, !pow2, "ROUND", path + ".weight");
       if (b.defined()) {
         bname = g_.initializer(path + ".bias", b);
         if (bq.bits > 0) {
@@ -618,14 +620,13 @@ class Exporter {
     } else {
       if (wq.bits == 8) {
         const double offset = pow2 ? 0.0 : static_cast<double>(wq.zero_point - 128);
-        const at::Tensor codes =
-            (w.to(torch::kDouble) / wq.scale).round().add(offset).to(torch::kChar);
+        const at::Tensor codes = (w.to(torch::kDouble) / ws).round().add(offset).to(torch::kChar);
         const std::string zp = g_.initializer(
             path + ".weight_zero_point", torch::tensor(static_cast<int8_t>(offset), torch::kChar));
-        wname = g_.op("DequantizeLinear",
-                      {g_.initializer(path + ".weight_q", codes),
-                       g_.scalar(static_cast<float>(wq.scale)), zp},
-                      path + ".weight");
+        wname = g_.op(
+            "DequantizeLinear",
+            {g_.initializer(path + ".weight_q", codes), g_.scalar(static_cast<float>(ws)), zp},
+            path + ".weight");
       } else {
         wname = g_.initializer(path + ".weight", w);
       }

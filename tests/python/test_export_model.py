@@ -225,3 +225,51 @@ def test_conv1d_models_run_as_2d_convolutions_of_height_1(recipe, tmp_path):
     q = trained(Seq1d(), cfg, x)
     for fmt in ("qonnx", "standard"):
         check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path)
+
+
+def test_review_cases(tmp_path):
+    """In-place ops on shared values and torch.add's alpha are refused; flatten from dim 2, models
+    of lowbit's own layers and an all-zero weight channel export exactly."""
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.relu = nn.Linear(4, 4), nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            a = self.fc(x)
+            return a + self.relu(a)
+
+    with pytest.raises(ValueError, match="in-place"):
+        lowbit.export_onnx(InPlace(), torch.randn(2, 4), tmp_path / "a.onnx")
+
+    class Alpha(nn.Module):
+        def forward(self, x):
+            return torch.add(x, x, alpha=-1)
+
+    with pytest.raises(ValueError, match="alpha"):
+        lowbit.export_onnx(Alpha(), torch.randn(2, 4), tmp_path / "a.onnx")
+    with pytest.raises(ValueError, match="rank other than 2"):
+        lowbit.export_onnx(nn.Sequential(nn.Linear(4, 2)), torch.randn(2, 3, 4),
+                           tmp_path / "a.onnx")
+
+    class Flat2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 3, 3, padding=1)
+            self.fc = nn.Linear(3 * 16, 2)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(torch.flatten(self.conv(x), 2), 1))
+
+    x = torch.randn(2, 1, 4, 4)
+    check_runs_like_pytorch(Flat2().eval(), x, tmp_path / "f.onnx", "standard", tmp_path)
+    own = nn.Sequential(lowbit.nn.QuantConv2d(1, 4, 3, padding=1, kernel_quantizer="ste_sign"),
+                        nn.Flatten(),
+                        lowbit.nn.QuantLinear(64, 3, input_quantizer="ste_sign",
+                                              kernel_quantizer="ste_sign")).eval()
+    check_runs_like_pytorch(own, x, tmp_path / "own.onnx", "qonnx", tmp_path)
+    model = net()
+    q = trained(model, {"recipe": "tf-int8", "per_channel": True}, x_in(n=4))
+    with torch.no_grad():
+        q.block.conv_a.weight[2].zero_()
+    check_runs_like_pytorch(q, x_in(n=4), tmp_path / "z.onnx", "qonnx", tmp_path)

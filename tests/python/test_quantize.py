@@ -324,3 +324,41 @@ def test_mixed_precision_is_one_config():
     with pytest.raises(ValueError, match="block.conv_a.*input_quantizer"):
         lowbit.quantize(net(), {"recipe": "bnn", "layers": {
             "block.conv_a": {"qat": "pow2", "input_quantizer": "ste_sign"}}})
+
+
+def test_graphs_that_need_care():
+    """A module called twice under integer QAT is refused; F.dropout(x, p, self.training) follows
+    eval(); Concat with keyword tensors; Adds of float values get no common scale."""
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.bn = nn.Conv2d(1, 1, 3, padding=1), nn.BatchNorm2d(1)
+
+        def forward(self, x):
+            return self.bn(self.c(self.bn(self.c(x))))
+
+    with pytest.raises(ValueError, match="module 'c'.*called 2 times"):
+        lowbit.quantize(Twice(), "po2-int8")
+    lowbit.quantize(Twice(), {"recipe": "bnn", "quantize_first_layer": True})  # shared: fine
+
+    class Drop(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(8, 2)
+
+        def forward(self, x):
+            h = F.dropout(self.a(x), 0.5, self.training)
+            return self.b(torch.cat(tensors=[h, x], dim=1))
+
+    q = lowbit.quantize(Drop(), "po2-int8", (torch.randn(2, 4),))
+    assert any(isinstance(m, nn.Dropout) for m in q.modules())
+    x = torch.randn(3, 4)
+    q.eval()
+    assert torch.equal(q(x), q(x))
+    # the Concat reads the model's input, not an integer layer: the next layer quantizes its result
+    assert not any(isinstance(m, CommonScale) for m in q.modules())
+    assert quant_inputs(q) == {"a": "ActivationQuant", "b": "ActivationQuant"}
+    cfg = {"recipe": "bnn", "quantize_first_layer": True, "quantize_last_layer": True,
+           "layers": {"stem.0": {"qat": "pow2"}, "head": {"qat": "pow2"}}}
+    q = lowbit.quantize(net(), cfg)  # the residual Add inside the binary part stays float
+    assert not any(isinstance(m, CommonScale) for m in q.modules())
