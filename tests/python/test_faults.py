@@ -498,7 +498,8 @@ def test_a_clip_value_that_zeroes_every_gradient_is_an_error(work, tmp_path, cli
             op(x, clip_value=clip)
     (tmp_path / "c.yaml").write_text(f"kernel_quantizer: ste_sign(clip_value={clip})\n")
     assert_error(lowbit_cmd("summary", "--model", "bnn", "--config", tmp_path / "c.yaml"),
-                 "kernel_quantizer: quantizer ste_sign: option clip_value=")
+                 "kernel_quantizer: quantizer ste_sign: option clip_value must be a number >= 0 "
+                 "or none, got " + ("nan" if math.isnan(clip) else "-1"))
 
 
 def test_an_export_through_a_symlink_replaces_its_target(work, run, tmp_path):

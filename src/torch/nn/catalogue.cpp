@@ -48,13 +48,18 @@ const Entry kEntries[] = {
   throw std::invalid_argument("quantizer " + quantizer + ": " + message);
 }
 
+std::string text_of(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
 // Value checks beyond the option's kind, by option name (the same name means the same thing in
 // every quantizer that has it).
 void check_value(const std::string& q, const std::string& key, const c10::IValue& v) {
   if (key == "clip_value") {
     if (!v.isNone() && !(v.toDouble() >= 0)) {
-      fail(q,
-           "option clip_value must be a number >= 0 or none, got " + std::to_string(v.toDouble()));
+      fail(q, "option clip_value must be a number >= 0 or none, got " + text_of(v.toDouble()));
     }
   } else if (key == "k_bit" || key == "bit") {
     if (v.toInt() < 1 || v.toInt() > 32) {
@@ -66,7 +71,7 @@ void check_value(const std::string& q, const std::string& key, const c10::IValue
     }
   } else if (key == "max_value") {
     if (!(std::isfinite(v.toDouble()) && v.toDouble() > 0)) {
-      fail(q, "option max_value must be finite and > 0, got " + std::to_string(v.toDouble()));
+      fail(q, "option max_value must be finite and > 0, got " + text_of(v.toDouble()));
     }
   }
 }
