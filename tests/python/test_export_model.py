@@ -3,6 +3,7 @@ lowbit.quantize, whatever their graph, exported in both formats, checked by ONNX
 by lowbit's engine and onnxruntime with the PyTorch model's outputs."""
 
 import subprocess
+import zlib
 
 import numpy as np
 import onnx
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 import lowbit
+import lowbit.qat as qat
 import onnx_reference as ref
 from test_quantize import net, x_in
 
@@ -40,18 +42,26 @@ def trained(model, recipe, x, steps=3):
     return q.eval()
 
 
-def check_runs_like_pytorch(q, x, path, fmt, tmp_path):
+def check_runs_like_pytorch(q, x, path, fmt, tmp_path, step=None):
+    """The engine's (and onnxruntime's) outputs equal PyTorch's. With `step` (the output grid's),
+    at most 1% of the values may be one step off: a sum that lands on a rounding boundary of the
+    output quantizer in one accumulation order and not in the other."""
     with torch.no_grad():
         y = q(x).numpy()
     assert lowbit.export_onnx(q, x, path, fmt) == path
     onnx.checker.check_model(onnx.load(str(path)))
     scale = max(1.0, float(np.abs(y).max()))
-    got = engine(path, x.numpy(), tmp_path)
-    np.testing.assert_allclose(got, y, rtol=0, atol=1e-5 * scale)
-    assert (got.argmax(1) == y.argmax(1)).all()
+    outputs = [engine(path, x.numpy(), tmp_path)]
     if fmt == "standard":
-        np.testing.assert_allclose(ref.run_ort_any(path, x.numpy(), tmp_path), y, rtol=0,
-                                   atol=1e-5 * scale)
+        outputs.append(ref.run_ort_any(path, x.numpy(), tmp_path))
+    for got in outputs:
+        if step is None:
+            np.testing.assert_allclose(got, y, rtol=0, atol=1e-5 * scale)
+            assert (got.argmax(1) == y.argmax(1)).all()
+            continue
+        off = np.abs(got - y) > 1e-5 * scale
+        assert off.mean() <= 0.01, f"{off.sum()} of {off.size} differ"
+        np.testing.assert_allclose(got[off], y[off], rtol=0, atol=step * 1.001 + 1e-5 * scale)
 
 
 @pytest.mark.parametrize("fmt", ["qonnx", "standard"])
@@ -175,7 +185,7 @@ def test_python_and_cpp_qat_layers_agree_case_by_case(case, tmp_path):
     of the folded layer and the observer: one layer per case, after training steps in Python, must
     give the same outputs from the exported graph (C++'s folding and quantization) as in Python."""
     kind, bn, bias, scheme, per_channel, bits = case
-    torch.manual_seed(hash(case) % 1000)
+    torch.manual_seed(zlib.crc32(repr(case).encode()))
     if kind == "linear":
         layer = nn.Linear(12, 6, bias=bias)
         body = [layer] + ([nn.BatchNorm1d(6)] if bn else []) + [nn.ReLU()]
@@ -191,8 +201,9 @@ def test_python_and_cpp_qat_layers_agree_case_by_case(case, tmp_path):
     config = {"qat": scheme, "quantize_first_layer": True, "quantize_last_layer": True,
               "weight_bits": bits, "activation_bits": bits, "per_channel": per_channel}
     q = trained(model, config, x, steps=4)
+    step = max(a.quantization().scale for a in q.modules() if isinstance(a, qat.ActivationQuant))
     for fmt in ("qonnx", "standard"):
-        check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path)
+        check_runs_like_pytorch(q, x, tmp_path / f"{fmt}.onnx", fmt, tmp_path, step=step)
 
 
 def test_mixed_precision_exports_and_runs(tmp_path):
