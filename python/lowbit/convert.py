@@ -170,7 +170,7 @@ def _layer_rules(config):
     return items
 
 
-def _with_bits(spec, bits, where, role):
+def _with_bits(spec, bits, role):
     """The quantizer spec with its bit option (k_bit or bit) set; None if it has none."""
     q = _lnn.make_quantizer(spec, role)
     if not isinstance(q, _lnn.Quantizer) or q.name == "none":
@@ -227,7 +227,7 @@ def _plan(layers, g, rules):
             for key, role in (("input_quantizer", "input"), ("kernel_quantizer", "kernel")):
                 spec = s[key]
                 if bits is not None and spec not in (None, "none"):
-                    spec = _with_bits(spec, bits, where, role)
+                    spec = _with_bits(spec, bits, role)
                     if spec is None:
                         _fail(where, f"option 'bits': {key} {s[key]!r} has no bit width option")
                 try:

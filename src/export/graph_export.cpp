@@ -107,11 +107,18 @@ std::shared_ptr<torch::nn::Module> batch_norm_module(const Node& n, const std::s
   return fill(torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(c).eps(eps).affine(affine)));
 }
 
-void set_quantizer_parameters(nn::Quantizer& q, const Node& n, const std::string& role) {
-  if (q.is_empty()) return;
-  for (auto& p : q->named_parameters(false)) {
-    copy_into(p.value(), n.tensor(role + "." + p.key()), n.name(), role + "." + p.key());
+// A rebuilt layer takes the node's weight, bias and kernel quantizer parameters (ttq_weight's
+// scales), in eval mode.
+void load_layer(nn::QuantLayer& layer, torch::nn::Module& module, const Node& n) {
+  copy_into(layer.weight, n.tensor("weight"), n.name(), "weight");
+  if (layer.bias.defined()) copy_into(layer.bias, n.tensor("bias"), n.name(), "bias");
+  if (!layer.kernel_quantizer.is_empty()) {
+    for (auto& p : layer.kernel_quantizer->named_parameters(false)) {
+      const std::string role = "kernel_quantizer." + p.key();
+      copy_into(p.value(), n.tensor(role), n.name(), role);
+    }
   }
+  module.eval();
 }
 
 class GraphExporter {
@@ -246,10 +253,7 @@ class GraphExporter {
         .kernel_quantizer(n.get<std::string>("kernel_quantizer", "none"))
         .pad_values(n.get<double>("pad_values", 0.0));
     nn::QuantConv2d conv(o);
-    copy_into(conv->weight, n.tensor("weight"), n.name(), "weight");
-    if (conv->bias.defined()) copy_into(conv->bias, n.tensor("bias"), n.name(), "bias");
-    set_quantizer_parameters(conv->kernel_quantizer, n, "kernel_quantizer");
-    conv->eval();
+    load_layer(*conv, *conv, n);
     const auto bn = batch_norm_module(n, "bn.");
     return e_.quant_conv(*conv, bn.get(), x, n.name());
   }
@@ -260,10 +264,7 @@ class GraphExporter {
         .input_quantizer(n.get<std::string>("input_quantizer", "none"))
         .kernel_quantizer(n.get<std::string>("kernel_quantizer", "none"));
     nn::QuantLinear linear(o);
-    copy_into(linear->weight, n.tensor("weight"), n.name(), "weight");
-    if (linear->bias.defined()) copy_into(linear->bias, n.tensor("bias"), n.name(), "bias");
-    set_quantizer_parameters(linear->kernel_quantizer, n, "kernel_quantizer");
-    linear->eval();
+    load_layer(*linear, *linear, n);
     const auto bn = batch_norm_module(n, "bn.");
     return e_.quant_linear(*linear, bn.get(), x, n.name());
   }
