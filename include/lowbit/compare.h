@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "lowbit/data/idx.h"
+#include "lowbit/data/dataset.h"
 #include "lowbit/engine/tools.h"
 #include "lowbit/train.h"
 
@@ -15,7 +15,7 @@ namespace train {
 // (standardised as in training; `data_dir`'s training split is read for older checkpoints that do
 // not store their standardisation), `batch` images per call. std::invalid_argument where the data
 // set does not fit the model or the model has another number of outputs than `outputs`.
-engine::Timing time_checkpoint(const Checkpoint& checkpoint, const data::IdxDataset& dataset,
+engine::Timing time_checkpoint(const Checkpoint& checkpoint, const data::Dataset& dataset,
                                const std::string& data_dir, int threads, int64_t batch,
                                int64_t outputs, const std::string& model_path);
 

@@ -25,7 +25,8 @@ std::string format_name(Format format);
 // float32). The graph standardises them as training did: (x / 255 - mean) / std.
 struct InputSpec {
   int64_t channels = 1, height = 28, width = 28;
-  double mean = 0, std = 1;
+  // The standardisation of lowbit/batches.h: one mean and std per channel (or one for all).
+  std::vector<double> mean{0.0}, std{1.0};
 };
 
 // The ONNX model (a serialised ModelProto, checked by ONNX's checker) of an eval-mode network of

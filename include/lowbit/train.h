@@ -9,7 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "lowbit/data/idx.h"
+#include "lowbit/batches.h"
+#include "lowbit/data/dataset.h"
 #include "lowbit/network.h"
 
 namespace lowbit {
@@ -34,6 +35,10 @@ struct Recipe {
   int64_t quant_delay = 0;
   int64_t freeze_bn_delay = -1;
   double ema_decay = 0.999;
+  // Augmentation of the training images (lowbit/batches.h): random crop after zero padding of this
+  // many pixels (0: none), random horizontal flip.
+  int64_t random_crop_padding = 0;
+  bool horizontal_flip = false;
 };
 
 // The recipes the command knows, and one by name (std::invalid_argument listing them if unknown).
@@ -44,17 +49,17 @@ void apply_config(Recipe& recipe, const std::string& path);
 // The same from YAML text; errors name `origin` (a file, or a checkpoint's recipe).
 void apply_config_text(Recipe& recipe, const std::string& yaml, const std::string& origin);
 
-// A data set as tensors: images [n, 1, h, w] standardised by the training set's mean and std.
-// Pixels are divided by 255, then standardised: (x / 255 - input_mean) / input_std.
+// A data set as tensors: images [n, channels, h, w] standardised per channel by the training
+// set's mean and std (lowbit/batches.h): (x / 255 - mean[c]) / std[c].
 struct Tensors {
   at::Tensor train_images, train_labels, test_images, test_labels;
   int64_t num_classes = 0;
-  double input_mean = 0, input_std = 1;
+  Standardisation standardisation;
 };
-Tensors to_tensors(const data::IdxDataset& dataset);
-// The same with a given standardisation (mean, std) instead of the training set's.
-Tensors to_tensors(const data::IdxDataset& dataset,
-                   const std::optional<std::pair<double, double>>& standardisation);
+Tensors to_tensors(const data::Dataset& dataset);
+// The same with a given standardisation instead of the training set's.
+Tensors to_tensors(const data::Dataset& dataset,
+                   const std::optional<Standardisation>& standardisation);
 
 struct TrainOptions {
   std::string data_dir;
@@ -76,7 +81,21 @@ struct TrainOptions {
   // Where warnings go (a data set with unused classes, a data set with fewer classes than the
   // checkpoint); default: stderr, as "lowbit: warning: ...".
   std::function<void(const std::string&)> warn;
+  // Threads of LibTorch's operators; 0: every core of the machine.
+  int threads = 0;
+  // Threads assembling the next batches while one trains (lowbit/batches.h's BatchLoader).
+  int loader_threads = 1;
+  // Image folders are resized to height x width; 0: the first training image's size.
+  int64_t image_height = 0, image_width = 0;
 };
+
+// The threads `requested` means (0: every core), set as LibTorch's intra-op threads; returned.
+int set_threads(int requested);
+
+// Keeps the memory glibc's malloc frees for reuse instead of returning it to the kernel at once: a
+// training step allocates and frees the same large buffers again and again, and fresh pages cost
+// a page fault each (the first epoch of a run used to be 1.3x slower than the next ones).
+void retain_freed_memory();
 
 // The device named by `name` ("cpu", "cuda", "cuda:1"); throws std::invalid_argument naming
 // --device when it is malformed or not available here.
@@ -100,7 +119,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options);
 // The model of a recipe for images of height x width and `classes` classes: the network, prepared
 // for quantization-aware training when the recipe asks for it.
 torch::nn::Sequential build_model(const Recipe& recipe, int64_t height, int64_t width,
-                                  int64_t classes);
+                                  int64_t classes, int64_t channels = 1);
 
 // (test loss, test accuracy) of a model on images and labels, in eval mode.
 std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tensor& images,
@@ -110,10 +129,11 @@ std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tenso
 struct Checkpoint {
   std::string file;  // the checkpoint file read
   Recipe recipe;
-  int64_t height = 0, width = 0, num_classes = 0, epoch = 0;
+  int64_t channels = 1, height = 0, width = 0, num_classes = 0, epoch = 0;
   // The input standardisation of Tensors; absent from checkpoints written before it was stored.
   bool has_normalization = false;
-  double input_mean = 0, input_std = 1;
+  Standardisation standardisation;
+  std::vector<std::string> class_names;  // where the data set named its classes
   torch::nn::Sequential model{nullptr};  // on the CPU, in eval mode
 };
 // Reads a checkpoint; `path` is a training output directory or a checkpoint file. A missing,
@@ -124,14 +144,14 @@ Checkpoint load_checkpoint(const std::string& path);
 // The data set standardised as the checkpoint's model was trained (its stored standardisation;
 // the data set's own training split where an older checkpoint lacks it), so that a model is
 // evaluated on any data set as it was trained.
-Tensors to_tensors(const data::IdxDataset& dataset, const Checkpoint& checkpoint);
+Tensors to_tensors(const data::Dataset& dataset, const Checkpoint& checkpoint);
 
 // Rebuilds the trained model of OUT (recipe and weights from OUT/checkpoint.pt).
 torch::nn::Sequential load_model(const std::string& out_dir, Recipe* recipe_out = nullptr);
 
 // The data set checked against a checkpoint's model (data::check_compatible): image size and
 // classes; a warning text when the data set has fewer classes (empty otherwise).
-std::string check_compatible(const data::IdxDataset& dataset, const std::string& dir,
+std::string check_compatible(const data::Dataset& dataset, const std::string& dir,
                              const Checkpoint& checkpoint);
 
 // Writes text to path atomically (io::write_file_atomically: "PATH: REASON" on failure).

@@ -40,7 +40,11 @@ Command add_eval(CLI::App& app) {
             // Standardised as in training (the checkpoint's values), whatever data set is
             // evaluated; the training split is read only for older checkpoints that do not store
             // them.
-            const auto dataset = data::load_idx_dataset(a->data, !ck.has_normalization);
+            data::LoadOptions load;
+            load.with_train = !ck.has_normalization;
+            load.height = ck.height;  // image folders are resized to the model's input
+            load.width = ck.width;
+            const auto dataset = data::load_dataset(a->data, load);
             check_output(a->logits, ck.file, dataset);
             const std::string note = train::check_compatible(dataset, a->data, ck);
             if (!note.empty()) warn(note);

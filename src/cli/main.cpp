@@ -3,8 +3,10 @@
 #include <torch/torch.h>
 
 #include "commands.h"
+#include "lowbit/train.h"
 
 int main(int argc, char** argv) {
+  lowbit::train::retain_freed_memory();  // the first epoch at the speed of the next ones
   CLI::App app{
       "lowbit: train, evaluate, summarise and export low-bit networks, run them on the inference "
       "engine (docs/training.md, docs/export.md, docs/engine.md)",

@@ -55,10 +55,28 @@ void paths_not_empty(CLI::App* command) {
   }
 }
 
+std::pair<int64_t, int64_t> parse_image_size(const std::string& text) {
+  const auto bad = [&] {
+    return std::invalid_argument("--image-size '" + text +
+                                 "': expected N or HxW, sides from 1 to 65536 (28, 32x32)");
+  };
+  const size_t x = text.find('x');
+  const std::string h = text.substr(0, x), w = x == std::string::npos ? h : text.substr(x + 1);
+  const auto side = [&](const std::string& s) {
+    if (s.empty() || s.size() > 5 ||
+        !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      throw bad();
+    }
+    const int64_t v = std::stoll(s);
+    if (v < 1 || v > 65536) throw bad();
+    return v;
+  };
+  return {side(h), side(w)};
+}
+
 void warn(const std::string& text) { std::fprintf(stderr, "lowbit: warning: %s\n", text.c_str()); }
 
-void check_output(const std::string& out, const std::string& model,
-                  const data::IdxDataset& dataset) {
+void check_output(const std::string& out, const std::string& model, const data::Dataset& dataset) {
   io::check_not_input(out, model, "the model or checkpoint read");
   for (const auto* split : {&dataset.train, &dataset.test}) {
     io::check_not_input(out, split->images_path, "a file of the data set");

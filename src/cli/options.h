@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "lowbit/data/idx.h"
+#include "lowbit/data/dataset.h"
 
 namespace lowbit {
 namespace cli {
@@ -21,6 +21,9 @@ struct Command {
 // An integer option: digits only (a sign only where negatives are allowed), within [lo, hi],
 // decimal whatever the leading zeros; the message names the value.
 CLI::Validator integer_in(long long lo, unsigned long long hi);
+
+// --image-size: "N" (N x N) or "HxW", each 1..65536; std::invalid_argument naming the option.
+std::pair<int64_t, int64_t> parse_image_size(const std::string& text);
 // A path option must not be empty (an empty path would otherwise be ignored).
 extern const CLI::Validator kNonEmpty;
 // Checks every path option of `command` (--data, --out, --config, --checkpoint, --logits, --input,
@@ -31,8 +34,7 @@ void paths_not_empty(CLI::App* command);
 void warn(const std::string& text);
 
 // Refuses an output file that is one of the command's inputs: the checkpoint or model, the data.
-void check_output(const std::string& out, const std::string& model,
-                  const data::IdxDataset& dataset);
+void check_output(const std::string& out, const std::string& model, const data::Dataset& dataset);
 
 // Parses argv into one of the commands and runs it. Returns 0, or 2 with "NAME: error: WHAT" on
 // stderr for a bad command line or a failure (`describe` may reword an exception's text). An

@@ -82,7 +82,11 @@ void run_data(const Args& a) {
         ": use --input and --output");
   }
   // The model holds its standardisation: the test split is all it needs.
-  const auto dataset = data::load_idx_dataset(data_dir, /*with_train=*/false);
+  data::LoadOptions load;
+  load.with_train = false;
+  load.height = shape[1];  // image folders are resized to the model's input
+  load.width = shape[2];
+  const auto dataset = data::load_dataset(data_dir, load);
   check_output(a.logits, a.model, dataset);
 #ifdef LOWBIT_CLI_TORCH
   std::unique_ptr<train::Checkpoint> ck;
@@ -99,7 +103,8 @@ void run_data(const Args& a) {
   model_shape.classes = model.output_size();
   const std::string note = data::check_compatible(dataset, data_dir, model_shape, a.model);
   if (!note.empty()) warn(note);
-  const int64_t n = test.images.count, per = shape[1] * shape[2], k = model.output_size();
+  const int64_t n = test.images.count, per = shape[0] * shape[1] * shape[2],
+                k = model.output_size();
   const std::vector<float> pixels(test.images.pixels.begin(), test.images.pixels.end());
   const engine::Timing timing =
       engine::timed(n, k, a.batch, [&](int64_t first, int64_t m, float* out) {

@@ -12,12 +12,15 @@ namespace cli {
 Command add_summary(CLI::App& app) {
   struct Args {
     std::string model, config;
-    int64_t height = 28, width = 28, classes = 10;
+    int64_t channels = 1, height = 28, width = 28, classes = 10;
   };
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand("summary", "Larq-style summary of a recipe's model");
   c->add_option("--model", a->model, recipes_help())->required();
   c->add_option("--config", a->config, "YAML file overriding recipe options");
+  c->add_option("--channels", a->channels, "image channels (1 gray, 3 RGB)")
+      ->capture_default_str()
+      ->transform(integer_in(1, 4096));
   c->add_option("--height", a->height, "image height")
       ->capture_default_str()
       ->transform(integer_in(1, 65536));
@@ -31,9 +34,10 @@ Command add_summary(CLI::App& app) {
   return {c, [a] {
             train::Recipe r = train::recipe(a->model);
             if (!a->config.empty()) train::apply_config(r, a->config);
-            auto net = train::build_model(r, a->height, a->width, a->classes);
-            std::printf("Model: %s\n\n%s", r.name.c_str(),
-                        nn::summary(*net, {1, 1, a->height, a->width}).to_string().c_str());
+            auto net = train::build_model(r, a->height, a->width, a->classes, a->channels);
+            std::printf(
+                "Model: %s\n\n%s", r.name.c_str(),
+                nn::summary(*net, {1, a->channels, a->height, a->width}).to_string().c_str());
           }};
 }
 

@@ -23,14 +23,18 @@ std::string recipes_help() { return "recipe: " + recipe_list(); }
 Command add_train(CLI::App& app) {
   struct Args {
     std::string model, data = kDefaultData, out, config, device = "cpu";
+    std::string image_size;
     int64_t epochs = -1, num_classes = 0;
+    int threads = 0;
     uint64_t seed = 0;
     bool resume = false, overwrite = false, no_progress = false;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* c = app.add_subcommand("train", "train a recipe on an IDX data set");
+  CLI::App* c = app.add_subcommand("train", "train a recipe on a data set");
   c->add_option("--model", a->model, recipes_help())->required();
-  c->add_option("--data", a->data, "directory with the IDX files (plain or .gz)")
+  c->add_option("--data", a->data,
+                "data set directory: IDX files, CIFAR-10/100 binary files, or train/ and test/ "
+                "folders of images by class")
       ->capture_default_str();
   c->add_option("--epochs", a->epochs, "epochs (default: the recipe's)")
       ->transform(integer_in(1, 1000000));
@@ -45,6 +49,11 @@ Command add_train(CLI::App& app) {
                 "classes of the model (default: the largest label + 1)")
       ->transform(integer_in(2, 256));
   c->add_flag("--no-progress", a->no_progress, "no progress bar");
+  c->add_option("--threads", a->threads, "threads of the training (default: every core)")
+      ->transform(integer_in(1, 1024));
+  c->add_option("--image-size", a->image_size,
+                "image folders: resize every image to N (NxN) or HxW (default: the first "
+                "training image's size)");
   c->add_option("--device", a->device, "cpu, cuda or cuda:N (needs a LibTorch with CUDA)")
       ->capture_default_str();
   paths_not_empty(c);
@@ -60,6 +69,12 @@ Command add_train(CLI::App& app) {
             o.progress = !a->no_progress;
             o.config_path = a->config;
             o.device = a->device;
+            o.threads = a->threads;
+            if (!a->image_size.empty()) {
+              const auto [h, w] = parse_image_size(a->image_size);
+              o.image_height = h;
+              o.image_width = w;
+            }
             train::Recipe r = train::recipe(a->model);
             if (!a->config.empty()) train::apply_config(r, a->config);
             const auto result = train::train(r, o);

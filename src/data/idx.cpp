@@ -248,10 +248,6 @@ std::vector<uint8_t> read_payload(IdxStream& s, uint64_t expected, const std::st
   return out;
 }
 
-std::string size_string(int64_t rows, int64_t cols) {
-  return std::to_string(rows) + "x" + std::to_string(cols);
-}
-
 // The plain file, else the gzipped one; both when both exist (load_split compares them).
 std::vector<std::string> find_idx_files(const std::string& dir, const std::string& name) {
   namespace fs = std::filesystem;
@@ -281,17 +277,17 @@ T read_one(const std::vector<std::string>& files, Read read, Same same, std::str
   return value;
 }
 
-IdxSplit load_split(const std::string& dir, const std::string& prefix) {
-  IdxSplit s;
-  s.images = read_one<IdxImages>(
+Split load_split(const std::string& dir, const std::string& prefix) {
+  Split s;
+  s.images = read_one<Images>(
       find_idx_files(dir, prefix + "-images-idx3-ubyte"), read_idx_images,
-      [](const IdxImages& a, const IdxImages& b) {
+      [](const Images& a, const Images& b) {
         return a.count == b.count && a.rows == b.rows && a.cols == b.cols && a.pixels == b.pixels;
       },
       &s.images_path);
-  s.labels = read_one<IdxLabels>(
+  s.labels = read_one<Labels>(
       find_idx_files(dir, prefix + "-labels-idx1-ubyte"), read_idx_labels,
-      [](const IdxLabels& a, const IdxLabels& b) { return a.labels == b.labels; }, &s.labels_path);
+      [](const Labels& a, const Labels& b) { return a.labels == b.labels; }, &s.labels_path);
   const auto n_labels = static_cast<int64_t>(s.labels.labels.size());
   if (n_labels != s.images.count) {
     throw std::runtime_error("image and label counts differ: " + s.images_path + " has " +
@@ -303,10 +299,10 @@ IdxSplit load_split(const std::string& dir, const std::string& prefix) {
 
 }  // namespace
 
-IdxImages read_idx_images(const std::string& path) {
+Images read_idx_images(const std::string& path) {
   IdxStream s(path);
   const std::vector<uint32_t> dims = read_header(s, kImagesMagic, "images");
-  IdxImages images;
+  Images images;
   images.count = dims[0];
   images.rows = dims[1];
   images.cols = dims[2];
@@ -327,15 +323,15 @@ IdxImages read_idx_images(const std::string& path) {
   return images;
 }
 
-IdxLabels read_idx_labels(const std::string& path) {
+Labels read_idx_labels(const std::string& path) {
   IdxStream s(path);
   const std::vector<uint32_t> dims = read_header(s, kLabelsMagic, "labels");
-  IdxLabels labels;
+  Labels labels;
   labels.labels = read_payload(s, dims[0], std::to_string(dims[0]) + " labels");
   return labels;
 }
 
-IdxDataset load_idx_dataset(const std::string& dir, bool with_train) {
+Dataset load_idx_dataset(const std::string& dir, bool with_train) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status status = fs::status(dir, ec);
@@ -347,66 +343,21 @@ IdxDataset load_idx_dataset(const std::string& dir, bool with_train) {
     fail(dir, "not a directory (expected the directory of an IDX data set)");
   }
 
-  IdxSplit train = with_train ? load_split(dir, "train") : IdxSplit{};
-  IdxSplit test = load_split(dir, "t10k");
-  const IdxImages& a = train.images;
-  const IdxImages& b = test.images;
-  if (with_train && (a.rows != b.rows || a.cols != b.cols)) {
-    throw std::runtime_error("train and test image sizes differ: " + train.images_path + " has " +
-                             size_string(a.rows, a.cols) + " images, " + test.images_path +
-                             " has " + size_string(b.rows, b.cols));
-  }
-  IdxDataset ds;
+  Split train = with_train ? load_split(dir, "train") : Split{};
+  Split test = load_split(dir, "t10k");
+  Dataset ds;
+  ds.format = "idx";
   ds.train = std::move(train);
   ds.test = std::move(test);
-  int max_label = 0;
-  for (const IdxSplit* split : {&ds.train, &ds.test}) {
-    for (uint8_t l : split->labels.labels) max_label = std::max<int>(max_label, l);
-  }
-  ds.num_classes = max_label + 1;
+  finish_dataset(ds);
   return ds;
 }
 
-std::vector<int64_t> class_counts(const IdxLabels& labels, int64_t classes) {
-  std::vector<int64_t> counts(static_cast<size_t>(std::max<int64_t>(classes, 0)), 0);
-  for (uint8_t l : labels.labels)
-    if (l < classes) ++counts[l];
-  return counts;
-}
-
-void check_labels(const IdxDataset& dataset, int64_t classes, const std::string& whose) {
-  for (const IdxSplit* split : {&dataset.train, &dataset.test}) {
-    const auto& labels = split->labels.labels;
-    for (size_t i = 0; i < labels.size(); ++i) {
-      if (labels[i] >= classes) {
-        fail(split->labels_path.empty() ? "labels" : split->labels_path,
-             "label " + std::to_string(labels[i]) + " (at index " + std::to_string(i) +
-                 ") is outside the " + std::to_string(classes) + " classes (0-" +
-                 std::to_string(classes - 1) + ") of " + whose);
-      }
-    }
-  }
-}
-
-std::string check_compatible(const IdxDataset& dataset, const std::string& dir,
-                             const ModelShape& model, const std::string& origin) {
-  const IdxImages& im = dataset.test.images;
-  if (model.channels != 1) {
-    fail(dir, "channels differ: the model " + origin + " takes " + std::to_string(model.channels) +
-                  "-channel images, the IDX data set has 1 channel");
-  }
-  if (model.height != im.rows || model.width != im.cols) {
-    fail(dir, "image sizes differ: the model " + origin + " takes " +
-                  size_string(model.height, model.width) + " images, the data set has " +
-                  size_string(im.rows, im.cols));
-  }
-  check_labels(dataset, model.classes, "the model " + origin + " (class counts differ)");
-  if (dataset.num_classes < model.classes) {
-    return dir + ": the data set's labels use " + std::to_string(dataset.num_classes) +
-           " classes (0-" + std::to_string(dataset.num_classes - 1) + "), the model " + origin +
-           " has " + std::to_string(model.classes) + "; accuracy counts only those classes";
-  }
-  return "";
+bool is_idx_dataset(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string name = "t10k-images-idx3-ubyte";
+  return fs::exists(fs::path(dir) / name, ec) || fs::exists(fs::path(dir) / (name + ".gz"), ec);
 }
 
 }  // namespace data

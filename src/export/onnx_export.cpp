@@ -4,6 +4,7 @@
 #include <onnx/onnx_pb.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -13,7 +14,7 @@
 #include <vector>
 
 #include "exporter.h"
-#include "lowbit/data/idx.h"
+#include "lowbit/data/dataset.h"
 #include "lowbit/export.h"
 #include "lowbit/io/checksum.h"
 #include "lowbit/io/file.h"
@@ -104,7 +105,14 @@ std::string to_onnx(torch::nn::Sequential& model, const InputSpec& input, int64_
                     Format format, const std::string& model_name) {
   TORCH_CHECK_VALUE(input.channels > 0 && input.height > 0 && input.width > 0,
                     "export: the input shape must be positive");
-  TORCH_CHECK_VALUE(input.std > 0, "export: the input standard deviation must be positive");
+  const auto channels_of = [&](const std::vector<double>& v) {
+    return static_cast<int64_t>(v.size()) == input.channels || v.size() == 1;
+  };
+  TORCH_CHECK_VALUE(channels_of(input.mean) && channels_of(input.std),
+                    "export: the input standardisation needs one mean and std per channel");
+  for (const double s : input.std) {
+    TORCH_CHECK_VALUE(s > 0, "export: the input standard deviation must be positive");
+  }
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
@@ -119,8 +127,16 @@ std::string to_onnx(torch::nn::Sequential& model, const InputSpec& input, int64_
 
   // The standardisation of train::to_tensors, in its order: / 255, - mean, / std.
   std::string x = g.op("Div", {"image", g.scalar(255.0f)}, "input");
-  x = g.op("Sub", {x, g.scalar(static_cast<float>(input.mean))}, "input");
-  x = g.op("Div", {x, g.scalar(static_cast<float>(input.std))}, "input");
+  // One value for every channel: a scalar; else one per channel, [C, 1, 1].
+  const auto constant = [&](const std::vector<double>& v, const char* hint) {
+    const bool same = std::all_of(v.begin(), v.end(), [&](double a) { return a == v[0]; });
+    if (same) return g.scalar(static_cast<float>(v[0]));
+    return g.initializer(std::string("input.") + hint,
+                         torch::tensor(std::vector<float>(v.begin(), v.end()))
+                             .reshape({static_cast<int64_t>(v.size()), 1, 1}));
+  };
+  x = g.op("Sub", {x, constant(input.mean, "mean")}, "input");
+  x = g.op("Div", {x, constant(input.std, "std")}, "input");
 
   Exporter e(g, format);
   const Value logits = e.sequential(model, Value{x, {}}, "");
@@ -162,16 +178,17 @@ ExportResult export_checkpoint(const std::string& checkpoint, const std::string&
                          " stores the standardisation of its training data");
   }
   InputSpec input;
-  input.channels = c.recipe.network.in_channels;
+  input.channels = c.channels;
   input.height = c.height;
   input.width = c.width;
   if (c.has_normalization) {
-    input.mean = c.input_mean;
-    input.std = c.input_std;
+    input.mean = c.standardisation.mean;
+    input.std = c.standardisation.std;
   } else if (!options.data_dir.empty()) {
-    const train::Tensors t = train::to_tensors(data::load_idx_dataset(options.data_dir));
-    input.mean = t.input_mean;
-    input.std = t.input_std;
+    const train::Standardisation s =
+        train::channel_statistics(data::load_dataset(options.data_dir).train.images);
+    input.mean = s.mean;
+    input.std = s.std;
   } else {
     throw std::invalid_argument(
         c.file +

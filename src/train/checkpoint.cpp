@@ -88,10 +88,71 @@ void write_archive(torch::serialize::OutputArchive& archive, const std::string& 
   io::write_file_atomically(file, bytes.str());
 }
 
-std::string check_compatible(const data::IdxDataset& dataset, const std::string& dir,
+int64_t archive_channels(torch::serialize::InputArchive& archive, const std::string& file) {
+  c10::IValue v;
+  if (!archive.try_read("channels", v)) return 1;
+  if (!v.isInt() || v.toInt() < 1 || v.toInt() > 4096) {
+    throw std::runtime_error(file + ": 'channels' is not a channel count");
+  }
+  return v.toInt();
+}
+
+bool archive_standardisation(torch::serialize::InputArchive& archive, const std::string& file,
+                             int64_t channels, Standardisation* out) {
+  c10::IValue mean, sd;
+  if (!archive.try_read("input_mean", mean) || !archive.try_read("input_std", sd)) return false;
+  // A float64 tensor of one value per channel; a double in checkpoints of one-channel runs written
+  // before per-channel statistics.
+  const auto values = [](const c10::IValue& v) {
+    if (v.isDouble()) return std::vector<double>{v.toDouble()};
+    if (!v.isTensor() || v.toTensor().scalar_type() != at::kDouble || v.toTensor().dim() != 1) {
+      return std::vector<double>{};
+    }
+    const at::Tensor t = v.toTensor().contiguous();
+    return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+  };
+  Standardisation s;
+  s.mean = values(mean);
+  s.std = values(sd);
+  bool valid = static_cast<int64_t>(s.mean.size()) == channels && s.std.size() == s.mean.size();
+  for (size_t c = 0; valid && c < s.mean.size(); ++c) {
+    valid = std::isfinite(s.mean[c]) && s.std[c] > 0 && std::isfinite(s.std[c]);
+  }
+  if (!valid) {
+    throw std::runtime_error(file + ": input_mean/input_std are not a valid standardisation of " +
+                             std::to_string(channels) + "-channel images");
+  }
+  *out = s;
+  return true;
+}
+
+std::vector<std::string> archive_class_names(torch::serialize::InputArchive& archive) {
+  c10::IValue v;
+  std::vector<std::string> names;
+  if (!archive.try_read("class_names", v) || !v.isString()) return names;
+  // One name per line (names are folder or file-list names: no line breaks).
+  std::istringstream lines(v.toStringRef());
+  for (std::string name; std::getline(lines, name);) names.push_back(name);
+  return names;
+}
+
+void write_input_description(torch::serialize::OutputArchive& archive, int64_t channels,
+                             const Standardisation& s, const std::vector<std::string>& names) {
+  archive.write("channels", c10::IValue(channels));
+  archive.write("input_mean", torch::tensor(s.mean, torch::kDouble), /*is_buffer=*/true);
+  archive.write("input_std", torch::tensor(s.std, torch::kDouble), /*is_buffer=*/true);
+  std::string joined;
+  for (const std::string& n : names) {
+    if (n.find('\n') != std::string::npos) return;  // not representable: no names stored
+    joined += n + "\n";
+  }
+  if (!names.empty()) archive.write("class_names", c10::IValue(joined));
+}
+
+std::string check_compatible(const data::Dataset& dataset, const std::string& dir,
                              const Checkpoint& c) {
   data::ModelShape shape;
-  shape.channels = c.recipe.network.in_channels;
+  shape.channels = c.channels;
   shape.height = c.height;
   shape.width = c.width;
   shape.classes = c.num_classes;
@@ -130,18 +191,11 @@ Checkpoint load_checkpoint(const std::string& path) {
   in_range("width", c.width, 1, 1 << 16);
   in_range("num_classes", c.num_classes, 2, 1 << 20);
   in_range("epoch", c.epoch, 0, 1000000);
-  c10::IValue mean, sd;
-  if (archive.try_read("input_mean", mean) && archive.try_read("input_std", sd)) {
-    if (!mean.isDouble() || !sd.isDouble() || !std::isfinite(mean.toDouble()) ||
-        !(sd.toDouble() > 0) || !std::isfinite(sd.toDouble())) {
-      throw std::runtime_error(c.file + ": input_mean/input_std are not a valid standardisation");
-    }
-    c.has_normalization = true;
-    c.input_mean = mean.toDouble();
-    c.input_std = sd.toDouble();
-  }
+  c.channels = archive_channels(archive, c.file);
+  c.has_normalization = archive_standardisation(archive, c.file, c.channels, &c.standardisation);
+  c.class_names = archive_class_names(archive);
   try {
-    c.model = build_model(c.recipe, c.height, c.width, c.num_classes);
+    c.model = build_model(c.recipe, c.height, c.width, c.num_classes, c.channels);
     torch::serialize::InputArchive m;
     if (!archive.try_read("model", m)) {
       throw std::runtime_error("no 'model' entry");

@@ -6,6 +6,9 @@
 #include <torch/serialize/output-archive.h>
 
 #include <string>
+#include <vector>
+
+#include "lowbit/batches.h"
 
 namespace lowbit {
 namespace train {
@@ -22,6 +25,19 @@ int64_t archive_int(torch::serialize::InputArchive& archive, const char* key,
                     const std::string& file);
 std::string archive_string(torch::serialize::InputArchive& archive, const char* key,
                            const std::string& file);
+
+// The input of a run's model as a checkpoint stores it: channels (1 where an older checkpoint lacks
+// the entry), the standardisation (false where absent; one double per channel, or the single double
+// of checkpoints written before per-channel statistics), class names (empty where absent). Bad
+// values are std::runtime_error naming the file.
+int64_t archive_channels(torch::serialize::InputArchive& archive, const std::string& file);
+bool archive_standardisation(torch::serialize::InputArchive& archive, const std::string& file,
+                             int64_t channels, Standardisation* out);
+std::vector<std::string> archive_class_names(torch::serialize::InputArchive& archive);
+// Writes the entries the three above read.
+void write_input_description(torch::serialize::OutputArchive& archive, int64_t channels,
+                             const Standardisation& standardisation,
+                             const std::vector<std::string>& class_names);
 
 // Loads a module's parameters and buffers from `archive`, requiring each to keep the shape the
 // module gave it (std::runtime_error naming `file` and the tensor otherwise).

@@ -279,6 +279,13 @@ void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& pat
       if (!(r.ema_decay >= 0 && r.ema_decay < 1)) {
         throw std::invalid_argument(path + ": ema_decay must be in [0, 1)");
       }
+    } else if (key == "random_crop_padding") {
+      r.random_crop_padding = read_value<int64_t>(v, key, path);
+      if (r.random_crop_padding < 0 || r.random_crop_padding > 1024) {
+        throw std::invalid_argument(path + ": random_crop_padding must be in 0..1024 (0: no crop)");
+      }
+    } else if (key == "horizontal_flip") {
+      r.horizontal_flip = read_value<bool>(v, key, path);
     } else {
       throw std::invalid_argument(path + ": unknown key '" + key + "'");
     }

@@ -1,4 +1,5 @@
 // The training loop of the `lowbit` command: checkpoints, metrics, resume, progress.
+#include <malloc.h>
 #include <torch/torch.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "checkpoint_file.h"
 #include "lowbit/io/file.h"
@@ -62,6 +64,8 @@ std::string recipe_to_yaml(const Recipe& r) {
   e << YAML::Key << "quant_delay" << YAML::Value << r.quant_delay;
   e << YAML::Key << "freeze_bn_delay" << YAML::Value << r.freeze_bn_delay;
   e << YAML::Key << "ema_decay" << YAML::Value << r.ema_decay;
+  e << YAML::Key << "random_crop_padding" << YAML::Value << r.random_crop_padding;
+  e << YAML::Key << "horizontal_flip" << YAML::Value << r.horizontal_flip;
   e << YAML::EndMap;
   return e.c_str();
 }
@@ -106,9 +110,10 @@ double learning_rate(const Recipe& r, int64_t epoch, int64_t epochs) {
   return 0.5 * r.learning_rate * (1.0 + std::cos(pi * static_cast<double>(epoch) / epochs));
 }
 
-nn::NetworkOptions network_for(const Recipe& r, int64_t height, int64_t width, int64_t classes) {
+nn::NetworkOptions network_for(const Recipe& r, int64_t channels, int64_t height, int64_t width,
+                               int64_t classes) {
   nn::NetworkOptions n = r.network;
-  n.in_channels = 1;
+  n.in_channels = channels;
   n.height = height;
   n.width = width;
   n.num_classes = classes;
@@ -208,7 +213,7 @@ void default_warning(const std::string& text) {
 
 // The classes of a fresh run: --num-classes (every label below it), else the largest label + 1,
 // with a warning when some of those classes have no training image.
-int64_t run_classes(const data::IdxDataset& d, const TrainOptions& o,
+int64_t run_classes(const data::Dataset& d, const TrainOptions& o,
                     const std::function<void(const std::string&)>& warn) {
   if (o.num_classes > 0) {
     data::check_labels(d, o.num_classes, "--num-classes " + std::to_string(o.num_classes));
@@ -269,8 +274,9 @@ std::string json_line(const std::map<std::string, double>& row, const std::strin
 
 }  // namespace
 
-torch::nn::Sequential build_model(const Recipe& r, int64_t height, int64_t width, int64_t classes) {
-  auto net = nn::build_network(network_for(r, height, width, classes));
+torch::nn::Sequential build_model(const Recipe& r, int64_t height, int64_t width, int64_t classes,
+                                  int64_t channels) {
+  auto net = nn::build_network(network_for(r, channels, height, width, classes));
   if (r.qat == "none") return net;
   qat::QatOptions q;
   q.scheme = qat::parse_scheme(r.qat);
@@ -284,39 +290,38 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   io::write_file_atomically(path, text);
 }
 
-Tensors to_tensors(const data::IdxDataset& d) { return to_tensors(d, std::nullopt); }
+Tensors to_tensors(const data::Dataset& d) { return to_tensors(d, std::nullopt); }
 
-Tensors to_tensors(const data::IdxDataset& d, const Checkpoint& c) {
+Tensors to_tensors(const data::Dataset& d, const Checkpoint& c) {
   if (!c.has_normalization) return to_tensors(d);
-  return to_tensors(d, std::make_pair(c.input_mean, c.input_std));
+  return to_tensors(d, c.standardisation);
 }
 
-Tensors to_tensors(const data::IdxDataset& d,
-                   const std::optional<std::pair<double, double>>& given) {
-  auto images = [](const data::IdxImages& im) {
-    return torch::from_blob(const_cast<uint8_t*>(im.pixels.data()), {im.count, 1, im.rows, im.cols},
-                            torch::kUInt8)
-        .to(torch::kFloat)
-        .div_(255.0);
-  };
-  auto labels = [](const data::IdxLabels& l) {
-    return torch::from_blob(const_cast<uint8_t*>(l.labels.data()),
-                            {static_cast<int64_t>(l.labels.size())}, torch::kUInt8)
-        .to(torch::kLong);
-  };
+Tensors to_tensors(const data::Dataset& d, const std::optional<Standardisation>& given) {
   Tensors t;
-  t.train_images = images(d.train.images);
-  t.test_images = images(d.test.images);
-  const double mean = given ? given->first : t.train_images.mean().item<double>();
-  const double std = given ? given->second : std::max(t.train_images.std().item<double>(), 1e-6);
-  t.train_images.sub_(mean).div_(std);
-  t.test_images.sub_(mean).div_(std);
-  t.input_mean = mean;
-  t.input_std = std;
-  t.train_labels = labels(d.train.labels);
-  t.test_labels = labels(d.test.labels);
+  t.standardisation = given ? *given : channel_statistics(d.train.images);
+  t.train_images = standardised_images(d.train.images, t.standardisation);
+  t.test_images = standardised_images(d.test.images, t.standardisation);
+  t.train_labels = label_tensor(d.train.labels);
+  t.test_labels = label_tensor(d.test.labels);
   t.num_classes = d.num_classes;
   return t;
+}
+
+int set_threads(int requested) {
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int n = requested > 0 ? requested : cores;
+  at::set_num_threads(n);
+  return n;
+}
+
+void retain_freed_memory() {
+  // glibc's defaults return freed memory above 128 KiB to the kernel (and serve large blocks by
+  // mmap) until its dynamic thresholds have grown; fixed thresholds keep blocks up to 32 MiB (the
+  // most mmap_threshold takes on 64-bit) in the heap and trim only beyond 1 GiB of free top.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
 }
 
 std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tensor& images,
@@ -415,12 +420,39 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
     }
   }
 
-  const data::IdxDataset dataset = data::load_idx_dataset(opts.data_dir);
-  int64_t height = dataset.train.images.rows, width = dataset.train.images.cols;
+  // Image folders are read at the checkpoint's image size on resume, else at --image-size.
+  data::LoadOptions load;
+  load.threads = opts.threads;
+  load.height = opts.image_height;
+  load.width = opts.image_width;
+  if (opts.resume) {
+    const int64_t h = archive_int(archive, "height", checkpoint.string());
+    const int64_t w = archive_int(archive, "width", checkpoint.string());
+    if (opts.image_height > 0 && (opts.image_height != h || opts.image_width != w)) {
+      throw std::runtime_error(
+          "--image-size " + data::size_string(opts.image_height, opts.image_width) + ": " +
+          checkpoint.string() + " was trained on " + data::size_string(h, w) + " images");
+    }
+    load.height = h;
+    load.width = w;
+  }
+  const data::Dataset dataset = data::load_dataset(opts.data_dir, load);
+  const data::Images& train_images = dataset.train.images;
+  if (opts.image_height > 0 && dataset.format != "folders" &&
+      (train_images.rows != opts.image_height || train_images.cols != opts.image_width)) {
+    throw std::invalid_argument("--image-size " +
+                                data::size_string(opts.image_height, opts.image_width) + ": the " +
+                                dataset.format + " images of " + opts.data_dir + " are " +
+                                data::size_string(train_images.rows, train_images.cols) +
+                                "; only image folders are resized");
+  }
+  int64_t channels = train_images.channels, height = train_images.rows, width = train_images.cols;
   int64_t classes = 0;
+  Standardisation standardisation;
   if (opts.resume) {
     // The checkpoint's model: the data set must have its image size and labels within its classes.
     data::ModelShape shape;
+    shape.channels = archive_channels(archive, checkpoint.string());
     shape.height = archive_int(archive, "height", checkpoint.string());
     shape.width = archive_int(archive, "width", checkpoint.string());
     shape.classes = archive_int(archive, "num_classes", checkpoint.string());
@@ -432,26 +464,29 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
     const std::string note =
         data::check_compatible(dataset, opts.data_dir, shape, checkpoint.string());
     if (!note.empty()) warn(note);
+    channels = shape.channels;
     height = shape.height;
     width = shape.width;
     classes = shape.classes;
+    if (!archive_standardisation(archive, checkpoint.string(), channels, &standardisation)) {
+      standardisation = channel_statistics(train_images);
+    }
   } else {
     classes = run_classes(dataset, opts, warn);
+    standardisation = channel_statistics(train_images);
   }
-  Tensors t = to_tensors(dataset);
-  t.num_classes = classes;
-  if (!device.is_cpu()) {
-    t.train_images = t.train_images.to(device);
-    t.train_labels = t.train_labels.to(device);
-    t.test_images = t.test_images.to(device);
-    t.test_labels = t.test_labels.to(device);
-  }
+  const at::Tensor test_images =
+      standardised_images(dataset.test.images, standardisation).to(device);
+  const at::Tensor test_labels = label_tensor(dataset.test.labels).to(device);
+  Augmentation augmentation;
+  augmentation.crop_padding = recipe.random_crop_padding;
+  augmentation.horizontal_flip = recipe.horizontal_flip;
 
   torch::manual_seed(opts.seed);
   torch::nn::Sequential model{nullptr};
   Optimizers optimizers;
   try {
-    model = build_model(recipe, height, width, classes);
+    model = build_model(recipe, height, width, classes, channels);
     // Parameters move before the optimizers see them (the same initial values on every device).
     model->to(device);
     optimizers = make_optimizers(recipe, model);
@@ -492,14 +527,18 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
   if (opts.overwrite) remove_run_files(out);
   optim::FlipRatio flips;
   flips.update(*model);
-  const int64_t n = t.train_images.size(0);
+  const int64_t n = train_images.count;
   for (int64_t epoch = first_epoch; epoch < epochs; ++epoch) {
     const auto epoch_start = Clock::now();
     optimizers.set_lr(learning_rate(recipe, epoch, epochs));
-    // Shuffling and dropout depend only on (seed, epoch): a resumed run repeats them exactly.
-    torch::manual_seed(opts.seed * 1000003ULL + static_cast<uint64_t>(epoch) + 1);
-    // The order is drawn on the CPU: the same shuffle on every device.
-    const auto order = torch::randperm(n, torch::kLong).to(device);
+    // Shuffling, augmentation and dropout depend only on (seed, epoch): a resumed run repeats them.
+    const uint64_t epoch_seed = opts.seed * 1000003ULL + static_cast<uint64_t>(epoch) + 1;
+    torch::manual_seed(epoch_seed);
+    const at::Tensor permutation = torch::randperm(n, torch::kLong);
+    BatchLoader loader(
+        dataset.train, standardisation, augmentation,
+        std::vector<int64_t>(permutation.data_ptr<int64_t>(), permutation.data_ptr<int64_t>() + n),
+        recipe.batch_size, epoch_seed, opts.loader_threads);
     model->train();
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
@@ -507,21 +546,20 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
     // A terminal gets a bar redrawn in place; a log file a line at every tenth of the epoch.
     const bool terminal = isatty(STDERR_FILENO) != 0;
     int64_t last_tenth = 0;
-    for (int64_t b = 0; b < n; b += recipe.batch_size) {
-      const int64_t e = std::min(n, b + recipe.batch_size);
-      if (e - b < 2) break;  // batch norm needs two samples
-      const auto idx = order.slice(0, b, e);
-      const auto x = t.train_images.index_select(0, idx);
-      const auto y = t.train_labels.index_select(0, idx);
+    Batch batch;
+    while (loader.next(batch)) {
+      const auto x = batch.images.to(device);
+      const auto y = batch.labels.to(device);
+      const int64_t e = seen + x.size(0);
       optimizers.zero_grad();
       const auto logits = model->forward(x);
       const auto loss = torch::cross_entropy_loss(logits, y);
       loss.backward();
       optimizers.step();
       nn::apply_constraints(*model);
-      loss_sum += loss.item<double>() * static_cast<double>(e - b);
+      loss_sum += loss.item<double>() * static_cast<double>(x.size(0));
       correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-      seen += e - b;
+      seen = e;
       const int64_t tenth = 10 * e / n;
       if (opts.progress &&
           (terminal ? seconds_since(last_print) > 0.25 || e == n : tenth > last_tenth)) {
@@ -539,7 +577,7 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
       }
     }
     const double train_seconds = seconds_since(epoch_start);
-    const auto [test_loss, test_acc] = evaluate(model, t.test_images, t.test_labels);
+    const auto [test_loss, test_acc] = evaluate(model, test_images, test_labels);
     std::map<std::string, double> row = {
         {"epoch", static_cast<double>(epoch + 1)},
         {"train_loss", seen > 0 ? loss_sum / seen : 0.0},
@@ -549,7 +587,8 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
         {"learning_rate", learning_rate(recipe, epoch, epochs)},
         {"flip_ratio", flips.update(*model).at("")},
         {"samples_per_second", seen / std::max(train_seconds, 1e-9)},
-        {"seconds", seconds_since(epoch_start)}};
+        {"seconds", seconds_since(epoch_start)},
+        {"loader_wait_seconds", loader.waited_seconds()}};
     if (opts.progress) {
       std::fprintf(stderr, " | test loss %.4f acc %.4f (%.1f s)\n", test_loss, test_acc,
                    row["seconds"]);
@@ -574,9 +613,8 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
     archive_out.write("target_epochs", c10::IValue(epochs));
     archive_out.write("height", c10::IValue(height));
     archive_out.write("width", c10::IValue(width));
-    archive_out.write("num_classes", c10::IValue(t.num_classes));
-    archive_out.write("input_mean", c10::IValue(t.input_mean));
-    archive_out.write("input_std", c10::IValue(t.input_std));
+    archive_out.write("num_classes", c10::IValue(classes));
+    write_input_description(archive_out, channels, standardisation, dataset.class_names);
     write_archive(archive_out, checkpoint.string());
     metrics_log += json_line(row, recipe.name) + "\n";
     write_file_atomically(metrics_path.string(), metrics_log);
@@ -588,7 +626,7 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
   // The last epoch's test accuracy is the final one (a run resumed after its last epoch evaluates).
   result.test_accuracy = !history.empty() && history.back().at("epoch") == epochs
                              ? history.back().at("test_accuracy")
-                             : evaluate(model, t.test_images, t.test_labels).second;
+                             : evaluate(model, test_images, test_labels).second;
   result.seconds = seconds_since(start);
   std::ostringstream final_metrics;
   final_metrics.precision(8);
@@ -609,6 +647,8 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
 
 TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
   const torch::Device device = parse_device(opts.device);
+  if (opts.loader_threads < 0) throw std::invalid_argument("loader threads must be >= 0");
+  set_threads(opts.threads);
   const RunDirectory dir = prepare_out_dir(opts.out_dir, opts);
   try {
     return train_in(recipe, opts, device);

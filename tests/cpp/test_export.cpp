@@ -44,7 +44,7 @@ torch::nn::Sequential network(const std::string& input, const std::string& kerne
 
 std::string error_of(torch::nn::Sequential net, Format format) {
   try {
-    lowbit::exporter::to_onnx(net, {1, 8, 8, 0.3, 0.4}, 10, format, "t");
+    lowbit::exporter::to_onnx(net, {1, 8, 8, {0.3}, {0.4}}, 10, format, "t");
   } catch (const std::invalid_argument& e) {
     return e.what();
   }
@@ -53,8 +53,8 @@ std::string error_of(torch::nn::Sequential net, Format format) {
 
 TEST(Export, FloatNetworkFoldsEveryBatchNormIntoItsLayer) {
   auto net = network("none", "none");
-  const auto m =
-      parse(lowbit::exporter::to_onnx(net, {1, 8, 8, 0.3, 0.4}, 10, Format::kStandard, "float"));
+  const auto m = parse(
+      lowbit::exporter::to_onnx(net, {1, 8, 8, {0.3}, {0.4}}, 10, Format::kStandard, "float"));
   std::map<std::string, int> ops;
   for (const auto& n : m.graph().node()) ++ops[n.op_type()];
   EXPECT_EQ(ops["BatchNormalization"], 0);
@@ -80,7 +80,7 @@ TEST(Export, FoldedWeightsAreTheLayerTimesTheBatchNormScale) {
   torch::nn::Sequential net(conv, bn, torch::nn::Flatten());
   net->eval();
   const auto m =
-      parse(lowbit::exporter::to_onnx(net, {1, 4, 4, 0, 1}, 12, Format::kStandard, "fold"));
+      parse(lowbit::exporter::to_onnx(net, {1, 4, 4, {0}, {1}}, 12, Format::kStandard, "fold"));
   const onnx::TensorProto* w = nullptr;
   const onnx::TensorProto* b = nullptr;
   for (const auto& t : m.graph().initializer()) {
@@ -105,7 +105,7 @@ TEST(Export, FoldedWeightsAreTheLayerTimesTheBatchNormScale) {
 TEST(Export, BinaryLayersKeepTheirKernelAndScaleTheOutput) {
   auto net = network("ste_sign", "ste_sign");
   const auto q =
-      parse(lowbit::exporter::to_onnx(net, {1, 8, 8, 0.3, 0.4}, 10, Format::kQonnx, "bnn"));
+      parse(lowbit::exporter::to_onnx(net, {1, 8, 8, {0.3}, {0.4}}, 10, Format::kQonnx, "bnn"));
   std::map<std::string, int> ops;
   for (const auto& n : q.graph().node()) {
     // Not counted: the standard operators that decode the packed binary kernels.
@@ -132,7 +132,7 @@ TEST(Export, BinaryLayersKeepTheirKernelAndScaleTheOutput) {
   ASSERT_EQ(q.opset_import_size(), 2);
   EXPECT_EQ(q.opset_import(1).domain(), "qonnx.custom_op.general");
   const auto s =
-      parse(lowbit::exporter::to_onnx(net, {1, 8, 8, 0.3, 0.4}, 10, Format::kStandard, "bnn"));
+      parse(lowbit::exporter::to_onnx(net, {1, 8, 8, {0.3}, {0.4}}, 10, Format::kStandard, "bnn"));
   for (const auto& n : s.graph().node()) EXPECT_EQ(n.domain(), "") << n.op_type();
   EXPECT_EQ(s.opset_import_size(), 1);
 }

@@ -144,7 +144,7 @@ class IdxTest : public ::testing::Test {
     write(gz[3], kTestLabels, labels_file(test_labels_));
   }
 
-  void expect_known_dataset(const IdxDataset& ds) {
+  void expect_known_dataset(const Dataset& ds) {
     EXPECT_EQ(ds.train.images.count, 5);
     EXPECT_EQ(ds.train.images.rows, 3);
     EXPECT_EQ(ds.train.images.cols, 4);
@@ -166,7 +166,7 @@ class IdxTest : public ::testing::Test {
 TEST_F(IdxTest, ReadsImagesExactly) {
   const Bytes pixels = known_pixels(5 * 3 * 4, 0);
   write_plain(at("img"), images_file(5, 3, 4, pixels));
-  const IdxImages im = read_idx_images(at("img").string());
+  const Images im = read_idx_images(at("img").string());
   EXPECT_EQ(im.count, 5);
   EXPECT_EQ(im.rows, 3);
   EXPECT_EQ(im.cols, 4);
@@ -189,7 +189,7 @@ TEST_F(IdxTest, ReadsGzipByItsMagicBytesWhateverTheName) {
   write_gz(at("img.gz"), images_file(7, 5, 2, pixels));
   write_gz(at("img-no-suffix"), images_file(7, 5, 2, pixels));
   for (const char* name : {"img.gz", "img-no-suffix"}) {
-    const IdxImages im = read_idx_images(at(name).string());
+    const Images im = read_idx_images(at(name).string());
     EXPECT_EQ(im.count, 7) << name;
     EXPECT_EQ(im.rows, 5) << name;
     EXPECT_EQ(im.cols, 2) << name;
@@ -257,7 +257,7 @@ TEST_F(IdxTest, APlainFileAndAGzippedTwinThatDifferAreAnError) {
 
 TEST_F(IdxTest, LabelsAreCheckedAgainstAModelsClassesAndImageSize) {
   write_dataset();
-  const IdxDataset ds = load_idx_dataset(dir());
+  const Dataset ds = load_idx_dataset(dir());
   // The known data set's labels: counted per class by a loop written out here.
   std::vector<int64_t> expected(ds.num_classes, 0);
   for (uint8_t l : ds.train.labels.labels) ++expected[l];
@@ -477,10 +477,10 @@ TEST(FashionMnist, LoadsDebiansDataset) {
   const std::string dir = "/usr/share/datasets/fashion-mnist";
   if (!fs::is_directory(dir))
     GTEST_SKIP() << dir << " is missing (apt-get install dataset-fashion-mnist)";
-  const IdxDataset ds = load_idx_dataset(dir);
+  const Dataset ds = load_idx_dataset(dir);
   EXPECT_EQ(ds.train.images.count, 60000);
   EXPECT_EQ(ds.test.images.count, 10000);
-  for (const IdxImages* im : {&ds.train.images, &ds.test.images}) {
+  for (const Images* im : {&ds.train.images, &ds.test.images}) {
     EXPECT_EQ(im->rows, 28);
     EXPECT_EQ(im->cols, 28);
     EXPECT_EQ(im->pixels.size(), static_cast<size_t>(im->count * 28 * 28));

@@ -220,7 +220,7 @@ TEST_F(TrainTest, ACheckpointWithAFlippedBitIsRefusedOrLoadsTheSameModel) {
     const auto ab = reference.model->named_buffers(), bb = c.model->named_buffers();
     for (const auto& p : ab)
       if (!bb.contains(p.key()) || !torch::equal(p.value(), bb[p.key()])) return false;
-    return c.epoch == reference.epoch && c.input_mean == reference.input_mean;
+    return c.epoch == reference.epoch && c.standardisation.mean == reference.standardisation.mean;
   };
   const auto write = [&](const std::string& bytes) {
     std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
@@ -321,8 +321,9 @@ TEST_F(TrainTest, CheckpointsStoreTheInputStandardisation) {
     EXPECT_EQ(c.num_classes, 3);
     EXPECT_EQ(c.epoch, 1);
     ASSERT_TRUE(c.has_normalization);
-    EXPECT_EQ(c.input_mean, t.input_mean);
-    EXPECT_EQ(c.input_std, t.input_std);
+    EXPECT_EQ(c.standardisation.mean, t.standardisation.mean);
+    EXPECT_EQ(c.standardisation.std, t.standardisation.std);
+    EXPECT_EQ(c.channels, 1);
     EXPECT_FALSE(c.model->is_training());
   }
   // The standardisation as the data set gives it: pixels / 255, mean and sample std.
@@ -331,8 +332,9 @@ TEST_F(TrainTest, CheckpointsStoreTheInputStandardisation) {
   for (uint8_t v : pixels) sum += v / 255.0;
   const double mean = sum / pixels.size();
   for (uint8_t v : pixels) sq += (v / 255.0 - mean) * (v / 255.0 - mean);
-  EXPECT_NEAR(t.input_mean, mean, 1e-6);
-  EXPECT_NEAR(t.input_std, std::sqrt(sq / (pixels.size() - 1)), 1e-6);
+  ASSERT_EQ(t.standardisation.mean.size(), 1u);
+  EXPECT_NEAR(t.standardisation.mean[0], mean, 1e-12);
+  EXPECT_NEAR(t.standardisation.std[0], std::sqrt(sq / (pixels.size() - 1)), 1e-12);
 }
 
 TEST_F(TrainTest, BadCheckpointsAreNamed) {

@@ -46,13 +46,14 @@ def node_runner_available():
 
 
 def run_ort(model_path, images, work_dir):
-    """Logits of onnxruntime (one thread, no graph rewrites) on uint8 images [N, H, W]."""
-    n, h, w = images.shape
+    """Logits of onnxruntime (one thread, no graph rewrites) on uint8 images [N, H, W] or
+    [N, C, H, W]."""
+    n, c, h, w = images.shape if images.ndim == 4 else (images.shape[0], 1, *images.shape[1:])
     src = Path(work_dir) / "images.f32"
     dst = Path(work_dir) / "ort-logits.f32"
     images.astype(np.float32).tofile(src)
     subprocess.run(
-        ["node", str(RUNNER), str(model_path), str(src), str(n), "1", str(h), str(w), str(dst)],
+        ["node", str(RUNNER), str(model_path), str(src), str(n), str(c), str(h), str(w), str(dst)],
         check=True,
         capture_output=True,
         text=True,

@@ -550,7 +550,10 @@ def test_hand_edited_checkpoints_with_valid_crcs_are_checked(work, run, tmp_path
                    "the weights do not fit the checkpoint's recipe: 0.weight has shape [4, 1, 3, 3], "
                    "the recipe's network [6, 1, 3, 3]"),
         "height": (lambda m: setattr(m, "height", 10**9), "'height' is 1000000000, outside the 1..65536"),
-        "mean": (lambda m: setattr(m, "input_mean", math.inf), "input_mean/input_std are not a valid standardisation"),
+        "mean": (lambda m: setattr(m, "input_mean", torch.tensor([math.inf], dtype=torch.float64)),
+                 "input_mean/input_std are not a valid standardisation"),
+        "channels": (lambda m: setattr(m, "channels", 3),
+                     "input_mean/input_std are not a valid standardisation of 3-channel images"),
         "epoch": (lambda m: setattr(m, "epoch", -1), "'epoch' is -1"),
     }
     for name, (edit, message) in edits.items():
