@@ -87,11 +87,16 @@ void write_file_atomically(const std::string& given, std::string_view bytes) {
   for (int attempt = 0; fd < 0; ++attempt) {
     tmp = parent_of(target) /
           (temporary_prefix(target) + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    // Remembered before it exists: a signal between the open and the remembering would otherwise
+    // leave the file behind (the name holds our pid, so it is ours whether or not it exists).
+    remember_temporary(tmp.string());
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     const int err = errno;
-    if (fd < 0 && (err != EEXIST || attempt >= 100)) throw IoError(path, err);
+    if (fd < 0 && (err != EEXIST || attempt >= 100)) {
+      g_has_temporary = 0;
+      throw IoError(path, err);
+    }
   }
-  remember_temporary(tmp.string());
   const auto give_up = [&](int err) {
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());
