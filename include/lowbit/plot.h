@@ -40,5 +40,24 @@ std::vector<uint8_t> render_rgb(const std::vector<Chart>& charts, int width, int
 void write_png(const std::string& path, const std::vector<Chart>& charts, int width = 1200,
                int height = 450);
 
+// A confusion matrix: counts[true * n + predicted] for n classes, drawn as a grid of cells shaded
+// by the fraction of their row (the true class), each with its count where the cell is large
+// enough, true classes down the left, predicted classes along the bottom, labelled by `labels`
+// (class names; empty: 0, 1, 2, ...; labels that do not fit are thinned out).
+struct Confusion {
+  std::string title;
+  std::vector<std::string> labels;
+  int64_t classes = 0;
+  std::vector<int64_t> counts;
+};
+
+// Renders a confusion matrix into a square-ish image of about side x side pixels (RGB bytes); the
+// image's size is returned in width and height. Throws std::invalid_argument when counts is not
+// classes x classes or side is outside 64..16384.
+std::vector<uint8_t> render_confusion_rgb(const Confusion& confusion, int side, int* width,
+                                          int* height);
+// Writes it as a PNG, atomically (as write_png).
+void write_confusion_png(const std::string& path, const Confusion& confusion, int side = 800);
+
 }  // namespace plot
 }  // namespace lowbit

@@ -85,6 +85,9 @@ struct TrainOptions {
   int threads = 0;
   // Threads assembling the next batches while one trains (lowbit/batches.h's BatchLoader).
   int loader_threads = 1;
+  // The fraction of the training split held out for validation (0: none). With it, every epoch is
+  // evaluated on the held-out part (val_* metrics) and the test split only at the end.
+  double val_split = 0;
   // Image folders are resized to height x width; 0: the first training image's size.
   int64_t image_height = 0, image_width = 0;
 };
@@ -101,8 +104,22 @@ void retain_freed_memory();
 // --device when it is malformed or not available here.
 torch::Device parse_device(const std::string& name);
 
+// Loss, accuracy and confusion matrix of a model on a labelled set, in eval mode.
+struct Evaluation {
+  double loss = 0, accuracy = 0;
+  int64_t classes = 0;             // the model's outputs
+  std::vector<int64_t> confusion;  // [true * classes + predicted]
+};
+Evaluation evaluate_confusion(torch::nn::Sequential& model, const at::Tensor& images,
+                              const at::Tensor& labels, int64_t batch_size = 500);
+// The matrix as a table for a terminal (rows true classes, columns predictions), rows named by
+// `names` where given.
+std::string confusion_text(const Evaluation& evaluation, const std::vector<std::string>& names);
+
 struct TrainResult {
   double test_accuracy = 0;
+  Evaluation test;  // on the test split at the end
+  std::vector<std::string> class_names;
   int64_t epochs = 0;
   double seconds = 0;
 };

@@ -26,6 +26,7 @@ Command add_train(CLI::App& app) {
     std::string image_size;
     int64_t epochs = -1, num_classes = 0;
     int threads = 0;
+    double val_split = 0;
     uint64_t seed = 0;
     bool resume = false, overwrite = false, no_progress = false;
   };
@@ -51,6 +52,10 @@ Command add_train(CLI::App& app) {
   c->add_flag("--no-progress", a->no_progress, "no progress bar");
   c->add_option("--threads", a->threads, "threads of the training (default: every core)")
       ->transform(integer_in(1, 1024));
+  c->add_option("--val-split", a->val_split,
+                "fraction of the training images held out for the metrics of each epoch (the "
+                "test set is then evaluated only at the end)")
+      ->check(CLI::Range(0.0, 0.99));
   c->add_option("--image-size", a->image_size,
                 "image folders: resize every image to N (NxN) or HxW (default: the first "
                 "training image's size)");
@@ -70,6 +75,7 @@ Command add_train(CLI::App& app) {
             o.config_path = a->config;
             o.device = a->device;
             o.threads = a->threads;
+            o.val_split = a->val_split;
             if (!a->image_size.empty()) {
               const auto [h, w] = parse_image_size(a->image_size);
               o.image_height = h;
@@ -83,6 +89,11 @@ Command add_train(CLI::App& app) {
                 "\"out\": \"%s\"}\n",
                 r.name.c_str(), result.test_accuracy, static_cast<long long>(result.epochs),
                 result.seconds, io::json_escaped(a->out).c_str());
+            // The confusion matrix of the test split goes with the final metrics, for people.
+            if (!a->no_progress) {
+              std::fprintf(stderr, "%s",
+                           train::confusion_text(result.test, result.class_names).c_str());
+            }
           }};
 }
 

@@ -79,6 +79,28 @@ Dataset load_dataset(const std::string& dir, const LoadOptions& options) {
   return format->load(where, options);
 }
 
+Split select(const Split& split, const std::vector<int64_t>& indices) {
+  Split s;
+  const Images& im = split.images;
+  s.images.channels = im.channels;
+  s.images.rows = im.rows;
+  s.images.cols = im.cols;
+  s.images.count = static_cast<int64_t>(indices.size());
+  const int64_t per = im.channels * im.rows * im.cols;
+  s.images.pixels.resize(static_cast<size_t>(s.images.count * per));
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] < 0 || indices[i] >= im.count) {
+      throw std::out_of_range("select: image index " + std::to_string(indices[i]) +
+                              " outside the split's " + std::to_string(im.count));
+    }
+    std::copy_n(im.pixels.begin() + indices[i] * per, per, s.images.pixels.begin() + i * per);
+    s.labels.labels.push_back(split.labels.labels[indices[i]]);
+  }
+  s.images_path = split.images_path;
+  s.labels_path = split.labels_path;
+  return s;
+}
+
 void finish_dataset(Dataset& ds) {
   const Images& a = ds.train.images;
   const Images& b = ds.test.images;

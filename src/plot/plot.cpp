@@ -537,8 +537,10 @@ std::vector<uint8_t> render_rgb(const std::vector<Chart>& charts, int width, int
   return canvas.release();
 }
 
-void write_png(const std::string& path, const std::vector<Chart>& charts, int width, int height) {
-  const std::vector<uint8_t> rgb = render_rgb(charts, width, height);
+namespace {
+
+void write_rgb_png(const std::string& path, const std::vector<uint8_t>& rgb, int width,
+                   int height) {
   std::vector<uint8_t> png;
   const auto append = [](void* context, void* data, int size) {
     auto* out = static_cast<std::vector<uint8_t>*>(context);
@@ -549,6 +551,83 @@ void write_png(const std::string& path, const std::vector<Chart>& charts, int wi
     throw std::runtime_error(path + ": cannot encode the PNG");
   io::write_file_atomically(
       path, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
+}
+
+// White to blue by the fraction f in [0, 1].
+uint32_t shade(double f) {
+  const auto mix = [&](int white, int full) {
+    return static_cast<uint32_t>(std::lround(white + (full - white) * std::clamp(f, 0.0, 1.0)));
+  };
+  return (mix(255, 0x08) << 16) | (mix(255, 0x30) << 8) | mix(255, 0x6B);
+}
+
+}  // namespace
+
+void write_png(const std::string& path, const std::vector<Chart>& charts, int width, int height) {
+  write_rgb_png(path, render_rgb(charts, width, height), width, height);
+}
+
+std::vector<uint8_t> render_confusion_rgb(const Confusion& m, int side, int* width, int* height) {
+  const int64_t n = m.classes;
+  if (n < 1 || static_cast<int64_t>(m.counts.size()) != n * n) {
+    throw std::invalid_argument("lowbit::plot: a confusion matrix needs classes x classes counts");
+  }
+  if (side < 64 || side > kMaxSide) {
+    throw std::invalid_argument("lowbit::plot: confusion image size " + std::to_string(side) +
+                                " is not within 64.." + std::to_string(kMaxSide));
+  }
+  const int s = std::max(1, side / 400);  // text scale
+  const auto label = [&](int64_t i) {
+    return i < static_cast<int64_t>(m.labels.size()) ? m.labels[i] : std::to_string(i);
+  };
+  int widest = 0;
+  for (int64_t i = 0; i < n; ++i) widest = std::max(widest, text_width(label(i), s));
+  widest = std::min(widest, side / 3);
+  const int line = (kGlyphH + 4) * s;
+  const int left = widest + line + 8 * s, top = 2 * line, bottom = widest + line + 8 * s;
+  const int cell = std::max(1, static_cast<int>((side - left - 8 * s) / n));
+  *width = left + static_cast<int>(cell * n) + 8 * s;
+  *height = top + static_cast<int>(cell * n) + bottom;
+  Canvas c(*width, *height);
+  draw_text(c, left, s * 4, m.title, s, 0x000000);
+  for (int64_t t = 0; t < n; ++t) {
+    int64_t row = 0;
+    for (int64_t p = 0; p < n; ++p) row += m.counts[t * n + p];
+    for (int64_t p = 0; p < n; ++p) {
+      const int64_t count = m.counts[t * n + p];
+      const double f = row > 0 ? static_cast<double>(count) / row : 0.0;
+      const Rect r{left + static_cast<int>(p * cell), top + static_cast<int>(t * cell),
+                   left + static_cast<int>((p + 1) * cell), top + static_cast<int>((t + 1) * cell)};
+      c.fill(r, shade(f));
+      const std::string text = std::to_string(count);
+      if (text_width(text, s) + 4 * s <= cell && line <= cell) {
+        draw_text(c, r.x0 + (cell - text_width(text, s)) / 2, r.y0 + (cell - kGlyphH * s) / 2, text,
+                  s, f > 0.5 ? 0xFFFFFF : 0x000000);
+      }
+    }
+  }
+  c.outline({left, top, left + static_cast<int>(cell * n), top + static_cast<int>(cell * n)},
+            0x000000);
+  // Labels: every k-th where one line of text is taller than a cell.
+  const int64_t every = std::max<int64_t>(1, (line + cell - 1) / cell);
+  for (int64_t i = 0; i < n; i += every) {
+    const std::string text = label(i);
+    const int mid = static_cast<int>(i * cell + cell / 2) - kGlyphH * s / 2;
+    c.set_clip({0, 0, left - 4 * s, *height});
+    draw_text(c, left - 6 * s - text_width(text, s), top + mid, text, s, 0x000000);
+    c.set_clip({0, top + static_cast<int>(cell * n) + 2 * s, *width, *height});
+    draw_text_up(c, left + mid, top + static_cast<int>(cell * n) + 6 * s, text, s, 0x000000);
+  }
+  c.set_clip({0, 0, *width, *height});
+  draw_text_up(c, s * 2, top, "true class", s, 0x444444);
+  draw_text(c, left, *height - line, "predicted class", s, 0x444444);
+  return c.release();
+}
+
+void write_confusion_png(const std::string& path, const Confusion& confusion, int side) {
+  int width = 0, height = 0;
+  const std::vector<uint8_t> rgb = render_confusion_rgb(confusion, side, &width, &height);
+  write_rgb_png(path, rgb, width, height);
 }
 
 }  // namespace plot

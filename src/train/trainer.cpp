@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -22,6 +23,7 @@
 #include "lowbit/plot.h"
 #include "lowbit/qat.h"
 #include "lowbit/train.h"
+#include "metrics.h"
 
 namespace lowbit {
 namespace train {
@@ -120,42 +122,12 @@ nn::NetworkOptions network_for(const Recipe& r, int64_t channels, int64_t height
   return n;
 }
 
-// The lines of metrics.jsonl whose epoch is at most `epochs` (after a resume, a run killed between
-// its checkpoint and its log line may have left one more), and their rows.
-std::string read_metrics(const fs::path& path, int64_t epochs,
-                         std::vector<std::map<std::string, double>>* history) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return "";
-  std::string kept;
-  std::istringstream in(io::read_file(path.string(), int64_t{1} << 30));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    YAML::Node n;
-    try {
-      n = YAML::Load(line);  // JSON is YAML
-    } catch (const YAML::Exception& e) {
-      throw std::runtime_error(path.string() + ": not a metrics log line: " + e.what());
-    }
-    if (!n.IsMap() || !n["epoch"] || n["epoch"].as<int64_t>() > epochs) continue;
-    kept += line + "\n";
-    std::map<std::string, double> row;
-    for (const auto& kv : n) {
-      if (kv.first.as<std::string>() != "model") {
-        row[kv.first.as<std::string>()] = kv.second.as<double>();
-      }
-    }
-    history->push_back(row);
-  }
-  return kept;
-}
-
 // The most epochs a run can have (the command's --epochs range).
 constexpr int64_t kMaxEpochs = 1000000;
 
 // The files a run writes in its output directory.
-const char* const kRunFiles[] = {"checkpoint.pt", "metrics.jsonl", "metrics.json", "curves.png",
-                                 "integer-parameters.json"};
+const char* const kRunFiles[] = {"checkpoint.pt", "metrics.jsonl",           "metrics.json",
+                                 "curves.png",    "integer-parameters.json", "confusion.png"};
 
 // The output directory of a run while it trains: locked; `created` when this run made it.
 struct RunDirectory {
@@ -207,6 +179,39 @@ void remove_run_files(const fs::path& out) {
   }
 }
 
+// A double as the command line would give it (0.1, not 0.100000).
+std::string number(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// The training images and the held-out ones of --val-split F: round(F * n) images drawn by a
+// Fisher-Yates shuffle seeded by the run's seed (std::mt19937_64, the same on every platform),
+// each part in the training split's order.
+std::pair<data::Split, data::Split> split_for_validation(const data::Split& train, double fraction,
+                                                         uint64_t seed) {
+  if (fraction == 0) return {train, data::Split{}};
+  const int64_t total = train.images.count;
+  const auto held = static_cast<int64_t>(std::llround(fraction * static_cast<double>(total)));
+  if (held < 1 || total - held < 2) {
+    throw std::invalid_argument("--val-split " + number(fraction) + ": holds out " +
+                                std::to_string(held) + " of the " + std::to_string(total) +
+                                " training images; at least 1 must be held out and 2 kept");
+  }
+  std::vector<int64_t> order(static_cast<size_t>(total));
+  for (int64_t i = 0; i < total; ++i) order[i] = i;
+  std::mt19937_64 rng(seed ^ 0x76616C5F73706C74ULL);  // "val_splt"
+  for (int64_t i = total - 1; i > 0; --i) {
+    std::swap(order[i], order[rng() % static_cast<uint64_t>(i + 1)]);
+  }
+  std::vector<int64_t> kept(order.begin() + held, order.end()),
+      out(order.begin(), order.begin() + held);
+  std::sort(kept.begin(), kept.end());
+  std::sort(out.begin(), out.end());
+  return {data::select(train, kept), data::select(train, out)};
+}
+
 void default_warning(const std::string& text) {
   std::fprintf(stderr, "lowbit: warning: %s\n", text.c_str());
 }
@@ -237,39 +242,6 @@ int64_t run_classes(const data::Dataset& d, const TrainOptions& o,
          " outputs. Give --num-classes to say how many classes there are.");
   }
   return d.num_classes;
-}
-
-void write_plot(const fs::path& path, const std::vector<std::map<std::string, double>>& rows) {
-  plot::Chart loss{"loss", "epoch", "loss", {}}, acc{"accuracy", "epoch", "accuracy", {}};
-  plot::Series tl{"train", {}, {}, 0x1f77b4}, vl{"test", {}, {}, 0xd62728};
-  plot::Series ta{"train", {}, {}, 0x1f77b4}, va{"test", {}, {}, 0xd62728};
-  for (const auto& r : rows) {
-    const double e = r.at("epoch");
-    for (auto* s : {&tl, &vl, &ta, &va}) s->x.push_back(e);
-    tl.y.push_back(r.at("train_loss"));
-    vl.y.push_back(r.at("test_loss"));
-    ta.y.push_back(r.at("train_accuracy"));
-    va.y.push_back(r.at("test_accuracy"));
-  }
-  loss.series = {tl, vl};
-  acc.series = {ta, va};
-  plot::write_png(path.string(), {loss, acc});
-}
-
-std::string json_line(const std::map<std::string, double>& row, const std::string& model) {
-  std::ostringstream s;
-  s.precision(8);
-  s << "{\"model\": \"" << model << "\"";
-  for (const auto& [k, v] : row) {
-    s << ", \"" << k << "\": ";
-    if (k == "epoch") {
-      s << static_cast<int64_t>(v);
-    } else {
-      s << v;
-    }
-  }
-  s << "}";
-  return s.str();
 }
 
 }  // namespace
@@ -324,23 +296,42 @@ void retain_freed_memory() {
   mallopt(M_TOP_PAD, 64 << 20);
 }
 
-std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tensor& images,
-                                   const at::Tensor& labels, int64_t batch_size) {
+Evaluation evaluate_confusion(torch::nn::Sequential& model, const at::Tensor& images,
+                              const at::Tensor& labels, int64_t batch_size) {
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
+  Evaluation r;
   double loss = 0;
   int64_t correct = 0;
+  at::Tensor counts;
   const int64_t n = images.size(0);
   for (int64_t b = 0; b < n; b += batch_size) {
     const int64_t e = std::min(n, b + batch_size);
     const auto logits = model->forward(images.slice(0, b, e));
     const auto y = labels.slice(0, b, e);
+    const auto predicted = logits.argmax(1);
     loss += torch::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
-    correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    correct += predicted.eq(y).sum().item<int64_t>();
+    r.classes = logits.size(1);
+    const auto cells =
+        torch::bincount((y * r.classes + predicted).cpu(), {}, r.classes * r.classes);
+    counts = counts.defined() ? counts + cells : cells;
   }
   model->train(was_training);
-  return {n > 0 ? loss / n : 0.0, n > 0 ? static_cast<double>(correct) / n : 0.0};
+  r.loss = n > 0 ? loss / n : 0.0;
+  r.accuracy = n > 0 ? static_cast<double>(correct) / n : 0.0;
+  if (counts.defined()) {
+    const at::Tensor c = counts.to(torch::kLong).contiguous();
+    r.confusion.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+  }
+  return r;
+}
+
+std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tensor& images,
+                                   const at::Tensor& labels, int64_t batch_size) {
+  const Evaluation e = evaluate_confusion(model, images, labels, batch_size);
+  return {e.loss, e.accuracy};
 }
 
 torch::Device parse_device(const std::string& name) {
@@ -395,6 +386,14 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
       throw std::runtime_error(file + ": written with --seed " + std::to_string(seed) +
                                "; resume with the same seed");
     }
+    c10::IValue saved_val;
+    const double val_split = archive.try_read("val_split", saved_val) && saved_val.isDouble()
+                                 ? saved_val.toDouble()
+                                 : 0.0;
+    if (val_split != opts.val_split) {
+      throw std::runtime_error(file + ": written with --val-split " + number(val_split) +
+                               "; resume with the same --val-split");
+    }
     first_epoch = archive_int(archive, "epoch", checkpoint.string());
     if (first_epoch < 0 || first_epoch > kMaxEpochs) {
       throw std::runtime_error(checkpoint.string() + ": not a lowbit checkpoint (epoch " +
@@ -446,6 +445,11 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
                                 data::size_string(train_images.rows, train_images.cols) +
                                 "; only image folders are resized");
   }
+  // --val-split: the held-out images are a seeded choice; training and its statistics use the rest.
+  const auto [training, validation] =
+      split_for_validation(dataset.train, opts.val_split, opts.seed);
+  const bool validating = opts.val_split > 0;
+  const std::string held_out = validating ? "val" : "test";
   int64_t channels = train_images.channels, height = train_images.rows, width = train_images.cols;
   int64_t classes = 0;
   Standardisation standardisation;
@@ -469,15 +473,19 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
     width = shape.width;
     classes = shape.classes;
     if (!archive_standardisation(archive, checkpoint.string(), channels, &standardisation)) {
-      standardisation = channel_statistics(train_images);
+      standardisation = channel_statistics(training.images);
     }
   } else {
     classes = run_classes(dataset, opts, warn);
-    standardisation = channel_statistics(train_images);
+    standardisation = channel_statistics(training.images);
   }
   const at::Tensor test_images =
       standardised_images(dataset.test.images, standardisation).to(device);
   const at::Tensor test_labels = label_tensor(dataset.test.labels).to(device);
+  const at::Tensor held_images =
+      validating ? standardised_images(validation.images, standardisation).to(device) : test_images;
+  const at::Tensor held_labels =
+      validating ? label_tensor(validation.labels).to(device) : test_labels;
   Augmentation augmentation;
   augmentation.crop_padding = recipe.random_crop_padding;
   augmentation.horizontal_flip = recipe.horizontal_flip;
@@ -527,7 +535,7 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
   if (opts.overwrite) remove_run_files(out);
   optim::FlipRatio flips;
   flips.update(*model);
-  const int64_t n = train_images.count;
+  const int64_t n = training.images.count;
   for (int64_t epoch = first_epoch; epoch < epochs; ++epoch) {
     const auto epoch_start = Clock::now();
     optimizers.set_lr(learning_rate(recipe, epoch, epochs));
@@ -536,7 +544,7 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
     torch::manual_seed(epoch_seed);
     const at::Tensor permutation = torch::randperm(n, torch::kLong);
     BatchLoader loader(
-        dataset.train, standardisation, augmentation,
+        training, standardisation, augmentation,
         std::vector<int64_t>(permutation.data_ptr<int64_t>(), permutation.data_ptr<int64_t>() + n),
         recipe.batch_size, epoch_seed, opts.loader_threads);
     model->train();
@@ -577,21 +585,21 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
       }
     }
     const double train_seconds = seconds_since(epoch_start);
-    const auto [test_loss, test_acc] = evaluate(model, test_images, test_labels);
+    const auto [held_loss, held_acc] = evaluate(model, held_images, held_labels);
     std::map<std::string, double> row = {
         {"epoch", static_cast<double>(epoch + 1)},
         {"train_loss", seen > 0 ? loss_sum / seen : 0.0},
         {"train_accuracy", seen > 0 ? static_cast<double>(correct) / seen : 0.0},
-        {"test_loss", test_loss},
-        {"test_accuracy", test_acc},
+        {held_out + "_loss", held_loss},
+        {held_out + "_accuracy", held_acc},
         {"learning_rate", learning_rate(recipe, epoch, epochs)},
         {"flip_ratio", flips.update(*model).at("")},
         {"samples_per_second", seen / std::max(train_seconds, 1e-9)},
         {"seconds", seconds_since(epoch_start)},
         {"loader_wait_seconds", loader.waited_seconds()}};
     if (opts.progress) {
-      std::fprintf(stderr, " | test loss %.4f acc %.4f (%.1f s)\n", test_loss, test_acc,
-                   row["seconds"]);
+      std::fprintf(stderr, " | %s loss %.4f acc %.4f (%.1f s)\n", held_out.c_str(), held_loss,
+                   held_acc, row["seconds"]);
     }
     // The checkpoint first, then the log (each atomically): a run killed in between repeats the
     // epoch on resume, and read_metrics drops the line it may have left.
@@ -611,6 +619,7 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
     archive_out.write("recipe", c10::IValue(recipe_text));
     archive_out.write("seed", c10::IValue(static_cast<int64_t>(opts.seed)));
     archive_out.write("target_epochs", c10::IValue(epochs));
+    archive_out.write("val_split", c10::IValue(opts.val_split));
     archive_out.write("height", c10::IValue(height));
     archive_out.write("width", c10::IValue(width));
     archive_out.write("num_classes", c10::IValue(classes));
@@ -623,18 +632,28 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
 
   TrainResult result;
   result.epochs = epochs;
-  // The last epoch's test accuracy is the final one (a run resumed after its last epoch evaluates).
-  result.test_accuracy = !history.empty() && history.back().at("epoch") == epochs
-                             ? history.back().at("test_accuracy")
-                             : evaluate(model, test_images, test_labels).second;
+  // The test split, evaluated once at the end with --val-split, else as after the last epoch.
+  result.test = evaluate_confusion(model, test_images, test_labels);
+  result.test_accuracy = result.test.accuracy;
+  result.class_names = dataset.class_names;
   result.seconds = seconds_since(start);
   std::ostringstream final_metrics;
   final_metrics.precision(8);
   final_metrics << "{\"model\": \"" << recipe.name
-                << "\", \"test_accuracy\": " << result.test_accuracy << ", \"epochs\": " << epochs
-                << ", \"seconds\": " << result.seconds << ", \"seed\": " << opts.seed << "}\n";
+                << "\", \"test_accuracy\": " << result.test_accuracy
+                << ", \"test_loss\": " << result.test.loss << ", \"epochs\": " << epochs
+                << ", \"seconds\": " << result.seconds << ", \"seed\": " << opts.seed;
+  if (validating) {
+    final_metrics << ", \"val_split\": " << opts.val_split << ", \"val_accuracy\": "
+                  << (history.empty() ? 0.0 : history.back().at("val_accuracy"));
+  }
+  final_metrics << ", \"confusion\": " << confusion_json(result.test) << "}\n";
   write_file_atomically((out / "metrics.json").string(), final_metrics.str());
-  write_plot(out / "curves.png", history);
+  write_plot(out / "curves.png", history, held_out);
+  char title[96];
+  std::snprintf(title, sizeof title, "%s: test accuracy %.4f", recipe.name.c_str(),
+                result.test_accuracy);
+  write_confusion(out / "confusion.png", result.test, dataset.class_names, title);
   if (recipe.qat != "none") {
     write_file_atomically((out / "integer-parameters.json").string(),
                           qat::integer_parameters_json(qat::integer_parameters(model),
@@ -648,6 +667,10 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
 TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
   const torch::Device device = parse_device(opts.device);
   if (opts.loader_threads < 0) throw std::invalid_argument("loader threads must be >= 0");
+  if (!(opts.val_split >= 0 && opts.val_split < 1)) {
+    throw std::invalid_argument("--val-split " + number(opts.val_split) +
+                                ": must be a fraction in [0, 1) of the training images");
+  }
   set_threads(opts.threads);
   const RunDirectory dir = prepare_out_dir(opts.out_dir, opts);
   try {

@@ -337,3 +337,34 @@ TEST(PlotPng, FailedRenameRemovesTheTemporaryFile) {
 }  // namespace
 }  // namespace plot
 }  // namespace lowbit
+
+TEST(ConfusionPng, CellsAreShadedByTheirRowsFraction) {
+  lowbit::plot::Confusion m;
+  m.title = "test accuracy 0.9";
+  m.classes = 2;
+  m.labels = {"cat", "dog"};
+  m.counts = {8, 2, 0, 10};  // row 0: 80% and 20%; row 1: 0% and 100%
+  int w = 0, h = 0;
+  const auto rgb = lowbit::plot::render_confusion_rgb(m, 400, &w, &h);
+  ASSERT_EQ(rgb.size(), static_cast<size_t>(w) * h * 3);
+  EXPECT_GE(w, 300);
+  EXPECT_GE(h, 300);
+  // White to blue (8, 48, 107): each fraction's shade appears, a fraction absent does not.
+  auto count = [&](int r, int g, int b) {
+    int64_t n = 0;
+    for (size_t i = 0; i < rgb.size(); i += 3)
+      n += rgb[i] == r && rgb[i + 1] == g && rgb[i + 2] == b;
+    return n;
+  };
+  auto shade = [](double f, int full) {
+    return static_cast<int>(std::lround(255 + (full - 255) * f));
+  };
+  EXPECT_GT(count(8, 48, 107), 1000);  // the 100% cell
+  EXPECT_GT(count(shade(0.8, 8), shade(0.8, 48), shade(0.8, 107)), 1000);
+  EXPECT_GT(count(shade(0.2, 8), shade(0.2, 48), shade(0.2, 107)), 1000);
+  EXPECT_EQ(count(shade(0.5, 8), shade(0.5, 48), shade(0.5, 107)), 0);
+  m.counts.pop_back();
+  EXPECT_THROW(lowbit::plot::render_confusion_rgb(m, 400, &w, &h), std::invalid_argument);
+  m.counts.push_back(1);
+  EXPECT_THROW(lowbit::plot::render_confusion_rgb(m, 10, &w, &h), std::invalid_argument);
+}

@@ -431,3 +431,52 @@ TEST(Recipes, ConfigFilesOverrideAndReportBadKeys) {
 }
 
 }  // namespace
+
+TEST_F(TrainTest, ValSplitEvaluatesEachEpochOnHeldOutImagesAndTheTestSetAtTheEnd) {
+  auto o = options("val", 2);
+  o.val_split = 0.25;
+  const auto result = lowbit::train::train(small("bnn"), o);
+  const auto log = lines(root_ / "val" / "metrics.jsonl");
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_NE(log[0].find("\"val_accuracy\""), std::string::npos) << log[0];
+  EXPECT_EQ(log[0].find("\"test_accuracy\""), std::string::npos) << log[0];
+  // The final test accuracy and confusion matrix are the saved model's on the test split.
+  auto model = lowbit::train::load_model((root_ / "val").string());
+  const auto t =
+      lowbit::train::to_tensors(lowbit::data::load_dataset((root_ / "data").string()),
+                                lowbit::train::load_checkpoint((root_ / "val").string()));
+  const auto e = lowbit::train::evaluate_confusion(model, t.test_images, t.test_labels);
+  EXPECT_EQ(result.test_accuracy, e.accuracy);
+  EXPECT_EQ(result.test.confusion, e.confusion);
+  ASSERT_EQ(e.classes, 3);
+  // Rows are true classes: each row holds that class's 10 test images; the diagonal is accuracy.
+  const auto labels = t.test_labels.contiguous();
+  const auto predicted = model->forward(t.test_images).argmax(1);
+  std::vector<int64_t> expected(9, 0);
+  for (int64_t i = 0; i < 30; ++i) {
+    ++expected[labels[i].item<int64_t>() * 3 + predicted[i].item<int64_t>()];
+  }
+  EXPECT_EQ(e.confusion, expected);
+  EXPECT_NEAR(static_cast<double>(expected[0] + expected[4] + expected[8]) / 30, e.accuracy, 1e-12);
+  const auto final_metrics = lines(root_ / "val" / "metrics.json");
+  EXPECT_NE(final_metrics[0].find("\"val_split\": 0.25"), std::string::npos) << final_metrics[0];
+  EXPECT_NE(final_metrics[0].find("\"confusion\": [["), std::string::npos);
+  EXPECT_TRUE(fs::exists(root_ / "val" / "confusion.png"));
+  // The standardisation comes from the 72 images trained on, not the 24 held out.
+  const auto all = lowbit::data::load_dataset((root_ / "data").string()).train;
+  const auto stats = lowbit::train::channel_statistics(all.images);
+  EXPECT_NE(lowbit::train::load_checkpoint((root_ / "val").string()).standardisation.mean,
+            stats.mean);
+  // Resume needs the same split; the split is the seed's (same weights twice).
+  auto resume = options("val", 3);
+  resume.resume = true;
+  const std::string error = error_of([&] { lowbit::train::train(small("bnn"), resume); });
+  EXPECT_TRUE(contains(error, "written with --val-split 0.25")) << error;
+  auto again = options("val2", 2);
+  again.val_split = 0.25;
+  EXPECT_EQ(lowbit::train::train(small("bnn"), again).test.confusion, result.test.confusion);
+  auto bad = options("bad", 1);
+  bad.val_split = 0.999;
+  EXPECT_TRUE(contains(error_of([&] { lowbit::train::train(small("bnn"), bad); }),
+                       "--val-split 0.999: holds out 96 of the 96 training images"));
+}

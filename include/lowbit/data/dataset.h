@@ -55,6 +55,9 @@ Dataset load_dataset(const std::string& dir, const LoadOptions& options = {});
 // that lists what it looked for when none is there.
 std::string detect_format(const std::string& dir);
 
+// The images and labels of split at `indices` (in that order).
+Split select(const Split& split, const std::vector<int64_t>& indices);
+
 // Sets num_classes to the largest label + 1 and checks that the splits' images have one shape.
 void finish_dataset(Dataset& dataset);
 
