@@ -4,6 +4,7 @@
 
 #include <torch/nn/modules/container/sequential.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,35 @@ namespace nn {
 // convolution and the last (classifier) layer unless quantize_first_convolution /
 // quantize_last_convolution say otherwise (Blueoil's options; the first and last layers usually
 // keep full precision).
+// One layer of a network described layer by layer (a `layers:` list in a config file;
+// docs/training.md, "Networks"). Quantized layers (conv, depthwise_conv, dense) take the network's
+// quantizers unless they set their own; the first and last of them follow
+// quantize_first_convolution / quantize_last_convolution unless `quantized` says otherwise.
+struct LayerSpec {
+  // conv, depthwise_conv, dense, batch_norm, relu, max_pool, avg_pool, global_avg_pool, flatten,
+  // dropout, residual, concat.
+  std::string type;
+  // conv: output channels; dense: units (kClasses: the data set's classes); depthwise_conv: the
+  // channel multiplier.
+  int64_t units = 0;
+  int64_t kernel = 3;    // conv kernel, pool window
+  int64_t stride = -1;   // -1: 1 for convolutions, the window for pools
+  int64_t padding = -1;  // -1: kernel / 2 for convolutions ("same" at stride 1), 0 for pools
+  bool bias = true;
+  double rate = 0;     // dropout
+  int quantized = -1;  // -1: the network's rule; 0: float; 1: quantized
+  std::string input_quantizer, kernel_quantizer, kernel_constraint;  // empty: the network's
+  std::optional<double> pad_values;                                  // unset: the network's
+  int64_t bits = 0;  // > 0: the bit width of both quantizers (their k_bit / bit option)
+  std::vector<LayerSpec> body, shortcut;         // residual: body(x) + shortcut(x) (identity)
+  std::vector<std::vector<LayerSpec>> branches;  // concat: branches' outputs on the channels
+  std::string where;                             // "layers[3].body[1]", for messages
+};
+constexpr int64_t kClasses = -1;
+
+// The layer types, in the order the docs list them.
+const std::vector<std::string>& layer_types();
+
 struct NetworkOptions {
   int64_t in_channels = 1;
   int64_t height = 28;
@@ -44,6 +74,9 @@ struct NetworkOptions {
   double dropout = 0.0;
   bool pool_before_batchnorm = true;
   bool shortcuts = false;
+  // Non-empty: the network is these layers (blocks, hidden, dropout, pool_before_batchnorm,
+  // shortcuts and activation are then unused).
+  std::vector<LayerSpec> layers;
 };
 
 // Bi-Real Net's block: body(x) + shortcut(x), the shortcut being the identity or a projection.
@@ -55,6 +88,17 @@ class ShortcutBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ShortcutBlock);
 
+// Concatenation of branches on the channel axis: cat(branch_0(x), branch_1(x), ...).
+class ConcatBlockImpl : public torch::nn::Module {
+ public:
+  explicit ConcatBlockImpl(std::vector<torch::nn::Sequential> branches);
+  at::Tensor forward(const at::Tensor& x);
+  std::vector<torch::nn::Sequential> branches;
+};
+TORCH_MODULE(ConcatBlock);
+
+// The network of `options`: its `layers` when given (shapes are followed through them, and a layer
+// that does not fit its input is an std::invalid_argument naming it), else the block network.
 torch::nn::Sequential build_network(const NetworkOptions& options);
 
 }  // namespace nn

@@ -44,6 +44,11 @@ struct Recipe {
 // The recipes the command knows, and one by name (std::invalid_argument listing them if unknown).
 std::vector<std::string> recipe_names();
 Recipe recipe(const std::string& name);
+// The recipe a config file names (its `recipe:` key), or "" when it names none.
+std::string config_recipe(const std::string& path);
+// The recipe `model` (or, when empty, the one the config file names) with the config applied
+// (none when config_path is empty); std::invalid_argument naming --model when neither names one.
+Recipe recipe_from(const std::string& model, const std::string& config_path);
 // Overrides recipe fields from a YAML file; unknown keys and bad values are errors naming them.
 void apply_config(Recipe& recipe, const std::string& path);
 // The same from YAML text; errors name `origin` (a file, or a checkpoint's recipe).

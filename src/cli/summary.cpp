@@ -16,7 +16,7 @@ Command add_summary(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand("summary", "Larq-style summary of a recipe's model");
-  c->add_option("--model", a->model, recipes_help())->required();
+  c->add_option("--model", a->model, recipes_help() + " (default: the --config's recipe:)");
   c->add_option("--config", a->config, "YAML file overriding recipe options");
   c->add_option("--channels", a->channels, "image channels (1 gray, 3 RGB)")
       ->capture_default_str()
@@ -32,8 +32,7 @@ Command add_summary(CLI::App& app) {
       ->transform(integer_in(2, int64_t{1} << 20));
   paths_not_empty(c);
   return {c, [a] {
-            train::Recipe r = train::recipe(a->model);
-            if (!a->config.empty()) train::apply_config(r, a->config);
+            const train::Recipe r = train::recipe_from(a->model, a->config);
             auto net = train::build_model(r, a->height, a->width, a->classes, a->channels);
             std::printf(
                 "Model: %s\n\n%s", r.name.c_str(),

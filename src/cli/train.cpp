@@ -32,7 +32,7 @@ Command add_train(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* c = app.add_subcommand("train", "train a recipe on a data set");
-  c->add_option("--model", a->model, recipes_help())->required();
+  c->add_option("--model", a->model, recipes_help() + " (default: the --config's recipe:)");
   c->add_option("--data", a->data,
                 "data set directory: IDX files, CIFAR-10/100 binary files, or train/ and test/ "
                 "folders of images by class")
@@ -81,8 +81,7 @@ Command add_train(CLI::App& app) {
               o.image_height = h;
               o.image_width = w;
             }
-            train::Recipe r = train::recipe(a->model);
-            if (!a->config.empty()) train::apply_config(r, a->config);
+            const train::Recipe r = train::recipe_from(a->model, a->config);
             const auto result = train::train(r, o);
             std::printf(
                 "{\"model\": \"%s\", \"test_accuracy\": %.6f, \"epochs\": %lld, \"seconds\": %.1f, "

@@ -166,6 +166,23 @@ class Exporter {
         x.name = g_.op("Relu", {x.name}, path);  // keeps a grid: max(q, 0) is on it
       } else if (auto* pool = m->as<torch::nn::MaxPool2dImpl>()) {
         x.name = max_pool(*pool, x.name, path);
+      } else if (auto* avg = m->as<torch::nn::AvgPool2dImpl>()) {
+        x = Value{avg_pool(*avg, x.name, path), {}};  // an average leaves the grid
+      } else if (auto* global = m->as<torch::nn::AdaptiveAvgPool2dImpl>()) {
+        const auto size = global->options.output_size();
+        if (!(*size)[0] || !(*size)[1] || *(*size)[0] != 1 || *(*size)[1] != 1) {
+          fail(path, "AdaptiveAvgPool2d to another size than 1x1");
+        }
+        x = Value{g_.op("GlobalAveragePool", {x.name}, path), {}};
+      } else if (auto* concat = m->as<nn::ConcatBlockImpl>()) {
+        std::vector<std::string> parts;
+        for (size_t b = 0; b < concat->branches.size(); ++b) {
+          parts.push_back(
+              sequential(concat->branches[b], x, path + "." + std::to_string(b) + ".").name);
+        }
+        auto* node = g_.node("Concat", parts, path);
+        Graph::attr(node, "axis", int64_t{1});
+        x = Value{node->output(0), {}};
       } else if (auto* flatten = m->as<torch::nn::FlattenImpl>()) {
         if (flatten->options.end_dim() != -1) fail(path, "Flatten with end_dim other than -1");
         auto* node = g_.node("Flatten", {x.name}, path);
@@ -479,6 +496,20 @@ class Exporter {
     Graph::attr(n, "pads", std::vector<int64_t>{p[0], p[1], p[0], p[1]});
     Graph::attr(n, "dilations", std::vector<int64_t>{d[0], d[1]});
     Graph::attr(n, "ceil_mode", int64_t{o.ceil_mode()});
+    return n->output(0);
+  }
+
+  std::string avg_pool(torch::nn::AvgPool2dImpl& pool, const std::string& x,
+                       const std::string& path) {
+    const auto& o = pool.options;
+    if (o.ceil_mode() || o.divisor_override()) fail(path, "AvgPool2d with ceil_mode or a divisor");
+    const auto k = *o.kernel_size(), s = *o.stride(), p = *o.padding();
+    auto* n = g_.node("AveragePool", {x}, path);
+    Graph::attr(n, "kernel_shape", std::vector<int64_t>{k[0], k[1]});
+    Graph::attr(n, "strides", std::vector<int64_t>{s[0], s[1]});
+    Graph::attr(n, "pads", std::vector<int64_t>{p[0], p[1], p[0], p[1]});
+    // PyTorch counts the zero padding in the average by default; ONNX does not unless told.
+    Graph::attr(n, "count_include_pad", int64_t{o.count_include_pad() ? 1 : 0});
     return n->output(0);
   }
 

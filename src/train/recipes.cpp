@@ -13,6 +13,7 @@
 #include "lowbit/nn.h"
 #include "lowbit/qat.h"
 #include "lowbit/train.h"
+#include "network_yaml.h"
 
 namespace lowbit {
 namespace train {
@@ -146,6 +147,35 @@ namespace {
 void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& path);
 }  // namespace
 
+std::string config_recipe(const std::string& path) {
+  std::string text;
+  try {
+    text = io::read_file(path, int64_t{1} << 24);
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(e.what());
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw std::invalid_argument(path + ": not valid YAML: " + e.what());
+  }
+  if (!root.IsMap() || !root["recipe"]) return "";
+  return read_value<std::string>(root["recipe"], "recipe", path);
+}
+
+Recipe recipe_from(const std::string& model, const std::string& config_path) {
+  std::string name = model;
+  if (name.empty() && !config_path.empty()) name = config_recipe(config_path);
+  if (name.empty()) {
+    throw std::invalid_argument("--model: no recipe given: name one (" + known() +
+                                ") or give a --config whose `recipe:` names one");
+  }
+  Recipe r = recipe(name);
+  if (!config_path.empty()) apply_config(r, config_path);
+  return r;
+}
+
 void apply_config(Recipe& r, const std::string& path) {
   std::string text;
   try {
@@ -278,6 +308,14 @@ void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& pat
       r.ema_decay = read_value<double>(v, key, path);
       if (!(r.ema_decay >= 0 && r.ema_decay < 1)) {
         throw std::invalid_argument(path + ": ema_decay must be in [0, 1)");
+      }
+    } else if (key == "layers") {
+      n.layers = parse_layers(v, path);
+    } else if (key == "recipe") {
+      const std::string name = read_value<std::string>(v, key, path);
+      if (name != r.name) {
+        throw std::invalid_argument(path + ": recipe: '" + name + "' but the model is '" + r.name +
+                                    "'; give --model " + name + " or leave --model out");
       }
     } else if (key == "random_crop_padding") {
       r.random_crop_padding = read_value<int64_t>(v, key, path);

@@ -24,6 +24,7 @@
 #include "lowbit/qat.h"
 #include "lowbit/train.h"
 #include "metrics.h"
+#include "network_yaml.h"
 
 namespace lowbit {
 namespace train {
@@ -68,6 +69,10 @@ std::string recipe_to_yaml(const Recipe& r) {
   e << YAML::Key << "ema_decay" << YAML::Value << r.ema_decay;
   e << YAML::Key << "random_crop_padding" << YAML::Value << r.random_crop_padding;
   e << YAML::Key << "horizontal_flip" << YAML::Value << r.horizontal_flip;
+  if (!r.network.layers.empty()) {
+    e << YAML::Key << "layers" << YAML::Value;
+    emit_layers(e, r.network.layers);
+  }
   e << YAML::EndMap;
   return e.c_str();
 }

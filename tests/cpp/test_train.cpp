@@ -480,3 +480,40 @@ TEST_F(TrainTest, ValSplitEvaluatesEachEpochOnHeldOutImagesAndTheTestSetAtTheEnd
   EXPECT_TRUE(contains(error_of([&] { lowbit::train::train(small("bnn"), bad); }),
                        "--val-split 0.999: holds out 96 of the 96 training images"));
 }
+
+TEST_F(TrainTest, ALayerNetworkResumesExactlyAndRebuildsFromItsCheckpoint) {
+  auto r = small("bnn");
+  lowbit::train::apply_config_text(r, R"yaml(
+layers:
+  - {conv: 4, bias: false}
+  - batch_norm
+  - residual:
+    body: [{conv: 4, bias: false}, batch_norm]
+  - concat: [[{depthwise_conv: 1, kernel: 3}], [{conv: 2, kernel: 1, bits: 2,
+              input_quantizer: dorefa, kernel_quantizer: "dorefa(mode=weights)"}]]
+  - max_pool: 2
+  - batch_norm
+  - {avg_pool: 2, stride: 1}
+  - global_avg_pool
+  - dense: classes
+)yaml",
+                                   "test");
+  lowbit::train::train(r, options("whole", 2));
+  lowbit::train::train(r, options("part", 1));
+  auto resume = options("part", 2);
+  resume.resume = true;
+  lowbit::train::train(r, resume);
+  const auto whole = lowbit::train::load_checkpoint((root_ / "whole").string());
+  const auto part = lowbit::train::load_checkpoint((root_ / "part").string());
+  EXPECT_EQ(whole.recipe.network.layers.size(), 9u);
+  std::ostringstream a, b, c;
+  a << *whole.model;
+  b << *part.model;
+  c << *lowbit::train::build_model(r, 8, 8, 3, 1);
+  EXPECT_EQ(a.str(), c.str());
+  EXPECT_EQ(a.str(), b.str());
+  for (const auto& p : whole.model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), part.model->named_parameters()[p.key()])) << p.key();
+  }
+  EXPECT_EQ(lines(root_ / "whole" / "metrics.jsonl").size(), 2u);
+}

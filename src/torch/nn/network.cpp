@@ -18,11 +18,14 @@ at::Tensor ShortcutBlockImpl::forward(const at::Tensor& x) {
   return body->forward(x) + (projection ? projection->forward(x) : x);
 }
 
+torch::nn::Sequential build_layers(const NetworkOptions& o);  // network_layers.cpp
+
 torch::nn::Sequential build_network(const NetworkOptions& o) {
   TORCH_CHECK_VALUE(o.in_channels > 0 && o.height > 0 && o.width > 0,
                     "build_network: in_channels, height and width must be positive");
   TORCH_CHECK_VALUE(o.num_classes >= 2, "build_network: num_classes must be >= 2, got ",
                     o.num_classes);
+  if (!o.layers.empty()) return build_layers(o);
   TORCH_CHECK_VALUE(o.activation == "relu" || o.activation == "none",
                     "build_network: activation must be relu or none, got ", o.activation);
   TORCH_CHECK_VALUE(o.dropout >= 0 && o.dropout < 1, "build_network: dropout must be in [0, 1)");

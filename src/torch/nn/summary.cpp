@@ -70,6 +70,10 @@ ModelSummary summary(torch::nn::Module& model, const std::vector<int64_t>& input
             if (auto* block = child.ptr()->as<ShortcutBlockImpl>()) {
               const at::Tensor body = walk(*block->body, x);
               x = body + (block->projection ? walk(*block->projection, x) : x);
+            } else if (auto* concat = child.ptr()->as<ConcatBlockImpl>()) {
+              std::vector<at::Tensor> parts;
+              for (auto& branch : concat->branches) parts.push_back(walk(*branch, x));
+              x = torch::cat(parts, 1);
             } else if (auto* inner = child.ptr()->as<torch::nn::SequentialImpl>()) {
               x = walk(*inner, x);
             } else {
