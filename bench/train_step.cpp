@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,19 @@ int main(int argc, char** argv) {
       twin.network.kernel_constraint = "none";
       twin.network.pad_values = 0.0;
       twin.qat = "none";
+      // A network written layer by layer (the zoo) names quantizers per layer too.
+      std::function<void(std::vector<lowbit::nn::LayerSpec>&)> to_float =
+          [&](std::vector<lowbit::nn::LayerSpec>& layers) {
+            for (auto& l : layers) {
+              l.quantized = -1;
+              l.input_quantizer = l.kernel_quantizer = l.kernel_constraint = "";
+              l.bits = 0;
+              to_float(l.body);
+              to_float(l.shortcut);
+              for (auto& b : l.branches) to_float(b);
+            }
+          };
+      to_float(twin.network.layers);
       Runner a = make(r), b = make(twin);
       for (int w = 0; w < 2; ++w) {  // warm up: allocations, oneDNN primitives
         a.step(x, y);

@@ -77,6 +77,9 @@ struct NetworkOptions {
   // Non-empty: the network is these layers (blocks, hidden, dropout, pool_before_batchnorm,
   // shortcuts and activation are then unused).
   std::vector<LayerSpec> layers;
+  // Scales the channels of every conv and the units of every dense layer of `layers` (rounded, at
+  // least 1; not depthwise multipliers, not `classes`), for smaller or wider variants of a network.
+  double width_multiplier = 1.0;
 };
 
 // Bi-Real Net's block: body(x) + shortcut(x), the shortcut being the identity or a projection.

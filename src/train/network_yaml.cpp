@@ -135,6 +135,19 @@ class Reader {
       if (!(l.rate >= 0 && l.rate < 1)) fail(node, where, "dropout: the rate must be in [0, 1)");
     } else if (l.type == "concat" && has_main) {
       branches(main, where, l);
+    } else if (l.type == "residual" && has_main) {
+      // `residual: {body: [...], shortcut: [...]}`, the same as the keys beside `residual:`.
+      if (!main.IsMap()) fail(main, where, "residual: expected {body: [...], shortcut: [...]}");
+      for (const auto& kv : main) {
+        const std::string key = kv.first.as<std::string>();
+        if (key == "body") {
+          l.body = list(kv.second, where + ".body");
+        } else if (key == "shortcut") {
+          l.shortcut = list(kv.second, where + ".shortcut");
+        } else {
+          fail(kv.first, where, "unknown key '" + key + "' for residual (it takes body, shortcut)");
+        }
+      }
     } else if (has_main) {
       fail(node, where, l.type + " takes no value");
     }
@@ -173,6 +186,7 @@ class Reader {
       } else if (key == "bits") {
         l.bits = integer(v, where, key, 1);
       } else if (key == "body") {
+        if (!l.body.empty()) fail(v, where, "body given twice");
         l.body = list(v, where + ".body");
       } else if (key == "shortcut") {
         l.shortcut = v.IsNull() ? std::vector<nn::LayerSpec>{} : list(v, where + ".shortcut");

@@ -17,6 +17,9 @@
 
 namespace lowbit {
 namespace train {
+
+const std::map<std::string, std::string>& zoo_configs();  // generated from examples/zoo/*.yaml
+
 namespace {
 
 Recipe base(const std::string& name) {
@@ -62,6 +65,14 @@ const std::map<std::string, std::function<Recipe()>>& registry() {
     std::map<std::string, std::function<Recipe()>> m;
     for (const nn::QuantizationRecipe& q : nn::quantization_recipes()) {
       m.emplace(q.name, [q] { return from_quantization(q); });
+    }
+    // The model zoo: architectures of the field, each a config file of examples/zoo.
+    for (const auto& [name, text] : zoo_configs()) {
+      m.emplace(name, [name = name, text = text] {
+        Recipe r = base(name);
+        apply_config_text(r, text, "examples/zoo/" + name + ".yaml");
+        return r;
+      });
     }
     return m;
   }();
@@ -309,6 +320,8 @@ void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& pat
       if (!(r.ema_decay >= 0 && r.ema_decay < 1)) {
         throw std::invalid_argument(path + ": ema_decay must be in [0, 1)");
       }
+    } else if (key == "width_multiplier") {
+      n.width_multiplier = positive(read_value<double>(v, key, path));
     } else if (key == "layers") {
       n.layers = parse_layers(v, path);
     } else if (key == "recipe") {

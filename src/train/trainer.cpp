@@ -70,6 +70,7 @@ std::string recipe_to_yaml(const Recipe& r) {
   e << YAML::Key << "random_crop_padding" << YAML::Value << r.random_crop_padding;
   e << YAML::Key << "horizontal_flip" << YAML::Value << r.horizontal_flip;
   if (!r.network.layers.empty()) {
+    e << YAML::Key << "width_multiplier" << YAML::Value << r.network.width_multiplier;
     e << YAML::Key << "layers" << YAML::Value;
     emit_layers(e, r.network.layers);
   }

@@ -179,3 +179,23 @@ TEST(NetworkLayers, ErrorsNameTheLayerAndTheFile) {
 }
 
 }  // namespace
+
+namespace {
+TEST(NetworkLayers, WidthMultiplierScalesChannelsAndUnitsButNotClasses) {
+  const auto path = write_config("width", R"(
+width_multiplier: 0.5
+layers:
+  - conv: 10
+  - {depthwise_conv: 2}
+  - flatten
+  - dense: 7
+  - dense: classes
+)");
+  const auto r = lowbit::train::recipe_from("float", path.string());
+  auto net = lowbit::train::build_model(r, 4, 4, 3, 1);
+  EXPECT_EQ(net[0]->as<lowbit::nn::QuantConv2dImpl>()->weight.size(0), 5);
+  EXPECT_EQ(net[1]->as<lowbit::nn::QuantConv2dImpl>()->weight.size(0), 10);  // 5 x multiplier 2
+  EXPECT_EQ(net[3]->as<lowbit::nn::QuantLinearImpl>()->weight.size(0), 4);   // round(3.5)
+  EXPECT_EQ(net[4]->as<lowbit::nn::QuantLinearImpl>()->weight.size(0), 3);
+}
+}  // namespace

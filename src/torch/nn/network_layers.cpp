@@ -2,6 +2,7 @@
 // quantizers resolved per layer, blocks built recursively.
 #include <torch/torch.h>
 
+#include <cmath>
 #include <stdexcept>
 
 #include "lowbit/catalogue.h"
@@ -105,6 +106,11 @@ class Builder {
         q ? (l.kernel_constraint.empty() ? o_.kernel_constraint : l.kernel_constraint) : "none");
   }
 
+  int64_t scaled(int64_t units) const {
+    if (units < 1) return units;
+    return std::max<int64_t>(1, std::llround(static_cast<double>(units) * o_.width_multiplier));
+  }
+
   static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p) {
     return (in + 2 * p - k) / s + 1;
   }
@@ -129,7 +135,7 @@ class Builder {
     if (t == "conv" || t == "depthwise_conv") {
       need_image(l, s);
       const bool depthwise = t == "depthwise_conv";
-      const int64_t out = depthwise ? s.c * std::max<int64_t>(l.units, 1) : l.units;
+      const int64_t out = depthwise ? s.c * std::max<int64_t>(l.units, 1) : scaled(l.units);
       if (out < 1) fail(l, "needs a positive number of filters");
       const int64_t stride = l.stride < 0 ? 1 : l.stride;
       const int64_t pad = l.padding < 0 ? l.kernel / 2 : l.padding;
@@ -142,7 +148,7 @@ class Builder {
       seq->push_back(QuantConv2d(opts));
     } else if (t == "dense") {
       if (!s.flat) fail(l, "needs features; its input is " + s.str() + ": put a flatten before it");
-      const int64_t out = l.units == kClasses ? o_.num_classes : l.units;
+      const int64_t out = l.units == kClasses ? o_.num_classes : scaled(l.units);
       if (out < 1) fail(l, "needs a positive number of units");
       QuantLinearOptions opts(s.c, out);
       opts.bias(l.bias);
