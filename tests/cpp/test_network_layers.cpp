@@ -199,3 +199,22 @@ layers:
   EXPECT_EQ(net[4]->as<lowbit::nn::QuantLinearImpl>()->weight.size(0), 3);
 }
 }  // namespace
+
+namespace {
+TEST(NetworkLayers, TheFirstAndLastQuantizableLayersFollowTheRecipesRule) {
+  const auto path =
+      write_config("mlp", "layers: [flatten, {dense: 8}, {dense: 8}, {dense: classes}]\n");
+  auto r = lowbit::train::recipe_from("bnn", path.string());  // first and last stay float
+  auto net = lowbit::train::build_model(r, 4, 4, 3, 1);
+  const auto precision = [&](size_t i) {
+    return net[i]->as<lowbit::nn::QuantLinearImpl>()->kernel_precision();
+  };
+  EXPECT_EQ(precision(1), 32);
+  EXPECT_EQ(precision(2), 1);
+  EXPECT_EQ(precision(3), 32);
+  r.network.quantize_first_convolution = r.network.quantize_last_convolution = true;
+  net = lowbit::train::build_model(r, 4, 4, 3, 1);
+  EXPECT_EQ(precision(1), 1);
+  EXPECT_EQ(precision(3), 1);
+}
+}  // namespace

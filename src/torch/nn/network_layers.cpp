@@ -74,7 +74,7 @@ class Builder {
     if (l.quantized >= 0) return l.quantized == 1;
     // A layer that names its quantizers or bits is quantized, first and last ones too.
     if (!l.input_quantizer.empty() || !l.kernel_quantizer.empty() || l.bits > 0) return true;
-    if (&l == first_ && l.type != "dense") return o_.quantize_first_convolution;
+    if (&l == first_) return o_.quantize_first_convolution;
     if (&l == last_) return o_.quantize_last_convolution;
     return true;
   }
