@@ -1,17 +1,14 @@
 // Reads CIFAR-10 and CIFAR-100 in their binary form (https://www.cs.toronto.edu/~kriz/cifar.html):
 // records of label byte(s) then a 32x32 image as 1024 red, 1024 green and 1024 blue bytes.
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <fstream>
-#include <memory>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
 
 #include "formats.h"
+#include "lowbit/io/file.h"
 
 namespace lowbit {
 namespace data {
@@ -22,25 +19,9 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kSide = 32, kChannels = 3, kImageBytes = kSide * kSide * kChannels;
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
-
 bool is_file(const fs::path& p) {
   std::error_code ec;
   return fs::is_regular_file(p, ec);
-}
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
-  if (!f) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
-  std::vector<uint8_t> bytes;
-  uint8_t buffer[1 << 16];
-  while (const size_t k = std::fread(buffer, 1, sizeof buffer, f.get())) {
-    bytes.insert(bytes.end(), buffer, buffer + k);
-  }
-  if (std::ferror(f.get())) fail(path, std::string("cannot read (") + std::strerror(errno) + ")");
-  return bytes;
 }
 
 // Appends the records of one file to split: label bytes (the last one is the class), then pixels.
@@ -49,8 +30,10 @@ void read_batch(const std::string& path, bool cifar100, Split& split) {
   const int64_t record = label_bytes + kImageBytes;
   const int64_t classes = cifar100 ? 100 : 10;
   const char* kind = cifar100 ? "CIFAR-100" : "CIFAR-10";
-  const std::vector<uint8_t> bytes = read_bytes(path);
-  const auto size = static_cast<int64_t>(bytes.size());
+  // At most 2 GiB: a CIFAR batch is 30 MB.
+  const std::string text = io::read_file(path, int64_t{1} << 31);
+  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
+  const auto size = static_cast<int64_t>(text.size());
   if (size == 0) fail(path, std::string("empty file (expected ") + kind + " records)");
   if (size % record != 0) {
     fail(path, std::to_string(size) + " bytes is not a whole number of " + kind + " records of " +
@@ -62,7 +45,7 @@ void read_batch(const std::string& path, bool cifar100, Split& split) {
   Images& im = split.images;
   im.pixels.reserve(im.pixels.size() + static_cast<size_t>(n * kImageBytes));
   for (int64_t i = 0; i < n; ++i) {
-    const uint8_t* r = bytes.data() + i * record;
+    const uint8_t* r = bytes + i * record;
     if (cifar100 && r[0] >= 20) {
       fail(path, "record " + std::to_string(i) + ": coarse label " + std::to_string(r[0]) +
                      " is not below 20: not a CIFAR-100 file");

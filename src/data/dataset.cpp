@@ -14,10 +14,7 @@ namespace data {
 namespace {
 
 namespace fs = std::filesystem;
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
+using detail::fail;
 
 struct Format {
   const char* name;

@@ -26,10 +26,6 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kMaxClasses = 256;  // labels are bytes
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
-}
-
 bool is_image_file(const fs::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 
 #include "lowbit/data/dataset.h"
@@ -9,6 +10,11 @@
 namespace lowbit {
 namespace data {
 namespace detail {
+
+// The error of every reader: "PATH: WHAT".
+[[noreturn]] inline void fail(const std::string& path, const std::string& what) {
+  throw std::runtime_error(path + ": " + what);
+}
 
 // CIFAR-10 (cifar100 false: data_batch_N.bin, test_batch.bin; 1 label byte per record) or
 // CIFAR-100 (train.bin, test.bin; coarse and fine label bytes, the fine one used).

@@ -19,6 +19,14 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+void check_channels(const Standardisation& s, const data::Images& images) {
+  if (static_cast<int64_t>(s.mean.size()) != images.channels) {
+    throw std::invalid_argument("standardisation of " + std::to_string(s.mean.size()) +
+                                " channels for " + std::to_string(images.channels) +
+                                "-channel images");
+  }
+}
+
 }  // namespace
 
 std::vector<float> Standardisation::table() const {
@@ -98,11 +106,7 @@ at::Tensor standardised_images(const data::Images& images, const Standardisation
   if (images.count == 0) {  // a split not read (evaluation reads only the test split)
     return torch::empty({0, static_cast<int64_t>(s.mean.size()), images.rows, images.cols});
   }
-  if (static_cast<int64_t>(s.mean.size()) != images.channels) {
-    throw std::invalid_argument("standardisation of " + std::to_string(s.mean.size()) +
-                                " channels for " + std::to_string(images.channels) +
-                                "-channel images");
-  }
+  check_channels(s, images);
   at::Tensor out =
       torch::empty({images.count, images.channels, images.rows, images.cols}, torch::kFloat);
   std::vector<int64_t> all(static_cast<size_t>(images.count));
@@ -129,11 +133,7 @@ BatchLoader::BatchLoader(const data::Split& split, const Standardisation& standa
       seed_(seed),
       prefetch_(std::max(prefetch, 1)) {
   if (batch_size_ < 1) throw std::invalid_argument("batch size must be at least 1");
-  if (static_cast<int64_t>(standardisation.mean.size()) != split.images.channels) {
-    throw std::invalid_argument("standardisation of " +
-                                std::to_string(standardisation.mean.size()) + " channels for " +
-                                std::to_string(split.images.channels) + "-channel images");
-  }
+  check_channels(standardisation, split.images);
   const auto n = static_cast<int64_t>(order_.size());
   batches_ = n / batch_size_;
   if (n % batch_size_ >= std::max<int64_t>(min_batch, 1)) ++batches_;

@@ -97,7 +97,6 @@ layers:
   EXPECT_EQ(net->forward(x).sizes(), (std::vector<int64_t>{2, 5}));
   const auto layers = lowbit::nn::quant_layers(*net);
   ASSERT_EQ(layers.size(), 5u);
-  const std::string all = printed(*net);
   // The first conv has no quantizers; the depthwise conv takes the network's, at 4 bits.
   auto* first = net[0]->as<lowbit::nn::QuantConv2dImpl>();
   ASSERT_NE(first, nullptr);
