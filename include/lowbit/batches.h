@@ -50,18 +50,28 @@ at::Tensor standardised_images(const data::Images& images, const Standardisation
 at::Tensor label_tensor(const data::Labels& labels);
 
 struct Batch {
-  at::Tensor images;  // [n, channels, rows, cols] float32
-  at::Tensor labels;  // [n] int64
+  at::Tensor images;         // [n, channels, rows, cols] float32
+  at::Tensor labels;         // [n] int64
+  int64_t global_count = 0;  // the samples of the whole batch, of which this is a shard's part
+};
+
+// The part of every batch one process of a data-parallel run takes: rank r of w takes samples
+// [g * r / w, g * (r + 1) / w) of a batch of g.
+struct Shard {
+  int rank = 0, world = 1;
 };
 
 // The batches of one epoch in `order`, assembled by `workers` threads up to `prefetch` batches
 // ahead of the consumer; batches come out in order and are identical for any number of workers.
-// A batch of fewer than `min_batch` samples (the last one) is dropped.
+// A batch of fewer than `min_batch` samples (the last one) is dropped. With a shard, the batches
+// are this rank's parts of the batches of `order` (augmented as in one process: by position in
+// order).
 class BatchLoader {
  public:
   BatchLoader(const data::Split& split, const Standardisation& standardisation,
               const Augmentation& augmentation, std::vector<int64_t> order, int64_t batch_size,
-              uint64_t seed, int workers, int prefetch = 4, int64_t min_batch = 2);
+              uint64_t seed, int workers, int prefetch = 4, int64_t min_batch = 2,
+              Shard shard = {});
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -83,6 +93,7 @@ class BatchLoader {
   int64_t batch_size_, batches_;
   uint64_t seed_;
   int prefetch_;
+  Shard shard_;
   std::mutex mutex_;
   std::condition_variable ready_, space_;
   std::deque<std::pair<int64_t, Batch>> done_;  // assembled, not yet taken

@@ -11,6 +11,7 @@
 
 #include "lowbit/batches.h"
 #include "lowbit/data/dataset.h"
+#include "lowbit/distributed.h"
 #include "lowbit/network.h"
 
 namespace lowbit {
@@ -95,10 +96,19 @@ struct TrainOptions {
   double val_split = 0;
   // Image folders are resized to height x width; 0: the first training image's size.
   int64_t image_height = 0, image_width = 0;
+  // A data-parallel run (docs/training.md): this process's place (the command reads it from
+  // torchrun's variables), the c10d backend ("": nccl on CUDA devices where LibTorch has it, else
+  // gloo), and how long a rank waits for the others. `batch_size` is the batch of all ranks
+  // together: each takes its part of every batch, gradients are summed over the ranks, and only
+  // rank 0 writes OUT.
+  DistributedEnvironment distributed;
+  std::string distributed_backend;
+  double distributed_timeout_seconds = 1800;
 };
 
-// The threads `requested` means (0: every core), set as LibTorch's intra-op threads; returned.
-int set_threads(int requested);
+// The threads `requested` means (0: every core, shared by the `processes` of a data-parallel run
+// on this machine), set as LibTorch's intra-op threads; returned.
+int set_threads(int requested, int processes = 1);
 
 // Keeps the memory glibc's malloc frees for reuse instead of returning it to the kernel at once: a
 // training step allocates and frees the same large buffers again and again, and fresh pages cost

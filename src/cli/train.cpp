@@ -23,7 +23,8 @@ std::string recipes_help() { return "recipe: " + recipe_list(); }
 Command add_train(CLI::App& app) {
   struct Args {
     std::string model, data = kDefaultData, out, config, device = "cpu";
-    std::string image_size;
+    std::string image_size, dist_backend;
+    double dist_timeout = 1800;
     int64_t epochs = -1, num_classes = 0;
     int threads = 0;
     double val_split = 0;
@@ -61,6 +62,14 @@ Command add_train(CLI::App& app) {
                 "training image's size)");
   c->add_option("--device", a->device, "cpu, cuda or cuda:N (needs a LibTorch with CUDA)")
       ->capture_default_str();
+  c->add_option(
+      "--dist-backend", a->dist_backend,
+      "data-parallel runs (started by torchrun: RANK, WORLD_SIZE, MASTER_ADDR, ...): gloo "
+      "or nccl (default: nccl on CUDA devices where LibTorch has it, else gloo)");
+  c->add_option("--dist-timeout", a->dist_timeout,
+                "data-parallel runs: seconds a rank waits for the others")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
   paths_not_empty(c);
   return {c, [a] {
             train::TrainOptions o;
@@ -81,13 +90,20 @@ Command add_train(CLI::App& app) {
               o.image_height = h;
               o.image_width = w;
             }
+            o.distributed = train::distributed_environment();
+            o.distributed_backend = a->dist_backend;
+            o.distributed_timeout_seconds = a->dist_timeout;
             const train::Recipe r = train::recipe_from(a->model, a->config);
             const auto result = train::train(r, o);
+            if (o.distributed.rank != 0) return;  // rank 0 speaks for the run
             std::printf(
                 "{\"model\": \"%s\", \"test_accuracy\": %.6f, \"epochs\": %lld, \"seconds\": %.1f, "
-                "\"out\": \"%s\"}\n",
+                "\"out\": \"%s\"%s}\n",
                 r.name.c_str(), result.test_accuracy, static_cast<long long>(result.epochs),
-                result.seconds, io::json_escaped(a->out).c_str());
+                result.seconds, io::json_escaped(a->out).c_str(),
+                o.distributed.distributed()
+                    ? (", \"world_size\": " + std::to_string(o.distributed.world_size)).c_str()
+                    : "");
             // The confusion matrix of the test split goes with the final metrics, for people.
             if (!a->no_progress) {
               std::fprintf(stderr, "%s",

@@ -124,15 +124,20 @@ at::Tensor label_tensor(const data::Labels& l) {
 BatchLoader::BatchLoader(const data::Split& split, const Standardisation& standardisation,
                          const Augmentation& augmentation, std::vector<int64_t> order,
                          int64_t batch_size, uint64_t seed, int workers, int prefetch,
-                         int64_t min_batch)
+                         int64_t min_batch, Shard shard)
     : split_(split),
       table_(standardisation.table()),
       augmentation_(augmentation),
       order_(std::move(order)),
       batch_size_(batch_size),
       seed_(seed),
-      prefetch_(std::max(prefetch, 1)) {
+      prefetch_(std::max(prefetch, 1)),
+      shard_(shard) {
   if (batch_size_ < 1) throw std::invalid_argument("batch size must be at least 1");
+  if (shard_.world < 1 || shard_.rank < 0 || shard_.rank >= shard_.world) {
+    throw std::invalid_argument("shard: rank " + std::to_string(shard_.rank) + " of " +
+                                std::to_string(shard_.world));
+  }
   check_channels(standardisation, split.images);
   const auto n = static_cast<int64_t>(order_.size());
   batches_ = n / batch_size_;
@@ -150,10 +155,14 @@ BatchLoader::~BatchLoader() {
 }
 
 Batch BatchLoader::assemble(int64_t b) const {
-  const int64_t first = b * batch_size_;
-  const int64_t n = std::min<int64_t>(batch_size_, static_cast<int64_t>(order_.size()) - first);
+  const int64_t global_first = b * batch_size_;
+  const int64_t global_n =
+      std::min<int64_t>(batch_size_, static_cast<int64_t>(order_.size()) - global_first);
+  const int64_t first = global_first + global_n * shard_.rank / shard_.world;
+  const int64_t n = global_first + global_n * (shard_.rank + 1) / shard_.world - first;
   const data::Images& im = split_.images;
   Batch batch;
+  batch.global_count = global_n;
   batch.images = torch::empty({n, im.channels, im.rows, im.cols}, torch::kFloat);
   batch.labels = torch::empty({n}, torch::kLong);
   const int64_t* idx = order_.data() + first;

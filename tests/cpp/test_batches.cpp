@@ -156,6 +156,50 @@ TEST(Batches, TheLoaderGivesTheSameBatchesWithAnyNumberOfWorkers) {
   EXPECT_TRUE(partial.next(b));
 }
 
+TEST(Batches, TheShardsOfABatchAreItsPartsInRankOrder) {
+  data::Split split;
+  split.images = images(37, 1, 5, 5);
+  for (int i = 0; i < 37; ++i) split.labels.labels.push_back(static_cast<uint8_t>(i % 7));
+  const Standardisation s = channel_statistics(split.images);
+  Augmentation aug;
+  aug.crop_padding = 2;
+  aug.horizontal_flip = true;
+  std::vector<int64_t> order(37);
+  for (int64_t i = 0; i < 37; ++i) order[i] = (i * 5) % 37;
+  const auto batches = [&](Shard shard, int64_t min_batch) {
+    BatchLoader loader(split, s, aug, order, 10, 7, 1, 4, min_batch, shard);
+    std::vector<Batch> out;
+    Batch b;
+    while (loader.next(b)) out.push_back(b);
+    return out;
+  };
+  const auto whole = batches({}, 2);
+  ASSERT_EQ(whole.size(), 4u);  // 3 x 10 + 7
+  for (int world : {2, 3}) {
+    std::vector<std::vector<Batch>> parts;
+    for (int r = 0; r < world; ++r) parts.push_back(batches({r, world}, 2));
+    for (size_t b = 0; b < whole.size(); ++b) {
+      const int64_t g = whole[b].labels.size(0);
+      std::vector<at::Tensor> images, labels;
+      for (int r = 0; r < world; ++r) {
+        ASSERT_EQ(parts[r].size(), whole.size());
+        const Batch& part = parts[r][b];
+        EXPECT_EQ(part.global_count, g);
+        // Rank r's share: [g r / w, g (r + 1) / w).
+        EXPECT_EQ(part.labels.size(0), g * (r + 1) / world - g * r / world);
+        images.push_back(part.images);
+        labels.push_back(part.labels);
+      }
+      // Augmented as in one process: each sample by its position in the epoch.
+      EXPECT_TRUE(torch::equal(torch::cat(images), whole[b].images)) << world << " " << b;
+      EXPECT_TRUE(torch::equal(torch::cat(labels), whole[b].labels));
+    }
+  }
+  // The last batch (7) is dropped for every rank alike when it is below min_batch.
+  EXPECT_EQ(batches({1, 2}, 8).size(), 3u);
+  EXPECT_THROW(batches({2, 2}, 2), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace train
 }  // namespace lowbit
