@@ -126,7 +126,14 @@ TORCH_MODULE(FoldedLayer);
 // weights are copied, so the prepared network starts where the float one was. Anything else (a
 // batch norm that does not follow a layer, a pool between a layer and its batch norm, shortcut
 // blocks, layers with quantizers) is an std::invalid_argument naming the module.
-torch::nn::Sequential prepare(const torch::nn::Sequential& model, const QatOptions& options);
+//
+// With keep_quantized_layers, layers that have quantizers (binary or low-bit QuantConv2d and
+// QuantLinear) are kept as they are, with the batch norm that follows them, and only the float
+// layers are folded and quantized: mixed precision, such as 8-bit first and last layers around
+// binary ones (the zoo's bnn-int8-io). A folded layer reading a kept layer's output gets an
+// ActivationQuant first, so that every folded layer has integer inputs.
+torch::nn::Sequential prepare(const torch::nn::Sequential& model, const QatOptions& options,
+                              bool keep_quantized_layers = false);
 
 // The integer parameters of every folded layer of a prepared network, for an integer engine.
 struct LayerIntegerParameters {

@@ -104,7 +104,8 @@ torch::nn::Sequential build_model(const Recipe& r, int64_t height, int64_t width
   q.quant_delay = r.quant_delay;
   q.freeze_bn_delay = r.freeze_bn_delay;
   q.ema_decay = r.ema_decay;
-  return qat::prepare(net, q);
+  // Layers the recipe quantizes itself (binary ones between 8-bit ends) stay as they are.
+  return qat::prepare(net, q, /*keep_quantized_layers=*/true);
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {

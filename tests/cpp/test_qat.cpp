@@ -264,6 +264,50 @@ TEST(Prepare, FoldsEveryBatchNormAndQuantizesAfterEachActivation) {
   EXPECT_TRUE(torch::allclose(y, y_ref, 1e-4, 1e-5)) << (y - y_ref).abs().max();
 }
 
+TEST(Prepare, KeepsQuantizedLayersAndFoldsOnlyTheFloatOnesWhenAsked) {
+  torch::manual_seed(5);
+  // bnn-int8-io's shape: a float first convolution, binary layers (pool before their batch norm),
+  // a float classifier.
+  auto mixed = float_network();
+  mixed.input_quantizer = "ste_sign";
+  mixed.kernel_quantizer = "ste_sign";
+  mixed.blocks = {4, 8, 0};  // conv, batch norm; conv, pool, batch norm
+  mixed.pool_before_batchnorm = true;
+  mixed.activation = "none";
+  mixed.dropout = 0;
+  mixed.quantize_first_convolution = false;
+  mixed.quantize_last_convolution = false;
+  auto net = lowbit::nn::build_network(mixed);
+  EXPECT_THROW(lowbit::qat::prepare(net, options(Scheme::kPow2)), std::invalid_argument);
+  auto q = lowbit::qat::prepare(net, options(Scheme::kPow2), /*keep_quantized_layers=*/true);
+  std::vector<std::string> names;
+  for (const auto& m : q->children()) names.push_back(m->name());
+  const std::vector<std::string> expected = {
+      "lowbit::qat::ActivationQuantImpl", "lowbit::qat::FoldedLayerImpl",  // 8-bit first layer
+      "lowbit::qat::ActivationQuantImpl", "lowbit::nn::QuantConv2dImpl",   // binary
+      "torch::nn::MaxPool2dImpl",         "torch::nn::BatchNorm2dImpl",    // its batch norm, kept
+      "torch::nn::FlattenImpl",           "lowbit::nn::QuantLinearImpl",   // binary
+      "torch::nn::BatchNorm1dImpl",       "lowbit::qat::ActivationQuantImpl",   // the classifier's
+      "lowbit::qat::FoldedLayerImpl",     "lowbit::qat::ActivationQuantImpl"};  // input, 8-bit
+  EXPECT_EQ(names, expected);
+  // The kept layers are the network's own modules (their weights train on).
+  EXPECT_EQ(q->ptr(3).get(), net->ptr(2).get());
+  EXPECT_EQ(q->ptr(5).get(), net->ptr(4).get());
+  // Every folded layer reads 8-bit values: the classifier the quantizer inserted before it.
+  q->train();
+  q->forward(torch::randn({8, 1, 12, 12}));
+  q->eval();
+  const auto layers = lowbit::qat::integer_parameters(q);
+  ASSERT_EQ(layers.size(), 2u);
+  EXPECT_EQ(layers[0].name, "1");
+  EXPECT_EQ(layers[1].name, "10");
+  EXPECT_EQ(layers[1].input.bits, 8);
+  const auto inserted = q->ptr(9)->as<lowbit::qat::ActivationQuantImpl>()->quantization();
+  EXPECT_EQ(layers[1].input.frac_bits, inserted.frac_bits);
+  EXPECT_EQ(layers[0].output.frac_bits,
+            q->ptr(2)->as<lowbit::qat::ActivationQuantImpl>()->quantization().frac_bits);
+}
+
 TEST(Prepare, TakesTorchsOwnLayersToo) {
   torch::manual_seed(6);
   torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3).padding(1)),

@@ -349,11 +349,17 @@ void FoldedLayerImpl::pretty_print(std::ostream& stream) const {
 // ---- prepare
 // -------------------------------------------------------------------------------------
 
-torch::nn::Sequential prepare(const torch::nn::Sequential& model, const QatOptions& o) {
+torch::nn::Sequential prepare(const torch::nn::Sequential& model, const QatOptions& o,
+                              bool keep_quantized_layers) {
   o.check();
   torch::NoGradGuard no_grad;
   torch::nn::Sequential out;
   if (o.quantize_input) out->push_back(ActivationQuant(o));
+  // Whether the values reaching module i are on an activation quantizer's grid (pools, flatten,
+  // dropout and ReLU keep them there); a folded layer reading values off the grid (the output of a
+  // kept quantized layer's batch norm) gets an activation quantizer of its own first.
+  bool on_grid = o.quantize_input;
+  bool after_kept = false;  // since the last kept quantized layer, no folded one
   const size_t n = model->size();
   for (size_t i = 0; i < n; ++i) {
     const auto m = model->ptr(i);
@@ -361,10 +367,22 @@ torch::nn::Sequential prepare(const torch::nn::Sequential& model, const QatOptio
     FoldedLayerImpl::Geometry g;
     at::Tensor w, b;
     bool layer = true;
-    if (auto* c = m->as<nn::QuantConv2dImpl>()) {
-      if (!c->input_quantizer.is_empty() || !c->kernel_quantizer.is_empty()) {
+    const auto* qc = m->as<nn::QuantConv2dImpl>();
+    const auto* ql = m->as<nn::QuantLinearImpl>();
+    const bool quantized =
+        (qc != nullptr && (!qc->input_quantizer.is_empty() || !qc->kernel_quantizer.is_empty())) ||
+        (ql != nullptr && (!ql->input_quantizer.is_empty() || !ql->kernel_quantizer.is_empty()));
+    if (quantized) {
+      if (!keep_quantized_layers) {
         throw std::invalid_argument(where + ": has quantizers; prepare takes a float network");
       }
+      // Kept as it is (the same module: its weights train on), and so is its batch norm.
+      out->push_back(*(model->begin() + static_cast<std::ptrdiff_t>(i)));
+      on_grid = false;
+      after_kept = true;
+      continue;
+    }
+    if (auto* c = m->as<nn::QuantConv2dImpl>()) {
       const auto p = pair(c->options.padding());
       if (c->options.pad_values() != 0 && (p[0] != 0 || p[1] != 0)) {
         throw std::invalid_argument(where + ": pad_values must be 0");
@@ -387,9 +405,6 @@ torch::nn::Sequential prepare(const torch::nn::Sequential& model, const QatOptio
       w = c->weight;
       b = c->bias;
     } else if (auto* l = m->as<nn::QuantLinearImpl>()) {
-      if (!l->input_quantizer.is_empty() || !l->kernel_quantizer.is_empty()) {
-        throw std::invalid_argument(where + ": has quantizers; prepare takes a float network");
-      }
       g.conv = false;
       w = l->weight;
       b = l->bias;
@@ -431,12 +446,18 @@ torch::nn::Sequential prepare(const torch::nn::Sequential& model, const QatOptio
           ++i;
         }
       }
+      if (!on_grid) out->push_back(ActivationQuant(o));
       out->push_back(FoldedLayer(o, g, w, b, gw, gb, mean, var, eps, momentum));
       if (i + 1 < n && model->ptr(i + 1)->as<torch::nn::ReLUImpl>()) {
         out->push_back(torch::nn::ReLU());
         ++i;
       }
       out->push_back(ActivationQuant(o));
+      on_grid = true;
+      after_kept = false;
+    } else if (after_kept &&
+               (m->as<torch::nn::BatchNorm2dImpl>() || m->as<torch::nn::BatchNorm1dImpl>())) {
+      out->push_back(*(model->begin() + static_cast<std::ptrdiff_t>(i)));  // a kept layer's
     } else if (m->as<torch::nn::BatchNorm2dImpl>() || m->as<torch::nn::BatchNorm1dImpl>()) {
       throw std::invalid_argument(
           where +
@@ -495,6 +516,10 @@ std::vector<LayerIntegerParameters> integer_parameters(torch::nn::Sequential& pr
       waiting = static_cast<int64_t>(layers.size()) - 1;
     } else if (m->as<torch::nn::ReLUImpl>() && waiting >= 0) {
       layers[waiting].relu = true;
+    } else if (m->as<nn::QuantConv2dImpl>() || m->as<nn::QuantLinearImpl>() ||
+               m->as<torch::nn::BatchNorm2dImpl>() || m->as<torch::nn::BatchNorm1dImpl>()) {
+      current = {};  // a kept quantized layer (or its batch norm): float values again
+      waiting = -1;
     }
   }
   return layers;
