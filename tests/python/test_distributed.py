@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 
 import pytest
 import torch
@@ -182,3 +183,21 @@ def test_bad_variables_are_errors_naming_them(work, env, message):
     r = subprocess.run(train_args(config, data, w / "env"), capture_output=True, text=True,
                        env=clean_env(**env), timeout=60)
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_a_rank_that_dies_while_training_ends_the_others(work):
+    w, data, config, _ = work
+    port = free_port()
+    env = lambda r: clean_env(RANK=r, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    args = train_args(config, data, w / "killed", "--epochs", 1000, "--dist-timeout", 30)
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(r))
+             for r in range(2)]
+    # Once rank 0 has written an epoch, both are training: kill rank 1.
+    deadline = time.time() + 120
+    while not (w / "killed" / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    procs[1].kill()
+    _, err = procs[0].communicate(timeout=60)
+    procs[1].communicate()
+    assert procs[0].returncode == 2, err
+    assert "rank 0 of 2: all-reduce failed" in err or "broadcast failed" in err, err
