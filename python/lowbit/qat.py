@@ -353,21 +353,37 @@ def _float_layer(m, where):
     return isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
 
 
-def prepare(model, options=None, **kwargs):
+def _has_quantizers(m):
+    return isinstance(m, _lnn.QuantLayer) and (m.input_quantizer is not None
+                                                or m.kernel_quantizer is not None)
+
+
+def prepare(model, options=None, keep_quantized_layers=False, **kwargs):
     """A new ``nn.Sequential`` prepared for quantization-aware training (see lowbit::qat::prepare):
     Conv2d/Linear + following BatchNorm fold into a FoldedLayer, an ActivationQuant follows each
     (after its ReLU), one quantizes the input; ReLU, MaxPool2d, Flatten, Dropout pass through.
-    ``options`` is a QatOptions, or give its fields as keyword arguments."""
+    With ``keep_quantized_layers``, layers that have quantizers stay as they are (the same modules)
+    with their batch norms, and a folded layer reading one's output gets an ActivationQuant first
+    (mixed precision, as the zoo's bnn-int8-io). ``options`` is a QatOptions, or give its fields as
+    keyword arguments."""
     if not isinstance(model, torch.nn.Sequential):
         raise TypeError("qat.prepare: the model must be a torch.nn.Sequential")
     o = replace(options or QatOptions(), **kwargs).check()
     mods = list(model)
     out = [ActivationQuant(o)] if o.quantize_input else []
+    on_grid, after_kept = o.quantize_input, False
     i = 0
     while i < len(mods):
         m = mods[i]
         where = f"qat.prepare: module {i} ({type(m).__name__})"
-        if _float_layer(m, where):
+        if keep_quantized_layers and _has_quantizers(m):
+            out.append(m)
+            on_grid, after_kept = False, True
+        elif after_kept and isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            out.append(m)
+        elif _float_layer(m, where):
+            if not on_grid:
+                out.append(ActivationQuant(o))
             conv = isinstance(m, torch.nn.Conv2d)
             bn = None
             if i + 1 < len(mods) and isinstance(mods[i + 1], (torch.nn.BatchNorm1d,
@@ -384,6 +400,7 @@ def prepare(model, options=None, **kwargs):
                 out.append(torch.nn.ReLU())
                 i += 1
             out.append(ActivationQuant(o))
+            on_grid, after_kept = True, False
         elif isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             raise ValueError(f"{where}: a batch norm that does not follow a Conv2d or Linear "
                              "cannot be folded")

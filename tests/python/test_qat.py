@@ -172,6 +172,37 @@ def test_prepare_reports_what_it_cannot_fold():
         qat.prepare(torch.nn.Linear(2, 2))
 
 
+def test_prepare_keeps_quantized_layers_when_asked():
+    torch.manual_seed(3)
+    binary = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign")
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4),
+        qnn.QuantConv2d(4, 8, 3, padding=1, bias=False, **binary), torch.nn.MaxPool2d(2),
+        torch.nn.BatchNorm2d(8), torch.nn.Flatten(),
+        qnn.QuantLinear(8 * 6 * 6, 16, bias=False, **binary), torch.nn.BatchNorm1d(16),
+        torch.nn.Linear(16, 3))
+    with pytest.raises(ValueError, match="has quantizers"):
+        qat.prepare(net)
+    q = qat.prepare(net, keep_quantized_layers=True)
+    kinds = [type(m).__name__ for m in q]
+    assert kinds == ["ActivationQuant", "FoldedLayer", "ActivationQuant", "QuantConv2d", "MaxPool2d",
+                     "BatchNorm2d", "Flatten", "QuantLinear", "BatchNorm1d", "ActivationQuant",
+                     "FoldedLayer", "ActivationQuant"]
+    assert q[3] is net[2] and q[5] is net[4] and q[7] is net[6] and q[8] is net[7]
+    # Trained a few steps, in eval it is: 8-bit first layer, sign, binary layers with their batch
+    # norms, the 8-bit quantized batch norm output into the 8-bit classifier.
+    q.train()
+    for _ in range(3):
+        q(torch.randn(8, 1, 12, 12))
+    q.eval()
+    x = torch.randn(5, 1, 12, 12)
+    with torch.no_grad():
+        h = q[2](q[1](q[0](x)))
+        h = net[7](net[6](net[5](net[4](net[3](net[2](h))))))
+        expected = q[11](q[10](q[9](h)))
+        torch.testing.assert_close(q(x), expected, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("scheme", ["pow2", "affine"])
 def test_integer_parameters_chain_layer_to_layer(scheme):
     q = qat.prepare(float_net(), scheme=scheme)
