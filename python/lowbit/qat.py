@@ -449,4 +449,6 @@ def integer_parameters(prepared):
             waiting = p
         elif isinstance(m, torch.nn.ReLU) and waiting is not None:
             waiting.relu = True
+        elif isinstance(m, (_lnn.QuantLayer, torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            current, waiting = TensorQuantization(), None  # a kept layer: float values again
     return layers
