@@ -185,9 +185,12 @@ ProcessGroup::ProcessGroup(const DistributedEnvironment& env, const std::string&
 ProcessGroup::~ProcessGroup() = default;
 
 void ProcessGroup::all_reduce_sum(at::Tensor& tensor) {
-  std::vector<at::Tensor> t{tensor};
+  // gloo reduces host memory (Debian's gloo has no CUDA): a CUDA tensor goes through a host copy.
+  const bool via_host = backend_ == "gloo" && !tensor.is_cpu();
+  std::vector<at::Tensor> t{via_host ? tensor.cpu() : tensor};
   try {
     impl_->all_reduce(t);
+    if (via_host) tensor.copy_(t[0]);
   } catch (const std::exception& e) {
     throw std::runtime_error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) +
                              ": all-reduce failed (a rank stopped or timed out): " + message(e));
@@ -195,9 +198,11 @@ void ProcessGroup::all_reduce_sum(at::Tensor& tensor) {
 }
 
 void ProcessGroup::broadcast(at::Tensor& tensor, int root) {
-  std::vector<at::Tensor> t{tensor};
+  const bool via_host = backend_ == "gloo" && !tensor.is_cpu();
+  std::vector<at::Tensor> t{via_host ? tensor.cpu() : tensor};
   try {
     impl_->broadcast(t, root);
+    if (via_host) tensor.copy_(t[0]);
   } catch (const std::exception& e) {
     throw std::runtime_error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) +
                              ": broadcast failed (a rank stopped or timed out): " + message(e));
