@@ -33,7 +33,8 @@ struct DistributedEnvironment {
 
 // Reads RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT through
 // `lookup` (getenv by default). RANK and WORLD_SIZE go together; with WORLD_SIZE > 1, MASTER_ADDR
-// and MASTER_PORT are required; LOCAL_RANK defaults to RANK and LOCAL_WORLD_SIZE to 1; torchrun's
+// and MASTER_PORT are required; LOCAL_WORLD_SIZE defaults to 1 and LOCAL_RANK to RANK modulo
+// LOCAL_WORLD_SIZE when that is set (else 0); torchrun's
 // TORCHELASTIC_USE_AGENT_STORE and TORCHELASTIC_RESTART_COUNT are read too. A missing,
 // malformed or inconsistent variable is an std::invalid_argument naming it.
 DistributedEnvironment distributed_environment(
@@ -44,11 +45,13 @@ std::vector<std::string> distributed_backends();
 
 // The processes of a run, connected through a TCP store at MASTER_ADDR:MASTER_PORT (served by
 // rank 0). Every collective blocks until all ranks have called it, or fails (std::runtime_error)
-// after `timeout` or when a peer has gone.
+// after `timeout` or when a peer has gone (gloo; NCCL may wait for its watchdog). Tensors may live
+// anywhere: gloo reduces host copies of CUDA tensors, NCCL device copies of host tensors (on
+// `device`, the rank's GPU; nccl needs a CUDA device).
 class ProcessGroup {
  public:
   ProcessGroup(const DistributedEnvironment& environment, const std::string& backend,
-               std::chrono::milliseconds timeout);
+               std::chrono::milliseconds timeout, const c10::Device& device = c10::Device("cpu"));
   ~ProcessGroup();
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
@@ -64,12 +67,19 @@ class ProcessGroup {
   // True on every rank when `ok` is true on every rank: how ranks agree that each is ready, so that
   // one rank's error ends the others at once instead of at the timeout.
   bool all_agree(bool ok);
+  // all_agree(false) from a rank that is failing: errors of the collective itself (a peer gone)
+  // are ignored, so that the rank's own error is the one reported.
+  void fail_together() noexcept;
 
  private:
   struct Impl;
+  // The tensor a collective runs on: `t` itself, or a copy where the backend needs one.
+  at::Tensor staged(const at::Tensor& t) const;
+
   std::unique_ptr<Impl> impl_;
   int rank_ = 0, size_ = 1;
   std::string backend_;
+  c10::Device device_{c10::kCPU};
 };
 
 // Sums the gradients of `module`'s parameters over the ranks (one flat buffer per dtype and device,

@@ -371,7 +371,7 @@ def prepare(model, options=None, keep_quantized_layers=False, **kwargs):
     o = replace(options or QatOptions(), **kwargs).check()
     mods = list(model)
     out = [ActivationQuant(o)] if o.quantize_input else []
-    on_grid, after_kept = o.quantize_input, False
+    on_grid, after_kept = True, False  # on_grid: not fed by a kept layer (see the C++ prepare)
     i = 0
     while i < len(mods):
         m = mods[i]

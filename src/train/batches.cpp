@@ -136,7 +136,8 @@ BatchLoader::BatchLoader(const data::Split& split, const Standardisation& standa
   if (batch_size_ < 1) throw std::invalid_argument("batch size must be at least 1");
   if (shard_.world < 1 || shard_.rank < 0 || shard_.rank >= shard_.world) {
     throw std::invalid_argument("shard: rank " + std::to_string(shard_.rank) + " of " +
-                                std::to_string(shard_.world));
+                                std::to_string(shard_.world) +
+                                " (a rank in [0, world), world >= 1 expected)");
   }
   check_channels(standardisation, split.images);
   const auto n = static_cast<int64_t>(order_.size());

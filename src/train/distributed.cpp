@@ -129,14 +129,23 @@ struct ProcessGroup::Impl {
 };
 
 ProcessGroup::ProcessGroup(const DistributedEnvironment& env, const std::string& backend,
-                           std::chrono::milliseconds timeout)
-    : impl_(std::make_unique<Impl>()), rank_(env.rank), size_(env.world_size), backend_(backend) {
+                           std::chrono::milliseconds timeout, const c10::Device& device)
+    : impl_(std::make_unique<Impl>()),
+      rank_(env.rank),
+      size_(env.world_size),
+      backend_(backend),
+      device_(device) {
   const auto backends = distributed_backends();
   if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
     throw std::invalid_argument(
         "distributed backend '" + backend +
         "': " + (backend == "nccl" ? "this LibTorch was built without NCCL; " : "unknown; ") +
         "this build has " + c10::Join(", ", backends));
+  }
+  if (backend == "nccl" && !device.is_cuda()) {
+    throw std::invalid_argument(
+        "--dist-backend nccl: NCCL reduces GPU memory; train on --device "
+        "cuda, or use gloo on the CPU");
   }
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
   const bool serves = env.rank == 0 && !env.agent_store;
@@ -153,9 +162,14 @@ ProcessGroup::ProcessGroup(const DistributedEnvironment& env, const std::string&
           "/worker/attempt_" + std::to_string(env.restart_count), impl_->store);
     }
   } catch (const std::exception& e) {
-    throw std::runtime_error("MASTER_ADDR:MASTER_PORT " + where + ": rank " +
-                             std::to_string(env.rank) + " cannot " + (serves ? "serve" : "reach") +
-                             " the rendezvous store: " + message(e));
+    throw std::runtime_error(
+        "MASTER_ADDR:MASTER_PORT " + where + ": rank " + std::to_string(env.rank) + " of " +
+        std::to_string(env.world_size) +
+        (serves ? ": serving the rendezvous store failed (the port in use, or not every rank "
+                  "joined within --dist-timeout): "
+                : ": cannot reach the rendezvous store (rank 0 not started or not reachable "
+                  "within --dist-timeout): ") +
+        message(e));
   }
   try {
     if (backend == "gloo") {
@@ -184,13 +198,18 @@ ProcessGroup::ProcessGroup(const DistributedEnvironment& env, const std::string&
 
 ProcessGroup::~ProcessGroup() = default;
 
+at::Tensor ProcessGroup::staged(const at::Tensor& t) const {
+  // gloo reduces host memory (Debian's gloo has no CUDA); NCCL device memory.
+  if (backend_ == "gloo" && !t.is_cpu()) return t.cpu();
+  if (backend_ == "nccl" && t.device() != device_) return t.to(device_);
+  return t;
+}
+
 void ProcessGroup::all_reduce_sum(at::Tensor& tensor) {
-  // gloo reduces host memory (Debian's gloo has no CUDA): a CUDA tensor goes through a host copy.
-  const bool via_host = backend_ == "gloo" && !tensor.is_cpu();
-  std::vector<at::Tensor> t{via_host ? tensor.cpu() : tensor};
+  std::vector<at::Tensor> t{staged(tensor)};
   try {
     impl_->all_reduce(t);
-    if (via_host) tensor.copy_(t[0]);
+    if (!t[0].is_same(tensor)) tensor.copy_(t[0]);
   } catch (const std::exception& e) {
     throw std::runtime_error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) +
                              ": all-reduce failed (a rank stopped or timed out): " + message(e));
@@ -198,11 +217,10 @@ void ProcessGroup::all_reduce_sum(at::Tensor& tensor) {
 }
 
 void ProcessGroup::broadcast(at::Tensor& tensor, int root) {
-  const bool via_host = backend_ == "gloo" && !tensor.is_cpu();
-  std::vector<at::Tensor> t{via_host ? tensor.cpu() : tensor};
+  std::vector<at::Tensor> t{staged(tensor)};
   try {
     impl_->broadcast(t, root);
-    if (via_host) tensor.copy_(t[0]);
+    if (!t[0].is_same(tensor)) tensor.copy_(t[0]);
   } catch (const std::exception& e) {
     throw std::runtime_error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) +
                              ": broadcast failed (a rank stopped or timed out): " + message(e));
@@ -213,6 +231,14 @@ bool ProcessGroup::all_agree(bool ok) {
   at::Tensor failed = torch::full({1}, ok ? 0 : 1, torch::kInt);
   all_reduce_sum(failed);
   return failed.item<int>() == 0;
+}
+
+void ProcessGroup::fail_together() noexcept {
+  try {
+    all_agree(false);
+  } catch (...) {
+    // The peers are gone already; this rank's own error is the one to report.
+  }
 }
 
 namespace {

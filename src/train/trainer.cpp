@@ -295,6 +295,44 @@ void write_final_files(const fs::path& out, const Recipe& recipe, const TrainOpt
   }
 }
 
+// Every rank must train the same run (recipe, seed, epochs, data set, resumed epoch): they would
+// otherwise train on overlapping samples or call different collectives. Rank 0's description is
+// sent to all; a rank that differs fails naming what differs, and the others with it.
+void check_same_run(ProcessGroup& group, const TrainOptions& opts, const RunSetup& s) {
+  int64_t parameters = 0;
+  for (const auto& p : s.model->parameters()) parameters += p.numel();
+  const std::vector<std::pair<const char*, int64_t>> fields = {
+      {"recipe and config (a hash)",
+       static_cast<int64_t>(std::hash<std::string>()(s.recipe_text) >> 1)},
+      {"--seed", static_cast<int64_t>(opts.seed)},
+      {"--epochs", s.epochs},
+      {"the resumed epoch (checkpoint)", s.first_epoch},
+      {"training images", s.training.images.count},
+      {"held-out images", s.held_images.size(0)},
+      {"test images", s.test_images.size(0)},
+      {"classes", s.classes},
+      {"model parameters", parameters}};
+  at::Tensor mine = torch::empty({static_cast<int64_t>(fields.size())}, torch::kLong);
+  for (size_t i = 0; i < fields.size(); ++i) mine[static_cast<int64_t>(i)] = fields[i].second;
+  at::Tensor root = mine.clone();
+  group.broadcast(root, 0);
+  std::string differs;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const int64_t theirs = root[static_cast<int64_t>(i)].item<int64_t>();
+    if (theirs != fields[i].second && differs.empty()) {
+      differs = fields[i].first + std::string(": ") + std::to_string(fields[i].second) + " here, " +
+                std::to_string(theirs) + " on rank 0";
+    }
+  }
+  if (!group.all_agree(differs.empty())) {
+    throw std::runtime_error(
+        "rank " + std::to_string(group.rank()) + " of " + std::to_string(group.size()) +
+        (differs.empty() ? ": another rank's run differs from rank 0's (its error says how)"
+                         : ": its run differs from rank 0's: " + differs +
+                               " (every rank needs the same options, data set and --out)"));
+  }
+}
+
 TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch::Device& device,
                      ProcessGroup* group) {
   const auto start = Clock::now();
@@ -313,7 +351,7 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
                                   " processes needs at least 2 samples per process in a batch");
     }
   } catch (...) {
-    if (group != nullptr) group->all_agree(false);
+    if (group != nullptr) group->fail_together();
     throw;
   }
   if (group != nullptr) {
@@ -321,11 +359,21 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
       throw std::runtime_error("rank " + std::to_string(rank) + " of " + std::to_string(world) +
                                ": another rank failed to prepare the run (its error says why)");
     }
+    check_same_run(*group, opts, s);
     // The same starting point everywhere, whatever each rank's random state.
     broadcast_state(*group, *s.model, 0);
   }
   // Everything is checked and ready: only now does --overwrite remove the previous run.
-  if (opts.overwrite && writer) remove_run_files(out);
+  try {
+    if (opts.overwrite && writer) remove_run_files(out);
+  } catch (...) {
+    if (group != nullptr) group->fail_together();
+    throw;
+  }
+  if (group != nullptr && !group->all_agree(true)) {
+    throw std::runtime_error("rank " + std::to_string(rank) + " of " + std::to_string(world) +
+                             ": rank 0 cannot replace the run in --out (its error says why)");
+  }
   const std::string held_out = s.validating ? "val" : "test";
   torch::nn::Sequential& model = s.model;
   Optimizers& optimizers = s.optimizers;
@@ -341,6 +389,8 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
     const uint64_t epoch_seed = opts.seed * 1000003ULL + static_cast<uint64_t>(epoch) + 1;
     torch::manual_seed(epoch_seed);
     const at::Tensor permutation = torch::randperm(n, torch::kLong);
+    // Each rank's own dropout masks (its samples are others than the other ranks').
+    if (group != nullptr) torch::manual_seed(epoch_seed ^ (0x9E3779B97F4A7C15ULL * (rank + 1)));
     BatchLoader loader(
         s.training, s.standardisation, s.augmentation,
         std::vector<int64_t>(permutation.data_ptr<int64_t>(), permutation.data_ptr<int64_t>() + n),
@@ -371,6 +421,9 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
                           static_cast<double>(batch.global_count);
         loss.backward();
         all_reduce_gradients(*group, *model);
+        // Batch norm's running statistics and QAT's observers, averaged after every step: the
+        // ranks keep one model (the observers' ranges fold into the quantized weights).
+        average_buffers(*group, *model);
         batch_loss = loss.item<double>() * static_cast<double>(batch.global_count);
       }
       optimizers.step();
@@ -402,7 +455,6 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
       group->all_reduce_sum(sums);
       loss_sum = sums[0].item<double>();
       correct = static_cast<int64_t>(sums[1].item<double>());
-      average_buffers(*group, *model);
     }
     const Evaluation held = evaluate_run(group, model, s.held_images, s.held_labels, s.classes);
     std::map<std::string, double> row = {
@@ -452,31 +504,42 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
   const DistributedEnvironment& env = opts.distributed;
   // Processes on one machine share its cores, and each takes its own GPU (LOCAL_RANK).
   set_threads(opts.threads, env.local_world_size);
-  if (env.distributed() && device.is_cuda() && !device.has_index()) {
-    device = parse_device("cuda:" + std::to_string(env.local_rank));
-  }
+  const bool local_gpu = env.distributed() && device.is_cuda() && !device.has_index();
+  const auto rank_device = [&] {
+    try {
+      return parse_device("cuda:" + std::to_string(env.local_rank));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(
+          "LOCAL_RANK=" + std::to_string(env.local_rank) +
+          ": this rank's GPU (--device cuda takes cuda:LOCAL_RANK): " + e.what());
+    }
+  };
   std::unique_ptr<ProcessGroup> group;
   if (env.distributed()) {
     const std::string backend = !opts.distributed_backend.empty() ? opts.distributed_backend
                                 : device.is_cuda() && distributed_backends().size() > 1 ? "nccl"
                                                                                         : "gloo";
+    // NCCL needs the rank's GPU to form; gloo checks it with the other ranks (below), so that an
+    // error ends them at once.
+    if (local_gpu && backend == "nccl") device = rank_device();
     group = std::make_unique<ProcessGroup>(
         env, backend,
-        std::chrono::milliseconds(static_cast<int64_t>(opts.distributed_timeout_seconds * 1000)));
+        std::chrono::milliseconds(static_cast<int64_t>(opts.distributed_timeout_seconds * 1000)),
+        device);
   }
   // Rank 0 alone owns the output directory; the others read a resumed checkpoint from it.
   RunDirectory dir;
-  if (group == nullptr || group->rank() == 0) {
-    try {
-      dir = prepare_out_dir(opts.out_dir, opts);
-    } catch (...) {
-      if (group != nullptr) group->all_agree(false);
-      throw;
-    }
+  try {
+    if (local_gpu && !device.has_index()) device = rank_device();
+    if (group == nullptr || group->rank() == 0) dir = prepare_out_dir(opts.out_dir, opts);
+  } catch (...) {
+    if (group != nullptr) group->fail_together();
+    throw;
   }
   if (group != nullptr && !group->all_agree(true)) {
-    throw std::runtime_error("rank " + std::to_string(group->rank()) +
-                             ": rank 0 cannot use --out " + opts.out_dir + " (its error says why)");
+    throw std::runtime_error("rank " + std::to_string(group->rank()) + " of " +
+                             std::to_string(group->size()) +
+                             ": another rank failed to start (its error says why)");
   }
   try {
     return train_in(recipe, opts, device, group.get());

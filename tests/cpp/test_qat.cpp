@@ -290,6 +290,15 @@ TEST(Prepare, KeepsQuantizedLayersAndFoldsOnlyTheFloatOnesWhenAsked) {
       "torch::nn::BatchNorm1dImpl",       "lowbit::qat::ActivationQuantImpl",   // the classifier's
       "lowbit::qat::FoldedLayerImpl",     "lowbit::qat::ActivationQuantImpl"};  // input, 8-bit
   EXPECT_EQ(names, expected);
+  // Without quantize_input the input stays float: the same modules less the first quantizer.
+  auto no_input = options(Scheme::kPow2);
+  no_input.quantize_input = false;
+  auto plain = lowbit::qat::prepare(net, no_input, true);
+  std::vector<std::string> plain_names;
+  for (const auto& m : plain->children()) plain_names.push_back(m->name());
+  EXPECT_EQ(plain_names, std::vector<std::string>(expected.begin() + 1, expected.end()));
+  auto float_only = lowbit::qat::prepare(lowbit::nn::build_network(float_network()), no_input);
+  EXPECT_EQ(float_only->ptr(0)->name(), "lowbit::qat::FoldedLayerImpl");
   // The kept layers are the network's own modules (their weights train on).
   EXPECT_EQ(q->ptr(3).get(), net->ptr(2).get());
   EXPECT_EQ(q->ptr(5).get(), net->ptr(4).get());

@@ -58,11 +58,17 @@ def run_ranks(world, args_of_rank, timeout=300):
                                             LOCAL_WORLD_SIZE=world, MASTER_ADDR="127.0.0.1",
                                             MASTER_PORT=port))
              for r in range(world)]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=timeout)
-        results.append((p.returncode, out, err))
-    return results
+    try:
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            results.append((p.returncode, out, err))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
 
 
 def weights(run_dir):
@@ -100,13 +106,15 @@ def test_two_ranks_give_the_weights_of_one_process(work):
     assert_same_weights(one, w / "two")
     # The metrics are those of the whole batches and the whole test set.
     lines = lambda d: [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]
+    # (Within a sample: weights equal within rounding may still flip one borderline prediction.)
     for a, b in zip(lines(one), lines(w / "two")):
-        assert a["test_accuracy"] == b["test_accuracy"]
-        assert a["train_accuracy"] == b["train_accuracy"]
+        assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1.01 / 300)
+        assert a["train_accuracy"] == pytest.approx(b["train_accuracy"], abs=1.01 / 1000)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
     final = json.loads((w / "two" / "metrics.json").read_text())
     assert final["world_size"] == 2
-    assert final["confusion"] == json.loads((one / "metrics.json").read_text())["confusion"]
+    confusion = json.loads((one / "metrics.json").read_text())["confusion"]
+    assert sum(abs(x - y) for r1, r2 in zip(confusion, final["confusion"]) for x, y in zip(r1, r2)) <= 2
 
 
 def test_three_ranks_on_batches_that_do_not_divide(work):
@@ -196,8 +204,17 @@ def test_a_rank_that_dies_while_training_ends_the_others(work):
     deadline = time.time() + 120
     while not (w / "killed" / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.1)
+    assert (w / "killed" / "metrics.jsonl").exists(), "the ranks did not start training"
     procs[1].kill()
     _, err = procs[0].communicate(timeout=60)
     procs[1].communicate()
     assert procs[0].returncode == 2, err
     assert "rank 0 of 2: all-reduce failed" in err or "broadcast failed" in err, err
+
+
+def test_ranks_that_differ_are_an_error_naming_what_differs(work):
+    w, data, config, _ = work
+    results = run_ranks(2, lambda r: train_args(config, data, w / "differ", "--seed", r), timeout=120)
+    assert results[1][0] == 2 and "its run differs from rank 0's: --seed: 1 here, 0 on rank 0" in results[1][2]
+    assert results[0][0] == 2 and "another rank's run differs" in results[0][2]
+    assert not (w / "differ" / "checkpoint.pt").exists()

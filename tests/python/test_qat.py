@@ -201,6 +201,11 @@ def test_prepare_keeps_quantized_layers_when_asked():
         h = net[7](net[6](net[5](net[4](net[3](net[2](h))))))
         expected = q[11](q[10](q[9](h)))
         torch.testing.assert_close(q(x), expected, rtol=0, atol=0)
+    # Without quantize_input the network's input stays float; only the kept layer's output is
+    # quantized before a folded layer.
+    plain = [type(m).__name__ for m in qat.prepare(net, keep_quantized_layers=True, quantize_input=False)]
+    assert plain == kinds[1:]
+    assert [type(m).__name__ for m in qat.prepare(float_net(), quantize_input=False)][0] == "FoldedLayer"
     layers = qat.integer_parameters(q)
     assert [l.name for l in layers] == ["1", "10"]
     assert layers[1].input == q[9].quantization() and layers[0].output == q[2].quantization()

@@ -355,10 +355,11 @@ torch::nn::Sequential prepare(const torch::nn::Sequential& model, const QatOptio
   torch::NoGradGuard no_grad;
   torch::nn::Sequential out;
   if (o.quantize_input) out->push_back(ActivationQuant(o));
-  // Whether the values reaching module i are on an activation quantizer's grid (pools, flatten,
-  // dropout and ReLU keep them there); a folded layer reading values off the grid (the output of a
-  // kept quantized layer's batch norm) gets an activation quantizer of its own first.
-  bool on_grid = o.quantize_input;
+  // Whether the values reaching module i come from a kept quantized layer (its batch norm, pools,
+  // flatten, dropout, ReLU) rather than from the input or an activation quantizer: a folded layer
+  // reading them gets an activation quantizer of its own first. (The network's input is quantized
+  // only with quantize_input.)
+  bool on_grid = true;
   bool after_kept = false;  // since the last kept quantized layer, no folded one
   const size_t n = model->size();
   for (size_t i = 0; i < n; ++i) {
