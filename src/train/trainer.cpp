@@ -295,6 +295,24 @@ void write_final_files(const fs::path& out, const Recipe& recipe, const TrainOpt
   }
 }
 
+// Runs `step` on this rank, then the ranks of `group` (if any) agree that it succeeded everywhere:
+// a rank whose step throws tells the others and rethrows its own error; the others then fail with
+// "rank R of W: <others_failed> (its error says why)" at once instead of at a later collective.
+template <class Step>
+void on_every_rank(ProcessGroup* group, Step&& step, const char* others_failed) {
+  try {
+    step();
+  } catch (...) {
+    if (group != nullptr) group->fail_together();
+    throw;
+  }
+  if (group != nullptr && !group->all_agree(true)) {
+    throw std::runtime_error("rank " + std::to_string(group->rank()) + " of " +
+                             std::to_string(group->size()) + ": " + others_failed +
+                             " (its error says why)");
+  }
+}
+
 // Every rank must train the same run (recipe, seed, epochs, data set, resumed epoch): they would
 // otherwise train on overlapping samples or call different collectives. Rank 0's description is
 // sent to all; a rank that differs fails naming what differs, and the others with it.
@@ -342,38 +360,30 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
   const int rank = group != nullptr ? group->rank() : 0;
   const fs::path out(opts.out_dir);
   RunSetup s;
-  try {
-    s = prepare_run(
-        recipe, opts, device, writer ? warn : [](const std::string&) {});
-    if (group != nullptr && recipe.batch_size < 2 * world) {
-      throw std::invalid_argument("batch_size " + std::to_string(recipe.batch_size) +
-                                  ": a data-parallel run of " + std::to_string(world) +
-                                  " processes needs at least 2 samples per process in a batch");
-    }
-  } catch (...) {
-    if (group != nullptr) group->fail_together();
-    throw;
-  }
+  on_every_rank(
+      group,
+      [&] {
+        s = prepare_run(
+            recipe, opts, device, writer ? warn : [](const std::string&) {});
+        if (group != nullptr && recipe.batch_size < 2 * world) {
+          throw std::invalid_argument("batch_size " + std::to_string(recipe.batch_size) +
+                                      ": a data-parallel run of " + std::to_string(world) +
+                                      " processes needs at least 2 samples per process in a batch");
+        }
+      },
+      "another rank failed to prepare the run");
   if (group != nullptr) {
-    if (!group->all_agree(true)) {
-      throw std::runtime_error("rank " + std::to_string(rank) + " of " + std::to_string(world) +
-                               ": another rank failed to prepare the run (its error says why)");
-    }
     check_same_run(*group, opts, s);
     // The same starting point everywhere, whatever each rank's random state.
     broadcast_state(*group, *s.model, 0);
   }
   // Everything is checked and ready: only now does --overwrite remove the previous run.
-  try {
-    if (opts.overwrite && writer) remove_run_files(out);
-  } catch (...) {
-    if (group != nullptr) group->fail_together();
-    throw;
-  }
-  if (group != nullptr && !group->all_agree(true)) {
-    throw std::runtime_error("rank " + std::to_string(rank) + " of " + std::to_string(world) +
-                             ": rank 0 cannot replace the run in --out (its error says why)");
-  }
+  on_every_rank(
+      group,
+      [&] {
+        if (opts.overwrite && writer) remove_run_files(out);
+      },
+      "rank 0 cannot replace the run in --out");
   const std::string held_out = s.validating ? "val" : "test";
   torch::nn::Sequential& model = s.model;
   Optimizers& optimizers = s.optimizers;
@@ -529,18 +539,13 @@ TrainResult train(const Recipe& recipe, const TrainOptions& opts) {
   }
   // Rank 0 alone owns the output directory; the others read a resumed checkpoint from it.
   RunDirectory dir;
-  try {
-    if (local_gpu && !device.has_index()) device = rank_device();
-    if (group == nullptr || group->rank() == 0) dir = prepare_out_dir(opts.out_dir, opts);
-  } catch (...) {
-    if (group != nullptr) group->fail_together();
-    throw;
-  }
-  if (group != nullptr && !group->all_agree(true)) {
-    throw std::runtime_error("rank " + std::to_string(group->rank()) + " of " +
-                             std::to_string(group->size()) +
-                             ": another rank failed to start (its error says why)");
-  }
+  on_every_rank(
+      group.get(),
+      [&] {
+        if (local_gpu && !device.has_index()) device = rank_device();
+        if (group == nullptr || group->rank() == 0) dir = prepare_out_dir(opts.out_dir, opts);
+      },
+      "another rank failed to start");
   try {
     return train_in(recipe, opts, device, group.get());
   } catch (...) {
