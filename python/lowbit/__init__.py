@@ -17,4 +17,4 @@ from .convert import quantize, recipes  # noqa: F401  (float model -> quantized 
 from .summary import summary  # noqa: F401
 
 __all__ = ["library_path", "export_onnx", "quantize", "recipes", "summary"] + list(_ops_all)
-__version__ = "0.1.0"
+__version__ = _torch.ops.lowbit._version()  # the compiled library's (CMakeLists.txt's project())

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "lowbit/io/file.h"
+#include "lowbit/version.h"
 
 namespace lowbit {
 namespace cli {
@@ -91,6 +92,7 @@ int run_command(CLI::App& app, const std::vector<Command>& commands, int argc, c
   // An interrupted write leaves no temporary file behind.
   io::remove_temporaries_on_signals();
   const std::string name = app.get_name();
+  app.set_version_flag("--version", name + " " + LOWBIT_VERSION);
   app.require_subcommand(1);
   // A first argument that names no command gets a message that names them (CLI11 would say "A
   // subcommand is required").
