@@ -45,7 +45,13 @@ class BuildWithLibraries(build_py):
         cmake = shutil.which("cmake")
         if cmake is None:
             raise RuntimeError("setup.py: cmake not found (./scripts/setup installs it)")
-        if not (build_dir / "CMakeCache.txt").is_file():
+        cache = build_dir / "CMakeCache.txt"
+        if cache.is_file() and re.search(r"^LOWBIT_WITH_TORCH:BOOL=(OFF|0|FALSE|NO)$",
+                                         cache.read_text(), re.M | re.I):
+            raise RuntimeError(
+                f"setup.py: {build_dir} is configured with LOWBIT_WITH_TORCH=OFF (no operator "
+                "library); set LOWBIT_BUILD_DIR to another build directory")
+        if not cache.is_file():
             generator = ["-G", "Ninja"] if shutil.which("ninja") else []
             _run([cmake, "-S", ROOT, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
                   "-DLOWBIT_BUILD_TESTS=OFF", *generator])

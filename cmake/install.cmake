@@ -55,8 +55,10 @@ install(EXPORT lowbitTargets NAMESPACE lowbit:: DESTINATION ${LOWBIT_CMAKE_DIR})
 # Its own export file, read by the config only where Torch is found, so that engine-only
 # consumers need no LibTorch. The `lowbit` command and the exporter it links come with it.
 set(LOWBIT_PACKAGE_TORCH OFF)
+set(LOWBIT_TORCH_MAJOR_MINOR "")
 if(TARGET lowbit_torch)
   set(LOWBIT_PACKAGE_TORCH ON)
+  string(REGEX MATCH "^[0-9]+\\.[0-9]+" LOWBIT_TORCH_MAJOR_MINOR "${Torch_VERSION}")
   set_target_properties(lowbit_torch PROPERTIES EXPORT_NAME torch)
   install(TARGETS lowbit_torch EXPORT lowbitTorchTargets
           LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
@@ -85,6 +87,9 @@ install(FILES README.md CHANGELOG.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 if(TARGET lowbit_torch)
   install(TARGETS lowbit_torch lowbit_export LIBRARY DESTINATION lowbit COMPONENT python
           EXCLUDE_FROM_ALL)
+  # The exporter finds the operator library beside it, installed or in the Python package.
+  set_target_properties(lowbit_torch lowbit_export PROPERTIES
+                        INSTALL_RPATH "$ORIGIN;$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 endif()
 
 include(cmake/package.cmake)

@@ -34,8 +34,9 @@ static int read_field(FILE* f, long* value) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r'; /* one white space ends the header */
 }
 
-/* The image as planar floats; NULL with a message on error. */
-static float* read_image(const char* path, long* channels, long* height, long* width) {
+/* The image as planar floats, of the model's shape {channels, height, width}; NULL with a message
+ * on error (checked before any allocation). */
+static float* read_image(const char* path, const int64_t shape[3]) {
   FILE* f = fopen(path, "rb");
   if (!f) {
     fprintf(stderr, "classify: cannot open image %s: %s\n", path, strerror(errno));
@@ -49,15 +50,24 @@ static float* read_image(const char* path, long* channels, long* height, long* w
     fprintf(stderr, "classify: %s is not a binary PGM (P5) or PPM (P6) image\n", path);
     goto done;
   }
-  *channels = magic[1] == '5' ? 1 : 3;
-  if (!read_field(f, width) || !read_field(f, height) || !read_field(f, &maxval) || *width <= 0 ||
-      *height <= 0 || maxval != 255) {
+  const long channels = magic[1] == '5' ? 1 : 3;
+  long width = 0, height = 0;
+  if (!read_field(f, &width) || !read_field(f, &height) || !read_field(f, &maxval) || width <= 0 ||
+      height <= 0 || maxval != 255) {
     fprintf(stderr, "classify: %s: bad header (width, height, and a maximum value of 255 wanted)\n",
             path);
     goto done;
   }
-  const size_t pixels = (size_t)(*width) * (size_t)(*height);
-  const size_t count = pixels * (size_t)(*channels);
+  if (shape[0] != channels || shape[1] != height || shape[2] != width) {
+    fprintf(stderr,
+            "classify: %s is %ldx%ld with %ld channel(s); the model takes %lldx%lld with %lld\n",
+            path, width, height, channels, (long long)shape[2], (long long)shape[1],
+            (long long)shape[0]);
+    goto done;
+  }
+  /* The model's input size, which the engine has checked: no overflow below. */
+  const size_t pixels = (size_t)width * (size_t)height;
+  const size_t count = pixels * (size_t)channels;
   bytes = malloc(count);
   image = malloc(count * sizeof(float));
   if (!bytes || !image) {
@@ -74,7 +84,7 @@ static float* read_image(const char* path, long* channels, long* height, long* w
   }
   /* Interleaved RGB -> planar [channel][y][x]. */
   for (size_t p = 0; p < pixels; ++p)
-    for (long c = 0; c < *channels; ++c) image[(size_t)c * pixels + p] = bytes[p * *channels + c];
+    for (long c = 0; c < channels; ++c) image[(size_t)c * pixels + p] = bytes[p * channels + c];
 done:
   free(bytes);
   fclose(f);
@@ -104,19 +114,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   int status = 1;
+  float* image = NULL;
   float* output = NULL;
-  long channels = 0, height = 0, width = 0;
-  float* image = read_image(argv[2], &channels, &height, &width);
-  if (!image) goto done;
   int64_t shape[3];
   lowbit_model_input_shape(model, shape);
-  if (shape[0] != channels || shape[1] != height || shape[2] != width) {
-    fprintf(stderr,
-            "classify: %s is %ldx%ld with %ld channel(s); the model %s takes %lldx%lld with %lld\n",
-            argv[2], width, height, channels, argv[1], (long long)shape[2], (long long)shape[1],
-            (long long)shape[0]);
+  if (shape[0] != 1 && shape[0] != 3) {
+    fprintf(stderr, "classify: %s does not take [batch, 1 or 3, height, width] images\n", argv[1]);
     goto done;
   }
+  image = read_image(argv[2], shape);
+  if (!image) goto done;
   const int64_t classes = lowbit_model_output_size(model);
   output = malloc((size_t)classes * sizeof(float));
   if (!output) {

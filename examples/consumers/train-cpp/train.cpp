@@ -1,5 +1,5 @@
 // train_binary: trains a binarized multilayer perceptron with lowbit's layers and operators, from
-// an installed lowbit (examples/consumers/README.md).
+// an installed lowbit (docs/install.md).
 //
 //   train_binary [EPOCHS]
 //
@@ -106,13 +106,16 @@ int run(int epochs) {
 }
 
 int main(int argc, char** argv) {
-  int epochs = 5;
-  if (argc > 2 || (argc == 2 && (epochs = std::atoi(argv[1])) < 1)) {
-    std::fprintf(stderr, "usage: %s [EPOCHS (a whole number >= 1, default 5)]\n", argv[0]);
+  long epochs = 5;
+  char* end = nullptr;
+  if (argc == 2) epochs = std::strtol(argv[1], &end, 10);
+  if (argc > 2 ||
+      (argc == 2 && (*argv[1] == '\0' || *end != '\0' || epochs < 1 || epochs > 10000))) {
+    std::fprintf(stderr, "usage: %s [EPOCHS (a whole number in 1..10000, default 5)]\n", argv[0]);
     return 1;
   }
   try {
-    return run(epochs);
+    return run(static_cast<int>(epochs));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_binary: %s\n", e.what());
     return 1;
