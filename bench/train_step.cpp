@@ -52,6 +52,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  lowbit::train::retain_freed_memory();  // as the lowbit command does
   int64_t batch = 128, steps = 10, repeat = 5, threads = 0;
   std::vector<std::string> names;
   for (int i = 1; i < argc; ++i) {

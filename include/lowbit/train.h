@@ -115,6 +115,18 @@ int set_threads(int requested, int processes = 1);
 // a page fault each (the first epoch of a run used to be 1.3x slower than the next ones).
 void retain_freed_memory();
 
+// The BLAS library LibTorch's matrix products (dense layers) call: its file and its kind
+// ("OpenBLAS", "BLIS", "MKL", "ATLAS", or "reference" for the netlib reference BLAS that Debian's
+// LibTorch gets by default); both empty when LibTorch calls no shared BLAS library.
+struct BlasLibrary {
+  std::string name, path;
+};
+BlasLibrary blas_library();
+
+// A warning text when that BLAS is the reference one (dense layers 5-30x slower), saying what to
+// install; empty otherwise. `lowbit train` prints it on CPU runs.
+std::string slow_blas_warning();
+
 // The device named by `name` ("cpu", "cuda", "cuda:1"); throws std::invalid_argument naming
 // --device when it is malformed or not available here.
 torch::Device parse_device(const std::string& name);

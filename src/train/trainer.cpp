@@ -1,5 +1,4 @@
 // The training loop of the `lowbit` command: checkpoints, metrics, resume, progress.
-#include <malloc.h>
 #include <torch/torch.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -14,7 +13,6 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #include "checkpoint_file.h"
 #include "lowbit/distributed.h"
@@ -128,22 +126,6 @@ Tensors to_tensors(const data::Dataset& d, const std::optional<Standardisation>&
   t.test_labels = label_tensor(d.test.labels);
   t.num_classes = d.num_classes;
   return t;
-}
-
-int set_threads(int requested, int processes) {
-  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  const int n = requested > 0 ? requested : std::max(1, cores / std::max(1, processes));
-  at::set_num_threads(n);
-  return n;
-}
-
-void retain_freed_memory() {
-  // glibc's defaults return freed memory above 128 KiB to the kernel (and serve large blocks by
-  // mmap) until its dynamic thresholds have grown; fixed thresholds keep blocks up to 32 MiB (the
-  // most mmap_threshold takes on 64-bit) in the heap and trim only beyond 1 GiB of free top.
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_TOP_PAD, 64 << 20);
 }
 
 Evaluation evaluate_confusion(torch::nn::Sequential& model, const at::Tensor& images,
@@ -356,6 +338,9 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
   const auto start = Clock::now();
   const auto warn = opts.warn ? opts.warn : default_warning;
   const bool writer = group == nullptr || group->rank() == 0;  // writes the run's files
+  if (writer && device.is_cpu()) {
+    if (const std::string slow = slow_blas_warning(); !slow.empty()) warn(slow);
+  }
   const int world = group != nullptr ? group->size() : 1;
   const int rank = group != nullptr ? group->rank() : 0;
   const fs::path out(opts.out_dir);
