@@ -40,6 +40,10 @@ struct Recipe {
   // many pixels (0: none), random horizontal flip.
   int64_t random_crop_padding = 0;
   bool horizontal_flip = false;
+  // After every epoch, batch norm's running statistics are estimated anew on this many batches of
+  // the epoch's training images, unaugmented (recalibrate_batch_norm); 0: not (they stay the
+  // exponential average of the epoch's batches).
+  int64_t bn_recalibration_batches = 0;
 };
 
 // The recipes the command knows, and one by name (std::invalid_argument listing them if unknown).
@@ -168,6 +172,18 @@ torch::nn::Sequential build_model(const Recipe& recipe, int64_t height, int64_t 
 // (test loss, test accuracy) of a model on images and labels, in eval mode.
 std::pair<double, double> evaluate(torch::nn::Sequential& model, const at::Tensor& images,
                                    const at::Tensor& labels, int64_t batch_size = 500);
+
+// Estimates the running mean and variance of the model's batch-norm layers (torch's BatchNorm1d,
+// 2d and 3d that track running statistics) anew, as the plain average of the statistics of the
+// batches `next_batch` gives (it sets its argument and returns true, or returns false after the
+// last; batches of fewer than 2 images are skipped): the "precise batch norm" of the final weights
+// instead of an exponential average over the weights of the last training steps. Only those layers
+// run in training mode (dropout and the rest in eval mode), without gradients; their momentum and
+// the model's mode are restored. Layers that quantization-aware training folded into a
+// FoldedLayer (lowbit/qat.h) keep their statistics. Returns the layers re-estimated (0: the model
+// has none and is unchanged); std::invalid_argument when no batch comes (the model then unchanged).
+int64_t recalibrate_batch_norm(torch::nn::Sequential& model,
+                               const std::function<bool(at::Tensor&)>& next_batch);
 
 // A trained model with what rebuilding and deploying it needs.
 struct Checkpoint {

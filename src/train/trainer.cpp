@@ -247,6 +247,29 @@ void write_checkpoint(const fs::path& file, const Recipe& recipe, const TrainOpt
   write_archive(archive_out, file.string());
 }
 
+// Batch norm's statistics estimated anew on the first batches of the epoch's order, unaugmented;
+// each rank on its part of them, then averaged over the ranks.
+int64_t recalibrate_run(ProcessGroup* group, torch::nn::Sequential& model, const RunSetup& s,
+                        const at::Tensor& permutation, const Recipe& recipe, uint64_t epoch_seed,
+                        int loader_threads, const torch::Device& device) {
+  const int64_t n =
+      std::min(permutation.size(0), recipe.bn_recalibration_batches * recipe.batch_size);
+  const int world = group != nullptr ? group->size() : 1;
+  const int rank = group != nullptr ? group->rank() : 0;
+  BatchLoader loader(
+      s.training, s.standardisation, Augmentation{},
+      std::vector<int64_t>(permutation.data_ptr<int64_t>(), permutation.data_ptr<int64_t>() + n),
+      recipe.batch_size, epoch_seed, loader_threads, 4, 2 * world, {rank, world});
+  Batch batch;
+  const int64_t layers = recalibrate_batch_norm(model, [&](at::Tensor& images) {
+    if (!loader.next(batch)) return false;
+    images = batch.images.to(device);
+    return true;
+  });
+  if (group != nullptr) average_buffers(*group, *model);
+  return layers;
+}
+
 // Rank 0 only: metrics.json, curves.png, confusion.png (and the integer parameters of QAT).
 void write_final_files(const fs::path& out, const Recipe& recipe, const TrainOptions& opts,
                        RunSetup& s, const TrainResult& result) {
@@ -450,6 +473,14 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
       group->all_reduce_sum(sums);
       loss_sum = sums[0].item<double>();
       correct = static_cast<int64_t>(sums[1].item<double>());
+    }
+    if (recipe.bn_recalibration_batches > 0 &&
+        recalibrate_run(group, model, s, permutation, recipe, epoch_seed, opts.loader_threads,
+                        device) == 0 &&
+        writer && epoch == s.first_epoch) {
+      warn("bn_recalibration_batches " + std::to_string(recipe.bn_recalibration_batches) +
+           ": the model has no batch-norm layer to recalibrate (those folded by quantization-aware "
+           "training keep their own statistics)");
     }
     const Evaluation held = evaluate_run(group, model, s.held_images, s.held_labels, s.classes);
     std::map<std::string, double> row = {

@@ -141,6 +141,46 @@ TEST_F(TrainTest, ResumeGivesTheUninterruptedResult) {
   }
 }
 
+TEST_F(TrainTest, BatchNormRecalibrationChangesOnlyTheRunningStatisticsAndResumesExactly) {
+  auto r = small("bnn");
+  r.schedule = "constant";
+  lowbit::train::train(r, options("plain", 2));
+  r.bn_recalibration_batches = 2;
+  lowbit::train::train(r, options("recalibrated", 2));
+  lowbit::train::train(r, options("split", 1));
+  auto resumed = options("split", 2);
+  resumed.resume = true;
+  lowbit::train::train(r, resumed);
+  auto plain = lowbit::train::load_model((root_ / "plain").string());
+  lowbit::train::Recipe saved;
+  auto recalibrated = lowbit::train::load_model((root_ / "recalibrated").string(), &saved);
+  auto split = lowbit::train::load_model((root_ / "split").string());
+  EXPECT_EQ(saved.bn_recalibration_batches, 2);
+  // The same training: the statistics are not used by training-mode forward passes.
+  for (const auto& p : plain->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), recalibrated->named_parameters()[p.key()])) << p.key();
+  }
+  int running_differ = 0, running = 0;
+  for (const auto& b : plain->named_buffers()) {
+    if (b.key().find("running_") == std::string::npos) continue;
+    ++running;
+    running_differ += !torch::allclose(b.value(), recalibrated->named_buffers()[b.key()]);
+    EXPECT_TRUE(
+        torch::equal(split->named_buffers()[b.key()], recalibrated->named_buffers()[b.key()]))
+        << b.key();
+  }
+  EXPECT_GT(running, 0);
+  EXPECT_EQ(running_differ, running);
+  const auto a = lines(root_ / "plain" / "metrics.jsonl");
+  const auto b = lines(root_ / "recalibrated" / "metrics.jsonl");
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(a[i].substr(a[i].find("\"train_accuracy\"")),
+              b[i].substr(b[i].find("\"train_accuracy\"")));
+  }
+}
+
 TEST_F(TrainTest, ResumeChecksTheCheckpoint) {
   auto o = options("none", 1);
   o.resume = true;
@@ -427,6 +467,7 @@ TEST(Recipes, ConfigFilesOverrideAndReportBadKeys) {
   expect_error("quant_delay: -3\n", "quant_delay");
   expect_error("ema_decay: 1.5\n", "ema_decay");
   expect_error("dropout: 1\n", "dropout");
+  expect_error("bn_recalibration_batches: -1\n", "bn_recalibration_batches");
   fs::remove_all(dir);
 }
 
