@@ -40,9 +40,9 @@ struct Recipe {
   // many pixels (0: none), random horizontal flip.
   int64_t random_crop_padding = 0;
   bool horizontal_flip = false;
-  // After every epoch, batch norm's running statistics are estimated anew on this many batches of
-  // the epoch's training images, unaugmented (recalibrate_batch_norm); 0: not (they stay the
-  // exponential average of the epoch's batches).
+  // The last epoch ends by estimating batch norm's running statistics anew on this many batches of
+  // its training images, unaugmented (recalibrate_batch_norm; -1, `all` in YAML: every batch); 0:
+  // not (they stay the exponential average of the last training steps).
   int64_t bn_recalibration_batches = 0;
 };
 

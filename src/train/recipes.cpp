@@ -338,9 +338,14 @@ void apply_config_root(Recipe& r, const YAML::Node& root, const std::string& pat
     } else if (key == "horizontal_flip") {
       r.horizontal_flip = read_value<bool>(v, key, path);
     } else if (key == "bn_recalibration_batches") {
-      r.bn_recalibration_batches = read_value<int64_t>(v, key, path);
-      if (r.bn_recalibration_batches < 0) {
-        throw std::invalid_argument(path + ": bn_recalibration_batches must be >= 0 (0: none)");
+      if (v.IsScalar() && v.Scalar() == "all") {
+        r.bn_recalibration_batches = -1;
+      } else {
+        r.bn_recalibration_batches = read_value<int64_t>(v, key, path);
+        if (r.bn_recalibration_batches < 0) {
+          throw std::invalid_argument(path +
+                                      ": bn_recalibration_batches must be >= 0 (0: none) or all");
+        }
       }
     } else {
       throw std::invalid_argument(path + ": unknown key '" + key + "'");

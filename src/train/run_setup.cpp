@@ -53,7 +53,9 @@ std::string recipe_to_yaml(const Recipe& r) {
   e << YAML::Key << "random_crop_padding" << YAML::Value << r.random_crop_padding;
   e << YAML::Key << "horizontal_flip" << YAML::Value << r.horizontal_flip;
   // Written only where set, so that the runs of versions before it still resume.
-  if (r.bn_recalibration_batches > 0) {
+  if (r.bn_recalibration_batches < 0) {
+    e << YAML::Key << "bn_recalibration_batches" << YAML::Value << "all";
+  } else if (r.bn_recalibration_batches > 0) {
     e << YAML::Key << "bn_recalibration_batches" << YAML::Value << r.bn_recalibration_batches;
   }
   if (!r.network.layers.empty()) {

@@ -247,13 +247,14 @@ void write_checkpoint(const fs::path& file, const Recipe& recipe, const TrainOpt
   write_archive(archive_out, file.string());
 }
 
-// Batch norm's statistics estimated anew on the first batches of the epoch's order, unaugmented;
-// each rank on its part of them, then averaged over the ranks.
+// Batch norm's statistics estimated anew on the first batches of the epoch's order (all: every
+// batch), unaugmented; each rank on its part of them, then averaged over the ranks.
 int64_t recalibrate_run(ProcessGroup* group, torch::nn::Sequential& model, const RunSetup& s,
                         const at::Tensor& permutation, const Recipe& recipe, uint64_t epoch_seed,
                         int loader_threads, const torch::Device& device) {
+  const int64_t all = permutation.size(0), wanted = recipe.bn_recalibration_batches;
   const int64_t n =
-      std::min(permutation.size(0), recipe.bn_recalibration_batches * recipe.batch_size);
+      wanted < 0 || wanted > all / recipe.batch_size ? all : wanted * recipe.batch_size;
   const int world = group != nullptr ? group->size() : 1;
   const int rank = group != nullptr ? group->rank() : 0;
   BatchLoader loader(
@@ -474,11 +475,14 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
       loss_sum = sums[0].item<double>();
       correct = static_cast<int64_t>(sums[1].item<double>());
     }
-    if (recipe.bn_recalibration_batches > 0 &&
+    // The last epoch's statistics are estimated anew before its evaluation and checkpoint.
+    if (recipe.bn_recalibration_batches != 0 && epoch + 1 == s.epochs &&
         recalibrate_run(group, model, s, permutation, recipe, epoch_seed, opts.loader_threads,
                         device) == 0 &&
-        writer && epoch == s.first_epoch) {
-      warn("bn_recalibration_batches " + std::to_string(recipe.bn_recalibration_batches) +
+        writer) {
+      warn("bn_recalibration_batches: " +
+           (recipe.bn_recalibration_batches < 0 ? std::string("all")
+                                                : std::to_string(recipe.bn_recalibration_batches)) +
            ": the model has no batch-norm layer to recalibrate (those folded by quantization-aware "
            "training keep their own statistics)");
     }

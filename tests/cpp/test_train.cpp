@@ -145,7 +145,7 @@ TEST_F(TrainTest, BatchNormRecalibrationChangesOnlyTheRunningStatisticsAndResume
   auto r = small("bnn");
   r.schedule = "constant";
   lowbit::train::train(r, options("plain", 2));
-  r.bn_recalibration_batches = 2;
+  r.bn_recalibration_batches = -1;  // all
   lowbit::train::train(r, options("recalibrated", 2));
   lowbit::train::train(r, options("split", 1));
   auto resumed = options("split", 2);
@@ -155,7 +155,7 @@ TEST_F(TrainTest, BatchNormRecalibrationChangesOnlyTheRunningStatisticsAndResume
   lowbit::train::Recipe saved;
   auto recalibrated = lowbit::train::load_model((root_ / "recalibrated").string(), &saved);
   auto split = lowbit::train::load_model((root_ / "split").string());
-  EXPECT_EQ(saved.bn_recalibration_batches, 2);
+  EXPECT_EQ(saved.bn_recalibration_batches, -1);
   // The same training: the statistics are not used by training-mode forward passes.
   for (const auto& p : plain->named_parameters()) {
     EXPECT_TRUE(torch::equal(p.value(), recalibrated->named_parameters()[p.key()])) << p.key();
@@ -468,6 +468,11 @@ TEST(Recipes, ConfigFilesOverrideAndReportBadKeys) {
   expect_error("ema_decay: 1.5\n", "ema_decay");
   expect_error("dropout: 1\n", "dropout");
   expect_error("bn_recalibration_batches: -1\n", "bn_recalibration_batches");
+  expect_error("bn_recalibration_batches: every\n", "bn_recalibration_batches");
+  lowbit::train::apply_config(r, write("bn_recalibration_batches: 7\n"));
+  EXPECT_EQ(r.bn_recalibration_batches, 7);
+  lowbit::train::apply_config(r, write("bn_recalibration_batches: all\n"));
+  EXPECT_EQ(r.bn_recalibration_batches, -1);
   fs::remove_all(dir);
 }
 
