@@ -480,11 +480,9 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
         recalibrate_run(group, model, s, permutation, recipe, epoch_seed, opts.loader_threads,
                         device) == 0 &&
         writer) {
-      warn("bn_recalibration_batches: " +
-           (recipe.bn_recalibration_batches < 0 ? std::string("all")
-                                                : std::to_string(recipe.bn_recalibration_batches)) +
-           ": the model has no batch-norm layer to recalibrate (those folded by quantization-aware "
-           "training keep their own statistics)");
+      warn(
+          "bn_recalibration_batches: the model has no batch-norm layer to recalibrate (those "
+          "folded by quantization-aware training keep their own statistics)");
     }
     const Evaluation held = evaluate_run(group, model, s.held_images, s.held_labels, s.classes);
     std::map<std::string, double> row = {
