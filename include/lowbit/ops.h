@@ -104,6 +104,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& 
                                                               const at::Tensor& code, bool sums);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward_per_channel(const at::Tensor& grad,
                                                                           const at::Tensor& code);
+// How many threads the CPU operators' at::parallel_for uses for `tasks` tasks (at most
+// at::get_num_threads()): 1 in a build without LibTorch's OpenMP flags.
+int64_t parallel_threads(int64_t tasks);
 }  // namespace internal
 
 }  // namespace lowbit

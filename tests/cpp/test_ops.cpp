@@ -147,4 +147,17 @@ TEST(Ops, HalfPrecisionIsComputedInFloat32) {
   EXPECT_TRUE(torch::equal(got, want));
 }
 
+// The operators' at::parallel_for runs on LibTorch's threads: a build without LibTorch's OpenMP
+// flags ran every CPU operator on one thread whatever at::set_num_threads said.
+TEST(Ops, CpuOperatorsUseLibTorchsThreads) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  EXPECT_EQ(lowbit::internal::parallel_threads(64), 2);
+  EXPECT_EQ(lowbit::internal::parallel_threads(1), 1);
+  at::set_num_threads(1);
+  EXPECT_EQ(lowbit::internal::parallel_threads(64), 1);
+  at::set_num_threads(before);
+  expect_error_naming([] { lowbit::internal::parallel_threads(0); }, "tasks");
+}
+
 }  // namespace

@@ -19,6 +19,13 @@ def threads(request):
     torch.set_num_threads(old)
 
 
+def test_operators_run_on_torchs_threads(threads):
+    """torch.set_num_threads reaches the operators' at::parallel_for (a build without LibTorch's
+    OpenMP flags ran them all on one thread)."""
+    assert torch.ops.lowbit._parallel_threads(64) == threads
+    assert torch.ops.lowbit._parallel_threads(1) == 1
+
+
 def test_elementwise_and_sums(threads):
     x = torch.randn(N + 3, generator=gen(1)) * 2
     gi = int_grad(x.shape, seed=2)
