@@ -65,6 +65,13 @@ struct F32Kernels {
                      double* above);
   void (*coded_grad_per_channel)(const float* g, const uint8_t* code, float* dx, int64_t rows,
                                  int64_t channels, float* below, float* above);
+  // Reductions of |x| (detail/reduce.h: the same lanes in every set, so the same result): the sum
+  // in double; per channel of a [rows, channels] block, acc[c] += the rows' sum; the maximum (NaN
+  // when any element is); the sum and count of the elements with |x| > d.
+  double (*sum_abs)(const float* x, int64_t n);
+  void (*sum_abs_rows)(const float* x, int64_t rows, int64_t channels, double* acc);
+  float (*max_abs)(const float* x, int64_t n);
+  void (*sum_abs_above)(const float* x, int64_t n, float d, double* sum, int64_t* count);
 };
 
 // Every kernel set this CPU can run, the scalar reference first; each SIMD set is followed by its
@@ -138,6 +145,13 @@ T max_abs(const T* x, int64_t n);
 // mean(|x|) over [outer, channels, inner] for each channel (channels == 1: over everything).
 template <class T>
 void mean_abs_per_channel(const T* x, int64_t outer, int64_t channels, int64_t inner, T* out);
+// The reductions of the float32 sets (their lanes and order, so the same results) in any type.
+template <class T>
+double sum_abs(const T* x, int64_t n);
+template <class T>
+void sum_abs_rows(const T* x, int64_t rows, int64_t channels, double* acc);
+template <class T>
+void sum_abs_above(const T* x, int64_t n, T d, double* sum, int64_t* count);
 // Blueoil's TWN: y = a * tfsign(x) where |x| > D, else 0; a = mean(|x|) over those elements.
 template <class T>
 void twn_weight(const T* x, T* y, int64_t n, T threshold);

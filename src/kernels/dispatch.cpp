@@ -39,7 +39,11 @@ const F32Kernels kRefKernels{"ref",
                              &ref::fake_quant_per_channel_coded<float>,
                              &ref::sign_coded<float>,
                              &ref::coded_grad<float>,
-                             &ref::coded_grad_per_channel<float>};
+                             &ref::coded_grad_per_channel<float>,
+                             &ref::sum_abs<float>,
+                             &ref::sum_abs_rows<float>,
+                             &ref::max_abs<float>,
+                             &ref::sum_abs_above<float>};
 
 std::vector<const F32Kernels*> detect() {
   std::vector<const F32Kernels*> sets{&kRefKernels};

@@ -12,6 +12,8 @@ namespace lowbit {
 namespace kernels {
 
 namespace {
+
+#include "../reduce_body.h"
 // One message for a NaN or infinite min or max in every range operator.
 template <class T>
 void check_finite_range(T min, T max) {
@@ -250,6 +252,21 @@ void mean_abs_per_channel(const T* x, int64_t outer, int64_t channels, int64_t i
 }
 
 template <class T>
+double sum_abs(const T* x, int64_t n) {
+  return sum_abs_lanes(x, n);
+}
+
+template <class T>
+void sum_abs_rows(const T* x, int64_t rows, int64_t channels, double* acc) {
+  ::lowbit::kernels::sum_abs_rows(x, rows, channels, acc);
+}
+
+template <class T>
+void sum_abs_above(const T* x, int64_t n, T d, double* sum, int64_t* count) {
+  sum_abs_above_lanes(x, n, d, sum, count);
+}
+
+template <class T>
 void twn_weight(const T* x, T* y, int64_t n, T threshold) {
   T mean = 0;
   mean_abs_per_channel(x, 1, 1, n, &mean);
@@ -314,6 +331,9 @@ void ttq_weight_grad(const T* g, const T* x, T* dx, int64_t n, T positive, T neg
   template T max_abs<T>(const T*, int64_t);                                                        \
   template void mean_abs_per_channel<T>(const T*, int64_t, int64_t, int64_t, T*);                  \
   template void twn_weight<T>(const T*, T*, int64_t, T);                                           \
+  template double sum_abs<T>(const T*, int64_t);                                                   \
+  template void sum_abs_rows<T>(const T*, int64_t, int64_t, double*);                              \
+  template void sum_abs_above<T>(const T*, int64_t, T, double*, int64_t*);                         \
   template void ttq_weight<T>(const T*, T*, int64_t, T, T, T);                                     \
   template void ttq_weight_grad<T>(const T*, const T*, T*, int64_t, T, T, T, double*, double*);
 

@@ -6,6 +6,8 @@
 // stores, for outputs too large to stay in cache (see docs/design.md).
 // The includer includes <algorithm>, <vector> and lowbit/kernels.h first (this file is nested).
 
+#include "../reduce_body.h"
+
 using lowbit::detail::FakeQuantParams;
 using lowbit::kernels::FakeQuantRounding;
 using lowbit::kernels::Interval;
@@ -441,5 +443,9 @@ constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
                                      &fake_quant_per_channel_coded<V, kS>,
                                      &sign_coded<V, kS>,
                                      &coded_grad<V, kS>,
-                                     &coded_grad_per_channel<V, kS>};
+                                     &coded_grad_per_channel<V, kS>,
+                                     &sum_abs_lanes<float>,
+                                     &sum_abs_rows<float>,
+                                     &max_abs_lanes<float>,
+                                     &sum_abs_above_lanes<float>};
 }

@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "cpu_common.h"
+#include "reductions.h"
 
 namespace lowbit {
 namespace cpu {
@@ -24,8 +25,14 @@ at::Tensor mean_abs_compute(const at::Tensor& xc, c10::optional<int64_t> axis) {
   at::Tensor s = axis ? at::empty({l.channels}, xc.options()) : at::empty({}, xc.options());
   with_compute_type(xc.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    k::ref::mean_abs_per_channel<T>(xc.data_ptr<T>(), l.outer, l.channels, l.inner,
-                                    s.data_ptr<T>());
+    const std::vector<double> sums =
+        sum_abs_per_channel<T>(xc.data_ptr<T>(), l.outer, l.channels, l.inner);
+    const double count = static_cast<double>(l.outer) * static_cast<double>(l.inner);
+    T* sp = s.data_ptr<T>();
+    for (int64_t c = 0; c < l.channels; ++c) {
+      sp[c] =
+          static_cast<T>(count > 0 ? sums[c] / count : std::numeric_limits<double>::quiet_NaN());
+    }
   });
   return s;
 }
@@ -83,6 +90,19 @@ template <class T>
 T whole_mean_abs(const at::Tensor& x) {
   return mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), c10::nullopt)
       .template item<T>();
+}
+
+// max(|tanh(x)|) as k::ref::max_abs_tanh, over fixed spans in parallel (tanh is the cost).
+template <class T>
+T max_abs_tanh_all(const T* x, int64_t n) {
+  const int64_t spans = (n + kSumSpan - 1) / kSumSpan;
+  std::vector<T> partial(static_cast<size_t>(spans), T(0));
+  at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {
+    for (int64_t s = b; s < e; ++s) {
+      partial[s] = k::ref::max_abs_tanh<T>(x + s * kSumSpan, std::min(kSumSpan, n - s * kSumSpan));
+    }
+  });
+  return k::ref::max_abs<T>(partial.data(), spans);
 }
 
 // ---- Larq --------------------------------------------------------------------------------------
@@ -164,7 +184,7 @@ at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view
   at::Tensor y = at::empty(xc.sizes(), xc.options());
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
-    const T m = k::ref::max_abs_tanh<T>(xc.data_ptr<T>(), xc.numel());
+    const T m = max_abs_tanh_all<T>(xc.data_ptr<T>(), xc.numel());
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
     at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
@@ -209,7 +229,16 @@ at::Tensor twn_weight(const at::Tensor& x, double threshold) {
   at::Tensor y = at::empty(xc.sizes(), xc.options());
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
-    k::ref::twn_weight<T>(xc.data_ptr<T>(), y.data_ptr<T>(), xc.numel(), static_cast<T>(threshold));
+    // As k::ref::twn_weight, in three parallel passes: D from mean(|x|), a over |x| > D, then y.
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    const int64_t n = xc.numel();
+    const T d = static_cast<T>(threshold) * mean_abs_compute(xc, c10::nullopt).template item<T>();
+    const auto [sum, count] = sum_abs_above_all<T>(xp, n, d);
+    const T a = count > 0 ? static_cast<T>(sum / static_cast<double>(count)) : T(0);
+    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) yp[i] = detail::twn_value(xp[i], d, a);
+    });
   });
   return y.to(x.scalar_type());
 }
@@ -217,7 +246,7 @@ at::Tensor twn_weight(const at::Tensor& x, double threshold) {
 // D = threshold * max|x|, in the compute type.
 template <class T>
 T ttq_threshold(const at::Tensor& xc, double threshold) {
-  return static_cast<T>(threshold) * k::ref::max_abs<T>(xc.data_ptr<T>(), xc.numel());
+  return static_cast<T>(threshold) * max_abs_all<T>(xc.data_ptr<T>(), xc.numel());
 }
 
 at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative,
@@ -266,14 +295,42 @@ at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tenso
   const auto ct = compute_type(x.scalar_type());
   const at::Tensor xc = to_compute(x, ct);
   const ChannelLayout l = channel_layout(xc, axis);
-  at::Tensor s = mean_abs_compute(xc, axis);
-  if (xc.dim() > 0) {
-    std::vector<int64_t> shape(static_cast<size_t>(xc.dim()), 1);
-    shape[static_cast<size_t>(l.dim)] = l.channels;
-    s = s.reshape(shape);
-  }
-  const at::Tensor ste = clipped_ste_backward(grad.to(ct), xc, clip_value);
-  return (ste * s).to(x.scalar_type());
+  check_clip_value(clip_value);
+  const at::Tensor s = mean_abs_compute(xc, axis);
+  const at::Tensor gc = to_compute(grad, ct);
+  at::Tensor dx = at::empty(xc.sizes(), xc.options());
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    // dx = (g * 1[-clip <= x <= clip]) * s[channel], in one pass (the reference's order).
+    const bool clip = clip_value.has_value();
+    const T c = clip ? static_cast<T>(*clip_value) : T(0);
+    const T* gp = gc.data_ptr<T>();
+    const T* xp = xc.data_ptr<T>();
+    const T* sp = s.data_ptr<T>();
+    T* dp = dx.data_ptr<T>();
+    // Element i of a run of `len` elements that share the scale sc.
+    auto run = [&](int64_t i, int64_t len, const T* scale, int64_t scale_step) {
+      for (int64_t j = 0; j < len; ++j) {
+        const T v = xp[i + j];
+        const T in = (!clip || (-c <= v && v <= c)) ? T(1) : T(0);
+        dp[i + j] = (gp[i + j] * in) * scale[j * scale_step];
+      }
+    };
+    if (l.inner == 1) {  // [outer, channels]: rows of channels
+      at::parallel_for(0, l.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, l.channels)),
+                       [&](int64_t b, int64_t e) {
+                         for (int64_t r = b; r < e; ++r) run(r * l.channels, l.channels, sp, 1);
+                       });
+    } else {  // blocks of `inner` elements of one channel
+      at::parallel_for(0, l.outer * l.channels, std::max<int64_t>(1, kGrain / l.inner),
+                       [&](int64_t b, int64_t e) {
+                         for (int64_t k = b; k < e; ++k) {
+                           run(k * l.inner, l.inner, sp + k % l.channels, 0);
+                         }
+                       });
+    }
+  });
+  return dx.to(x.scalar_type());
 }
 
 at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x) {
@@ -308,7 +365,7 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
   double m = 0;
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
-    m = static_cast<double>(k::ref::max_abs_tanh<T>(xc.data_ptr<T>(), xc.numel()));
+    m = static_cast<double>(max_abs_tanh_all<T>(xc.data_ptr<T>(), xc.numel()));
   });
   return map_binary_grad(
       grad, x, [&](const auto& /*kern*/, const auto* g, const auto* xp, auto* dx, int64_t n) {
@@ -343,9 +400,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Ten
   double dp = 0, dn = 0;
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
-    k::ref::ttq_weight_grad<T>(gc.data_ptr<T>(), xc.data_ptr<T>(), dx.data_ptr<T>(), xc.numel(),
-                               static_cast<T>(wp), static_cast<T>(wn),
-                               ttq_threshold<T>(xc, threshold), &dp, &dn);
+    const T d = ttq_threshold<T>(xc, threshold);
+    const T* gp = gc.data_ptr<T>();
+    const T* xp = xc.data_ptr<T>();
+    T* dxp = dx.data_ptr<T>();
+    std::tie(dp, dn) = span_sums(xc.numel(), [&](int64_t start, int64_t len, double* p, double* m) {
+      k::ref::ttq_weight_grad<T>(gp + start, xp + start, dxp + start, len, static_cast<T>(wp),
+                                 static_cast<T>(wn), d, p, m);
+    });
   });
   return {dx.to(x.scalar_type()), at::full_like(positive, dp, at::MemoryFormat::Contiguous),
           at::full_like(negative, dn, at::MemoryFormat::Contiguous)};
