@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""Benchmarks lowbit's operators against PyTorch's own, side by side in one process.
+"""Benchmarks every lowbit operator against what PyTorch users write instead, side by side in one
+process, with a roofline: the bytes each pass must move, the GB/s reached, and the fraction of a
+copy's bandwidth measured in the same run.
 
-Prints one JSON line per case: {"case", "n", "memory", "ours_ms", "theirs_ms", "speedup"} where
-speedup = theirs_ms / ours_ms (for "vs_copy", the fraction of copy throughput we reach).
+  PYTHONPATH=python /usr/bin/python3 bench/ops.py                  # both memory modes
+  PYTHONPATH=python /usr/bin/python3 bench/ops.py --memory retained --threads 2 --out r.jsonl
+  PYTHONPATH=python /usr/bin/python3 bench/ops.py --table r.jsonl  # the Markdown tables of a run
+  PYTHONPATH=python python3 bench/ops.py --device cuda             # 2^28 float32 elements on a GPU
 
-  PYTHONPATH=python /usr/bin/python3 bench/ops.py             # both memory modes, one process each
-  PYTHONPATH=python /usr/bin/python3 bench/ops.py --memory fresh
-  PYTHONPATH=python python3 bench/ops.py --device cuda      # 2^28 float32 elements on the GPU
+The operators, their torch counterparts and the bytes per element: bench/ops_cases.py.
+Prints one JSON line per (operator, pass, size, threads): ours and theirs, best and median over the
+samples (each sample the mean of enough calls for ~2^22 elements), speedup = theirs / ours (best
+and median), and for ours at its best: GB/s = bytes / time and copy_fraction = that / the copy's
+GB/s. The copy is `out.copy_(x)` into a preallocated tensor (8 bytes per element), measured in the
+same process before each size and thread count. **The targets use best-of-runs** on both sides:
+noise only ever adds time, so the best sample is the closest to what the code can do; the median
+is printed too.
 
-memory "fresh": glibc malloc, so large outputs come back as fresh pages (page faults count);
-memory "retained": jemalloc (LD_PRELOAD) with MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true,
-so freed pages are reused; the copy baseline always writes into a preallocated tensor.
-On --device cuda, memory is "caching" (torch's CUDA caching allocator reuses freed blocks, so there
-are no fresh pages to count) and every timing ends with torch.cuda.synchronize().
+memory "retained": jemalloc (LD_PRELOAD) with MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1,
+retain:true, so freed pages are reused: the steady state of a training loop, the mode of the targets.
+memory "fresh": glibc malloc, so large outputs come back as fresh pages (page faults count).
+On --device cuda, memory is "caching" (torch's CUDA caching allocator) and every timing ends with
+torch.cuda.synchronize().
 """
 import argparse
 import json
@@ -33,100 +42,89 @@ def _no_sync():
 SYNC = [_no_sync]  # torch.cuda.synchronize on --device cuda: kernels are asynchronous
 
 
-def timeit(fn, repeat, inner):
-    """Median over `repeat` samples of the mean time of `inner` calls, in milliseconds."""
-    fn()
+def sample(fn, inner):
+    """Mean time of `inner` calls, in milliseconds."""
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
     SYNC[0]()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        SYNC[0]()
-        samples.append((time.perf_counter() - t0) / inner * 1e3)
-    return statistics.median(samples)
+    return (time.perf_counter() - t0) / inner * 1e3
 
 
-def pair(case, n, memory, ours, theirs, repeat):
-    inner = max(1, (1 << 22) // n) if memory != "caching" else 5
-    # Interleave the two so that machine noise hits both alike.
+def pair(ours, theirs, n, repeat, caching):
+    """Samples of ours and theirs, interleaved so that machine noise hits both alike."""
+    inner = 5 if caching else max(1, (1 << 22) // n)
+    ours(), theirs()
+    SYNC[0]()
     a, b = [], []
     for _ in range(repeat):
-        a.append(timeit(ours, 1, inner))
-        b.append(timeit(theirs, 1, inner))
-    o, t = statistics.median(a), statistics.median(b)
-    print(json.dumps({"case": case, "n": n, "memory": memory, "ours_ms": round(o, 4),
-                      "theirs_ms": round(t, 4), "speedup": round(t / o, 2)}), flush=True)
+        a.append(sample(ours, inner))
+        b.append(sample(theirs, inner))
+    return a, b
 
 
-def run(memory, sizes, repeat, device="cpu"):
+def run(memory, sizes, threads, repeat, only, out, device="cpu"):
     import torch
-    import lowbit
+    import ops_cases
 
-    torch.manual_seed(0)
     if device == "cuda":
         SYNC[0] = torch.cuda.synchronize
         # Every tensor below is made on the GPU (set_default_device needs torch >= 2.0).
         torch.set_default_tensor_type(torch.cuda.FloatTensor)
+        threads = [torch.get_num_threads()]
+    cases = [c for c in ops_cases.CASES if not only or any(o in c.name for o in only)]
     for n in sizes:
-        x = torch.randn(n) * 4
-        g = torch.randn(n)
-        lo, hi = torch.tensor(-6.0), torch.tensor(6.0)
-        # Same nudged range for torch: scale and zero point of [-6, 6] at 8 bits.
-        scale, zp = 12.0 / 255.0, 128
-        depth = 256
-        xc = x.view(-1, depth)
-        gc = g.view(-1, depth)
-        cmin = torch.full((depth,), -6.0)
-        cmax = torch.full((depth,), 6.0)
-        # torch's per-channel op takes the channel axis; ours uses the last dimension.
-        t_scale = torch.full((depth,), scale)
-        t_zp = torch.full((depth,), zp, dtype=torch.int32)
-        out = torch.empty_like(x)
+        t = ops_cases.Tensors(n)
+        dest = torch.empty_like(t.x)
+        for k in threads:
+            torch.set_num_threads(k)
+            copy = [sample(lambda: dest.copy_(t.x), 5 if device == "cuda" else max(1, (1 << 22) // n))
+                    for _ in range(repeat)]
+            copy_gbps = 8 * n / (min(copy) * 1e6)
+            for case in cases:
+                for pass_ in case.passes:
+                    ours, theirs = case.make(pass_, t)
+                    a, b = pair(ours, theirs, n, repeat, device == "cuda")
+                    gbps = case.bytes[pass_] * n / (min(a) * 1e6)
+                    line = {"case": case.name, "pass": pass_, "n": n, "threads": k,
+                            "memory": memory, "theirs": case.theirs,
+                            "bytes_per_element": case.bytes[pass_],
+                            "ours_best_ms": round(min(a), 4),
+                            "ours_median_ms": round(statistics.median(a), 4),
+                            "theirs_best_ms": round(min(b), 4),
+                            "theirs_median_ms": round(statistics.median(b), 4),
+                            "speedup_best": round(min(b) / min(a), 2),
+                            "speedup_median": round(statistics.median(b) / statistics.median(a), 2),
+                            "gbps_best": round(gbps, 1),
+                            "copy_best_ms": round(min(copy), 4),
+                            "copy_gbps_best": round(copy_gbps, 1),
+                            "copy_fraction_best": round(gbps / copy_gbps, 2)}
+                    text = json.dumps(line)
+                    print(text, flush=True)
+                    if out:
+                        out.write(text + "\n")
+                        out.flush()
 
-        pair("fake_quant_vars_fwd", n, memory,
-             lambda: lowbit.fake_quant_with_min_max_vars(x, lo, hi),
-             lambda: torch.fake_quantize_per_tensor_affine(x, scale, zp, 0, 255), repeat)
-        pair("fake_quant_vars_fwd_vs_copy", n, memory,
-             lambda: lowbit.fake_quant_with_min_max_vars(x, lo, hi),
-             lambda: out.copy_(x), repeat)
-        pair("fake_quant_per_channel_fwd", n, memory,
-             lambda: lowbit.fake_quant_with_min_max_vars_per_channel(xc, cmin, cmax),
-             lambda: torch.fake_quantize_per_channel_affine(xc, t_scale, t_zp, 1, 0, 255), repeat)
 
-        xg = x.clone().requires_grad_()
-        xcg = xc.clone().requires_grad_()
-
-        def ours_fb():
-            y = lowbit.fake_quant_with_min_max_vars(xg, lo, hi)
-            return torch.autograd.grad(y, xg, g)
-
-        def theirs_fb():
-            y = torch.fake_quantize_per_tensor_affine(xg, scale, zp, 0, 255)
-            return torch.autograd.grad(y, xg, g)
-
-        def ours_pc_fb():
-            y = lowbit.fake_quant_with_min_max_vars_per_channel(xcg, cmin, cmax)
-            return torch.autograd.grad(y, xcg, gc)
-
-        def theirs_pc_fb():
-            y = torch.fake_quantize_per_channel_affine(xcg, t_scale, t_zp, 1, 0, 255)
-            return torch.autograd.grad(y, xcg, gc)
-
-        def ours_sign_fb():
-            y = lowbit.ste_sign(xg)
-            return torch.autograd.grad(y, xg, g)
-
-        def torch_sign_fb():
-            # The usual composed STE: forward sign, backward the clipped identity (detach trick).
-            clipped = torch.clamp(xg, -1.0, 1.0)
-            sign = torch.where(xg >= 0, torch.ones_like(xg), -torch.ones_like(xg))
-            y = clipped + (sign - clipped).detach()
-            return torch.autograd.grad(y, xg, g)
-
-        pair("fake_quant_vars_fwd_bwd", n, memory, ours_fb, theirs_fb, repeat)
-        pair("fake_quant_per_channel_fwd_bwd", n, memory, ours_pc_fb, theirs_pc_fb, repeat)
-        pair("ste_sign_fwd_bwd_vs_torch_ops", n, memory, ours_sign_fb, torch_sign_fb, repeat)
+def table(path):
+    """Markdown tables of a run's JSON lines: one per memory mode, size and thread count."""
+    rows = [json.loads(line) for line in open(path) if line.strip().startswith("{")]
+    configs = []
+    for r in rows:
+        key = (r["memory"], r["n"], r["threads"])
+        if key not in configs:
+            configs.append(key)
+    for memory, n, k in configs:
+        sel = [r for r in rows if (r["memory"], r["n"], r["threads"]) == (memory, n, k)]
+        print(f"\n**2^{n.bit_length() - 1} float32, {k} thread{'s' if k > 1 else ''}, {memory} "
+              f"memory** (copy: {sel[0]['copy_best_ms']} ms, {sel[0]['copy_gbps_best']} GB/s)\n")
+        print("| operator | pass | bytes/elem | ours ms | GB/s | of copy | torch ms | "
+              "x torch (best) | x torch (median) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in sel:
+            print(f"| `{r['case']}` | {r['pass'].replace('_', '+')} | {r['bytes_per_element']} | "
+                  f"{r['ours_best_ms']} | {r['gbps_best']} | {r['copy_fraction_best']} | "
+                  f"{r['theirs_best_ms']} | {r['speedup_best']} | {r['speedup_median']} |")
 
 
 def main():
@@ -134,28 +132,40 @@ def main():
     ap.add_argument("--memory", choices=["fresh", "retained", "both"], default="both")
     ap.add_argument("--sizes", default=None,
                     help="comma-separated log2 sizes (default 20,24 on the CPU, 28 on CUDA)")
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--threads", default="2,1", help="comma-separated intra-op thread counts")
+    ap.add_argument("--repeat", type=int, default=7, help="samples per side and case")
+    ap.add_argument("--only", default="", help="comma-separated substrings of operator names")
+    ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    ap.add_argument("--table", metavar="JSONL", help="print the Markdown tables of a run and exit")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
+    if args.table:
+        table(args.table)
+        return
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     args.sizes = args.sizes or ("28" if args.device == "cuda" else "20,24")
     sizes = [1 << int(s) for s in args.sizes.split(",")]
+    threads = [int(k) for k in args.threads.split(",")]
+    only = [o for o in args.only.split(",") if o]
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
             sys.exit("bench/ops.py: --device cuda: torch sees no CUDA device here")
-        run("caching", sizes, args.repeat, "cuda")
+        run("caching", sizes, threads, args.repeat, only, None, "cuda")
         return
     if args.memory == "both":
         for mode in ("fresh", "retained"):
-            subprocess.run([sys.executable, __file__, "--memory", mode, "--sizes", args.sizes,
-                            "--repeat", str(args.repeat)], check=True)
+            cmd = [sys.executable, __file__, "--memory", mode, "--sizes", args.sizes,
+                   "--threads", args.threads, "--repeat", str(args.repeat), "--only", args.only]
+            subprocess.run(cmd + (["--out", args.out] if args.out else []), check=True)
         return
     if args.memory == "retained" and os.environ.get("MALLOC_CONF") != RETAIN:
         if not os.path.exists(JEMALLOC):
             sys.exit(f"bench/ops.py: {JEMALLOC} is missing (./scripts/setup installs libjemalloc2)")
         env = dict(os.environ, LD_PRELOAD=JEMALLOC, MALLOC_CONF=RETAIN)
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
-    run(args.memory, sizes, args.repeat)
+    with open(args.out, "a") if args.out else open(os.devnull, "w") as out:
+        run(args.memory, sizes, threads, args.repeat, only, out if args.out else None)
 
 
 if __name__ == "__main__":
