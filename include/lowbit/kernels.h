@@ -72,6 +72,15 @@ struct F32Kernels {
   void (*sum_abs_rows)(const float* x, int64_t rows, int64_t channels, double* acc);
   float (*max_abs)(const float* x, int64_t n);
   void (*sum_abs_above)(const float* x, int64_t n, float d, double* sum, int64_t* count);
+  // Blueoil's TWN and TTQ forwards (detail::twn_value, detail::ttq_value) and TTQ's gradient (its
+  // sums in the lanes of masked_grad); magnitude_aware_sign's backward over rows of channels.
+  void (*twn)(const float* x, float* y, int64_t n, float threshold_abs, float a);
+  void (*ttq)(const float* x, float* y, int64_t n, float positive, float negative,
+              float threshold_abs);
+  void (*ttq_grad)(const float* g, const float* x, float* dx, int64_t n, float positive,
+                   float negative, float threshold_abs, double* d_positive, double* d_negative);
+  void (*clipped_grad_scaled_rows)(const float* g, const float* x, float* dx, int64_t rows,
+                                   int64_t channels, bool clipped, float clip, const float* scale);
 };
 
 // Every kernel set this CPU can run, the scalar reference first; each SIMD set is followed by its
@@ -152,6 +161,11 @@ template <class T>
 void sum_abs_rows(const T* x, int64_t rows, int64_t channels, double* acc);
 template <class T>
 void sum_abs_above(const T* x, int64_t n, T d, double* sum, int64_t* count);
+template <class T>
+void twn(const T* x, T* y, int64_t n, T threshold_abs, T a);
+template <class T>
+void clipped_grad_scaled_rows(const T* g, const T* x, T* dx, int64_t rows, int64_t channels,
+                              bool clipped, T clip, const T* scale);
 // Blueoil's TWN: y = a * tfsign(x) where |x| > D, else 0; a = mean(|x|) over those elements.
 template <class T>
 void twn_weight(const T* x, T* y, int64_t n, T threshold);

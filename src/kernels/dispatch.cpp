@@ -43,7 +43,11 @@ const F32Kernels kRefKernels{"ref",
                              &ref::sum_abs<float>,
                              &ref::sum_abs_rows<float>,
                              &ref::max_abs<float>,
-                             &ref::sum_abs_above<float>};
+                             &ref::sum_abs_above<float>,
+                             &ref::twn<float>,
+                             &ref::ttq_weight<float>,
+                             &ref::ttq_weight_grad<float>,
+                             &ref::clipped_grad_scaled_rows<float>};
 
 std::vector<const F32Kernels*> detect() {
   std::vector<const F32Kernels*> sets{&kRefKernels};

@@ -22,9 +22,9 @@ namespace kernels {
 namespace {
 
 // A kernel added to F32Kernels must get a comparison against the reference below; this stops the
-// build until it does (isa plus 20 function pointers today; the reductions are tested in
-// test_kernel_reductions.cpp).
-static_assert(sizeof(F32Kernels) == sizeof(const char*) + 20 * sizeof(void (*)()),
+// build until it does (isa plus 24 function pointers today; the reductions are tested in
+// test_kernel_reductions.cpp, TWN, TTQ and the scaled gradient in test_kernel_weights.cpp).
+static_assert(sizeof(F32Kernels) == sizeof(const char*) + 24 * sizeof(void (*)()),
               "F32Kernels changed: add the new kernel to the F32KernelSet tests, then update this");
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -323,6 +323,10 @@ TEST_P(F32KernelSet, EveryKernelIsPresent) {
   EXPECT_NE(s.sum_abs_rows, nullptr);
   EXPECT_NE(s.max_abs, nullptr);
   EXPECT_NE(s.sum_abs_above, nullptr);
+  EXPECT_NE(s.twn, nullptr);
+  EXPECT_NE(s.ttq, nullptr);
+  EXPECT_NE(s.ttq_grad, nullptr);
+  EXPECT_NE(s.clipped_grad_scaled_rows, nullptr);
 }
 
 TEST_P(F32KernelSet, FakeQuantMatchesReference) {
@@ -1199,23 +1203,35 @@ TEST(RefTtq, WorkedValuesAndALoop) {
   double sp = 0.5, sn = -0.5;
   ref::ttq_weight(xr.data(), yr.data(), n, pos, neg, t);
   ref::ttq_weight_grad(gr.data(), xr.data(), dxr.data(), n, pos, neg, t, &sp, &sn);
-  double want_sp = 0, want_sn = 0;
+  // The sums as every gradient sum: float lanes (element i in lane i % kSumLanes), the lanes then
+  // added in order in double; and close to the exact sums.
+  double want_sp = 0, want_sn = 0, exact_sp = 0, exact_sn = 0, abs_sum = 0;
+  float lanes_p[kSumLanes] = {}, lanes_n[kSumLanes] = {};
   for (size_t i = 0; i < xr.size(); ++i) {
+    abs_sum += std::fabs(static_cast<double>(gr[i]));
     if (xr[i] > t) {
       ASSERT_EQ(yr[i], pos);
       ASSERT_EQ(dxr[i], pos * gr[i]);
-      want_sp += gr[i];
+      lanes_p[i % kSumLanes] += gr[i];
+      exact_sp += gr[i];
     } else if (xr[i] < -t) {
       ASSERT_EQ(yr[i], -neg);
       ASSERT_EQ(dxr[i], neg * gr[i]);
-      want_sn += gr[i];
+      lanes_n[i % kSumLanes] += gr[i];
+      exact_sn += gr[i];
     } else {
       ASSERT_EQ(yr[i], 0.0f);
       ASSERT_EQ(dxr[i], gr[i]);
     }
   }
+  for (int l = 0; l < kSumLanes; ++l) {
+    want_sp += static_cast<double>(lanes_p[l]);
+    want_sn += static_cast<double>(lanes_n[l]);
+  }
   EXPECT_EQ(sp, 0.5 + want_sp);
   EXPECT_EQ(sn, -0.5 + want_sn);
+  EXPECT_NEAR(sp, 0.5 + exact_sp, 1e-6 * abs_sum);
+  EXPECT_NEAR(sn, -0.5 + exact_sn, 1e-6 * abs_sum);
 }
 
 TEST(Pow2Range, WorkedValuesFromTheSpec) {

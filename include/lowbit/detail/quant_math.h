@@ -200,6 +200,12 @@ LOWBIT_HD T twn_value(T x, T threshold_abs, T a) {
   return x != x ? x : (std::fabs(x) > threshold_abs ? a * tfsign(x) : T(0));
 }
 
+// magnitude_aware_sign's gradient: (g * 1[-clip <= x <= clip]) * s, or g * s when not clipped.
+template <class T>
+LOWBIT_HD T clipped_grad_scaled(T g, T x, bool clipped, T clip, T s) {
+  return (g * ((!clipped || (-clip <= x && x <= clip)) ? T(1) : T(0))) * s;
+}
+
 // Blueoil's TTQ: positive above D, -negative below -D, else 0 (NaN stays NaN).
 template <class T>
 LOWBIT_HD T ttq_value(T x, T positive, T negative, T threshold_abs) {

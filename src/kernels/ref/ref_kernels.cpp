@@ -291,14 +291,31 @@ void ttq_weight(const T* x, T* y, int64_t n, T positive, T negative, T threshold
 template <class T>
 void ttq_weight_grad(const T* g, const T* x, T* dx, int64_t n, T positive, T negative,
                      T threshold_abs, double* d_positive, double* d_negative) {
-  double sp = 0, sn = 0;
+  // The sums in the lanes of masked_grad, so that every kernel set gets them bit for bit.
+  T lanes_pos[kSumLanes] = {};
+  T lanes_neg[kSumLanes] = {};
   for (int64_t i = 0; i < n; ++i) {
     dx[i] = detail::ttq_grad(g[i], x[i], positive, negative, threshold_abs);
-    if (x[i] > threshold_abs) sp += static_cast<double>(g[i]);
-    if (x[i] < -threshold_abs) sn += static_cast<double>(g[i]);
+    lanes_pos[i % kSumLanes] += g[i] * (x[i] > threshold_abs ? T(1) : T(0));
+    lanes_neg[i % kSumLanes] += g[i] * (x[i] < -threshold_abs ? T(1) : T(0));
   }
-  *d_positive += sp;
-  *d_negative += sn;
+  for (int l = 0; l < kSumLanes; ++l) {
+    *d_negative += static_cast<double>(lanes_neg[l]);
+    *d_positive += static_cast<double>(lanes_pos[l]);
+  }
+}
+
+template <class T>
+void twn(const T* x, T* y, int64_t n, T threshold_abs, T a) {
+  for (int64_t i = 0; i < n; ++i) y[i] = detail::twn_value(x[i], threshold_abs, a);
+}
+
+template <class T>
+void clipped_grad_scaled_rows(const T* g, const T* x, T* dx, int64_t rows, int64_t channels,
+                              bool clipped, T clip, const T* scale) {
+  for (int64_t k = 0; k < rows * channels; ++k) {
+    dx[k] = detail::clipped_grad_scaled(g[k], x[k], clipped, clip, scale[k % channels]);
+  }
 }
 
 #define LOWBIT_INSTANTIATE_REF(T)                                                                  \
@@ -334,6 +351,9 @@ void ttq_weight_grad(const T* g, const T* x, T* dx, int64_t n, T positive, T neg
   template double sum_abs<T>(const T*, int64_t);                                                   \
   template void sum_abs_rows<T>(const T*, int64_t, int64_t, double*);                              \
   template void sum_abs_above<T>(const T*, int64_t, T, double*, int64_t*);                         \
+  template void twn<T>(const T*, T*, int64_t, T, T);                                               \
+  template void clipped_grad_scaled_rows<T>(const T*, const T*, T*, int64_t, int64_t, bool, T,     \
+                                            const T*);                                             \
   template void ttq_weight<T>(const T*, T*, int64_t, T, T, T);                                     \
   template void ttq_weight_grad<T>(const T*, const T*, T*, int64_t, T, T, T, double*, double*);
 

@@ -181,9 +181,11 @@ void fake_quant_per_channel(const float* x, float* y, int64_t rows, int64_t chan
 // dx = g * 1[in], with the sums of g below and above into kSumLanes lanes (element i of the call in
 // lane i % kSumLanes), the lanes then added in lane order in double. Masks come from x (InX) or
 // from window codes (InCode); dx starts aligned whenever the caller's spans do.
-template <class V, bool kS, class Masks, class ScalarMasks>
-void grad_with_sums(const float* g, float* dx, int64_t n, double* below, double* above,
-                    Masks&& masks, ScalarMasks&& scalar_masks) {
+// With dx_vec(j, g, in, lo, hi) and dx_scalar(i, in, lo, hi) giving dx instead of g * 1[in].
+template <class V, bool kS, class Masks, class ScalarMasks, class DxVec, class DxScalar>
+void grad_with_sums_dx(const float* g, float* dx, int64_t n, double* below, double* above,
+                       Masks&& masks, ScalarMasks&& scalar_masks, DxVec&& dx_vec,
+                       DxScalar&& dx_scalar) {
   constexpr int kRegs = kSumLanes / V::W;
   static_assert(kRegs * V::W == kSumLanes, "sum lanes must be a whole number of vectors");
   typename V::reg acc_below[kRegs], acc_above[kRegs];
@@ -195,7 +197,7 @@ void grad_with_sums(const float* g, float* dx, int64_t n, double* below, double*
       const auto gv = V::load(g + j);
       typename V::mask in, lo, hi;
       masks(j, &in, &lo, &hi);
-      put<V, kS>(dx + j, V::mul(gv, V::one_if(in)));
+      put<V, kS>(dx + j, dx_vec(j, gv, in, lo, hi));
       acc_below[k] = V::add(acc_below[k], V::mul(gv, V::one_if(lo)));
       acc_above[k] = V::add(acc_above[k], V::mul(gv, V::one_if(hi)));
     }
@@ -208,7 +210,7 @@ void grad_with_sums(const float* g, float* dx, int64_t n, double* below, double*
   for (int64_t j = 0; i < n; ++i, ++j) {
     bool in, lo, hi;
     scalar_masks(i, &in, &lo, &hi);
-    dx[i] = g[i] * (in ? 1.0f : 0.0f);
+    dx[i] = dx_scalar(i, in, lo, hi);
     lanes_below[j] += g[i] * (lo ? 1.0f : 0.0f);
     lanes_above[j] += g[i] * (hi ? 1.0f : 0.0f);
   }
@@ -217,6 +219,17 @@ void grad_with_sums(const float* g, float* dx, int64_t n, double* below, double*
     if (above) *above += static_cast<double>(lanes_above[l]);
   }
   finish<V, kS>();
+}
+
+template <class V, bool kS, class Masks, class ScalarMasks>
+void grad_with_sums(const float* g, float* dx, int64_t n, double* below, double* above,
+                    Masks&& masks, ScalarMasks&& scalar_masks) {
+  grad_with_sums_dx<V, kS>(
+      g, dx, n, below, above, masks, scalar_masks,
+      [](int64_t, typename V::reg gv, typename V::mask in, typename V::mask, typename V::mask) {
+        return V::mul(gv, V::one_if(in));
+      },
+      [&](int64_t i, bool in, bool, bool) { return g[i] * (in ? 1.0f : 0.0f); });
 }
 
 template <class V, bool kS>
@@ -425,6 +438,85 @@ void approx_sign_grad(const float* g, const float* x, float* dx, int64_t n) {
       [&](int64_t i) { dx[i] = detail::approx_sign_grad(g[i], x[i]); });
 }
 
+// ---- Blueoil's TWN and TTQ, magnitude-aware sign's backward ------------------------------------
+
+template <class V, bool kS>
+void twn(const float* x, float* y, int64_t n, float threshold_abs, float a) {
+  const auto d = V::set1(threshold_abs), va = V::set1(a), z = V::zero();
+  map_flat<V, kS>(
+      y, n,
+      [&](int64_t i) {
+        const auto v = V::load(x + i);
+        // a * tfsign(x) beyond D, else 0; NaN goes through.
+        return V::select(V::lt(d, V::abs(v)), V::mul(va, tfsign_vec<V>(v)),
+                         V::select(V::eq(v, v), z, v));
+      },
+      [&](int64_t i) { y[i] = detail::twn_value(x[i], threshold_abs, a); });
+}
+
+template <class V, bool kS>
+void ttq(const float* x, float* y, int64_t n, float positive, float negative, float threshold_abs) {
+  const auto d = V::set1(threshold_abs), nd = V::set1(-threshold_abs);
+  const auto p = V::set1(positive), m = V::set1(-negative), z = V::zero();
+  map_flat<V, kS>(
+      y, n,
+      [&](int64_t i) {
+        const auto v = V::load(x + i);
+        return V::select(V::lt(d, v), p, V::select(V::lt(v, nd), m, V::select(V::eq(v, v), z, v)));
+      },
+      [&](int64_t i) { y[i] = detail::ttq_value(x[i], positive, negative, threshold_abs); });
+}
+
+// TTQ's gradient: dx as detail::ttq_grad; the sums of g above D into d_positive and below -D into
+// d_negative, in the lanes of every gradient sum.
+template <class V, bool kS>
+void ttq_grad(const float* g, const float* x, float* dx, int64_t n, float positive, float negative,
+              float threshold_abs, double* d_positive, double* d_negative) {
+  const auto d = V::set1(threshold_abs), nd = V::set1(-threshold_abs);
+  const auto p = V::set1(positive), m = V::set1(negative);
+  grad_with_sums_dx<V, kS>(
+      g, dx, n, d_negative, d_positive,
+      [&](int64_t j, typename V::mask* in, typename V::mask* b, typename V::mask* a) {
+        const auto xv = V::load(x + j);
+        *b = V::lt(xv, nd);
+        *a = V::lt(d, xv);
+        *in = *a;  // unused
+      },
+      [&](int64_t i, bool* in, bool* b, bool* a) {
+        *b = x[i] < -threshold_abs;
+        *a = x[i] > threshold_abs;
+        *in = *a;
+      },
+      [&](int64_t, typename V::reg gv, typename V::mask, typename V::mask b, typename V::mask a) {
+        return V::select(a, V::mul(p, gv), V::select(b, V::mul(m, gv), gv));
+      },
+      [&](int64_t i, bool, bool, bool) {
+        return detail::ttq_grad(g[i], x[i], positive, negative, threshold_abs);
+      });
+}
+
+// dx[r, c] = (g * 1[-clip <= x <= clip]) * scale[c] over rows of `channels` (clipped false: g *
+// scale[c] whatever x is): magnitude_aware_sign's backward, its scale per last-axis index.
+template <class V, bool kS>
+void clipped_grad_scaled_rows(const float* g, const float* x, float* dx, int64_t rows,
+                              int64_t channels, bool clipped, float clip, const float* scale) {
+  const auto hi = V::set1(clip), lo = V::set1(-clip), one = V::set1(1.0f);
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t base = row * channels;
+    int64_t c = 0;
+    for (; c + V::W <= channels; c += V::W) {
+      const auto xv = V::load(x + base + c);
+      const auto in = clipped ? V::one_if(V::and_mask(V::le(lo, xv), V::le(xv, hi))) : one;
+      put<V, kS>(dx + base + c, V::mul(V::mul(V::load(g + base + c), in), V::load(scale + c)));
+    }
+    for (; c < channels; ++c) {
+      const int64_t k = base + c;
+      dx[k] = detail::clipped_grad_scaled(g[k], x[k], clipped, clip, scale[c]);
+    }
+  }
+  finish<V, kS>();
+}
+
 template <class V, bool kS>
 constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
   return lowbit::kernels::F32Kernels{isa,
@@ -447,5 +539,9 @@ constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
                                      &sum_abs_lanes<float>,
                                      &sum_abs_rows<float>,
                                      &max_abs_lanes<float>,
-                                     &sum_abs_above_lanes<float>};
+                                     &sum_abs_above_lanes<float>,
+                                     &twn<V, kS>,
+                                     &ttq<V, kS>,
+                                     &ttq_grad<V, kS>,
+                                     &clipped_grad_scaled_rows<V, kS>};
 }

@@ -101,6 +101,22 @@ struct Kernels<double> {
   void coded_grad_per_channel(A... a) const {
     k::ref::coded_grad_per_channel<double>(a...);
   }
+  template <class... A>
+  void twn(A... a) const {
+    k::ref::twn<double>(a...);
+  }
+  template <class... A>
+  void ttq(A... a) const {
+    k::ref::ttq_weight<double>(a...);
+  }
+  template <class... A>
+  void ttq_grad(A... a) const {
+    k::ref::ttq_weight_grad<double>(a...);
+  }
+  template <class... A>
+  void clipped_grad_scaled_rows(A... a) const {
+    k::ref::clipped_grad_scaled_rows<double>(a...);
+  }
 };
 
 template <>
@@ -170,6 +186,22 @@ struct Kernels<float> {
   template <class... A>
   void coded_grad_per_channel(A... a) const {
     set->coded_grad_per_channel(a...);
+  }
+  template <class... A>
+  void twn(A... a) const {
+    set->twn(a...);
+  }
+  template <class... A>
+  void ttq(A... a) const {
+    set->ttq(a...);
+  }
+  template <class... A>
+  void ttq_grad(A... a) const {
+    set->ttq_grad(a...);
+  }
+  template <class... A>
+  void clipped_grad_scaled_rows(A... a) const {
+    set->clipped_grad_scaled_rows(a...);
   }
 };
 

@@ -236,9 +236,9 @@ at::Tensor twn_weight(const at::Tensor& x, double threshold) {
     const T d = static_cast<T>(threshold) * mean_abs_compute(xc, c10::nullopt).template item<T>();
     const auto [sum, count] = sum_abs_above_all<T>(xp, n, d);
     const T a = count > 0 ? static_cast<T>(sum / static_cast<double>(count)) : T(0);
-    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) yp[i] = detail::twn_value(xp[i], d, a);
-    });
+    const Kernels<T> kern(n);
+    at::parallel_for(0, n, kGrain,
+                     [&](int64_t b, int64_t e) { kern.twn(xp + b, yp + b, e - b, d, a); });
   });
   return y.to(x.scalar_type());
 }
@@ -261,8 +261,9 @@ at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at:
     const T d = ttq_threshold<T>(xc, threshold);
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
+    const Kernels<T> kern(xc.numel());
     at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
-      k::ref::ttq_weight<T>(xp + b, yp + b, e - b, static_cast<T>(wp), static_cast<T>(wn), d);
+      kern.ttq(xp + b, yp + b, e - b, static_cast<T>(wp), static_cast<T>(wn), d);
     });
   });
   return y.to(x.scalar_type());
@@ -308,24 +309,22 @@ at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tenso
     const T* xp = xc.data_ptr<T>();
     const T* sp = s.data_ptr<T>();
     T* dp = dx.data_ptr<T>();
-    // Element i of a run of `len` elements that share the scale sc.
-    auto run = [&](int64_t i, int64_t len, const T* scale, int64_t scale_step) {
-      for (int64_t j = 0; j < len; ++j) {
-        const T v = xp[i + j];
-        const T in = (!clip || (-c <= v && v <= c)) ? T(1) : T(0);
-        dp[i + j] = (gp[i + j] * in) * scale[j * scale_step];
-      }
-    };
     if (l.inner == 1) {  // [outer, channels]: rows of channels
+      const Kernels<T> kern(xc.numel());
       at::parallel_for(0, l.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, l.channels)),
                        [&](int64_t b, int64_t e) {
-                         for (int64_t r = b; r < e; ++r) run(r * l.channels, l.channels, sp, 1);
+                         kern.clipped_grad_scaled_rows(gp + b * l.channels, xp + b * l.channels,
+                                                       dp + b * l.channels, e - b, l.channels, clip,
+                                                       c, sp);
                        });
     } else {  // blocks of `inner` elements of one channel
       at::parallel_for(0, l.outer * l.channels, std::max<int64_t>(1, kGrain / l.inner),
                        [&](int64_t b, int64_t e) {
                          for (int64_t k = b; k < e; ++k) {
-                           run(k * l.inner, l.inner, sp + k % l.channels, 0);
+                           const T scale = sp[k % l.channels];
+                           for (int64_t i = k * l.inner; i < (k + 1) * l.inner; ++i) {
+                             dp[i] = detail::clipped_grad_scaled(gp[i], xp[i], clip, c, scale);
+                           }
                          }
                        });
     }
@@ -404,9 +403,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Ten
     const T* gp = gc.data_ptr<T>();
     const T* xp = xc.data_ptr<T>();
     T* dxp = dx.data_ptr<T>();
+    const Kernels<T> kern(xc.numel());
     std::tie(dp, dn) = span_sums(xc.numel(), [&](int64_t start, int64_t len, double* p, double* m) {
-      k::ref::ttq_weight_grad<T>(gp + start, xp + start, dxp + start, len, static_cast<T>(wp),
-                                 static_cast<T>(wn), d, p, m);
+      kern.ttq_grad(gp + start, xp + start, dxp + start, len, static_cast<T>(wp),
+                    static_cast<T>(wn), d, p, m);
     });
   });
   return {dx.to(x.scalar_type()), at::full_like(positive, dp, at::MemoryFormat::Contiguous),

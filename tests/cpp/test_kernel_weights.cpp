@@ -1,0 +1,170 @@
+// The kernel sets' TWN and TTQ forwards, TTQ's gradient with its sums, and magnitude_aware_sign's
+// scaled gradient: every set bit for bit against the reference, on random values and on the
+// special ones (the thresholds themselves, +-0, infinities, NaN), and the reference against the
+// formulas of the spec written out here.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+uint32_t bits(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
+
+// n values: normal(0, 1) with the specials spread over them (at lanes that vary with n).
+std::vector<float> inputs(int64_t n, uint32_t seed, const std::vector<float>& specials) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = normal(rng);
+  for (size_t i = 0; i < specials.size() && n > 0; ++i) {
+    v[(i * 7 + static_cast<size_t>(seed)) % v.size()] = specials[i];
+  }
+  return v;
+}
+
+void expect_bitwise(const std::vector<float>& want, const std::vector<float>& got,
+                    const std::vector<float>& x, const std::string& what) {
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (bits(want[i]) != bits(got[i])) {
+      ADD_FAILURE() << what << ": element " << i << " (x = " << x[i] << "): want " << want[i]
+                    << ", got " << got[i];
+      return;
+    }
+  }
+}
+
+const std::vector<int64_t> kSizes = {0, 1, 7, 16, 17, 40, 1000, 4099};
+constexpr float kD = 0.5f;
+
+class WeightKernels : public ::testing::TestWithParam<const F32Kernels*> {
+ protected:
+  const F32Kernels& k() const { return *GetParam(); }
+  const F32Kernels& ref() const { return *supported_f32_kernels().front(); }
+  std::vector<float> specials() const {
+    return {kD,    -kD, std::nextafter(kD, 1.0f), -std::nextafter(kD, 1.0f), 0.0f, -0.0f, kInf,
+            -kInf, kNaN};
+  }
+};
+
+TEST_P(WeightKernels, TwnMatchesReference) {
+  for (int64_t n : kSizes) {
+    const auto x = inputs(n, 3, specials());
+    std::vector<float> want(x.size()), got(x.size(), -7.0f);
+    ref().twn(x.data(), want.data(), n, kD, 0.75f);
+    k().twn(x.data(), got.data(), n, kD, 0.75f);
+    expect_bitwise(want, got, x, std::string(k().isa) + " twn, n = " + std::to_string(n));
+  }
+}
+
+TEST_P(WeightKernels, TtqMatchesReference) {
+  for (int64_t n : kSizes) {
+    const auto x = inputs(n, 5, specials());
+    std::vector<float> want(x.size()), got(x.size(), -7.0f);
+    ref().ttq(x.data(), want.data(), n, 1.25f, 0.5f, kD);
+    k().ttq(x.data(), got.data(), n, 1.25f, 0.5f, kD);
+    expect_bitwise(want, got, x, std::string(k().isa) + " ttq, n = " + std::to_string(n));
+  }
+}
+
+TEST_P(WeightKernels, TtqGradAndSumsMatchReference) {
+  for (int64_t n : kSizes) {
+    const auto x = inputs(n, 9, specials());
+    const auto g = inputs(n, 11, {});
+    std::vector<float> want(x.size()), got(x.size(), -7.0f);
+    double wp = 1, wn = 2, gp = 1, gn = 2;  // both add to what is there
+    ref().ttq_grad(g.data(), x.data(), want.data(), n, 1.25f, 0.5f, kD, &wp, &wn);
+    k().ttq_grad(g.data(), x.data(), got.data(), n, 1.25f, 0.5f, kD, &gp, &gn);
+    expect_bitwise(want, got, x, std::string(k().isa) + " ttq_grad, n = " + std::to_string(n));
+    EXPECT_EQ(gp, wp) << k().isa << ", n = " << n;
+    EXPECT_EQ(gn, wn) << k().isa << ", n = " << n;
+  }
+}
+
+TEST_P(WeightKernels, ClippedGradScaledRowsMatchesReference) {
+  for (int64_t channels : {1, 5, 16, 19, 64}) {
+    const int64_t rows = 13;
+    const auto x = inputs(rows * channels, 13, specials());
+    const auto g = inputs(rows * channels, 17, {-0.0f});
+    const auto scale = inputs(channels, 19, {});
+    for (bool clipped : {true, false}) {
+      std::vector<float> want(x.size()), got(x.size(), -7.0f);
+      ref().clipped_grad_scaled_rows(g.data(), x.data(), want.data(), rows, channels, clipped, kD,
+                                     scale.data());
+      k().clipped_grad_scaled_rows(g.data(), x.data(), got.data(), rows, channels, clipped, kD,
+                                   scale.data());
+      expect_bitwise(want, got, x,
+                     std::string(k().isa) + " clipped_grad_scaled_rows, channels = " +
+                         std::to_string(channels) + (clipped ? ", clipped" : ""));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EverySet, WeightKernels, ::testing::ValuesIn(supported_f32_kernels()),
+                         [](const ::testing::TestParamInfo<const F32Kernels*>& info) {
+                           return std::string(info.param->isa);
+                         });
+
+// The reference against the spec's formulas, written out.
+TEST(RefWeightKernels, FormulasWrittenOut) {
+  const std::vector<float> x = {-2.0f, -kD, -0.25f, -0.0f, 0.0f, 0.25f, kD, 0.75f, kInf, kNaN};
+  std::vector<float> y(x.size());
+  ref::twn<float>(x.data(), y.data(), static_cast<int64_t>(x.size()), kD, 0.75f);
+  const std::vector<float> twn_want = {-0.75f, 0, 0, 0, 0, 0, 0, 0.75f, 0.75f, kNaN};
+  ref::ttq_weight<float>(x.data(), y.data(), static_cast<int64_t>(x.size()), 1.25f, 0.5f, kD);
+  const std::vector<float> ttq_want = {-0.5f, 0, 0, 0, 0, 0, 0, 1.25f, 1.25f, kNaN};
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(ttq_want[i])) {
+      EXPECT_TRUE(std::isnan(y[i]));
+    } else {
+      EXPECT_EQ(y[i], ttq_want[i]) << "ttq, x = " << x[i];
+    }
+  }
+  ref::twn<float>(x.data(), y.data(), static_cast<int64_t>(x.size()), kD, 0.75f);
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(twn_want[i])) {
+      EXPECT_TRUE(std::isnan(y[i]));
+    } else {
+      EXPECT_EQ(y[i], twn_want[i]) << "twn, x = " << x[i];
+    }
+  }
+  // TTQ's gradient: positive * g above D, negative * g below -D, g between; sums of g.
+  const std::vector<float> g = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  std::vector<float> dx(x.size());
+  double dp = 0, dn = 0;
+  ref::ttq_weight_grad<float>(g.data(), x.data(), dx.data(), static_cast<int64_t>(x.size()), 1.25f,
+                              0.5f, kD, &dp, &dn);
+  const std::vector<float> dx_want = {0.5f, 2, 3, 4, 5, 6, 7, 10, 11.25f, 10};
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(dx[i], dx_want[i]) << "ttq grad, x = " << x[i];
+  EXPECT_EQ(dp, 8.0 + 9.0);
+  EXPECT_EQ(dn, 1.0);
+  // magnitude_aware_sign: (g * 1[|x| <= clip]) * s; without a clip g * s.
+  std::vector<float> s = {2.0f, 3.0f};
+  const std::vector<float> mx = {0.25f, -1.0f, kNaN, 0.5f};
+  const std::vector<float> mg = {1.0f, 1.0f, 1.0f, -1.0f};
+  std::vector<float> md(4);
+  ref::clipped_grad_scaled_rows<float>(mg.data(), mx.data(), md.data(), 2, 2, true, kD, s.data());
+  EXPECT_EQ(md, (std::vector<float>{2.0f, 0.0f, 0.0f, -3.0f}));
+  ref::clipped_grad_scaled_rows<float>(mg.data(), mx.data(), md.data(), 2, 2, false, kD, s.data());
+  EXPECT_EQ(md, (std::vector<float>{2.0f, 3.0f, 2.0f, -3.0f}));
+}
+
+}  // namespace
+}  // namespace kernels
+}  // namespace lowbit
