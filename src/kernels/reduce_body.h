@@ -3,7 +3,8 @@
 // kernel set compiles these with its own instruction flags (so the compiler vectorizes the lanes)
 // and gets the same result bit for bit, whatever the instruction set.
 // Included inside an anonymous namespace (like simd_body.h), so that each instruction set's copy
-// keeps internal linkage; the includer includes <cmath>, <cstdint> and <limits> first.
+// keeps internal linkage; the includer includes <cmath>, <cstdint>, <cstring>, <limits> and
+// <type_traits> first.
 
 constexpr int kReduceLanes = 16;
 
@@ -30,51 +31,67 @@ inline void sum_abs_rows(const T* x, int64_t rows, int64_t channels, double* acc
   }
 }
 
-// max(|x|), 0 for n == 0, NaN when any element is NaN (the reference's rule).
+// max(|x|), 0 for n == 0, NaN when any element is NaN (the reference's rule). The magnitudes of
+// float32 and float64 order as their bit patterns do, NaNs above infinity: an integer maximum of
+// the patterns, which vectorizes (a float compare-and-select would be a branch here).
 template <class T>
 inline T max_abs_lanes(const T* x, int64_t n) {
-  T m[kReduceLanes] = {};
-  uint32_t nan[kReduceLanes] = {};
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr U kMagnitude = ~U{0} >> 1;
+  U m[kReduceLanes] = {};
   int64_t i = 0;
   for (; i + kReduceLanes <= n; i += kReduceLanes) {
     for (int j = 0; j < kReduceLanes; ++j) {
-      const T a = std::fabs(x[i + j]);
-      m[j] = a > m[j] ? a : m[j];
-      nan[j] |= static_cast<uint32_t>(a != a);
+      U u;
+      std::memcpy(&u, x + i + j, sizeof u);
+      u &= kMagnitude;
+      m[j] = u > m[j] ? u : m[j];
     }
   }
   for (int j = 0; i < n; ++i, ++j) {
-    const T a = std::fabs(x[i]);
-    m[j] = a > m[j] ? a : m[j];
-    nan[j] |= static_cast<uint32_t>(a != a);
+    U u;
+    std::memcpy(&u, x + i, sizeof u);
+    u &= kMagnitude;
+    m[j] = u > m[j] ? u : m[j];
   }
-  T r = 0;
-  uint32_t any_nan = 0;
-  for (int j = 0; j < kReduceLanes; ++j) {
-    r = m[j] > r ? m[j] : r;
-    any_nan |= nan[j];
-  }
-  return any_nan ? std::numeric_limits<T>::quiet_NaN() : r;
+  U r = 0;
+  for (int j = 0; j < kReduceLanes; ++j) r = m[j] > r ? m[j] : r;
+  T out;
+  std::memcpy(&out, &r, sizeof out);
+  return out;
 }
 
-// sum(|x|) in double and the count over the elements with |x| > d (TWN's scale).
+// x itself where keep, else +0 (a bit mask: a float select here would be a branch).
+template <class T>
+inline T kept_or_zero(T x, bool keep) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  U u;
+  std::memcpy(&u, &x, sizeof u);
+  u &= U{0} - static_cast<U>(keep);
+  std::memcpy(&x, &u, sizeof u);
+  return x;
+}
+
+// sum(|x|) in double and the count over the elements with |x| > d (TWN's scale), in two loops
+// (one fused loop was not vectorized); the caller's spans keep x in cache for the second.
 template <class T>
 inline void sum_abs_above_lanes(const T* x, int64_t n, T d, double* sum, int64_t* count) {
   double acc[kReduceLanes] = {};
   int64_t cnt[kReduceLanes] = {};
-  int64_t i = 0;
-  for (; i + kReduceLanes <= n; i += kReduceLanes) {
+  const int64_t whole = n - n % kReduceLanes;
+  for (int64_t i = 0; i < whole; i += kReduceLanes) {
     for (int j = 0; j < kReduceLanes; ++j) {
       const T a = std::fabs(x[i + j]);
-      const bool above = a > d;
-      acc[j] += above ? static_cast<double>(a) : 0.0;
-      cnt[j] += above ? 1 : 0;
+      acc[j] += static_cast<double>(kept_or_zero(a, a > d));
     }
   }
-  for (int j = 0; i < n; ++i, ++j) {
+  for (int64_t i = 0; i < whole; i += kReduceLanes) {
+    for (int j = 0; j < kReduceLanes; ++j) cnt[j] += static_cast<int64_t>(std::fabs(x[i + j]) > d);
+  }
+  for (int64_t i = whole, j = 0; i < n; ++i, ++j) {
     const T a = std::fabs(x[i]);
-    acc[j] += a > d ? static_cast<double>(a) : 0.0;
-    cnt[j] += a > d ? 1 : 0;
+    acc[j] += static_cast<double>(kept_or_zero(a, a > d));
+    cnt[j] += static_cast<int64_t>(a > d);
   }
   for (int j = 0; j < kReduceLanes; ++j) {
     *sum += acc[j];

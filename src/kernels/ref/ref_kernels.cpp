@@ -2,9 +2,12 @@
 // double.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "lowbit/kernels.h"
 
