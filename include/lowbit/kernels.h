@@ -81,6 +81,8 @@ struct F32Kernels {
                    float negative, float threshold_abs, double* d_positive, double* d_negative);
   void (*clipped_grad_scaled_rows)(const float* g, const float* x, float* dx, int64_t rows,
                                    int64_t channels, bool clipped, float clip, const float* scale);
+  // swish_sign's gradient (detail::swish_sign_grad: one exponential, detail::exp_neg_poly).
+  void (*swish_sign_grad)(const float* g, const float* x, float* dx, int64_t n, float beta);
 };
 
 // Every kernel set this CPU can run, the scalar reference first; each SIMD set is followed by its

@@ -47,7 +47,8 @@ const F32Kernels kRefKernels{"ref",
                              &ref::twn<float>,
                              &ref::ttq_weight<float>,
                              &ref::ttq_weight_grad<float>,
-                             &ref::clipped_grad_scaled_rows<float>};
+                             &ref::clipped_grad_scaled_rows<float>,
+                             &ref::swish_sign_grad<float>};
 
 std::vector<const F32Kernels*> detect() {
   std::vector<const F32Kernels*> sets{&kRefKernels};

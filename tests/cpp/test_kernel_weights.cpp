@@ -1,7 +1,7 @@
-// The kernel sets' TWN and TTQ forwards, TTQ's gradient with its sums, and magnitude_aware_sign's
-// scaled gradient: every set bit for bit against the reference, on random values and on the
-// special ones (the thresholds themselves, +-0, infinities, NaN), and the reference against the
-// formulas of the spec written out here.
+// The kernel sets' TWN and TTQ forwards, TTQ's gradient with its sums, magnitude_aware_sign's
+// scaled gradient and swish_sign's gradient: every set bit for bit against the reference, on random
+// values and on the special ones (the thresholds themselves, +-0, infinities, NaN), and the
+// reference against the formulas of the spec written out here.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -116,6 +116,21 @@ TEST_P(WeightKernels, ClippedGradScaledRowsMatchesReference) {
   }
 }
 
+TEST_P(WeightKernels, SwishSignGradMatchesReference) {
+  for (int64_t n : kSizes) {
+    auto x = inputs(n, 23, {0.0f, -0.0f, kInf, -kInf, kNaN, 20.0f, -17.4f, 17.5f, 1e-30f});
+    for (float& v : x) v *= 2.0f;
+    const auto g = inputs(n, 29, {-0.0f, kNaN});
+    for (float beta : {5.0f, 0.3f}) {
+      std::vector<float> want(x.size()), got(x.size(), -7.0f);
+      ref().swish_sign_grad(g.data(), x.data(), want.data(), n, beta);
+      k().swish_sign_grad(g.data(), x.data(), got.data(), n, beta);
+      expect_bitwise(want, got, x,
+                     std::string(k().isa) + " swish_sign_grad, n = " + std::to_string(n));
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(EverySet, WeightKernels, ::testing::ValuesIn(supported_f32_kernels()),
                          [](const ::testing::TestParamInfo<const F32Kernels*>& info) {
                            return std::string(info.param->isa);
@@ -163,6 +178,38 @@ TEST(RefWeightKernels, FormulasWrittenOut) {
   EXPECT_EQ(md, (std::vector<float>{2.0f, 0.0f, 0.0f, -3.0f}));
   ref::clipped_grad_scaled_rows<float>(mg.data(), mx.data(), md.data(), 2, 2, false, kD, s.data());
   EXPECT_EQ(md, (std::vector<float>{2.0f, 3.0f, 2.0f, -3.0f}));
+}
+
+// The reference against the spec's formula, g * beta * (2 - bx tanh(bx / 2)) / (1 + cosh(bx)),
+// in long double; and against its worked values (beta 5: x = 0 -> 5, x = 0.5 -> -0.084622).
+TEST(RefWeightKernels, SwishSignGradAgainstTheSpecFormula) {
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> u(-30.0f, 30.0f);
+  for (float beta : {5.0f, 1.0f, 0.3f, 10.0f}) {
+    for (int i = 0; i < 20000; ++i) {
+      const float x = i < 10000 ? u(rng) / 10.0f : u(rng);
+      const float g = 1.0f;
+      float got;
+      ref::swish_sign_grad<float>(&g, &x, &got, 1, beta);
+      const long double bx = static_cast<long double>(beta) * x;
+      const long double want = beta * (2 - bx * std::tanh(bx / 2)) / (1 + std::cosh(bx));
+      // Relative to the gradient's scale (its largest value is beta * 2 / 2 = beta, at 0).
+      EXPECT_NEAR(got, static_cast<double>(want), 2e-6 * beta) << "x = " << x << ", beta " << beta;
+      if (HasFailure()) return;
+    }
+  }
+  const float xs[] = {0.0f, 0.5f, -0.5f, 100.0f, -kInf};
+  const float gs[] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+  float d[5];
+  ref::swish_sign_grad<float>(gs, xs, d, 5, 5.0f);
+  EXPECT_EQ(d[0], 5.0f);
+  EXPECT_NEAR(d[1], -0.084622f, 1e-6f);
+  EXPECT_EQ(d[1], d[2]);
+  EXPECT_LT(std::fabs(d[3]), 1e-33f);  // the limit, 0, within float's reach
+  EXPECT_LT(std::fabs(d[4]), 1e-33f);
+  const float nan_x = kNaN;
+  ref::swish_sign_grad<float>(gs, &nan_x, d, 1, 5.0f);
+  EXPECT_TRUE(std::isnan(d[0]));
 }
 
 }  // namespace

@@ -22,9 +22,10 @@ namespace kernels {
 namespace {
 
 // A kernel added to F32Kernels must get a comparison against the reference below; this stops the
-// build until it does (isa plus 24 function pointers today; the reductions are tested in
-// test_kernel_reductions.cpp, TWN, TTQ and the scaled gradient in test_kernel_weights.cpp).
-static_assert(sizeof(F32Kernels) == sizeof(const char*) + 24 * sizeof(void (*)()),
+// build until it does (isa plus 25 function pointers today; the reductions are tested in
+// test_kernel_reductions.cpp, TWN, TTQ, the scaled gradient and swish_sign's in
+// test_kernel_weights.cpp).
+static_assert(sizeof(F32Kernels) == sizeof(const char*) + 25 * sizeof(void (*)()),
               "F32Kernels changed: add the new kernel to the F32KernelSet tests, then update this");
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -327,6 +328,7 @@ TEST_P(F32KernelSet, EveryKernelIsPresent) {
   EXPECT_NE(s.ttq, nullptr);
   EXPECT_NE(s.ttq_grad, nullptr);
   EXPECT_NE(s.clipped_grad_scaled_rows, nullptr);
+  EXPECT_NE(s.swish_sign_grad, nullptr);
 }
 
 TEST_P(F32KernelSet, FakeQuantMatchesReference) {

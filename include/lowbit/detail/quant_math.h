@@ -161,10 +161,42 @@ LOWBIT_HD T approx_sign_grad(T g, T x) {
   return g * (ax <= T(1) ? T(2) - T(2) * ax : T(0));
 }
 
+// exp(-a) for 0 <= a <= kExpNegMax in float32, by IEEE multiplies and adds only (Cephes' method:
+// a = n ln2 + r with n an integer, a polynomial for exp(-r) on |r| <= ln2 / 2, then the exponent),
+// so that every kernel set computes it bit for bit alike (within 1-2 ulp of the true value).
+constexpr float kExpNegMax = 87.0f;
+LOWBIT_HD float exp_neg_poly(float a) {
+  const float t = -a;
+  const float n = std::floor(t * 1.44269504f + 0.5f);
+  const float r = (t - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = (p * (r * r) + r) + 1.0f;
+  return p * std::ldexp(1.0f, static_cast<int>(n));  // n in [-126, 0]: an exact power of 2
+}
+
+// swish_sign's gradient, g * beta * (2 - bx tanh(bx / 2)) / (1 + cosh(bx)) with bx = beta x,
+// written with e = exp(-|bx|): tanh(|bx| / 2) = (1 - e) / (1 + e) and 1 / (1 + cosh(bx)) = 2e / (1
+// + e)^2, so that one exponential (exp_neg_poly in float32) does and nothing overflows. NaN x: g *
+// x.
 template <class T>
 LOWBIT_HD T swish_sign_grad(T g, T x, T beta) {
-  const T bx = beta * x;
-  return g * (beta * (T(2) - bx * std::tanh(bx / T(2))) / (T(1) + std::cosh(bx)));
+  if (x != x) return g * x;
+  // |bx| capped where the gradient is below 1e-34 * beta anyway (and infinities stay finite).
+  const T a = T(kExpNegMax) < std::fabs(beta * x) ? T(kExpNegMax) : std::fabs(beta * x);
+  T e;
+  if constexpr (sizeof(T) == 4) {
+    e = exp_neg_poly(a);
+  } else {
+    e = std::exp(-a);
+  }
+  const T ope = T(1) + e;
+  const T num = T(2) - a * ((T(1) - e) / ope);
+  return g * ((beta * num) * ((T(2) * e) / (ope * ope)));
 }
 
 // Larq's dorefa, activations: half-even rounding of clip(x, 0, 1) * n, divided by n.

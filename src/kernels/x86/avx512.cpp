@@ -34,6 +34,8 @@ struct V {
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
   static reg abs(reg a) { return _mm512_abs_ps(a); }
   static reg neg(reg a) { return _mm512_xor_ps(_mm512_set1_ps(-0.0f), a); }
+  // 2^n for integer-valued n in [-126, 127], exactly.
+  static reg pow2(reg n) { return _mm512_scalef_ps(_mm512_set1_ps(1.0f), n); }
   static reg floor(reg a) {
     return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
   }

@@ -425,6 +425,44 @@ void linear_mid_tread(const float* x, float* y, int64_t n, float levels, float m
       [&](int64_t i) { y[i] = detail::linear_mid_tread(x[i], levels, max_value); });
 }
 
+// detail::exp_neg_poly, the same operations in vectors (the power of 2 by V::pow2).
+template <class V>
+inline typename V::reg exp_neg_vec(typename V::reg a) {
+  const auto t = V::neg(a);
+  const auto n = V::floor(V::add(V::mul(t, V::set1(1.44269504f)), V::set1(0.5f)));
+  const auto r =
+      V::sub(V::sub(t, V::mul(n, V::set1(0.693359375f))), V::mul(n, V::set1(-2.12194440e-4f)));
+  auto p = V::set1(1.9875691500e-4f);
+  p = V::add(V::mul(p, r), V::set1(1.3981999507e-3f));
+  p = V::add(V::mul(p, r), V::set1(8.3334519073e-3f));
+  p = V::add(V::mul(p, r), V::set1(4.1665795894e-2f));
+  p = V::add(V::mul(p, r), V::set1(1.6666665459e-1f));
+  p = V::add(V::mul(p, r), V::set1(5.0000001201e-1f));
+  p = V::add(V::add(V::mul(p, V::mul(r, r)), r), V::set1(1.0f));
+  return V::mul(p, V::pow2(n));
+}
+
+template <class V, bool kS>
+void swish_sign_grad(const float* g, const float* x, float* dx, int64_t n, float beta) {
+  const auto vb = V::set1(beta), one = V::set1(1.0f), two = V::set1(2.0f);
+  const auto cap = V::set1(detail::kExpNegMax);
+  map_flat<V, kS>(
+      dx, n,
+      [&](int64_t i) {
+        const auto xv = V::load(x + i), gv = V::load(g + i);
+        const auto ab = V::abs(V::mul(vb, xv));
+        // min(cap, |bx|): a NaN lane stays NaN here, then gets g * x below.
+        const auto a = V::select(V::lt(cap, ab), cap, ab);
+        const auto e = exp_neg_vec<V>(a);
+        const auto ope = V::add(one, e);
+        const auto num = V::sub(two, V::mul(a, V::div(V::sub(one, e), ope)));
+        const auto d =
+            V::mul(gv, V::mul(V::mul(vb, num), V::div(V::mul(two, e), V::mul(ope, ope))));
+        return V::select(V::eq(xv, xv), d, V::mul(gv, xv));
+      },
+      [&](int64_t i) { dx[i] = detail::swish_sign_grad(g[i], x[i], beta); });
+}
+
 template <class V, bool kS>
 void approx_sign_grad(const float* g, const float* x, float* dx, int64_t n) {
   const auto one = V::set1(1.0f), two = V::set1(2.0f);
@@ -543,5 +581,6 @@ constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
                                      &twn<V, kS>,
                                      &ttq<V, kS>,
                                      &ttq_grad<V, kS>,
-                                     &clipped_grad_scaled_rows<V, kS>};
+                                     &clipped_grad_scaled_rows<V, kS>,
+                                     &swish_sign_grad<V, kS>};
 }

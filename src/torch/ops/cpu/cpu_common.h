@@ -117,6 +117,10 @@ struct Kernels<double> {
   void clipped_grad_scaled_rows(A... a) const {
     k::ref::clipped_grad_scaled_rows<double>(a...);
   }
+  template <class... A>
+  void swish_sign_grad(A... a) const {
+    k::ref::swish_sign_grad<double>(a...);
+  }
 };
 
 template <>
@@ -202,6 +206,10 @@ struct Kernels<float> {
   template <class... A>
   void clipped_grad_scaled_rows(A... a) const {
     set->clipped_grad_scaled_rows(a...);
+  }
+  template <class... A>
+  void swish_sign_grad(A... a) const {
+    set->swish_sign_grad(a...);
   }
 };
 

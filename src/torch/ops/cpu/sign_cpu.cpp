@@ -340,11 +340,11 @@ at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x) {
 }
 
 at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, double beta) {
-  return map_binary_grad(
-      grad, x, [&](const auto& /*kern*/, const auto* g, const auto* xp, auto* dx, int64_t n) {
-        using T = elem_t<decltype(xp)>;
-        k::ref::swish_sign_grad<T>(g, xp, dx, n, static_cast<T>(beta));
-      });
+  return map_binary_grad(grad, x,
+                         [&](const auto& kern, const auto* g, const auto* xp, auto* dx, int64_t n) {
+                           using T = elem_t<decltype(xp)>;
+                           kern.swish_sign_grad(g, xp, dx, n, static_cast<T>(beta));
+                         });
 }
 
 at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit,
