@@ -10,7 +10,7 @@ copy's bandwidth measured in the same run.
 
 The operators, their torch counterparts and the bytes per element: bench/ops_cases.py.
 Prints one JSON line per (operator, pass, size, threads): ours and theirs, best and median over the
-samples (each sample the mean of enough calls for ~2^22 elements), speedup = theirs / ours (best
+samples of all --runs sweeps (each sample the mean of enough calls for ~2^22 elements), speedup = theirs / ours (best
 and median), and for ours at its best: GB/s = bytes / time and copy_fraction = that / the copy's
 GB/s. The copy is `out.copy_(x)` into a preallocated tensor (8 bytes per element), sampled on its
 own before each size and thread count and in turn with ours and theirs in each case; its best
@@ -65,7 +65,7 @@ def interleaved(fns, n, repeat, caching):
     return samples
 
 
-def run(memory, sizes, threads, repeat, only, out, device="cpu"):
+def run(memory, sizes, threads, repeat, runs, only, out, device="cpu"):
     import torch
     import ops_cases
 
@@ -75,40 +75,51 @@ def run(memory, sizes, threads, repeat, only, out, device="cpu"):
         torch.set_default_tensor_type(torch.cuda.FloatTensor)
         threads = [torch.get_num_threads()]
     cases = [c for c in ops_cases.CASES if not only or any(o in c.name for o in only)]
-    for n in sizes:
-        t = ops_cases.Tensors(n)
-        dest = torch.empty_like(t.x)
-        for k in threads:
-            torch.set_num_threads(k)
-            # The copy's best: of a block of samples on its own, and of those taken in turn with
-            # each case (the same moments: on a shared machine bandwidth moves from minute to
-            # minute). The fastest of them all is the baseline, the strictest one for us.
-            (alone,) = interleaved([lambda: dest.copy_(t.x)], n, repeat, device == "cuda")
-            for case in cases:
-                for pass_ in case.passes:
-                    ours, theirs = case.make(pass_, t)
-                    a, b, copy = interleaved([ours, theirs, lambda: dest.copy_(t.x)], n, repeat,
-                                             device == "cuda")
-                    copy_gbps = 8 * n / (min(alone + copy) * 1e6)
-                    gbps = case.bytes[pass_] * n / (min(a) * 1e6)
-                    line = {"case": case.name, "pass": pass_, "n": n, "threads": k,
-                            "memory": memory, "theirs": case.theirs,
-                            "bytes_per_element": case.bytes[pass_],
-                            "ours_best_ms": round(min(a), 4),
-                            "ours_median_ms": round(statistics.median(a), 4),
-                            "theirs_best_ms": round(min(b), 4),
-                            "theirs_median_ms": round(statistics.median(b), 4),
-                            "speedup_best": round(min(b) / min(a), 2),
-                            "speedup_median": round(statistics.median(b) / statistics.median(a), 2),
-                            "gbps_best": round(gbps, 1),
-                            "copy_best_ms": round(min(alone + copy), 4),
-                            "copy_gbps_best": round(copy_gbps, 1),
-                            "copy_fraction_best": round(gbps / copy_gbps, 2)}
-                    text = json.dumps(line)
-                    print(text, flush=True)
-                    if out:
-                        out.write(text + "\n")
-                        out.flush()
+    caching = device == "cuda"
+    # Samples of every run, by (n, threads, case, pass): the sweep runs `runs` times so that the
+    # best samples come from the machine's quiet moments, whenever those are.
+    samples, copies = {}, {}
+    for _ in range(runs):
+        for n in sizes:
+            t = ops_cases.Tensors(n)
+            dest = torch.empty_like(t.x)
+            for k in threads:
+                torch.set_num_threads(k)
+                # The copy: a block of samples on its own, and one sample in turn with ours and
+                # theirs in each case. The fastest of them all is the baseline (the strictest).
+                (alone,) = interleaved([lambda: dest.copy_(t.x)], n, repeat, caching)
+                copies.setdefault((n, k), []).extend(alone)
+                for case in cases:
+                    for pass_ in case.passes:
+                        ours, theirs = case.make(pass_, t)
+                        got = interleaved([ours, theirs, lambda: dest.copy_(t.x)], n, repeat,
+                                          caching)
+                        old = samples.setdefault((n, k, case, pass_), ([], []))
+                        old[0].extend(got[0])
+                        old[1].extend(got[1])
+                        copies[(n, k)].extend(got[2])
+    for (n, k, case, pass_), (a, b) in samples.items():
+        copy = min(copies[(n, k)])
+        copy_gbps = 8 * n / (copy * 1e6)
+        gbps = case.bytes[pass_] * n / (min(a) * 1e6)
+        line = {"case": case.name, "pass": pass_, "n": n, "threads": k, "memory": memory,
+                "theirs": case.theirs, "bytes_per_element": case.bytes[pass_],
+                "samples": len(a),
+                "ours_best_ms": round(min(a), 4),
+                "ours_median_ms": round(statistics.median(a), 4),
+                "theirs_best_ms": round(min(b), 4),
+                "theirs_median_ms": round(statistics.median(b), 4),
+                "speedup_best": round(min(b) / min(a), 2),
+                "speedup_median": round(statistics.median(b) / statistics.median(a), 2),
+                "gbps_best": round(gbps, 1),
+                "copy_best_ms": round(copy, 4),
+                "copy_gbps_best": round(copy_gbps, 1),
+                "copy_fraction_best": round(gbps / copy_gbps, 2)}
+        text = json.dumps(line)
+        print(text, flush=True)
+        if out:
+            out.write(text + "\n")
+            out.flush()
 
 
 def table(path):
@@ -139,7 +150,9 @@ def main():
     ap.add_argument("--sizes", default=None,
                     help="comma-separated log2 sizes (default 20,24 on the CPU, 28 on CUDA)")
     ap.add_argument("--threads", default="2,1", help="comma-separated intra-op thread counts")
-    ap.add_argument("--repeat", type=int, default=7, help="samples per side and case")
+    ap.add_argument("--repeat", type=int, default=7, help="samples per side and case in each run")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="sweeps over every case; each figure is over the samples of all of them")
     ap.add_argument("--only", default="", help="comma-separated substrings of operator names")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     ap.add_argument("--table", metavar="JSONL", help="print the Markdown tables of a run and exit")
@@ -157,12 +170,13 @@ def main():
         import torch
         if not torch.cuda.is_available():
             sys.exit("bench/ops.py: --device cuda: torch sees no CUDA device here")
-        run("caching", sizes, threads, args.repeat, only, None, "cuda")
+        run("caching", sizes, threads, args.repeat, args.runs, only, None, "cuda")
         return
     if args.memory == "both":
         for mode in ("fresh", "retained"):
             cmd = [sys.executable, __file__, "--memory", mode, "--sizes", args.sizes,
-                   "--threads", args.threads, "--repeat", str(args.repeat), "--only", args.only]
+                   "--threads", args.threads, "--repeat", str(args.repeat), "--runs",
+                   str(args.runs), "--only", args.only]
             subprocess.run(cmd + (["--out", args.out] if args.out else []), check=True)
         return
     if args.memory == "retained" and os.environ.get("MALLOC_CONF") != RETAIN:
@@ -171,7 +185,7 @@ def main():
         env = dict(os.environ, LD_PRELOAD=JEMALLOC, MALLOC_CONF=RETAIN)
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
     with open(args.out, "a") if args.out else open(os.devnull, "w") as out:
-        run(args.memory, sizes, threads, args.repeat, only, out if args.out else None)
+        run(args.memory, sizes, threads, args.repeat, args.runs, only, out if args.out else None)
 
 
 if __name__ == "__main__":

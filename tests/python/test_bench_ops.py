@@ -39,13 +39,13 @@ def test_benchmark_runs_and_tabulates(tmp_path):
     out = tmp_path / "ops.jsonl"
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
     cmd = [sys.executable, os.path.join(ROOT, "bench", "ops.py"), "--memory", "fresh", "--sizes",
-           "12", "--threads", "1", "--repeat", "1", "--only", "ste_sign,ttq", "--out", str(out)]
+           "12", "--threads", "1", "--repeat", "1", "--runs", "2", "--only", "ste_sign,ttq", "--out", str(out)]
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["case"], r["pass"]) for r in rows] == [
         ("ste_sign", "fwd"), ("ste_sign", "fwd_bwd"), ("ttq_weight", "fwd"), ("ttq_weight", "fwd_bwd")]
     for r in rows:
-        assert r["n"] == 4096 and r["threads"] == 1
+        assert r["n"] == 4096 and r["threads"] == 1 and r["samples"] == 2
         assert r["ours_best_ms"] <= r["ours_median_ms"] and r["theirs_best_ms"] <= r["theirs_median_ms"]
         assert r["copy_fraction_best"] == pytest.approx(r["gbps_best"] / r["copy_gbps_best"],
                                                         rel=0.05, abs=0.02)
