@@ -194,9 +194,9 @@ LOWBIT_HD T swish_sign_grad(T g, T x, T beta) {
   } else {
     e = std::exp(-a);
   }
-  const T ope = T(1) + e;
-  const T num = T(2) - a * ((T(1) - e) / ope);
-  return g * ((beta * num) * ((T(2) * e) / (ope * ope)));
+  const T r = T(1) / (T(1) + e);  // one division
+  const T num = T(2) - a * ((T(1) - e) * r);
+  return g * ((beta * num) * ((T(2) * e) * (r * r)));
 }
 
 // Larq's dorefa, activations: half-even rounding of clip(x, 0, 1) * n, divided by n.

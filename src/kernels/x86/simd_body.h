@@ -454,10 +454,9 @@ void swish_sign_grad(const float* g, const float* x, float* dx, int64_t n, float
         // min(cap, |bx|): a NaN lane stays NaN here, then gets g * x below.
         const auto a = V::select(V::lt(cap, ab), cap, ab);
         const auto e = exp_neg_vec<V>(a);
-        const auto ope = V::add(one, e);
-        const auto num = V::sub(two, V::mul(a, V::div(V::sub(one, e), ope)));
-        const auto d =
-            V::mul(gv, V::mul(V::mul(vb, num), V::div(V::mul(two, e), V::mul(ope, ope))));
+        const auto r = V::div(one, V::add(one, e));
+        const auto num = V::sub(two, V::mul(a, V::mul(V::sub(one, e), r)));
+        const auto d = V::mul(gv, V::mul(V::mul(vb, num), V::mul(V::mul(two, e), V::mul(r, r))));
         return V::select(V::eq(xv, xv), d, V::mul(gv, xv));
       },
       [&](int64_t i) { dx[i] = detail::swish_sign_grad(g[i], x[i], beta); });
