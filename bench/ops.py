@@ -6,6 +6,7 @@ copy's bandwidth measured in the same run.
   PYTHONPATH=python /usr/bin/python3 bench/ops.py                  # both memory modes
   PYTHONPATH=python /usr/bin/python3 bench/ops.py --memory retained --threads 2 --out r.jsonl
   PYTHONPATH=python /usr/bin/python3 bench/ops.py --table r.jsonl  # the Markdown tables of a run
+  /usr/bin/python3 bench/ops.py --roofline r.jsonl                  # the same as one table
   PYTHONPATH=python python3 bench/ops.py --device cuda             # 2^28 float32 elements on a GPU
 
 The operators, their torch counterparts and the bytes per element: bench/ops_cases.py.
@@ -144,6 +145,36 @@ def table(path):
                   f"{r['speedup_median']} |")
 
 
+def roofline(path):
+    """One Markdown table of a run: a row per operator and pass, for each size and thread count
+    ours at its best (ms and GB/s at the largest size, the fraction of the copy's bandwidth) and
+    the speedup over torch (best of runs, median in brackets)."""
+    rows = [json.loads(line) for line in open(path) if line.strip().startswith("{")]
+    configs = sorted({(r["n"], r["threads"]) for r in rows}, key=lambda c: (-c[0], -c[1]))
+    by = {(r["case"], r["pass"], r["n"], r["threads"]): r for r in rows}
+    keys = []
+    for r in rows:
+        if (r["case"], r["pass"]) not in keys:
+            keys.append((r["case"], r["pass"]))
+    big, k0 = configs[0]
+    head = (f"| operator | pass | bytes/elem | ms (2^{big.bit_length() - 1}, {k0}t) | GB/s | " +
+            " | ".join(f"2^{n.bit_length() - 1}, {k}t: of copy, x torch" for n, k in configs) + " |")
+    print(head)
+    print("|---" * (5 + len(configs)) + "|")
+    for case, pass_ in keys:
+        first = by[(case, pass_, big, k0)]
+        cells = []
+        for n, k in configs:
+            r = by.get((case, pass_, n, k))
+            cells.append("" if r is None else
+                         f"{r['copy_fraction_best']}, {r['speedup_best']} ({r['speedup_median']})")
+        print(f"| `{case}` | {pass_.replace('_', '+')} | {first['bytes_per_element']} | "
+              f"{first['ours_best_ms']} | {first['gbps_best']} | " + " | ".join(cells) + " |")
+    copies = ", ".join(f"2^{n.bit_length() - 1} {k}t {by[keys[0] + (n, k)]['copy_gbps_best']} GB/s"
+                       for n, k in configs)
+    print(f"\nCopy bandwidth (best sample): {copies}.")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--memory", choices=["fresh", "retained", "both"], default="both")
@@ -156,10 +187,15 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated substrings of operator names")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     ap.add_argument("--table", metavar="JSONL", help="print the Markdown tables of a run and exit")
+    ap.add_argument("--roofline", metavar="JSONL",
+                    help="print a run as one Markdown table (docs/performance.md) and exit")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
     if args.table:
         table(args.table)
+        return
+    if args.roofline:
+        roofline(args.roofline)
         return
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     args.sizes = args.sizes or ("28" if args.device == "cuda" else "20,24")

@@ -52,3 +52,6 @@ def test_benchmark_runs_and_tabulates(tmp_path):
     table = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "ops.py"), "--table", str(out)],
                            check=True, env=env, capture_output=True, text=True).stdout
     assert "| `ttq_weight` | fwd+bwd | 24 |" in table
+    wide = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "ops.py"), "--roofline", str(out)],
+                          check=True, env=env, capture_output=True, text=True).stdout
+    assert wide.count("| `ste_sign` |") == 2 and "2^12, 1t: of copy, x torch" in wide
