@@ -83,6 +83,12 @@ struct F32Kernels {
                                    int64_t channels, bool clipped, float clip, const float* scale);
   // swish_sign's gradient (detail::swish_sign_grad: one exponential, detail::exp_neg_poly).
   void (*swish_sign_grad)(const float* g, const float* x, float* dx, int64_t n, float beta);
+  // dorefa's weights mode (tanh by detail::tanh_poly): max(|tanh(x)|), the forward and its
+  // gradient.
+  float (*max_abs_tanh)(const float* x, int64_t n);
+  void (*dorefa_weights)(const float* x, float* y, int64_t n, float levels, float max_abs_tanh);
+  void (*dorefa_weights_grad)(const float* g, const float* x, float* dx, int64_t n,
+                              float max_abs_tanh);
 };
 
 // Every kernel set this CPU can run, the scalar reference first; each SIMD set is followed by its

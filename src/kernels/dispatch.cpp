@@ -48,7 +48,10 @@ const F32Kernels kRefKernels{"ref",
                              &ref::ttq_weight<float>,
                              &ref::ttq_weight_grad<float>,
                              &ref::clipped_grad_scaled_rows<float>,
-                             &ref::swish_sign_grad<float>};
+                             &ref::swish_sign_grad<float>,
+                             &ref::max_abs_tanh<float>,
+                             &ref::dorefa_weights<float>,
+                             &ref::dorefa_weights_grad<float>};
 
 std::vector<const F32Kernels*> detect() {
   std::vector<const F32Kernels*> sets{&kRefKernels};

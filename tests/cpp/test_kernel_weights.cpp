@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/detail/quant_math.h"
 #include "lowbit/kernels.h"
 
 namespace lowbit {
@@ -131,6 +132,31 @@ TEST_P(WeightKernels, SwishSignGradMatchesReference) {
   }
 }
 
+TEST_P(WeightKernels, DorefaWeightsModeMatchesReference) {
+  for (int64_t n : kSizes) {
+    auto x = inputs(
+        n, 37,
+        {0.0f, -0.0f, 0.625f, -0.625f, std::nextafter(0.625f, 0.0f), kInf, -kInf, 50.0f, 1e-20f});
+    const auto g = inputs(n, 41, {-0.0f});
+    EXPECT_EQ(k().max_abs_tanh(x.data(), n), ref().max_abs_tanh(x.data(), n)) << k().isa;
+    for (float m : {0.0f, 0.75f, 1.0f}) {
+      std::vector<float> want(x.size()), got(x.size(), -7.0f);
+      ref().dorefa_weights(x.data(), want.data(), n, 3.0f, m);
+      k().dorefa_weights(x.data(), got.data(), n, 3.0f, m);
+      expect_bitwise(want, got, x,
+                     std::string(k().isa) + " dorefa_weights, n = " + std::to_string(n));
+      ref().dorefa_weights_grad(g.data(), x.data(), want.data(), n, m);
+      k().dorefa_weights_grad(g.data(), x.data(), got.data(), n, m);
+      expect_bitwise(want, got, x,
+                     std::string(k().isa) + " dorefa_weights_grad, n = " + std::to_string(n));
+    }
+    if (n > 0) {
+      x[static_cast<size_t>(n / 2)] = kNaN;
+      EXPECT_TRUE(std::isnan(k().max_abs_tanh(x.data(), n))) << k().isa << ", n = " << n;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(EverySet, WeightKernels, ::testing::ValuesIn(supported_f32_kernels()),
                          [](const ::testing::TestParamInfo<const F32Kernels*>& info) {
                            return std::string(info.param->isa);
@@ -210,6 +236,29 @@ TEST(RefWeightKernels, SwishSignGradAgainstTheSpecFormula) {
   const float nan_x = kNaN;
   ref::swish_sign_grad<float>(gs, &nan_x, d, 1, 5.0f);
   EXPECT_TRUE(std::isnan(d[0]));
+}
+
+// detail::tanh_poly against tanh in long double: within 2 ulp (of the value, or of 2^-126 near 0)
+// on both sides of the branch at 0.625, odd, and exact at 0, +-infinity and NaN.
+TEST(RefWeightKernels, TanhPolyWithinTwoUlp) {
+  std::mt19937 rng(43);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::uniform_real_distribution<float> wide(-12.0f, 12.0f);
+  for (int i = 0; i < 200000; ++i) {
+    const float x = i % 2 ? u(rng) : wide(rng);
+    const float got = detail::tanh_poly(x);
+    const long double want = std::tanh(static_cast<long double>(x));
+    const float ulp = std::nextafter(std::fabs(static_cast<float>(want)), kInf) -
+                      std::fabs(static_cast<float>(want));
+    EXPECT_LE(std::fabs(static_cast<long double>(got) - want), 2.0L * ulp) << "x = " << x;
+    EXPECT_EQ(detail::tanh_poly(-x), -got);
+    if (HasFailure()) return;
+  }
+  EXPECT_EQ(bits(detail::tanh_poly(0.0f)), bits(0.0f));
+  EXPECT_EQ(bits(detail::tanh_poly(-0.0f)), bits(-0.0f));
+  EXPECT_EQ(detail::tanh_poly(kInf), 1.0f);
+  EXPECT_EQ(detail::tanh_poly(-kInf), -1.0f);
+  EXPECT_TRUE(std::isnan(detail::tanh_poly(kNaN)));
 }
 
 }  // namespace

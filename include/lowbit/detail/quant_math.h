@@ -212,17 +212,49 @@ LOWBIT_HD T linear_mid_tread(T x, T levels, T max_value) {
   return std::floor((c / max_value) * levels + T(0.5)) / levels * max_value;
 }
 
+// tanh(x) in float32 by IEEE operations only, so that every kernel set computes it bit for bit
+// alike (within 2 ulp of the true value): x itself below 2^-12, Cephes' odd polynomial below 0.625,
+// else (1 - e) / (1 + e) with e = exp(-2|x|) (exp_neg_poly; 2|x| capped at kExpNegMax, where tanh
+// rounds to 1), the sign of x put back. NaN gives x.
+LOWBIT_HD float tanh_poly(float x) {
+  if (x != x) return x;
+  const float a = std::fabs(x);
+  if (a < 0.000244140625f) return x;  // |x| < 2^-12: tanh(x) rounds to x (and keeps -0)
+  if (a < 0.625f) {
+    const float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    return ((p * z) * x) + x;
+  }
+  const float b = a + a;
+  const float e = exp_neg_poly(kExpNegMax < b ? kExpNegMax : b);
+  return std::copysign((1.0f - e) / (1.0f + e), x);
+}
+
+// tanh as the dorefa weights mode computes it: tanh_poly in float32, std::tanh otherwise.
+template <class T>
+LOWBIT_HD T dorefa_tanh(T x) {
+  if constexpr (sizeof(T) == 4) {
+    return tanh_poly(x);
+  } else {
+    return std::tanh(x);
+  }
+}
+
 // Larq's dorefa, weights: 2 * half_even((tanh(x) / (2M) + 0.5) * n) / n - 1, M = max|tanh(x)|.
 template <class T>
 LOWBIT_HD T dorefa_weight(T x, T levels, T max_abs_tanh) {
-  const T p = max_abs_tanh == T(0) ? T(0.5) : std::tanh(x) / (T(2) * max_abs_tanh) + T(0.5);
+  const T p = max_abs_tanh == T(0) ? T(0.5) : dorefa_tanh(x) / (T(2) * max_abs_tanh) + T(0.5);
   return T(2) * std::nearbyint(p * levels) / levels - T(1);
 }
 
 template <class T>
 LOWBIT_HD T dorefa_weight_grad(T g, T x, T max_abs_tanh) {
   if (max_abs_tanh == T(0)) return g * T(0);
-  const T t = std::tanh(x);
+  const T t = dorefa_tanh(x);
   return g * (T(1) - t * t) / max_abs_tanh;
 }
 

@@ -215,7 +215,7 @@ template <class T>
 T max_abs_tanh(const T* x, int64_t n) {
   T m = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const T a = std::fabs(std::tanh(x[i]));
+    const T a = std::fabs(detail::dorefa_tanh(x[i]));
     m = (a > m || std::isnan(a)) ? a : m;
   }
   return m;

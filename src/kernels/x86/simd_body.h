@@ -442,6 +442,80 @@ inline typename V::reg exp_neg_vec(typename V::reg a) {
   return V::mul(p, V::pow2(n));
 }
 
+// detail::tanh_poly, the same operations in vectors (both branches, then a select).
+template <class V>
+inline typename V::reg tanh_vec(typename V::reg x) {
+  const auto one = V::set1(1.0f), z = V::mul(x, x), a = V::abs(x);
+  auto p = V::set1(-5.70498872745e-3f);
+  p = V::add(V::mul(p, z), V::set1(2.06390887954e-2f));
+  p = V::sub(V::mul(p, z), V::set1(5.37397155531e-2f));
+  p = V::add(V::mul(p, z), V::set1(1.33314422036e-1f));
+  p = V::sub(V::mul(p, z), V::set1(3.33332819422e-1f));
+  const auto small = V::add(V::mul(V::mul(p, z), x), x);
+  const auto b = V::add(a, a), cap = V::set1(detail::kExpNegMax);
+  const auto e = exp_neg_vec<V>(V::select(V::lt(cap, b), cap, b));
+  const auto big = V::div(V::sub(one, e), V::add(one, e));
+  const auto t = V::select(V::lt(a, V::set1(0.000244140625f)), x,
+                           V::select(V::lt(a, V::set1(0.625f)), small,
+                                     V::select(V::lt(x, V::zero()), V::neg(big), big)));
+  return V::select(V::eq(x, x), t, x);
+}
+
+// max(|tanh(x)|) as k::ref::max_abs_tanh (NaN when any element is NaN).
+template <class V, bool kS>
+float max_abs_tanh(const float* x, int64_t n) {
+  auto m = V::zero(), nan = V::zero();
+  int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) {
+    const auto t = V::abs(tanh_vec<V>(V::load(x + i)));
+    m = V::select(V::lt(m, t), t, m);
+    nan = V::select(V::eq(t, t), nan, t);  // becomes NaN once a NaN is seen
+  }
+  float lanes[V::W], nans[V::W];
+  V::store(lanes, m);
+  V::store(nans, nan);
+  float r = 0;
+  for (int j = 0; j < V::W; ++j) {
+    if (nans[j] != nans[j]) return nans[j];
+    r = lanes[j] > r ? lanes[j] : r;
+  }
+  for (; i < n; ++i) {
+    const float a = std::fabs(detail::tanh_poly(x[i]));
+    if (a != a) return a;
+    r = a > r ? a : r;
+  }
+  return r;
+}
+
+template <class V, bool kS>
+void dorefa_weights(const float* x, float* y, int64_t n, float levels, float max_abs_tanh) {
+  const auto lv = V::set1(levels), two = V::set1(2.0f), one = V::set1(1.0f), half = V::set1(0.5f),
+             m2 = V::set1(2.0f * max_abs_tanh);
+  const bool zero = max_abs_tanh == 0.0f;
+  map_flat<V, kS>(
+      y, n,
+      [&](int64_t i) {
+        const auto p = zero ? half : V::add(V::div(tanh_vec<V>(V::load(x + i)), m2), half);
+        return V::sub(V::div(V::mul(two, V::nearbyint(V::mul(p, lv))), lv), one);
+      },
+      [&](int64_t i) { y[i] = detail::dorefa_weight(x[i], levels, max_abs_tanh); });
+}
+
+template <class V, bool kS>
+void dorefa_weights_grad(const float* g, const float* x, float* dx, int64_t n, float max_abs_tanh) {
+  const auto one = V::set1(1.0f), m = V::set1(max_abs_tanh), z = V::zero();
+  const bool zero = max_abs_tanh == 0.0f;
+  map_flat<V, kS>(
+      dx, n,
+      [&](int64_t i) {
+        const auto gv = V::load(g + i);
+        if (zero) return V::mul(gv, z);
+        const auto t = tanh_vec<V>(V::load(x + i));
+        return V::div(V::mul(gv, V::sub(one, V::mul(t, t))), m);
+      },
+      [&](int64_t i) { dx[i] = detail::dorefa_weight_grad(g[i], x[i], max_abs_tanh); });
+}
+
 template <class V, bool kS>
 void swish_sign_grad(const float* g, const float* x, float* dx, int64_t n, float beta) {
   const auto vb = V::set1(beta), one = V::set1(1.0f), two = V::set1(2.0f);
@@ -581,5 +655,8 @@ constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
                                      &ttq<V, kS>,
                                      &ttq_grad<V, kS>,
                                      &clipped_grad_scaled_rows<V, kS>,
-                                     &swish_sign_grad<V, kS>};
+                                     &swish_sign_grad<V, kS>,
+                                     &max_abs_tanh<V, kS>,
+                                     &dorefa_weights<V, kS>,
+                                     &dorefa_weights_grad<V, kS>};
 }

@@ -121,6 +121,18 @@ struct Kernels<double> {
   void swish_sign_grad(A... a) const {
     k::ref::swish_sign_grad<double>(a...);
   }
+  template <class... A>
+  double max_abs_tanh(A... a) const {
+    return k::ref::max_abs_tanh<double>(a...);
+  }
+  template <class... A>
+  void dorefa_weights(A... a) const {
+    k::ref::dorefa_weights<double>(a...);
+  }
+  template <class... A>
+  void dorefa_weights_grad(A... a) const {
+    k::ref::dorefa_weights_grad<double>(a...);
+  }
 };
 
 template <>
@@ -210,6 +222,18 @@ struct Kernels<float> {
   template <class... A>
   void swish_sign_grad(A... a) const {
     set->swish_sign_grad(a...);
+  }
+  template <class... A>
+  float max_abs_tanh(A... a) const {
+    return set->max_abs_tanh(a...);
+  }
+  template <class... A>
+  void dorefa_weights(A... a) const {
+    set->dorefa_weights(a...);
+  }
+  template <class... A>
+  void dorefa_weights_grad(A... a) const {
+    set->dorefa_weights_grad(a...);
   }
 };
 

@@ -97,9 +97,10 @@ template <class T>
 T max_abs_tanh_all(const T* x, int64_t n) {
   const int64_t spans = (n + kSumSpan - 1) / kSumSpan;
   std::vector<T> partial(static_cast<size_t>(spans), T(0));
+  const Kernels<T> kern(n);
   at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {
     for (int64_t s = b; s < e; ++s) {
-      partial[s] = k::ref::max_abs_tanh<T>(x + s * kSumSpan, std::min(kSumSpan, n - s * kSumSpan));
+      partial[s] = kern.max_abs_tanh(x + s * kSumSpan, std::min(kSumSpan, n - s * kSumSpan));
     }
   });
   return k::ref::max_abs<T>(partial.data(), spans);
@@ -187,8 +188,9 @@ at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view
     const T m = max_abs_tanh_all<T>(xc.data_ptr<T>(), xc.numel());
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
+    const Kernels<T> kern(xc.numel());
     at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
-      k::ref::dorefa_weights<T>(xp + b, yp + b, e - b, dorefa_levels<T>(k_bit), m);
+      kern.dorefa_weights(xp + b, yp + b, e - b, dorefa_levels<T>(k_bit), m);
     });
   });
   return y.to(x.scalar_type());
@@ -366,11 +368,11 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
     using T = decltype(tag);
     m = static_cast<double>(max_abs_tanh_all<T>(xc.data_ptr<T>(), xc.numel()));
   });
-  return map_binary_grad(
-      grad, x, [&](const auto& /*kern*/, const auto* g, const auto* xp, auto* dx, int64_t n) {
-        using T = elem_t<decltype(xp)>;
-        k::ref::dorefa_weights_grad<T>(g, xp, dx, n, static_cast<T>(m));
-      });
+  return map_binary_grad(grad, x,
+                         [&](const auto& kern, const auto* g, const auto* xp, auto* dx, int64_t n) {
+                           using T = elem_t<decltype(xp)>;
+                           kern.dorefa_weights_grad(g, xp, dx, n, static_cast<T>(m));
+                         });
 }
 
 at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit,
