@@ -65,9 +65,10 @@ struct F32Kernels {
                      double* above);
   void (*coded_grad_per_channel)(const float* g, const uint8_t* code, float* dx, int64_t rows,
                                  int64_t channels, float* below, float* above);
-  // Reductions of |x| (detail/reduce.h: the same lanes in every set, so the same result): the sum
-  // in double; per channel of a [rows, channels] block, acc[c] += the rows' sum; the maximum (NaN
-  // when any element is); the sum and count of the elements with |x| > d.
+  // Reductions of |x| (src/kernels/reduce_body.h: the same lanes in every set, so the same result):
+  // the sum in double; per channel of a [rows, channels] block, acc[c] += the rows' sum; the
+  // maximum (the default quiet NaN when any element is NaN); the sum and count of the elements with
+  // |x| > d.
   double (*sum_abs)(const float* x, int64_t n);
   void (*sum_abs_rows)(const float* x, int64_t rows, int64_t channels, double* acc);
   float (*max_abs)(const float* x, int64_t n);

@@ -31,9 +31,9 @@ inline void sum_abs_rows(const T* x, int64_t rows, int64_t channels, double* acc
   }
 }
 
-// max(|x|), 0 for n == 0, NaN when any element is NaN (the reference's rule). The magnitudes of
-// float32 and float64 order as their bit patterns do, NaNs above infinity: an integer maximum of
-// the patterns, which vectorizes (a float compare-and-select would be a branch here).
+// max(|x|), 0 for n == 0, the default quiet NaN when any element is NaN (the reference's rule). The
+// magnitudes of float32 and float64 order as their bit patterns do, NaNs above infinity: an integer
+// maximum of the patterns, which vectorizes (a float compare-and-select would be a branch here).
 template <class T>
 inline T max_abs_lanes(const T* x, int64_t n) {
   using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
@@ -58,7 +58,7 @@ inline T max_abs_lanes(const T* x, int64_t n) {
   for (int j = 0; j < kReduceLanes; ++j) r = m[j] > r ? m[j] : r;
   T out;
   std::memcpy(&out, &r, sizeof out);
-  return out;
+  return out != out ? std::numeric_limits<T>::quiet_NaN() : out;  // one NaN for every set
 }
 
 // x itself where keep, else +0 (a bit mask: a float select here would be a branch).

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -70,9 +71,15 @@ TEST_P(Reductions, MaxAbsIsTheLargestMagnitudeAndNaNWins) {
     if (n == 0) continue;
     x[static_cast<size_t>(n / 2)] = -std::numeric_limits<float>::infinity();
     EXPECT_EQ(GetParam()->max_abs(x.data(), n), std::numeric_limits<float>::infinity());
+    // NaNs of several payloads and signs: the default quiet NaN, bit for bit, in every set.
+    const float payload_nan = -std::nanf("0x12345");
     x[static_cast<size_t>(n - 1)] = std::numeric_limits<float>::quiet_NaN();
-    EXPECT_TRUE(std::isnan(GetParam()->max_abs(x.data(), n))) << GetParam()->isa << ", n = " << n;
-    EXPECT_TRUE(std::isnan(ref::max_abs<float>(x.data(), n)));
+    x[static_cast<size_t>(n / 3)] = payload_nan;
+    const float quiet = std::numeric_limits<float>::quiet_NaN();
+    const float got_nan = GetParam()->max_abs(x.data(), n);
+    const float ref_nan = ref::max_abs<float>(x.data(), n);
+    EXPECT_EQ(std::memcmp(&got_nan, &quiet, sizeof quiet), 0) << GetParam()->isa << ", n = " << n;
+    EXPECT_EQ(std::memcmp(&ref_nan, &quiet, sizeof quiet), 0) << "n = " << n;
   }
 }
 

@@ -150,9 +150,11 @@ TEST_P(WeightKernels, DorefaWeightsModeMatchesReference) {
       expect_bitwise(want, got, x,
                      std::string(k().isa) + " dorefa_weights_grad, n = " + std::to_string(n));
     }
-    if (n > 0) {
-      x[static_cast<size_t>(n / 2)] = kNaN;
-      EXPECT_TRUE(std::isnan(k().max_abs_tanh(x.data(), n))) << k().isa << ", n = " << n;
+    if (n > 0) {  // NaNs of two payloads: the default quiet NaN, in every set
+      x[static_cast<size_t>(n / 2)] = -std::nanf("0x2345");
+      x[static_cast<size_t>(n - 1)] = kNaN;
+      EXPECT_EQ(bits(k().max_abs_tanh(x.data(), n)), bits(kNaN)) << k().isa << ", n = " << n;
+      EXPECT_EQ(bits(ref().max_abs_tanh(x.data(), n)), bits(kNaN)) << "n = " << n;
     }
   }
 }

@@ -304,3 +304,14 @@ def test_ste_tern_twn_half_threshold_in_float32(dtype, values, index):
     y = lowbit.ste_tern(x, ternary_weight_networks=True)
     assert_exact(y, ref.ste_tern(x, 0.05, True), x)
     assert float(y[index]) == -1.0
+
+
+def test_per_axis_scales_of_tensors_with_an_empty_dimension():
+    """A zero-size dimension after the axis (no element per channel) gives empty outputs and
+    gradients, not a division by zero."""
+    for shape, axis in (((4, 0), 0), ((3, 0, 2), 1), ((0, 5), -1)):
+        x = torch.zeros(shape, requires_grad=True)
+        y = lowbit.magnitude_aware_sign(x, axis=axis)
+        (dx,) = torch.autograd.grad(y, x, torch.ones(shape))
+        assert y.shape == shape and dx.shape == shape
+        assert lowbit.binary_channel_wise_mean_scaling(x.detach(), axis=axis).shape == shape

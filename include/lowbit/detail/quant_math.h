@@ -9,7 +9,10 @@
 #if defined(__CUDACC__)
 #define LOWBIT_HD __host__ __device__ __forceinline__
 #else
-#define LOWBIT_HD inline
+// Internal linkage on the host: the kernel sets compile these with their own instruction flags
+// (-mavx2, -mavx512f), and an inline function of external linkage could be merged by the linker
+// into one copy built for the widest set, which the reference set would then run.
+#define LOWBIT_HD static inline
 #endif
 
 namespace lowbit {
@@ -176,7 +179,9 @@ LOWBIT_HD float exp_neg_poly(float a) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = (p * (r * r) + r) + 1.0f;
-  return p * std::ldexp(1.0f, static_cast<int>(n));  // n in [-126, 0]: an exact power of 2
+  // n in [-126, 0]: an exact power of 2. A NaN n (a NaN a) would be undefined as an int: p is
+  // NaN then, and any power gives it back.
+  return p * std::ldexp(1.0f, n >= -126.0f ? static_cast<int>(n) : -126);
 }
 
 // swish_sign's gradient, g * beta * (2 - bx tanh(bx / 2)) / (1 + cosh(bx)) with bx = beta x,

@@ -582,7 +582,7 @@ cudaError_t max_abs_tanh(const T* x, int64_t n, T* out, void* workspace, cudaStr
   return launch_reduce(
       n, workspace, stream, MaxOp{},
       [=] __device__(int64_t i) {
-        return Pair{static_cast<double>(fabs(tanh(x[i]))), 0.0};
+        return Pair{static_cast<double>(fabs(d::dorefa_tanh(x[i]))), 0.0};  // the outputs' tanh
       },
       [=] __device__(Pair v) { *out = static_cast<T>(v.a); });
 }

@@ -218,7 +218,7 @@ T max_abs_tanh(const T* x, int64_t n) {
     const T a = std::fabs(detail::dorefa_tanh(x[i]));
     m = (a > m || std::isnan(a)) ? a : m;
   }
-  return m;
+  return std::isnan(m) ? std::numeric_limits<T>::quiet_NaN() : m;  // one NaN whatever the payloads
 }
 
 template <class T>
@@ -228,7 +228,7 @@ T max_abs(const T* x, int64_t n) {
     const T a = std::fabs(x[i]);
     m = (a > m || std::isnan(a)) ? a : m;
   }
-  return m;
+  return std::isnan(m) ? std::numeric_limits<T>::quiet_NaN() : m;  // one NaN whatever the payloads
 }
 
 template <class T>

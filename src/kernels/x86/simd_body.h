@@ -461,7 +461,7 @@ inline typename V::reg tanh_vec(typename V::reg x) {
   return V::select(V::eq(x, x), t, x);
 }
 
-// max(|tanh(x)|) as k::ref::max_abs_tanh (NaN when any element is NaN).
+// max(|tanh(x)|) as k::ref::max_abs_tanh (the default quiet NaN when any element is NaN).
 template <class V, bool kS>
 float max_abs_tanh(const float* x, int64_t n) {
   auto m = V::zero(), nan = V::zero();
@@ -476,12 +476,12 @@ float max_abs_tanh(const float* x, int64_t n) {
   V::store(nans, nan);
   float r = 0;
   for (int j = 0; j < V::W; ++j) {
-    if (nans[j] != nans[j]) return nans[j];
+    if (nans[j] != nans[j]) return std::numeric_limits<float>::quiet_NaN();
     r = lanes[j] > r ? lanes[j] : r;
   }
   for (; i < n; ++i) {
     const float a = std::fabs(detail::tanh_poly(x[i]));
-    if (a != a) return a;
+    if (a != a) return std::numeric_limits<float>::quiet_NaN();
     r = a > r ? a : r;
   }
   return r;

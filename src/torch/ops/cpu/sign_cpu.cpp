@@ -62,13 +62,13 @@ at::Tensor sign_per_axis(const at::Tensor& x, const at::Tensor& s, int64_t axis)
                                                l.channels, sp);
                        });
     } else {
-      at::parallel_for(0, l.outer * l.channels, std::max<int64_t>(1, kGrain / l.inner),
-                       [&](int64_t b, int64_t e) {
-                         for (int64_t i = b; i < e; ++i) {
-                           kern.sign(xp + i * l.inner, yp + i * l.inner, l.inner,
-                                     sp[i % l.channels]);
-                         }
-                       });
+      at::parallel_for(
+          0, l.outer * l.channels, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, l.inner)),
+          [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) {
+              kern.sign(xp + i * l.inner, yp + i * l.inner, l.inner, sp[i % l.channels]);
+            }
+          });
     }
   });
   return y.to(x.scalar_type());
@@ -320,7 +320,8 @@ at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tenso
                                                        c, sp);
                        });
     } else {  // blocks of `inner` elements of one channel
-      at::parallel_for(0, l.outer * l.channels, std::max<int64_t>(1, kGrain / l.inner),
+      at::parallel_for(0, l.outer * l.channels,
+                       std::max<int64_t>(1, kGrain / std::max<int64_t>(1, l.inner)),
                        [&](int64_t b, int64_t e) {
                          for (int64_t k = b; k < e; ++k) {
                            const T scale = sp[k % l.channels];
