@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -261,6 +262,36 @@ TEST(RefWeightKernels, TanhPolyWithinTwoUlp) {
   EXPECT_EQ(detail::tanh_poly(kInf), 1.0f);
   EXPECT_EQ(detail::tanh_poly(-kInf), -1.0f);
   EXPECT_TRUE(std::isnan(detail::tanh_poly(kNaN)));
+}
+
+// The kernel sets compute max(|tanh(x)|) as tanh(max(|x|)): right only if tanh_poly is odd and
+// non-decreasing on [0, inf]. Every float within 2^18 ulp of the branch points (2^-12, 0.625, the
+// cap of exp_neg_poly's argument) and every 127th one elsewhere; LOWBIT_EXHAUSTIVE=1 checks all
+// 2^31 (about 20 s; done for the release of this rule).
+TEST(RefWeightKernels, TanhPolyOddAndNonDecreasing) {
+  const bool all = std::getenv("LOWBIT_EXHAUSTIVE") != nullptr;
+  const uint32_t branches[] = {bits(0.000244140625f), bits(0.625f),
+                               bits(detail::kExpNegMax / 2.0f)};
+  const auto near_branch = [&](uint32_t u) {
+    for (uint32_t b : branches) {
+      if (u + (1u << 18) >= b && u <= b + (1u << 18)) return true;
+    }
+    return false;
+  };
+  float prev = 0.0f;
+  uint32_t prev_bits = 0;
+  for (uint32_t u = 0; u <= bits(kInf);) {
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    const float t = detail::tanh_poly(x);
+    ASSERT_LE(prev, t) << "tanh_poly(" << x << ") = " << t << " is below tanh_poly of the float "
+                       << prev_bits << " below it";
+    ASSERT_EQ(bits(detail::tanh_poly(-x)), bits(-t)) << "x = " << x;
+    prev = t;
+    prev_bits = u;
+    u += (all || near_branch(u) || near_branch(u + 127)) ? 1 : 127;
+  }
+  EXPECT_EQ(prev, 1.0f);
 }
 
 }  // namespace

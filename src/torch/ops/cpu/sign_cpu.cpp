@@ -92,7 +92,7 @@ T whole_mean_abs(const at::Tensor& x) {
       .template item<T>();
 }
 
-// max(|tanh(x)|) as k::ref::max_abs_tanh, over fixed spans in parallel (tanh is the cost).
+// max(|tanh(x)|) as k::ref::max_abs_tanh, over fixed spans in parallel.
 template <class T>
 T max_abs_tanh_all(const T* x, int64_t n) {
   const int64_t spans = (n + kSumSpan - 1) / kSumSpan;
