@@ -164,21 +164,23 @@ LOWBIT_HD T approx_sign_grad(T g, T x) {
   return g * (ax <= T(1) ? T(2) - T(2) * ax : T(0));
 }
 
-// exp(-a) for 0 <= a <= kExpNegMax in float32, by IEEE multiplies and adds only (Cephes' method:
-// a = n ln2 + r with n an integer, a polynomial for exp(-r) on |r| <= ln2 / 2, then the exponent),
-// so that every kernel set computes it bit for bit alike (within 1-2 ulp of the true value).
+// exp(-a) for 0 <= a <= kExpNegMax in float32, by IEEE multiplies, adds and fused multiply-adds
+// only (Cephes' method: a = n ln2 + r with n an integer, a polynomial for exp(-r) on |r| <= ln2 /
+// 2, then the exponent), so that every kernel set computes it bit for bit alike (within 1-2 ulp of
+// the true value). The fused multiply-adds are written out (std::fma; the build never contracts a *
+// b + c by itself): one rounding each, on every CPU kernel set and on CUDA alike.
 constexpr float kExpNegMax = 87.0f;
 LOWBIT_HD float exp_neg_poly(float a) {
   const float t = -a;
-  const float n = std::floor(t * 1.44269504f + 0.5f);
-  const float r = (t - n * 0.693359375f) - n * -2.12194440e-4f;
+  const float n = std::floor(std::fma(t, 1.44269504f, 0.5f));
+  const float r = std::fma(n, 2.12194440e-4f, std::fma(n, -0.693359375f, t));
   float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = (p * (r * r) + r) + 1.0f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  p = std::fma(p, r * r, r) + 1.0f;
   // n in [-126, 0]: an exact power of 2. A NaN n (a NaN a) would be undefined as an int: p is
   // NaN then, and any power gives it back.
   return p * std::ldexp(1.0f, n >= -126.0f ? static_cast<int>(n) : -126);
@@ -200,7 +202,7 @@ LOWBIT_HD T swish_sign_grad(T g, T x, T beta) {
     e = std::exp(-a);
   }
   const T r = T(1) / (T(1) + e);  // one division
-  const T num = T(2) - a * ((T(1) - e) * r);
+  const T num = std::fma(-a, (T(1) - e) * r, T(2));
   return g * ((beta * num) * ((T(2) * e) * (r * r)));
 }
 
@@ -217,10 +219,10 @@ LOWBIT_HD T linear_mid_tread(T x, T levels, T max_value) {
   return std::floor((c / max_value) * levels + T(0.5)) / levels * max_value;
 }
 
-// tanh(x) in float32 by IEEE operations only, so that every kernel set computes it bit for bit
-// alike (within 2 ulp of the true value): x itself below 2^-12, Cephes' odd polynomial below 0.625,
-// else (1 - e) / (1 + e) with e = exp(-2|x|) (exp_neg_poly; 2|x| capped at kExpNegMax, where tanh
-// rounds to 1), the sign of x put back. NaN gives x.
+// tanh(x) in float32 by IEEE operations and written-out fused multiply-adds only, so that every
+// kernel set computes it bit for bit alike (within 2 ulp of the true value): x itself below 2^-12,
+// Cephes' odd polynomial below 0.625, else (1 - e) / (1 + e) with e = exp(-2|x|) (exp_neg_poly;
+// 2|x| capped at kExpNegMax, where tanh rounds to 1), the sign of x put back. NaN gives x.
 LOWBIT_HD float tanh_poly(float x) {
   if (x != x) return x;
   const float a = std::fabs(x);
@@ -228,11 +230,11 @@ LOWBIT_HD float tanh_poly(float x) {
   if (a < 0.625f) {
     const float z = x * x;
     float p = -5.70498872745e-3f;
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    return ((p * z) * x) + x;
+    p = std::fma(p, z, 2.06390887954e-2f);
+    p = std::fma(p, z, -5.37397155531e-2f);
+    p = std::fma(p, z, 1.33314422036e-1f);
+    p = std::fma(p, z, -3.33332819422e-1f);
+    return std::fma(p * z, x, x);
   }
   const float b = a + a;
   const float e = exp_neg_poly(kExpNegMax < b ? kExpNegMax : b);

@@ -429,16 +429,15 @@ void linear_mid_tread(const float* x, float* y, int64_t n, float levels, float m
 template <class V>
 inline typename V::reg exp_neg_vec(typename V::reg a) {
   const auto t = V::neg(a);
-  const auto n = V::floor(V::add(V::mul(t, V::set1(1.44269504f)), V::set1(0.5f)));
-  const auto r =
-      V::sub(V::sub(t, V::mul(n, V::set1(0.693359375f))), V::mul(n, V::set1(-2.12194440e-4f)));
+  const auto n = V::floor(V::fma(t, V::set1(1.44269504f), V::set1(0.5f)));
+  const auto r = V::fma(n, V::set1(2.12194440e-4f), V::fma(n, V::set1(-0.693359375f), t));
   auto p = V::set1(1.9875691500e-4f);
-  p = V::add(V::mul(p, r), V::set1(1.3981999507e-3f));
-  p = V::add(V::mul(p, r), V::set1(8.3334519073e-3f));
-  p = V::add(V::mul(p, r), V::set1(4.1665795894e-2f));
-  p = V::add(V::mul(p, r), V::set1(1.6666665459e-1f));
-  p = V::add(V::mul(p, r), V::set1(5.0000001201e-1f));
-  p = V::add(V::add(V::mul(p, V::mul(r, r)), r), V::set1(1.0f));
+  p = V::fma(p, r, V::set1(1.3981999507e-3f));
+  p = V::fma(p, r, V::set1(8.3334519073e-3f));
+  p = V::fma(p, r, V::set1(4.1665795894e-2f));
+  p = V::fma(p, r, V::set1(1.6666665459e-1f));
+  p = V::fma(p, r, V::set1(5.0000001201e-1f));
+  p = V::add(V::fma(p, V::mul(r, r), r), V::set1(1.0f));
   return V::mul(p, V::pow2(n));
 }
 
@@ -447,11 +446,11 @@ template <class V>
 inline typename V::reg tanh_vec(typename V::reg x) {
   const auto one = V::set1(1.0f), z = V::mul(x, x), a = V::abs(x);
   auto p = V::set1(-5.70498872745e-3f);
-  p = V::add(V::mul(p, z), V::set1(2.06390887954e-2f));
-  p = V::sub(V::mul(p, z), V::set1(5.37397155531e-2f));
-  p = V::add(V::mul(p, z), V::set1(1.33314422036e-1f));
-  p = V::sub(V::mul(p, z), V::set1(3.33332819422e-1f));
-  const auto small = V::add(V::mul(V::mul(p, z), x), x);
+  p = V::fma(p, z, V::set1(2.06390887954e-2f));
+  p = V::fma(p, z, V::set1(-5.37397155531e-2f));
+  p = V::fma(p, z, V::set1(1.33314422036e-1f));
+  p = V::fma(p, z, V::set1(-3.33332819422e-1f));
+  const auto small = V::fma(V::mul(p, z), x, x);
   const auto b = V::add(a, a), cap = V::set1(detail::kExpNegMax);
   const auto e = exp_neg_vec<V>(V::select(V::lt(cap, b), cap, b));
   const auto big = V::div(V::sub(one, e), V::add(one, e));
@@ -512,7 +511,7 @@ void swish_sign_grad(const float* g, const float* x, float* dx, int64_t n, float
         const auto a = V::select(V::lt(cap, ab), cap, ab);
         const auto e = exp_neg_vec<V>(a);
         const auto r = V::div(one, V::add(one, e));
-        const auto num = V::sub(two, V::mul(a, V::mul(V::sub(one, e), r)));
+        const auto num = V::fma(V::neg(a), V::mul(V::sub(one, e), r), two);
         const auto d = V::mul(gv, V::mul(V::mul(vb, num), V::mul(V::mul(two, e), V::mul(r, r))));
         return V::select(V::eq(xv, xv), d, V::mul(gv, xv));
       },
