@@ -52,17 +52,18 @@ struct F32Kernels {
   void (*approx_sign_grad)(const float* g, const float* x, float* dx, int64_t n);
   // Forwards that also write each element's window code for [lo, hi] (detail::window_code; a null
   // code array writes none), and the backward from those codes: the same dx and sums as
-  // masked_grad with the closed window.
-  void (*fake_quant_coded)(const float* x, float* y, uint8_t* code, int64_t n,
-                           const FakeQuantParams<float>& p, FakeQuantRounding r, float lo,
-                           float hi);
+  // masked_grad with the closed window. Per tensor the codes are packed, 2 bits per element (see
+  // packed_code_bytes below); per channel they are one byte per element.
+  void (*fake_quant_packed)(const float* x, float* y, uint8_t* code, int64_t n,
+                            const FakeQuantParams<float>& p, FakeQuantRounding r, float lo,
+                            float hi);
   void (*fake_quant_per_channel_coded)(const float* x, float* y, uint8_t* code, int64_t rows,
                                        int64_t channels, const FakeQuantParams<float>* p,
                                        FakeQuantRounding r, const float* lo, const float* hi);
-  void (*sign_coded)(const float* x, float* y, uint8_t* code, int64_t n, float scale, float lo,
-                     float hi);
-  void (*coded_grad)(const float* g, const uint8_t* code, float* dx, int64_t n, double* below,
-                     double* above);
+  void (*sign_packed)(const float* x, float* y, uint8_t* code, int64_t n, float scale, float lo,
+                      float hi);
+  void (*packed_grad)(const float* g, const uint8_t* code, float* dx, int64_t n, double* below,
+                      double* above);
   void (*coded_grad_per_channel)(const float* g, const uint8_t* code, float* dx, int64_t rows,
                                  int64_t channels, float* below, float* above);
   // Reductions of |x| (src/kernels/reduce_body.h: the same lanes in every set, so the same result):
@@ -91,6 +92,40 @@ struct F32Kernels {
   void (*dorefa_weights_grad)(const float* g, const float* x, float* dx, int64_t n,
                               float max_abs_tanh);
 };
+
+// Packed window codes: 2 bits per element, so that a forward saves a quarter byte per element for
+// its backward. Element i of a call (counted from the call's first element, which the caller keeps
+// at a multiple of kPackedCodeGroup elements from the array's start) is in group i / 16, the 4
+// bytes from 4 * (i / 16): byte (i % 16) / 8 of the group holds plane 0, "in the window or above
+// it", and byte 2 + (i % 16) / 8 plane 1, "below or above", at bit i % 8. So in = plane 0 alone,
+// below = plane 1 alone, above = both, neither = NaN. A call writes the two bytes of every 8
+// elements it has begun (bits past its end 0) and no others.
+constexpr int64_t kPackedCodeGroup = 16;
+// The bytes of the packed codes of n elements (whole groups).
+inline int64_t packed_code_bytes(int64_t n) { return (n + 15) / 16 * 4; }
+// The plane-0 byte of the 8 elements from i (i % 8 == 0); plane 1 is 2 bytes further.
+inline int64_t packed_code_offset(int64_t i) { return 4 * (i / 16) + (i / 8) % 2; }
+// The window code (detail::kCodeIn, kCodeBelow, kCodeAbove or 0) of element i.
+inline uint8_t packed_code(const uint8_t* code, int64_t i) {
+  const uint8_t* h = code + packed_code_offset(i - i % 8);
+  const bool p0 = ((h[0] >> (i % 8)) & 1) != 0, p1 = ((h[2] >> (i % 8)) & 1) != 0;
+  return p0 ? (p1 ? detail::kCodeAbove : detail::kCodeIn) : (p1 ? detail::kCodeBelow : 0);
+}
+// Writes the packed window codes of [lo, hi] of the elements [from, n) of x (from % 8 == 0).
+template <class T>
+inline void pack_window_codes(const T* x, int64_t from, int64_t n, T lo, T hi, uint8_t* code) {
+  for (int64_t i = from; i < n; i += 8) {
+    unsigned p0 = 0, p1 = 0;
+    for (int64_t k = 0; k < 8 && i + k < n; ++k) {
+      const uint8_t c = detail::window_code(x[i + k], lo, hi);
+      p0 |= ((c & (detail::kCodeIn | detail::kCodeAbove)) != 0 ? 1u : 0u) << k;
+      p1 |= ((c & (detail::kCodeBelow | detail::kCodeAbove)) != 0 ? 1u : 0u) << k;
+    }
+    uint8_t* h = code + packed_code_offset(i);
+    h[0] = static_cast<uint8_t>(p0);
+    h[2] = static_cast<uint8_t>(p1);
+  }
+}
 
 // Every kernel set this CPU can run, the scalar reference first; each SIMD set is followed by its
 // "_nt" variant, which writes float outputs with non-temporal stores. Tests and benchmarks walk
@@ -134,16 +169,16 @@ void linear_mid_tread(const T* x, T* y, int64_t n, T levels, T max_value);
 template <class T>
 void approx_sign_grad(const T* g, const T* x, T* dx, int64_t n);
 template <class T>
-void fake_quant_coded(const T* x, T* y, uint8_t* code, int64_t n, const FakeQuantParams<T>& p,
-                      FakeQuantRounding r, T lo, T hi);
+void fake_quant_packed(const T* x, T* y, uint8_t* code, int64_t n, const FakeQuantParams<T>& p,
+                       FakeQuantRounding r, T lo, T hi);
 template <class T>
 void fake_quant_per_channel_coded(const T* x, T* y, uint8_t* code, int64_t rows, int64_t channels,
                                   const FakeQuantParams<T>* p, FakeQuantRounding r, const T* lo,
                                   const T* hi);
 template <class T>
-void sign_coded(const T* x, T* y, uint8_t* code, int64_t n, T scale, T lo, T hi);
+void sign_packed(const T* x, T* y, uint8_t* code, int64_t n, T scale, T lo, T hi);
 template <class T>
-void coded_grad(const T* g, const uint8_t* code, T* dx, int64_t n, double* below, double* above);
+void packed_grad(const T* g, const uint8_t* code, T* dx, int64_t n, double* below, double* above);
 template <class T>
 void coded_grad_per_channel(const T* g, const uint8_t* code, T* dx, int64_t rows, int64_t channels,
                             T* below, T* above);

@@ -141,8 +141,9 @@ LOWBIT_HD T masked_grad(T g, T x, T lo, T hi, bool open) {
   return g * (in ? T(1) : T(0));
 }
 
-// The window code of x, one byte the forward saves for the backward (so the backward reads a byte
-// per element instead of x): in [lo, hi] (closed), below lo, above hi, or none of them (NaN).
+// The window code of x, which the forward saves for the backward (so the backward reads a byte, or
+// 2 bits packed, per element instead of x): in [lo, hi] (closed), below lo, above hi, or none of
+// them (NaN).
 constexpr uint8_t kCodeIn = 1;
 constexpr uint8_t kCodeBelow = 2;
 constexpr uint8_t kCodeAbove = 4;

@@ -151,11 +151,10 @@ void approx_sign_grad(const T* g, const T* x, T* dx, int64_t n) {
 }
 
 template <class T>
-void fake_quant_coded(const T* x, T* y, uint8_t* code, int64_t n, const FakeQuantParams<T>& p,
-                      FakeQuantRounding r, T lo, T hi) {
+void fake_quant_packed(const T* x, T* y, uint8_t* code, int64_t n, const FakeQuantParams<T>& p,
+                       FakeQuantRounding r, T lo, T hi) {
   fake_quant(x, y, n, p, r);
-  if (code == nullptr) return;
-  for (int64_t i = 0; i < n; ++i) code[i] = detail::window_code(x[i], lo, hi);
+  if (code != nullptr) pack_window_codes(x, 0, n, lo, hi, code);
 }
 
 template <class T>
@@ -172,20 +171,20 @@ void fake_quant_per_channel_coded(const T* x, T* y, uint8_t* code, int64_t rows,
 }
 
 template <class T>
-void sign_coded(const T* x, T* y, uint8_t* code, int64_t n, T scale, T lo, T hi) {
+void sign_packed(const T* x, T* y, uint8_t* code, int64_t n, T scale, T lo, T hi) {
   sign(x, y, n, scale);
-  if (code == nullptr) return;
-  for (int64_t i = 0; i < n; ++i) code[i] = detail::window_code(x[i], lo, hi);
+  if (code != nullptr) pack_window_codes(x, 0, n, lo, hi, code);
 }
 
 template <class T>
-void coded_grad(const T* g, const uint8_t* code, T* dx, int64_t n, double* below, double* above) {
+void packed_grad(const T* g, const uint8_t* code, T* dx, int64_t n, double* below, double* above) {
   T lanes_below[kSumLanes] = {};
   T lanes_above[kSumLanes] = {};
   for (int64_t i = 0; i < n; ++i) {
-    dx[i] = detail::coded_grad(g[i], code[i]);
-    lanes_below[i % kSumLanes] += g[i] * ((code[i] & detail::kCodeBelow) ? T(1) : T(0));
-    lanes_above[i % kSumLanes] += g[i] * ((code[i] & detail::kCodeAbove) ? T(1) : T(0));
+    const uint8_t c = packed_code(code, i);
+    dx[i] = detail::coded_grad(g[i], c);
+    lanes_below[i % kSumLanes] += g[i] * ((c & detail::kCodeBelow) ? T(1) : T(0));
+    lanes_above[i % kSumLanes] += g[i] * ((c & detail::kCodeAbove) ? T(1) : T(0));
   }
   for (int l = 0; l < kSumLanes; ++l) {
     if (below) *below += static_cast<double>(lanes_below[l]);
@@ -336,13 +335,13 @@ void clipped_grad_scaled_rows(const T* g, const T* x, T* dx, int64_t rows, int64
   template void dorefa_activations<T>(const T*, T*, int64_t, T);                                   \
   template void linear_mid_tread<T>(const T*, T*, int64_t, T, T);                                  \
   template void approx_sign_grad<T>(const T*, const T*, T*, int64_t);                              \
-  template void fake_quant_coded<T>(const T*, T*, uint8_t*, int64_t, const FakeQuantParams<T>&,    \
-                                    FakeQuantRounding, T, T);                                      \
+  template void fake_quant_packed<T>(const T*, T*, uint8_t*, int64_t, const FakeQuantParams<T>&,   \
+                                     FakeQuantRounding, T, T);                                     \
   template void fake_quant_per_channel_coded<T>(const T*, T*, uint8_t*, int64_t, int64_t,          \
                                                 const FakeQuantParams<T>*, FakeQuantRounding,      \
                                                 const T*, const T*);                               \
-  template void sign_coded<T>(const T*, T*, uint8_t*, int64_t, T, T, T);                           \
-  template void coded_grad<T>(const T*, const uint8_t*, T*, int64_t, double*, double*);            \
+  template void sign_packed<T>(const T*, T*, uint8_t*, int64_t, T, T, T);                          \
+  template void packed_grad<T>(const T*, const uint8_t*, T*, int64_t, double*, double*);           \
   template void coded_grad_per_channel<T>(const T*, const uint8_t*, T*, int64_t, int64_t, T*, T*); \
   template void swish_sign_grad<T>(const T*, const T*, T*, int64_t, T);                            \
   template void dorefa_weights<T>(const T*, T*, int64_t, T, T);                                    \

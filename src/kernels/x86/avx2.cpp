@@ -50,6 +50,13 @@ struct V {
   static mask le(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
   static mask eq(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
   static mask and_mask(mask a, mask b) { return _mm256_and_ps(a, b); }
+  // Masks as the bits of lanes 0..W-1 and back.
+  static uint32_t bits(mask m) { return static_cast<uint32_t>(_mm256_movemask_ps(m)); }
+  static mask from_bits(uint32_t b) {
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i v = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(b)), lane);
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(v, lane));
+  }
   static reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
   static reg one_if(mask m) { return _mm256_and_ps(m, _mm256_set1_ps(1.0f)); }
   // Window codes: one byte per lane.

@@ -49,6 +49,9 @@ struct V {
   static mask le(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
   static mask eq(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
   static mask and_mask(mask a, mask b) { return static_cast<mask>(a & b); }
+  // Masks as the bits of lanes 0..W-1 and back.
+  static uint32_t bits(mask m) { return static_cast<uint32_t>(m); }
+  static mask from_bits(uint32_t b) { return static_cast<mask>(b); }
   static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }
   static reg one_if(mask m) { return _mm512_maskz_mov_ps(m, _mm512_set1_ps(1.0f)); }
   // Window codes: one byte per lane, set and tested straight from the compare masks (AVX512BW+VL).

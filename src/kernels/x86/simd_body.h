@@ -52,6 +52,20 @@ inline void map_flat(float* y, int64_t n, Vec&& vec, Scalar&& scalar) {
   finish<V, kS>();
 }
 
+// map_flat for the forwards that also write packed window codes: vectors from element 0, where the
+// codes' groups start (no scalar head to align y: non-temporal stores then need y itself aligned,
+// as the operators' outputs are), then the scalar tail. Returns where the tail began (a multiple
+// of V::W).
+template <class V, bool kS, class Vec, class Scalar>
+inline int64_t map_from_start(float* y, int64_t n, Vec&& vec, Scalar&& scalar) {
+  int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) put<V, kS>(y + i, vec(i));
+  const int64_t tail = i;
+  for (; i < n; ++i) scalar(i);
+  finish<V, kS>();
+  return tail;
+}
+
 // ---- element math in vectors --------------------------------------------------------------------
 
 template <class V>
@@ -89,31 +103,71 @@ inline void store_window_codes(uint8_t* code, typename V::reg x, typename V::reg
   V::store_codes(code, V::and_mask(V::le(lo, x), V::le(x, hi)), V::lt(x, lo), V::lt(hi, x));
 }
 
+// The packed window codes (lowbit::kernels::packed_code_offset) of the vector of elements from i
+// (i % V::W == 0: whole bytes of 8 elements): plane 0 = in or above, plane 1 = below or above.
+template <class V>
+inline void store_packed_codes(uint8_t* code, int64_t i, typename V::reg x, typename V::reg lo,
+                               typename V::reg hi) {
+  const uint32_t in = V::bits(V::and_mask(V::le(lo, x), V::le(x, hi)));
+  const uint32_t below = V::bits(V::lt(x, lo)), above = V::bits(V::lt(hi, x));
+  const uint32_t p0 = in | above, p1 = below | above;
+  for (int k = 0; k < V::W / 8; ++k) {
+    uint8_t* h = code + lowbit::kernels::packed_code_offset(i + 8 * k);
+    h[0] = static_cast<uint8_t>(p0 >> (8 * k));
+    h[2] = static_cast<uint8_t>(p1 >> (8 * k));
+  }
+}
+
+// The masks of the vector of elements from i (i % V::W == 0) from packed window codes.
+template <class V>
+inline void load_packed_masks(const uint8_t* code, int64_t i, typename V::mask* in,
+                              typename V::mask* below, typename V::mask* above) {
+  uint32_t p0 = 0, p1 = 0;
+  for (int k = 0; k < V::W / 8; ++k) {
+    const uint8_t* h = code + lowbit::kernels::packed_code_offset(i + 8 * k);
+    p0 |= static_cast<uint32_t>(h[0]) << (8 * k);
+    p1 |= static_cast<uint32_t>(h[2]) << (8 * k);
+  }
+  *in = V::from_bits(p0 & ~p1);
+  *below = V::from_bits(p1 & ~p0);
+  *above = V::from_bits(p0 & p1);
+}
+
 // ---- fake quant ---------------------------------------------------------------------------------
 
-// Per tensor; with a code array it also writes the window codes of [lo, hi].
+// Per tensor; with a code array it also writes the packed window codes of [lo, hi].
 template <class V, bool kS, bool kDiv>
 void fake_quant_flat(const float* x, float* y, uint8_t* code, int64_t n,
                      const FakeQuantParams<float>& p, float lo, float hi) {
   const auto nmin = V::set1(p.nudged_min), nmax = V::set1(p.nudged_max);
   const auto scale = V::set1(p.scale), inv = V::set1(p.inv_scale), qz = V::set1(p.quant_zero);
+  const auto scalar = [&](int64_t i) {
+    y[i] = kDiv ? detail::fake_quant_div(x[i], p) : detail::fake_quant_mul(x[i], p);
+  };
+  if (code == nullptr) {
+    map_flat<V, kS>(
+        y, n,
+        [&](int64_t i) {
+          return fake_quant_vec<V, kDiv>(V::load(x + i), nmin, nmax, scale, inv, qz);
+        },
+        scalar);
+    return;
+  }
   const auto vlo = V::set1(lo), vhi = V::set1(hi);
-  map_flat<V, kS>(
+  const int64_t tail = map_from_start<V, kS>(
       y, n,
       [&](int64_t i) {
         const auto v = V::load(x + i);
-        if (code) store_window_codes<V>(code + i, v, vlo, vhi);
+        store_packed_codes<V>(code, i, v, vlo, vhi);
         return fake_quant_vec<V, kDiv>(v, nmin, nmax, scale, inv, qz);
       },
-      [&](int64_t i) {
-        y[i] = kDiv ? detail::fake_quant_div(x[i], p) : detail::fake_quant_mul(x[i], p);
-        if (code) code[i] = detail::window_code(x[i], lo, hi);
-      });
+      scalar);
+  lowbit::kernels::pack_window_codes(x, tail, n, lo, hi, code);
 }
 
 template <class V, bool kS>
-void fake_quant_coded(const float* x, float* y, uint8_t* code, int64_t n,
-                      const FakeQuantParams<float>& p, FakeQuantRounding r, float lo, float hi) {
+void fake_quant_packed(const float* x, float* y, uint8_t* code, int64_t n,
+                       const FakeQuantParams<float>& p, FakeQuantRounding r, float lo, float hi) {
   if (r == FakeQuantRounding::kDivScale) {
     fake_quant_flat<V, kS, true>(x, y, code, n, p, lo, hi);
   } else {
@@ -124,7 +178,7 @@ void fake_quant_coded(const float* x, float* y, uint8_t* code, int64_t n,
 template <class V, bool kS>
 void fake_quant(const float* x, float* y, int64_t n, const FakeQuantParams<float>& p,
                 FakeQuantRounding r) {
-  fake_quant_coded<V, kS>(x, y, nullptr, n, p, r, 0.0f, 0.0f);
+  fake_quant_packed<V, kS>(x, y, nullptr, n, p, r, 0.0f, 0.0f);
 }
 
 // Per channel; with a code array it also writes the window codes of [lo[c], hi[c]].
@@ -254,20 +308,18 @@ void masked_grad(const float* g, const float* x, float* dx, int64_t n, float lo,
 }
 
 template <class V, bool kS>
-void coded_grad(const float* g, const uint8_t* code, float* dx, int64_t n, double* below,
-                double* above) {
+void packed_grad(const float* g, const uint8_t* code, float* dx, int64_t n, double* below,
+                 double* above) {
   grad_with_sums<V, kS>(
       g, dx, n, below, above,
       [&](int64_t j, typename V::mask* in, typename V::mask* b, typename V::mask* a) {
-        const auto c = V::load_codes(code + j);
-        *in = V::code_has(c, detail::kCodeIn);
-        *b = V::code_has(c, detail::kCodeBelow);
-        *a = V::code_has(c, detail::kCodeAbove);
+        load_packed_masks<V>(code, j, in, b, a);
       },
       [&](int64_t i, bool* in, bool* b, bool* a) {
-        *in = (code[i] & detail::kCodeIn) != 0;
-        *b = (code[i] & detail::kCodeBelow) != 0;
-        *a = (code[i] & detail::kCodeAbove) != 0;
+        const uint8_t c = lowbit::kernels::packed_code(code, i);
+        *in = (c & detail::kCodeIn) != 0;
+        *b = (c & detail::kCodeBelow) != 0;
+        *a = (c & detail::kCodeAbove) != 0;
       });
 }
 
@@ -340,25 +392,30 @@ void coded_grad_per_channel(const float* g, const uint8_t* code, float* dx, int6
 // ---- sign-like and activation quantizers --------------------------------------------------------
 
 template <class V, bool kS>
-void sign_coded(const float* x, float* y, uint8_t* code, int64_t n, float scale, float lo,
-                float hi) {
-  const auto s = V::set1(scale), ns = V::set1(-scale), vlo = V::set1(lo), vhi = V::set1(hi);
-  map_flat<V, kS>(
+void sign_packed(const float* x, float* y, uint8_t* code, int64_t n, float scale, float lo,
+                 float hi) {
+  const auto s = V::set1(scale), ns = V::set1(-scale);
+  const auto scalar = [&](int64_t i) { y[i] = detail::sign0_scaled(x[i], scale); };
+  if (code == nullptr) {
+    map_flat<V, kS>(
+        y, n, [&](int64_t i) { return sign_vec<V>(V::load(x + i), s, ns); }, scalar);
+    return;
+  }
+  const auto vlo = V::set1(lo), vhi = V::set1(hi);
+  const int64_t tail = map_from_start<V, kS>(
       y, n,
       [&](int64_t i) {
         const auto v = V::load(x + i);
-        if (code) store_window_codes<V>(code + i, v, vlo, vhi);
+        store_packed_codes<V>(code, i, v, vlo, vhi);
         return sign_vec<V>(v, s, ns);
       },
-      [&](int64_t i) {
-        y[i] = detail::sign0_scaled(x[i], scale);
-        if (code) code[i] = detail::window_code(x[i], lo, hi);
-      });
+      scalar);
+  lowbit::kernels::pack_window_codes(x, tail, n, lo, hi, code);
 }
 
 template <class V, bool kS>
 void sign(const float* x, float* y, int64_t n, float scale) {
-  sign_coded<V, kS>(x, y, nullptr, n, scale, 0.0f, 0.0f);
+  sign_packed<V, kS>(x, y, nullptr, n, scale, 0.0f, 0.0f);
 }
 
 template <class V, bool kS>
@@ -624,10 +681,10 @@ constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
                                      &dorefa_activations<V, kS>,
                                      &linear_mid_tread<V, kS>,
                                      &approx_sign_grad<V, kS>,
-                                     &fake_quant_coded<V, kS>,
+                                     &fake_quant_packed<V, kS>,
                                      &fake_quant_per_channel_coded<V, kS>,
-                                     &sign_coded<V, kS>,
-                                     &coded_grad<V, kS>,
+                                     &sign_packed<V, kS>,
+                                     &packed_grad<V, kS>,
                                      &coded_grad_per_channel<V, kS>,
                                      &sum_abs_lanes<float>,
                                      &sum_abs_rows<float>,

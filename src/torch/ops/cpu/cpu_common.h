@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,6 +24,35 @@ using namespace ::lowbit::ops;  // NOLINT: the shared checks
 // threads.
 constexpr int64_t kGrain = 1 << 15;
 constexpr int64_t kSumSpan = 1 << 16;
+static_assert(kGrain % k::kPackedCodeGroup == 0 && kSumSpan % k::kPackedCodeGroup == 0,
+              "tasks and spans must start where groups of packed window codes do");
+
+// f(start, len) over [0, numel) in parallel, each task a run of whole kGrain blocks: every start is
+// a multiple of kGrain, so a task's packed window codes begin at code + packed_code_bytes(start).
+template <class F>
+void parallel_blocks(int64_t numel, F&& f) {
+  const int64_t blocks = (numel + kGrain - 1) / kGrain;
+  at::parallel_for(0, blocks, 1, [&](int64_t b, int64_t e) {
+    const int64_t start = b * kGrain;
+    f(start, std::min(e * kGrain, numel) - start);
+  });
+}
+
+// The CPU forwards' packed window codes of x: uint8, k::packed_code_bytes(x.numel()) of them.
+inline at::Tensor empty_packed_codes(const at::Tensor& x) {
+  return at::empty({k::packed_code_bytes(x.numel())}, x.options().dtype(at::kByte));
+}
+
+// The CPU backward's check of the codes it is given: those of a CPU forward for grad's shape.
+inline void check_packed_codes(const at::Tensor& grad, const at::Tensor& code) {
+  check_floating_dtype(grad, "grad");
+  TORCH_CHECK_TYPE(code.scalar_type() == at::kByte, "code must be a uint8 tensor, got ",
+                   code.scalar_type());
+  TORCH_CHECK_VALUE(code.dim() == 1 && code.numel() == k::packed_code_bytes(grad.numel()),
+                    "code must hold the packed window codes of grad's ", grad.numel(),
+                    " elements (", k::packed_code_bytes(grad.numel()),
+                    " bytes, as the CPU forward returns them), got shape ", code.sizes());
+}
 
 inline void check_floating(const at::Tensor& t, const char* name) {
   check_floating_dtype(t, name);
@@ -82,20 +112,20 @@ struct Kernels<double> {
     k::ref::approx_sign_grad<double>(a...);
   }
   template <class... A>
-  void fake_quant_coded(A... a) const {
-    k::ref::fake_quant_coded<double>(a...);
+  void fake_quant_packed(A... a) const {
+    k::ref::fake_quant_packed<double>(a...);
   }
   template <class... A>
   void fake_quant_per_channel_coded(A... a) const {
     k::ref::fake_quant_per_channel_coded<double>(a...);
   }
   template <class... A>
-  void sign_coded(A... a) const {
-    k::ref::sign_coded<double>(a...);
+  void sign_packed(A... a) const {
+    k::ref::sign_packed<double>(a...);
   }
   template <class... A>
-  void coded_grad(A... a) const {
-    k::ref::coded_grad<double>(a...);
+  void packed_grad(A... a) const {
+    k::ref::packed_grad<double>(a...);
   }
   template <class... A>
   void coded_grad_per_channel(A... a) const {
@@ -184,20 +214,20 @@ struct Kernels<float> {
     set->approx_sign_grad(a...);
   }
   template <class... A>
-  void fake_quant_coded(A... a) const {
-    set->fake_quant_coded(a...);
+  void fake_quant_packed(A... a) const {
+    set->fake_quant_packed(a...);
   }
   template <class... A>
   void fake_quant_per_channel_coded(A... a) const {
     set->fake_quant_per_channel_coded(a...);
   }
   template <class... A>
-  void sign_coded(A... a) const {
-    set->sign_coded(a...);
+  void sign_packed(A... a) const {
+    set->sign_packed(a...);
   }
   template <class... A>
-  void coded_grad(A... a) const {
-    set->coded_grad(a...);
+  void packed_grad(A... a) const {
+    set->packed_grad(a...);
   }
   template <class... A>
   void coded_grad_per_channel(A... a) const {

@@ -54,7 +54,7 @@ std::tuple<at::Tensor, double, double> masked_grad_sums(const at::Tensor& grad,
   return {dx.to(inputs.scalar_type()), sums.first, sums.second};
 }
 
-// Forward that also returns the window codes (uint8, the shape of inputs) for the backward.
+// Forward that also returns the packed window codes (empty_packed_codes) for the backward.
 std::tuple<at::Tensor, at::Tensor> fake_quant_per_tensor_coded(const at::Tensor& inputs,
                                                                const Nudged& n, Rounding r) {
   check_floating(inputs, "inputs");
@@ -62,7 +62,7 @@ std::tuple<at::Tensor, at::Tensor> fake_quant_per_tensor_coded(const at::Tensor&
   const auto ct = compute_type(inputs.scalar_type());
   const at::Tensor xc = to_compute(inputs, ct);
   at::Tensor y = at::empty(xc.sizes(), xc.options());
-  at::Tensor code = at::empty(xc.sizes(), xc.options().dtype(at::kByte));
+  at::Tensor code = empty_packed_codes(xc);
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
     const auto& p = n.get(T{});
@@ -71,8 +71,9 @@ std::tuple<at::Tensor, at::Tensor> fake_quant_per_tensor_coded(const at::Tensor&
     T* yp = y.data_ptr<T>();
     uint8_t* cp = code.data_ptr<uint8_t>();
     const Kernels<T> kern(xc.numel());
-    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
-      kern.fake_quant_coded(xp + b, yp + b, cp + b, e - b, p, rr, window.first, window.second);
+    parallel_blocks(xc.numel(), [&](int64_t start, int64_t len) {
+      kern.fake_quant_packed(xp + start, yp + start, cp + k::packed_code_bytes(start), len, p, rr,
+                             window.first, window.second);
     });
   });
   return {y.to(inputs.scalar_type()), code};
@@ -257,7 +258,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fq_per_channel_gradient(
 // (dx, sum below, sum above) with the sums as 0-dim float64 tensors (zeros unless `sums`).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& grad,
                                                               const at::Tensor& code, bool sums) {
-  check_codes(grad, code);
+  check_packed_codes(grad, code);
   const auto ct = compute_type(grad.scalar_type());
   const at::Tensor gc = to_compute(grad, ct), cc = code.contiguous();
   at::Tensor dx = at::empty(gc.sizes(), gc.options());
@@ -269,8 +270,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& 
     T* dp = dx.data_ptr<T>();
     const Kernels<T> kern(gc.numel());
     s = span_sums(gc.numel(), [&](int64_t start, int64_t len, double* below, double* above) {
-      kern.coded_grad(gp + start, cp + start, dp + start, len, sums ? below : nullptr,
-                      sums ? above : nullptr);
+      kern.packed_grad(gp + start, cp + k::packed_code_bytes(start), dp + start, len,
+                       sums ? below : nullptr, sums ? above : nullptr);
     });
   });
   const auto f64 = at::TensorOptions().dtype(at::kDouble);

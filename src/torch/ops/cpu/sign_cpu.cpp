@@ -111,14 +111,14 @@ T max_abs_tanh_all(const T* x, int64_t n) {
 at::Tensor ste_sign(const at::Tensor& x, c10::optional<double>) {
   return sign_scaled(x, 1.0, 1.0f);
 }
-// ste_sign's forward with the window codes of [-clip, clip] for its backward.
+// ste_sign's forward with the packed window codes of [-clip, clip] for its backward.
 std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double clip_value) {
   check_clip_value(clip_value);
   check_floating(x, "x");
   const auto ct = compute_type(x.scalar_type());
   const at::Tensor xc = to_compute(x, ct);
   at::Tensor y = at::empty(xc.sizes(), xc.options());
-  at::Tensor code = at::empty(xc.sizes(), xc.options().dtype(at::kByte));
+  at::Tensor code = empty_packed_codes(xc);
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = xc.data_ptr<T>();
@@ -126,8 +126,8 @@ std::tuple<at::Tensor, at::Tensor> ste_sign_coded(const at::Tensor& x, double cl
     uint8_t* cp = code.data_ptr<uint8_t>();
     const T c = static_cast<T>(clip_value);
     const Kernels<T> kern(xc.numel());
-    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
-      kern.sign_coded(xp + b, yp + b, cp + b, e - b, T(1), -c, c);
+    parallel_blocks(xc.numel(), [&](int64_t start, int64_t len) {
+      kern.sign_packed(xp + start, yp + start, cp + k::packed_code_bytes(start), len, T(1), -c, c);
     });
   });
   return {y.to(x.scalar_type()), code};
