@@ -1,0 +1,283 @@
+// The window codes the coded forwards save for their backward: the packed layout of kernels.h
+// written out and checked bit by bit, every kernel set's packed and per-channel byte codes against
+// detail::window_code, and the backward from codes against masked_grad from x.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernel_test_support.h"
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+
+class CodedKernelSet : public F32KernelSet {};
+
+// ---- the coded forwards and the backward from window codes
+// ---------------------------------------
+
+::testing::AssertionResult SameCodes(const std::vector<uint8_t>& want,
+                                     const std::vector<uint8_t>& got, const float* x) {
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (want[i] != got[i]) {
+      return ::testing::AssertionFailure() << "code " << i << " differs for input " << show(x[i])
+                                           << ": ref " << int{want[i]} << ", got " << int{got[i]};
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// The byte and bit of element i's plane 0 in packed window codes, by the layout of kernels.h
+// written out here (plane 1 is the byte 2 further).
+size_t packed_byte(int64_t i) { return static_cast<size_t>(4 * (i / 16) + (i % 16) / 8); }
+
+uint8_t decode_packed(const std::vector<uint8_t>& code, int64_t i) {
+  const bool p0 = (code[packed_byte(i)] >> (i % 8)) & 1,
+             p1 = (code[packed_byte(i) + 2] >> (i % 8)) & 1;
+  return p0 && p1 ? detail::kCodeAbove : (p0 ? detail::kCodeIn : (p1 ? detail::kCodeBelow : 0));
+}
+
+std::vector<uint8_t> encode_packed(const float* x, int64_t n, float lo, float hi) {
+  std::vector<uint8_t> code(static_cast<size_t>(packed_code_bytes(n)), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t c = detail::window_code(x[i], lo, hi);
+    const auto bit = static_cast<uint8_t>(1u << (i % 8));
+    if (c == detail::kCodeIn || c == detail::kCodeAbove) code[packed_byte(i)] |= bit;
+    if (c == detail::kCodeBelow || c == detail::kCodeAbove) code[packed_byte(i) + 2] |= bit;
+  }
+  return code;
+}
+
+// Packed codes that say each element's window code; the bits past n in its last bytes are 0, and
+// the bytes of no element are left as they were (fill).
+::testing::AssertionResult PackedCodesAre(const std::vector<uint8_t>& code, const float* x,
+                                          int64_t n, float lo, float hi, uint8_t fill) {
+  if (static_cast<int64_t>(code.size()) != packed_code_bytes(n) || code.size() % 4 != 0) {
+    return ::testing::AssertionFailure() << code.size() << " bytes of codes for " << n;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t want = detail::window_code(x[i], lo, hi), got = decode_packed(code, i);
+    if (want != got) {
+      return ::testing::AssertionFailure() << "code " << i << " of input " << show(x[i])
+                                           << ": want " << int{want} << ", got " << int{got};
+    }
+  }
+  for (int64_t i = n; i < (n + 7) / 8 * 8; ++i) {
+    if (decode_packed(code, i) != 0) {
+      return ::testing::AssertionFailure() << "bits of element " << i << " past " << n << " set";
+    }
+  }
+  for (int64_t i = (n + 7) / 8 * 8; i < static_cast<int64_t>(code.size()) * 4; i += 8) {
+    if (code[packed_byte(i)] != fill || code[packed_byte(i) + 2] != fill) {
+      return ::testing::AssertionFailure()
+             << "bytes of elements " << i << ".. past " << n << " written";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(PackedCodes, LayoutAndSizes) {
+  EXPECT_EQ(packed_code_bytes(0), 0);
+  EXPECT_EQ(packed_code_bytes(1), 4);
+  EXPECT_EQ(packed_code_bytes(16), 4);
+  EXPECT_EQ(packed_code_bytes(17), 8);
+  const std::vector<float> x = {0.5f, -2.0f, 3.0f,  kNaN, -1.0f, 1.0f,  -kInf, kInf, 0.0f,
+                                7.0f, -7.0f, 0.25f, kNaN, 1.5f,  -1.5f, 0.0f,  2.0f};
+  const auto n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> code(static_cast<size_t>(packed_code_bytes(n)), 0x5a);
+  pack_window_codes(x.data(), 0, n, -1.0f, 1.0f, code.data());
+  // Elements 0-7: in, below, above, NaN, in, in, below, above: plane 0 = in or above, plane 1 =
+  // below or above, element k at bit k.
+  EXPECT_EQ(code[0], 0b10110101);
+  EXPECT_EQ(code[2], 0b11000110);
+  // Elements 8-15: in, above, below, in, NaN, above, below, in; element 16 (above) in the next
+  // group.
+  EXPECT_EQ(code[1], 0b10101011);
+  EXPECT_EQ(code[3], 0b01100110);
+  EXPECT_EQ(code[4], 0b1);
+  EXPECT_EQ(code[6], 0b1);
+  EXPECT_EQ(code[5], 0x5a);  // elements 24-31: none, not written
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(packed_code(code.data(), i), detail::window_code(x[i], -1.0f, 1.0f)) << i;
+  }
+}
+
+TEST_P(CodedKernelSet, CodedForwardsMatchReference) {
+  std::mt19937 rng(111);
+  InputMaker in(1011);
+  const std::vector<NamedParams> all = fake_quant_params();
+  for (size_t j = 0; j < all.size(); j += 3) {
+    const FakeQuantParams<float>& p = all[j].p;
+    const float lo = p.degenerate ? -kInf : p.nudged_min, hi = p.degenerate ? kInf : p.nudged_max;
+    const std::vector<float> specials = fake_quant_specials(p, rng);
+    for (FakeQuantRounding r : {FakeQuantRounding::kMulInvScale, FakeQuantRounding::kDivScale}) {
+      for (int64_t n : sizes()) {
+        for (int trial = 0; trial < trials_for(n); ++trial) {
+          SCOPED_TRACE(all[j].name + ", " + rounding_name(r) + ", n " + std::to_string(n));
+          const Array x = in.flat(n, specials, trial);
+          Array want(n, false, kRefFill), got(n, false, kGotFill);
+          std::vector<uint8_t> got_code(static_cast<size_t>(packed_code_bytes(n)), 0xdd);
+          ref().fake_quant(x.data(), want.data(), n, p, r);
+          k().fake_quant_packed(x.data(), got.data(), got_code.data(), n, p, r, lo, hi);
+          ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
+          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, lo, hi, 0xdd));
+          // Into a misaligned output (the _nt sets' ordinary stores): the same.
+          Array shifted(n, true, kGotFill);
+          std::fill(got_code.begin(), got_code.end(), 0xdd);
+          k().fake_quant_packed(x.data(), shifted.data(), got_code.data(), n, p, r, lo, hi);
+          ASSERT_TRUE(BitwiseEqual(want.data(), shifted.data(), n, x.data()));
+          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, lo, hi, 0xdd));
+          // In calls that start at multiples of 16 elements, each into its own group of codes.
+          std::fill(got_code.begin(), got_code.end(), 0xdd);
+          for (int64_t start = 0; start < n; start += 80) {
+            const int64_t len = std::min<int64_t>(80, n - start);
+            k().fake_quant_packed(x.data() + start, got.data() + start,
+                                  got_code.data() + packed_code_bytes(start), len, p, r, lo, hi);
+          }
+          ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
+          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, lo, hi, 0xdd));
+          // Sign with the clip window [-1, 1].
+          std::fill(got_code.begin(), got_code.end(), 0xdd);
+          ref().sign(x.data(), want.data(), n, 0.5f);
+          k().sign_packed(x.data(), got.data(), got_code.data(), n, 0.5f, -1.0f, 1.0f);
+          ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
+          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, -1.0f, 1.0f, 0xdd));
+          // Without codes, the plain forwards' outputs.
+          k().fake_quant_packed(x.data(), got.data(), nullptr, n, p, r, lo, hi);
+          ref().fake_quant(x.data(), want.data(), n, p, r);
+          ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
+        }
+      }
+    }
+  }
+  for (int64_t channels : kChannelCounts) {
+    for (int64_t rows : kRowCounts) {
+      std::vector<FakeQuantParams<float>> p;
+      std::vector<float> lo, hi;
+      std::vector<std::vector<float>> specials;
+      for (int64_t c = 0; c < channels; ++c) {
+        p.push_back(all[static_cast<size_t>(c * 7) % all.size()].p);
+        lo.push_back(p.back().degenerate ? -kInf : p.back().nudged_min);
+        hi.push_back(p.back().degenerate ? kInf : p.back().nudged_max);
+        specials.push_back(fake_quant_specials(p.back(), rng));
+      }
+      const int64_t n = rows * channels;
+      const Array x = in.per_channel(rows, channels, specials, 1);
+      Array want(n, false, kRefFill), got(n, false, kGotFill);
+      std::vector<uint8_t> want_code(static_cast<size_t>(n), 0xee),
+          got_code(want_code.size(), 0xdd);
+      ref().fake_quant_per_channel_coded(x.data(), want.data(), want_code.data(), rows, channels,
+                                         p.data(), FakeQuantRounding::kMulInvScale, lo.data(),
+                                         hi.data());
+      k().fake_quant_per_channel_coded(x.data(), got.data(), got_code.data(), rows, channels,
+                                       p.data(), FakeQuantRounding::kMulInvScale, lo.data(),
+                                       hi.data());
+      SCOPED_TRACE("rows " + std::to_string(rows) + ", channels " + std::to_string(channels));
+      ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data(), channels));
+      ASSERT_TRUE(SameCodes(want_code, got_code, x.data()));
+      // Without a code array the same outputs, and nothing else written.
+      Array no_codes(n, false, kGotFill);
+      k().fake_quant_per_channel_coded(x.data(), no_codes.data(), nullptr, rows, channels, p.data(),
+                                       FakeQuantRounding::kMulInvScale, lo.data(), hi.data());
+      ASSERT_TRUE(BitwiseEqual(want.data(), no_codes.data(), n, x.data(), channels));
+    }
+  }
+}
+
+// The backward from codes gives exactly what masked_grad computes from x (closed window), in every
+// set: dx bit for bit and the same sums, per tensor and per channel.
+TEST_P(CodedKernelSet, CodedGradEqualsMaskedGradFromX) {
+  InputMaker in(1012);
+  const float lo = -0.75f, hi = 1.5f;
+  std::vector<float> specials = common_specials();
+  add_with_neighbours(&specials, lo);
+  add_with_neighbours(&specials, hi);
+  for (int64_t n : sizes()) {
+    for (int trial = 0; trial < trials_for(n); ++trial) {
+      SCOPED_TRACE("n " + std::to_string(n) + ", trial " + std::to_string(trial));
+      const Array x = in.flat(n, specials, trial);
+      const Array g = in.flat(n, gradient_specials(), trial == 1 ? 0 : trial);
+      const std::vector<uint8_t> code = encode_packed(x.data(), n, lo, hi);
+      Array want(n, false, kRefFill), got(n, false, kGotFill);
+      double want_below = 0.5, want_above = -2.0, got_below = 0.5, got_above = -2.0;
+      ref().masked_grad(g.data(), x.data(), want.data(), n, lo, hi, Interval::kClosed, &want_below,
+                        &want_above);
+      k().packed_grad(g.data(), code.data(), got.data(), n, &got_below, &got_above);
+      ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
+      ASSERT_TRUE(SameSum(want_below, got_below)) << "below";
+      ASSERT_TRUE(SameSum(want_above, got_above)) << "above";
+      // In calls that start at multiples of 16 elements (as the operators' spans do), each from
+      // its own group of codes: the same dx.
+      Array parts(n, false, kGotFill);
+      for (int64_t start = 0; start < n; start += 48) {
+        const int64_t len = std::min<int64_t>(48, n - start);
+        k().packed_grad(g.data() + start, code.data() + packed_code_bytes(start),
+                        parts.data() + start, len, nullptr, nullptr);
+      }
+      ASSERT_TRUE(BitwiseEqual(want.data(), parts.data(), n, x.data()));
+    }
+  }
+  for (int64_t channels : kChannelCounts) {
+    for (int64_t rows : kRowCounts) {
+      std::vector<float> clo, chi;
+      std::vector<std::vector<float>> cspecials;
+      for (int64_t c = 0; c < channels; ++c) {
+        clo.push_back(-0.25f * static_cast<float>(c + 1));
+        chi.push_back(0.5f * static_cast<float>(c + 1));
+        std::vector<float> s = common_specials();
+        add_with_neighbours(&s, clo.back());
+        add_with_neighbours(&s, chi.back());
+        cspecials.push_back(s);
+      }
+      const int64_t n = rows * channels;
+      const Array x = in.per_channel(rows, channels, cspecials, 1);
+      const Array g = in.flat(n, gradient_specials(), 0);
+      std::vector<uint8_t> code(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        code[static_cast<size_t>(i)] =
+            detail::window_code(x.data()[i], clo[i % channels], chi[i % channels]);
+      }
+      Array want(n, false, kRefFill), got(n, false, kGotFill);
+      std::vector<float> want_below(channels, 1.0f), want_above(channels, -1.0f);
+      std::vector<float> got_below = want_below, got_above = want_above;
+      ref().masked_grad_per_channel(g.data(), x.data(), want.data(), rows, channels, clo.data(),
+                                    chi.data(), want_below.data(), want_above.data());
+      k().coded_grad_per_channel(g.data(), code.data(), got.data(), rows, channels,
+                                 got_below.data(), got_above.data());
+      SCOPED_TRACE("rows " + std::to_string(rows) + ", channels " + std::to_string(channels));
+      ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data(), channels));
+      ASSERT_TRUE(SameSums(want_below.data(), got_below.data(), channels)) << "below";
+      ASSERT_TRUE(SameSums(want_above.data(), got_above.data(), channels)) << "above";
+    }
+  }
+}
+
+TEST(WindowCode, ClosedWindowAndNaN) {
+  EXPECT_EQ(detail::window_code(1.0f, -1.0f, 1.0f), detail::kCodeIn);
+  EXPECT_EQ(detail::window_code(-1.0f, -1.0f, 1.0f), detail::kCodeIn);
+  EXPECT_EQ(detail::window_code(std::nextafter(1.0f, 2.0f), -1.0f, 1.0f), detail::kCodeAbove);
+  EXPECT_EQ(detail::window_code(-kInf, -1.0f, 1.0f), detail::kCodeBelow);
+  EXPECT_EQ(detail::window_code(kNaN, -1.0f, 1.0f), 0);
+  EXPECT_EQ(detail::window_code(kInf, -kInf, kInf), detail::kCodeIn);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSupported, CodedKernelSet, ::testing::ValuesIn(supported_f32_kernels()),
+                         [](const ::testing::TestParamInfo<const F32Kernels*>& info) {
+                           return std::string(info.param->isa);
+                         });
+
+}  // namespace
+}  // namespace kernels
+}  // namespace lowbit
