@@ -13,21 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_support.h"
 #include "lowbit/detail/quant_math.h"
 #include "lowbit/kernels.h"
 
 namespace lowbit {
 namespace kernels {
 namespace {
-
-constexpr float kInf = std::numeric_limits<float>::infinity();
-const float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-uint32_t bits(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  return u;
-}
 
 // n values: normal(0, 1) with the specials spread over them (at lanes that vary with n).
 std::vector<float> inputs(int64_t n, uint32_t seed, const std::vector<float>& specials) {
@@ -44,7 +36,7 @@ std::vector<float> inputs(int64_t n, uint32_t seed, const std::vector<float>& sp
 void expect_bitwise(const std::vector<float>& want, const std::vector<float>& got,
                     const std::vector<float>& x, const std::string& what) {
   for (size_t i = 0; i < want.size(); ++i) {
-    if (bits(want[i]) != bits(got[i])) {
+    if (bits_of(want[i]) != bits_of(got[i])) {
       ADD_FAILURE() << what << ": element " << i << " (x = " << x[i] << "): want " << want[i]
                     << ", got " << got[i];
       return;
@@ -154,8 +146,8 @@ TEST_P(WeightKernels, DorefaWeightsModeMatchesReference) {
     if (n > 0) {  // NaNs of two payloads: the default quiet NaN, in every set
       x[static_cast<size_t>(n / 2)] = -std::nanf("0x2345");
       x[static_cast<size_t>(n - 1)] = kNaN;
-      EXPECT_EQ(bits(k().max_abs_tanh(x.data(), n)), bits(kNaN)) << k().isa << ", n = " << n;
-      EXPECT_EQ(bits(ref().max_abs_tanh(x.data(), n)), bits(kNaN)) << "n = " << n;
+      EXPECT_EQ(bits_of(k().max_abs_tanh(x.data(), n)), bits_of(kNaN)) << k().isa << ", n = " << n;
+      EXPECT_EQ(bits_of(ref().max_abs_tanh(x.data(), n)), bits_of(kNaN)) << "n = " << n;
     }
   }
 }
@@ -257,8 +249,8 @@ TEST(RefWeightKernels, TanhPolyWithinTwoUlp) {
     EXPECT_EQ(detail::tanh_poly(-x), -got);
     if (HasFailure()) return;
   }
-  EXPECT_EQ(bits(detail::tanh_poly(0.0f)), bits(0.0f));
-  EXPECT_EQ(bits(detail::tanh_poly(-0.0f)), bits(-0.0f));
+  EXPECT_EQ(bits_of(detail::tanh_poly(0.0f)), bits_of(0.0f));
+  EXPECT_EQ(bits_of(detail::tanh_poly(-0.0f)), bits_of(-0.0f));
   EXPECT_EQ(detail::tanh_poly(kInf), 1.0f);
   EXPECT_EQ(detail::tanh_poly(-kInf), -1.0f);
   EXPECT_TRUE(std::isnan(detail::tanh_poly(kNaN)));
@@ -270,8 +262,8 @@ TEST(RefWeightKernels, TanhPolyWithinTwoUlp) {
 // 2^31 (about 20 s; done for the release of this rule).
 TEST(RefWeightKernels, TanhPolyOddAndNonDecreasing) {
   const bool all = std::getenv("LOWBIT_EXHAUSTIVE") != nullptr;
-  const uint32_t branches[] = {bits(0.000244140625f), bits(0.625f),
-                               bits(detail::kExpNegMax / 2.0f)};
+  const uint32_t branches[] = {bits_of(0.000244140625f), bits_of(0.625f),
+                               bits_of(detail::kExpNegMax / 2.0f)};
   const auto near_branch = [&](uint32_t u) {
     for (uint32_t b : branches) {
       if (u + (1u << 18) >= b && u <= b + (1u << 18)) return true;
@@ -280,13 +272,13 @@ TEST(RefWeightKernels, TanhPolyOddAndNonDecreasing) {
   };
   float prev = 0.0f;
   uint32_t prev_bits = 0;
-  for (uint32_t u = 0; u <= bits(kInf);) {
+  for (uint32_t u = 0; u <= bits_of(kInf);) {
     float x;
     std::memcpy(&x, &u, sizeof x);
     const float t = detail::tanh_poly(x);
     ASSERT_LE(prev, t) << "tanh_poly(" << x << ") = " << t << " is below tanh_poly of the float "
                        << prev_bits << " below it";
-    ASSERT_EQ(bits(detail::tanh_poly(-x)), bits(-t)) << "x = " << x;
+    ASSERT_EQ(bits_of(detail::tanh_poly(-x)), bits_of(-t)) << "x = " << x;
     prev = t;
     prev_bits = u;
     u += (all || near_branch(u) || near_branch(u + 127)) ? 1 : 127;

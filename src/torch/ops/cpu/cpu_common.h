@@ -155,6 +155,15 @@ struct Kernels<double> {
   double max_abs_tanh(A... a) const {
     return k::ref::max_abs_tanh<double>(a...);
   }
+  // The reductions (reductions.h): the same lanes and order as the float32 sets'.
+  double sum_abs(const double* x, int64_t n) const { return k::ref::sum_abs<double>(x, n); }
+  void sum_abs_rows(const double* x, int64_t rows, int64_t ch, double* acc) const {
+    k::ref::sum_abs_rows<double>(x, rows, ch, acc);
+  }
+  double max_abs(const double* x, int64_t n) const { return k::ref::max_abs<double>(x, n); }
+  void sum_abs_above(const double* x, int64_t n, double d, double* s, int64_t* c) const {
+    k::ref::sum_abs_above<double>(x, n, d, s, c);
+  }
   template <class... A>
   void dorefa_weights(A... a) const {
     k::ref::dorefa_weights<double>(a...);
@@ -256,6 +265,14 @@ struct Kernels<float> {
   template <class... A>
   float max_abs_tanh(A... a) const {
     return set->max_abs_tanh(a...);
+  }
+  double sum_abs(const float* x, int64_t n) const { return set->sum_abs(x, n); }
+  void sum_abs_rows(const float* x, int64_t rows, int64_t ch, double* acc) const {
+    set->sum_abs_rows(x, rows, ch, acc);
+  }
+  float max_abs(const float* x, int64_t n) const { return set->max_abs(x, n); }
+  void sum_abs_above(const float* x, int64_t n, float d, double* s, int64_t* c) const {
+    set->sum_abs_above(x, n, d, s, c);
   }
   template <class... A>
   void dorefa_weights(A... a) const {

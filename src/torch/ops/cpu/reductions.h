@@ -11,38 +11,11 @@
 namespace lowbit {
 namespace cpu {
 
-// The reductions of the compute type T: the float32 kernel set's, or the reference for float64.
-template <class T>
-struct Reduce;
-template <>
-struct Reduce<float> {
-  const k::F32Kernels* set = &k::f32_kernels();
-  double sum_abs(const float* x, int64_t n) const { return set->sum_abs(x, n); }
-  void sum_abs_rows(const float* x, int64_t rows, int64_t ch, double* acc) const {
-    set->sum_abs_rows(x, rows, ch, acc);
-  }
-  float max_abs(const float* x, int64_t n) const { return set->max_abs(x, n); }
-  void sum_abs_above(const float* x, int64_t n, float d, double* s, int64_t* c) const {
-    set->sum_abs_above(x, n, d, s, c);
-  }
-};
-template <>
-struct Reduce<double> {
-  double sum_abs(const double* x, int64_t n) const { return k::ref::sum_abs<double>(x, n); }
-  void sum_abs_rows(const double* x, int64_t rows, int64_t ch, double* acc) const {
-    k::ref::sum_abs_rows<double>(x, rows, ch, acc);
-  }
-  double max_abs(const double* x, int64_t n) const { return k::ref::max_abs<double>(x, n); }
-  void sum_abs_above(const double* x, int64_t n, double d, double* s, int64_t* c) const {
-    k::ref::sum_abs_above<double>(x, n, d, s, c);
-  }
-};
-
 // sum(|x|) per channel of x seen as [outer, channels, inner] (all of x: 1, 1, numel), in double.
 template <class T>
 std::vector<double> sum_abs_per_channel(const T* x, int64_t outer, int64_t channels,
                                         int64_t inner) {
-  const Reduce<T> r;
+  const Kernels<T> r(0);  // reductions write nothing: any set
   std::vector<double> out(static_cast<size_t>(channels), 0.0);
   if (outer == 0 || channels == 0 || inner == 0) return out;
   if (inner == 1) {
@@ -79,7 +52,7 @@ std::vector<double> sum_abs_per_channel(const T* x, int64_t outer, int64_t chann
 // max(|x|) over all of x: 0 when empty, NaN when any element is NaN.
 template <class T>
 T max_abs_all(const T* x, int64_t n) {
-  const Reduce<T> r;
+  const Kernels<T> r(0);  // reductions write nothing: any set
   const int64_t spans = (n + kSumSpan - 1) / kSumSpan;
   std::vector<T> partial(static_cast<size_t>(spans), T(0));
   at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {
@@ -93,7 +66,7 @@ T max_abs_all(const T* x, int64_t n) {
 // sum(|x|) in double and the count over the elements with |x| > d.
 template <class T>
 std::pair<double, int64_t> sum_abs_above_all(const T* x, int64_t n, T d) {
-  const Reduce<T> r;
+  const Kernels<T> r(0);  // reductions write nothing: any set
   const int64_t spans = (n + kSumSpan - 1) / kSumSpan;
   std::vector<double> sums(static_cast<size_t>(spans), 0.0);
   std::vector<int64_t> counts(static_cast<size_t>(spans), 0);
