@@ -152,6 +152,54 @@ TEST_P(WeightKernels, DorefaWeightsModeMatchesReference) {
   }
 }
 
+// Large calls with few output levels run by thresholds (src/kernels/dorefa_steps.h): bit for bit
+// the reference, on random values, the specials, and the floats at and beside every point where the
+// reference's output changes (found here by bisection on the reference itself). Levels and M with
+// more than 16 steps (31 levels; M = 1e-3) take the formula.
+TEST_P(WeightKernels, DorefaWeightsByStepsMatchReference) {
+  const int64_t n = 40000;
+  const auto base =
+      inputs(n, 53, {0.0f, -0.0f, kInf, -kInf, kNaN, -std::nanf("0x123"), 1e-40f, -1e-40f, 50.0f});
+  const auto rank_to_float = [](int64_t r) {
+    const uint32_t u = r < 0 ? (0x80000000u | static_cast<uint32_t>(-r)) : static_cast<uint32_t>(r);
+    float v;
+    std::memcpy(&v, &u, sizeof v);
+    return v;
+  };
+  for (float levels : {1.0f, 3.0f, 7.0f, 15.0f, 31.0f}) {
+    for (float m : {0.0f, 0.5f, 1.0f, 0.8427f, 1e-3f}) {
+      std::vector<float> x = base;
+      for (float& v : x) v *= 1.5f;
+      // The change points of the reference's output over the floats, by bisection on ranks.
+      size_t at = 100;
+      const auto y_of = [&](float v) {
+        float out;
+        ref().dorefa_weights(&v, &out, 1, levels, m);
+        return out;
+      };
+      int64_t lo = -static_cast<int64_t>(bits_of(kInf)), hi = -lo;
+      while (at + 3 < x.size() && y_of(rank_to_float(lo)) != y_of(rank_to_float(hi))) {
+        int64_t a = lo, b = hi;  // y(a) != y(b): the first change after lo
+        const float y_lo = y_of(rank_to_float(lo));
+        while (b - a > 1) {
+          const int64_t mid = a + (b - a) / 2;
+          (y_of(rank_to_float(mid)) == y_lo ? a : b) = mid;
+        }
+        for (int64_t r : {a, b, b + 1}) x[at++] = rank_to_float(r);
+        lo = b;
+      }
+      std::vector<float> want(x.size()), got(x.size(), -7.0f);
+      ref().dorefa_weights(x.data(), want.data(), n, levels, m);
+      k().dorefa_weights(x.data(), got.data(), n, levels, m);
+      expect_bitwise(want, got, x,
+                     std::string(k().isa) + " dorefa_weights, levels " + std::to_string(levels) +
+                         ", M " + std::to_string(m) + ", change points " +
+                         std::to_string((at - 100) / 3));
+      if (HasFailure()) return;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(EverySet, WeightKernels, ::testing::ValuesIn(supported_f32_kernels()),
                          [](const ::testing::TestParamInfo<const F32Kernels*>& info) {
                            return std::string(info.param->isa);

@@ -6,6 +6,7 @@
 // stores, for outputs too large to stay in cache (see docs/design.md).
 // The includer includes <algorithm>, <vector> and lowbit/kernels.h first (this file is nested).
 
+#include "../dorefa_steps.h"
 #include "../reduce_body.h"
 
 using lowbit::detail::FakeQuantParams;
@@ -111,10 +112,15 @@ inline void store_packed_codes(uint8_t* code, int64_t i, typename V::reg x, type
   const uint32_t in = V::bits(V::and_mask(V::le(lo, x), V::le(x, hi)));
   const uint32_t below = V::bits(V::lt(x, lo)), above = V::bits(V::lt(hi, x));
   const uint32_t p0 = in | above, p1 = below | above;
-  for (int k = 0; k < V::W / 8; ++k) {
-    uint8_t* h = code + lowbit::kernels::packed_code_offset(i + 8 * k);
-    h[0] = static_cast<uint8_t>(p0 >> (8 * k));
-    h[2] = static_cast<uint8_t>(p1 >> (8 * k));
+  if constexpr (V::W == 16) {  // a whole group: one little-endian word (x86)
+    const uint32_t w = p0 | (p1 << 16);
+    std::memcpy(code + 4 * (i / 16), &w, sizeof w);
+  } else {
+    for (int k = 0; k < V::W / 8; ++k) {
+      uint8_t* h = code + lowbit::kernels::packed_code_offset(i + 8 * k);
+      h[0] = static_cast<uint8_t>(p0 >> (8 * k));
+      h[2] = static_cast<uint8_t>(p1 >> (8 * k));
+    }
   }
 }
 
@@ -123,10 +129,17 @@ template <class V>
 inline void load_packed_masks(const uint8_t* code, int64_t i, typename V::mask* in,
                               typename V::mask* below, typename V::mask* above) {
   uint32_t p0 = 0, p1 = 0;
-  for (int k = 0; k < V::W / 8; ++k) {
-    const uint8_t* h = code + lowbit::kernels::packed_code_offset(i + 8 * k);
-    p0 |= static_cast<uint32_t>(h[0]) << (8 * k);
-    p1 |= static_cast<uint32_t>(h[2]) << (8 * k);
+  if constexpr (V::W == 16) {  // a whole group: one little-endian word (x86)
+    uint32_t w;
+    std::memcpy(&w, code + 4 * (i / 16), sizeof w);
+    p0 = w & 0xffffu;
+    p1 = w >> 16;
+  } else {
+    for (int k = 0; k < V::W / 8; ++k) {
+      const uint8_t* h = code + lowbit::kernels::packed_code_offset(i + 8 * k);
+      p0 |= static_cast<uint32_t>(h[0]) << (8 * k);
+      p1 |= static_cast<uint32_t>(h[2]) << (8 * k);
+    }
   }
   *in = V::from_bits(p0 & ~p1);
   *below = V::from_bits(p1 & ~p0);
@@ -526,8 +539,28 @@ float max_abs_tanh(const float* x, int64_t n) {
   return detail::tanh_poly(max_abs_lanes<float>(x, n));
 }
 
+// With few output levels and a large call, by the thresholds of dorefa_steps.h: a compare and a
+// select per step; NaN lanes give x + 0, the quiet NaN the formula's operations give.
 template <class V, bool kS>
 void dorefa_weights(const float* x, float* y, int64_t n, float levels, float max_abs_tanh) {
+  const auto scalar = [&](int64_t i) { y[i] = detail::dorefa_weight(x[i], levels, max_abs_tanh); };
+  const DorefaSteps steps =
+      n >= kDorefaStepsFrom ? dorefa_steps(levels, max_abs_tanh) : DorefaSteps{};
+  if (steps.count >= 0) {
+    typename V::reg t[kMaxDorefaSteps], out[kMaxDorefaSteps + 1];
+    for (int j = 0; j < steps.count; ++j) t[j] = V::set1(steps.threshold[j]);
+    for (int j = 0; j <= steps.count; ++j) out[j] = V::set1(steps.output[j]);
+    map_flat<V, kS>(
+        y, n,
+        [&](int64_t i) {
+          const auto v = V::load(x + i);
+          auto r = out[0];
+          for (int j = 0; j < steps.count; ++j) r = V::select(V::le(t[j], v), out[j + 1], r);
+          return V::select(V::eq(v, v), r, V::add(v, V::zero()));
+        },
+        scalar);
+    return;
+  }
   const auto lv = V::set1(levels), two = V::set1(2.0f), one = V::set1(1.0f), half = V::set1(0.5f),
              m2 = V::set1(2.0f * max_abs_tanh);
   const bool zero = max_abs_tanh == 0.0f;
@@ -537,7 +570,7 @@ void dorefa_weights(const float* x, float* y, int64_t n, float levels, float max
         const auto p = zero ? half : V::add(V::div(tanh_vec<V>(V::load(x + i)), m2), half);
         return V::sub(V::div(V::mul(two, V::nearbyint(V::mul(p, lv))), lv), one);
       },
-      [&](int64_t i) { y[i] = detail::dorefa_weight(x[i], levels, max_abs_tanh); });
+      scalar);
 }
 
 template <class V, bool kS>

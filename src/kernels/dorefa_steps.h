@@ -1,0 +1,69 @@
+// dorefa's weights mode as a step function, for the kernel sets' forward. For M > 0 every
+// operation of y = 2 * half_even((tanh(x) / (2M) + 0.5) * n) / n - 1 is non-decreasing in x:
+// detail::tanh_poly (odd and non-decreasing, checked over every float by the kernel tests), then
+// correctly rounded divisions by, additions of and products with positive constants, and
+// half-even rounding. So the rounded level r(x) = half_even(...) is a step function of x, and
+// where it has few steps the thresholds t_j (the least float x with r(x) >= r(-inf) + j), found by
+// bisection over the floats with the scalar formula itself, give every output by comparisons:
+// y(x) = the output of level r(-inf) + #{j : x >= t_j}, with no tanh and no division, bit for bit.
+// Included inside an anonymous namespace (like reduce_body.h); the includer includes <cmath>,
+// <cstdint>, <cstring> and lowbit/kernels.h first.
+
+constexpr int kMaxDorefaSteps = 16;
+// Elements per call from which finding the thresholds (about 32 scalar evaluations per step)
+// costs less than the tanh and the divisions it saves.
+constexpr int64_t kDorefaStepsFrom = int64_t{1} << 14;
+
+struct DorefaSteps {
+  int count = -1;                     // the number of thresholds; -1: use the formula
+  float threshold[kMaxDorefaSteps];   // increasing
+  float output[kMaxDorefaSteps + 1];  // output[c]: y of the inputs at or above c thresholds
+};
+
+// r(x), as detail::dorefa_weight rounds it.
+inline float dorefa_level(float x, float levels, float max_abs_tanh) {
+  return std::nearbyint((detail::tanh_poly(x) / (2.0f * max_abs_tanh) + 0.5f) * levels);
+}
+
+// The floats other than NaN in order as integers (-0 and +0 both 0), and back.
+inline int64_t float_rank(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  const auto magnitude = static_cast<int64_t>(u & 0x7fffffffu);
+  return (u >> 31) != 0 ? -magnitude : magnitude;
+}
+inline float float_of_rank(int64_t r) {
+  const uint32_t u = r < 0 ? (0x80000000u | static_cast<uint32_t>(-r)) : static_cast<uint32_t>(r);
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// The thresholds and outputs for (levels, M), or count -1 where the formula must run: M not a
+// positive finite number, levels not finite and >= 1, more than kMaxDorefaSteps steps.
+inline DorefaSteps dorefa_steps(float levels, float max_abs_tanh) {
+  DorefaSteps s;
+  const float inf = std::numeric_limits<float>::infinity();
+  if (!(max_abs_tanh > 0.0f && max_abs_tanh < inf && levels >= 1.0f && levels < inf)) return s;
+  const float lowest = dorefa_level(-inf, levels, max_abs_tanh);
+  const float highest = dorefa_level(inf, levels, max_abs_tanh);
+  if (!(highest - lowest <= static_cast<float>(kMaxDorefaSteps))) return s;
+  s.count = static_cast<int>(highest - lowest);
+  int64_t below = float_rank(-inf);  // r(below) < the level sought
+  for (int j = 0; j <= s.count; ++j) {
+    const float level = lowest + static_cast<float>(j);
+    s.output[j] = 2.0f * level / levels - 1.0f;  // detail::dorefa_weight's last steps
+    if (j == s.count) break;
+    int64_t at_or_above = float_rank(inf);  // r(at_or_above) >= level + 1
+    while (at_or_above - below > 1) {
+      const int64_t mid = below + (at_or_above - below) / 2;
+      if (dorefa_level(float_of_rank(mid), levels, max_abs_tanh) >= level + 1.0f) {
+        at_or_above = mid;
+      } else {
+        below = mid;
+      }
+    }
+    s.threshold[j] = float_of_rank(at_or_above);
+  }
+  return s;
+}
