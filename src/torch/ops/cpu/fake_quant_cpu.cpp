@@ -269,9 +269,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& 
     const uint8_t* cp = cc.data_ptr<uint8_t>();
     T* dp = dx.data_ptr<T>();
     const Kernels<T> kern(gc.numel());
+    if (!sums) {  // no fixed spans needed: one call (one fence of its streaming stores) per task
+      parallel_blocks(gc.numel(), [&](int64_t start, int64_t len) {
+        kern.packed_grad(gp + start, cp + k::packed_code_bytes(start), dp + start, len, nullptr,
+                         nullptr);
+      });
+      return;
+    }
     s = span_sums(gc.numel(), [&](int64_t start, int64_t len, double* below, double* above) {
-      kern.packed_grad(gp + start, cp + k::packed_code_bytes(start), dp + start, len,
-                       sums ? below : nullptr, sums ? above : nullptr);
+      kern.packed_grad(gp + start, cp + k::packed_code_bytes(start), dp + start, len, below, above);
     });
   });
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
