@@ -49,9 +49,14 @@ def test_benchmark_runs_and_tabulates(tmp_path):
         assert r["ours_best_ms"] <= r["ours_median_ms"] and r["theirs_best_ms"] <= r["theirs_median_ms"]
         assert r["copy_fraction_best"] == pytest.approx(r["gbps_best"] / r["copy_gbps_best"],
                                                         rel=0.05, abs=0.02)
+        # The copies beside one case are some of all the copies: never faster than the best.
+        assert r["copy_beside_best_ms"] >= r["copy_best_ms"]
+        assert r["copy_fraction_beside"] >= r["copy_fraction_best"]
     table = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "ops.py"), "--table", str(out)],
                            check=True, env=env, capture_output=True, text=True).stdout
     assert "| `ttq_weight` | fwd+bwd | 24 |" in table
     wide = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "ops.py"), "--roofline", str(out)],
                           check=True, env=env, capture_output=True, text=True).stdout
     assert wide.count("| `ste_sign` |") == 2 and "2^12, 1t: of copy, x torch" in wide
+    beside = {(r["case"], r["pass"]): r["copy_fraction_beside"] for r in rows}
+    assert f"[{beside[('ste_sign', 'fwd')]}]" in wide
