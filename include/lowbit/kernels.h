@@ -98,8 +98,8 @@ struct F32Kernels {
 // at a multiple of kPackedCodeGroup elements from the array's start) is in group i / 16, the 4
 // bytes from 4 * (i / 16): byte (i % 16) / 8 of the group holds plane 0, "in the window or above
 // it", and byte 2 + (i % 16) / 8 plane 1, "below or above", at bit i % 8. So in = plane 0 alone,
-// below = plane 1 alone, above = both, neither = NaN. A call writes the two bytes of every 8
-// elements it has begun (bits past its end 0) and no others.
+// below = plane 1 alone, above = both, neither = NaN. A call writes the 4 bytes of every group it
+// has begun (bits past its end 0) and no others.
 constexpr int64_t kPackedCodeGroup = 16;
 // The bytes of the packed codes of n elements (whole groups).
 inline int64_t packed_code_bytes(int64_t n) { return (n + 15) / 16 * 4; }
@@ -111,10 +111,11 @@ inline uint8_t packed_code(const uint8_t* code, int64_t i) {
   const bool p0 = ((h[0] >> (i % 8)) & 1) != 0, p1 = ((h[2] >> (i % 8)) & 1) != 0;
   return p0 ? (p1 ? detail::kCodeAbove : detail::kCodeIn) : (p1 ? detail::kCodeBelow : 0);
 }
-// Writes the packed window codes of [lo, hi] of the elements [from, n) of x (from % 8 == 0).
+// Writes the packed window codes of [lo, hi] of the elements [from, n) of x (from % 8 == 0), and
+// zeros to the end of the last group.
 template <class T>
 inline void pack_window_codes(const T* x, int64_t from, int64_t n, T lo, T hi, uint8_t* code) {
-  for (int64_t i = from; i < n; i += 8) {
+  for (int64_t i = from; i < (n + 15) / 16 * 16; i += 8) {
     unsigned p0 = 0, p1 = 0;
     for (int64_t k = 0; k < 8 && i + k < n; ++k) {
       const uint8_t c = detail::window_code(x[i + k], lo, hi);

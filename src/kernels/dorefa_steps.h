@@ -1,13 +1,13 @@
 // dorefa's weights mode as a step function, for the kernel sets' forward. For M > 0 every
 // operation of y = 2 * half_even((tanh(x) / (2M) + 0.5) * n) / n - 1 is non-decreasing in x:
-// detail::tanh_poly (odd and non-decreasing, checked over every float by the kernel tests), then
-// correctly rounded divisions by, additions of and products with positive constants, and
-// half-even rounding. So the rounded level r(x) = half_even(...) is a step function of x, and
-// where it has few steps the thresholds t_j (the least float x with r(x) >= r(-inf) + j), found by
-// bisection over the floats with the scalar formula itself, give every output by comparisons:
-// y(x) = the output of level r(-inf) + #{j : x >= t_j}, with no tanh and no division, bit for bit.
-// Included inside an anonymous namespace (like reduce_body.h); the includer includes <cmath>,
-// <cstdint>, <cstring> and lowbit/kernels.h first.
+// detail::tanh_poly (odd and non-decreasing: TanhPolyOddAndNonDecreasing, over every float with
+// LOWBIT_EXHAUSTIVE=1), then correctly rounded divisions by, additions of and products with
+// positive constants, and half-even rounding. So the rounded level r(x) = half_even(...) is a step
+// function of x, and where it has few steps the thresholds t_j (the least float x with r(x) >=
+// r(-inf) + j), found by bisection over the floats with the scalar formula itself, give every
+// output by comparisons: y(x) = the output of level r(-inf) + #{j : x >= t_j}, with no tanh and no
+// division, bit for bit. Included inside an anonymous namespace (like reduce_body.h); the includer
+// includes <cmath>, <cstdint>, <cstring> and lowbit/kernels.h first.
 
 constexpr int kMaxDorefaSteps = 16;
 // Elements per call from which finding the thresholds (about 32 scalar evaluations per step)
@@ -40,14 +40,19 @@ inline float float_of_rank(int64_t r) {
 }
 
 // The thresholds and outputs for (levels, M), or count -1 where the formula must run: M not a
-// positive finite number, levels not finite and >= 1, more than kMaxDorefaSteps steps.
+// positive finite number, levels not finite and >= 1, more than kMaxDorefaSteps steps, levels
+// beyond 2^23.
 inline DorefaSteps dorefa_steps(float levels, float max_abs_tanh) {
   DorefaSteps s;
   const float inf = std::numeric_limits<float>::infinity();
   if (!(max_abs_tanh > 0.0f && max_abs_tanh < inf && levels >= 1.0f && levels < inf)) return s;
   const float lowest = dorefa_level(-inf, levels, max_abs_tanh);
   const float highest = dorefa_level(inf, levels, max_abs_tanh);
-  if (!(highest - lowest <= static_cast<float>(kMaxDorefaSteps))) return s;
+  // Levels are exact integers in float below 2^23 (level + 1 must differ from level).
+  if (!(highest - lowest <= static_cast<float>(kMaxDorefaSteps)) ||
+      !(std::fabs(lowest) < 0x1p23f) || !(std::fabs(highest) < 0x1p23f)) {
+    return s;
+  }
   s.count = static_cast<int>(highest - lowest);
   int64_t below = float_rank(-inf);  // r(below) < the level sought
   for (int j = 0; j <= s.count; ++j) {

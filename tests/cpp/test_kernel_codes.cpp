@@ -49,10 +49,12 @@ uint8_t decode_packed(const std::vector<uint8_t>& code, int64_t i) {
   return p0 && p1 ? detail::kCodeAbove : (p0 ? detail::kCodeIn : (p1 ? detail::kCodeBelow : 0));
 }
 
+// The codes of x by the layout written out; the bits past n in the last group set ("above"), which
+// a backward must not read.
 std::vector<uint8_t> encode_packed(const float* x, int64_t n, float lo, float hi) {
   std::vector<uint8_t> code(static_cast<size_t>(packed_code_bytes(n)), 0);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t c = detail::window_code(x[i], lo, hi);
+  for (int64_t i = 0; i < (n + 15) / 16 * 16; ++i) {
+    const uint8_t c = i < n ? detail::window_code(x[i], lo, hi) : detail::kCodeAbove;
     const auto bit = static_cast<uint8_t>(1u << (i % 8));
     if (c == detail::kCodeIn || c == detail::kCodeAbove) code[packed_byte(i)] |= bit;
     if (c == detail::kCodeBelow || c == detail::kCodeAbove) code[packed_byte(i) + 2] |= bit;
@@ -60,10 +62,10 @@ std::vector<uint8_t> encode_packed(const float* x, int64_t n, float lo, float hi
   return code;
 }
 
-// Packed codes that say each element's window code; the bits past n in its last bytes are 0, and
-// the bytes of no element are left as they were (fill).
+// Packed codes that say each element's window code, with every bit past n in the last group 0
+// (the call that begins a group writes all of it).
 ::testing::AssertionResult PackedCodesAre(const std::vector<uint8_t>& code, const float* x,
-                                          int64_t n, float lo, float hi, uint8_t fill) {
+                                          int64_t n, float lo, float hi) {
   if (static_cast<int64_t>(code.size()) != packed_code_bytes(n) || code.size() % 4 != 0) {
     return ::testing::AssertionFailure() << code.size() << " bytes of codes for " << n;
   }
@@ -74,15 +76,9 @@ std::vector<uint8_t> encode_packed(const float* x, int64_t n, float lo, float hi
                                            << ": want " << int{want} << ", got " << int{got};
     }
   }
-  for (int64_t i = n; i < (n + 7) / 8 * 8; ++i) {
+  for (int64_t i = n; i < (n + 15) / 16 * 16; ++i) {
     if (decode_packed(code, i) != 0) {
       return ::testing::AssertionFailure() << "bits of element " << i << " past " << n << " set";
-    }
-  }
-  for (int64_t i = (n + 7) / 8 * 8; i < static_cast<int64_t>(code.size()) * 4; i += 8) {
-    if (code[packed_byte(i)] != fill || code[packed_byte(i) + 2] != fill) {
-      return ::testing::AssertionFailure()
-             << "bytes of elements " << i << ".. past " << n << " written";
     }
   }
   return ::testing::AssertionSuccess();
@@ -108,7 +104,8 @@ TEST(PackedCodes, LayoutAndSizes) {
   EXPECT_EQ(code[3], 0b01100110);
   EXPECT_EQ(code[4], 0b1);
   EXPECT_EQ(code[6], 0b1);
-  EXPECT_EQ(code[5], 0x5a);  // elements 24-31: none, not written
+  EXPECT_EQ(code[5], 0);  // elements 24-31: none, written as 0 (the group was begun)
+  EXPECT_EQ(code[7], 0);
   for (int64_t i = 0; i < n; ++i) {
     EXPECT_EQ(packed_code(code.data(), i), detail::window_code(x[i], -1.0f, 1.0f)) << i;
   }
@@ -132,28 +129,33 @@ TEST_P(CodedKernelSet, CodedForwardsMatchReference) {
           ref().fake_quant(x.data(), want.data(), n, p, r);
           k().fake_quant_packed(x.data(), got.data(), got_code.data(), n, p, r, lo, hi);
           ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
-          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, lo, hi, 0xdd));
+          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, lo, hi));
           // Into a misaligned output (the _nt sets' ordinary stores): the same.
           Array shifted(n, true, kGotFill);
           std::fill(got_code.begin(), got_code.end(), 0xdd);
           k().fake_quant_packed(x.data(), shifted.data(), got_code.data(), n, p, r, lo, hi);
           ASSERT_TRUE(BitwiseEqual(want.data(), shifted.data(), n, x.data()));
-          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, lo, hi, 0xdd));
+          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, lo, hi));
           // In calls that start at multiples of 16 elements, each into its own group of codes.
           std::fill(got_code.begin(), got_code.end(), 0xdd);
+          std::fill(got.data(), got.data() + n, kGotFill);
           for (int64_t start = 0; start < n; start += 80) {
             const int64_t len = std::min<int64_t>(80, n - start);
             k().fake_quant_packed(x.data() + start, got.data() + start,
                                   got_code.data() + packed_code_bytes(start), len, p, r, lo, hi);
           }
           ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
-          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, lo, hi, 0xdd));
+          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, lo, hi));
           // Sign with the clip window [-1, 1].
           std::fill(got_code.begin(), got_code.end(), 0xdd);
           ref().sign(x.data(), want.data(), n, 0.5f);
           k().sign_packed(x.data(), got.data(), got_code.data(), n, 0.5f, -1.0f, 1.0f);
           ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data()));
-          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, -1.0f, 1.0f, 0xdd));
+          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, -1.0f, 1.0f));
+          // An empty window (lo > hi): below wins over above, as in detail::window_code.
+          std::fill(got_code.begin(), got_code.end(), 0xdd);
+          k().sign_packed(x.data(), got.data(), got_code.data(), n, 0.5f, 1.0f, -1.0f);
+          ASSERT_TRUE(PackedCodesAre(got_code, x.data(), n, 1.0f, -1.0f));
           // Without codes, the plain forwards' outputs.
           k().fake_quant_packed(x.data(), got.data(), nullptr, n, p, r, lo, hi);
           ref().fake_quant(x.data(), want.data(), n, p, r);
@@ -186,6 +188,14 @@ TEST_P(CodedKernelSet, CodedForwardsMatchReference) {
                                        hi.data());
       SCOPED_TRACE("rows " + std::to_string(rows) + ", channels " + std::to_string(channels));
       ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data(), channels));
+      ASSERT_TRUE(SameCodes(want_code, got_code, x.data()));
+      // Empty windows (lo > hi) in every channel: below wins over above, as in the reference.
+      ref().fake_quant_per_channel_coded(x.data(), want.data(), want_code.data(), rows, channels,
+                                         p.data(), FakeQuantRounding::kMulInvScale, hi.data(),
+                                         lo.data());
+      k().fake_quant_per_channel_coded(x.data(), got.data(), got_code.data(), rows, channels,
+                                       p.data(), FakeQuantRounding::kMulInvScale, hi.data(),
+                                       lo.data());
       ASSERT_TRUE(SameCodes(want_code, got_code, x.data()));
       // Without a code array the same outputs, and nothing else written.
       Array no_codes(n, false, kGotFill);

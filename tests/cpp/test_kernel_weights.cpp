@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernel_test_support.h"
@@ -155,7 +156,8 @@ TEST_P(WeightKernels, DorefaWeightsModeMatchesReference) {
 // Large calls with few output levels run by thresholds (src/kernels/dorefa_steps.h): bit for bit
 // the reference, on random values, the specials, and the floats at and beside every point where the
 // reference's output changes (found here by bisection on the reference itself). Levels and M with
-// more than 16 steps (31 levels; M = 1e-3) take the formula.
+// more than 16 steps (31 levels; M = 1e-3) or levels past 2^23 take the formula; M > 1 (not the
+// operators') too.
 TEST_P(WeightKernels, DorefaWeightsByStepsMatchReference) {
   const int64_t n = 40000;
   const auto base =
@@ -166,8 +168,14 @@ TEST_P(WeightKernels, DorefaWeightsByStepsMatchReference) {
     std::memcpy(&v, &u, sizeof v);
     return v;
   };
+  const std::vector<std::pair<float, float>> big = {
+      {3.0f, 2.0f}, {33554432.0f, 4194304.0f}, {8388607.0f, 1048576.0f}};
+  std::vector<std::pair<float, float>> cases(big);
   for (float levels : {1.0f, 3.0f, 7.0f, 15.0f, 31.0f}) {
-    for (float m : {0.0f, 0.5f, 1.0f, 0.8427f, 1e-3f}) {
+    for (float m : {0.0f, 0.5f, 1.0f, 0.8427f, 1e-3f}) cases.emplace_back(levels, m);
+  }
+  for (const auto& [levels, m] : cases) {
+    {
       std::vector<float> x = base;
       for (float& v : x) v *= 1.5f;
       // The change points of the reference's output over the floats, by bisection on ranks.

@@ -101,7 +101,9 @@ inline typename V::reg tfsign_vec(typename V::reg x) {
 template <class V>
 inline void store_window_codes(uint8_t* code, typename V::reg x, typename V::reg lo,
                                typename V::reg hi) {
-  V::store_codes(code, V::and_mask(V::le(lo, x), V::le(x, hi)), V::lt(x, lo), V::lt(hi, x));
+  // "above" only where not below (lo <= x), as detail::window_code decides when lo > hi.
+  V::store_codes(code, V::and_mask(V::le(lo, x), V::le(x, hi)), V::lt(x, lo),
+                 V::and_mask(V::lt(hi, x), V::le(lo, x)));
 }
 
 // The packed window codes (lowbit::kernels::packed_code_offset) of the vector of elements from i
@@ -110,7 +112,8 @@ template <class V>
 inline void store_packed_codes(uint8_t* code, int64_t i, typename V::reg x, typename V::reg lo,
                                typename V::reg hi) {
   const uint32_t in = V::bits(V::and_mask(V::le(lo, x), V::le(x, hi)));
-  const uint32_t below = V::bits(V::lt(x, lo)), above = V::bits(V::lt(hi, x));
+  const uint32_t below = V::bits(V::lt(x, lo));
+  const uint32_t above = V::bits(V::and_mask(V::lt(hi, x), V::le(lo, x)));  // not below, as above
   const uint32_t p0 = in | above, p1 = below | above;
   if constexpr (V::W == 16) {  // a whole group: one little-endian word (x86)
     const uint32_t w = p0 | (p1 << 16);
@@ -531,9 +534,9 @@ inline typename V::reg tanh_vec(typename V::reg x) {
 }
 
 // max(|tanh(x)|) as k::ref::max_abs_tanh, as tanh(max(|x|)): tanh_poly is odd and non-decreasing
-// (every float is checked by TanhPolyOddAndNonDecreasing), so the largest |x| gives the largest
-// |tanh(x)|; the maximum runs at memory speed and tanh runs once. A NaN element makes max_abs the
-// default quiet NaN, which tanh_poly returns as it is: the reference's NaN.
+// (TanhPolyOddAndNonDecreasing; every float with LOWBIT_EXHAUSTIVE=1), so the largest |x| gives the
+// largest |tanh(x)|; the maximum runs at memory speed and tanh runs once. A NaN element makes
+// max_abs the default quiet NaN, which tanh_poly returns as it is: the reference's NaN.
 template <class V, bool kS>
 float max_abs_tanh(const float* x, int64_t n) {
   return detail::tanh_poly(max_abs_lanes<float>(x, n));
