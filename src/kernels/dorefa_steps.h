@@ -20,11 +20,6 @@ struct DorefaSteps {
   float output[kMaxDorefaSteps + 1];  // output[c]: y of the inputs at or above c thresholds
 };
 
-// r(x), as detail::dorefa_weight rounds it.
-inline float dorefa_level(float x, float levels, float max_abs_tanh) {
-  return std::nearbyint((detail::tanh_poly(x) / (2.0f * max_abs_tanh) + 0.5f) * levels);
-}
-
 // The floats other than NaN in order as integers (-0 and +0 both 0), and back.
 inline int64_t float_rank(float x) {
   uint32_t u;
@@ -46,8 +41,8 @@ inline DorefaSteps dorefa_steps(float levels, float max_abs_tanh) {
   DorefaSteps s;
   const float inf = std::numeric_limits<float>::infinity();
   if (!(max_abs_tanh > 0.0f && max_abs_tanh < inf && levels >= 1.0f && levels < inf)) return s;
-  const float lowest = dorefa_level(-inf, levels, max_abs_tanh);
-  const float highest = dorefa_level(inf, levels, max_abs_tanh);
+  const float lowest = detail::dorefa_weight_level(-inf, levels, max_abs_tanh);
+  const float highest = detail::dorefa_weight_level(inf, levels, max_abs_tanh);
   // Levels are exact integers in float below 2^23 (level + 1 must differ from level).
   if (!(highest - lowest <= static_cast<float>(kMaxDorefaSteps)) ||
       !(std::fabs(lowest) < 0x1p23f) || !(std::fabs(highest) < 0x1p23f)) {
@@ -57,12 +52,12 @@ inline DorefaSteps dorefa_steps(float levels, float max_abs_tanh) {
   int64_t below = float_rank(-inf);  // r(below) < the level sought
   for (int j = 0; j <= s.count; ++j) {
     const float level = lowest + static_cast<float>(j);
-    s.output[j] = 2.0f * level / levels - 1.0f;  // detail::dorefa_weight's last steps
+    s.output[j] = detail::dorefa_weight_of_level(level, levels);
     if (j == s.count) break;
     int64_t at_or_above = float_rank(inf);  // r(at_or_above) >= level + 1
     while (at_or_above - below > 1) {
       const int64_t mid = below + (at_or_above - below) / 2;
-      if (dorefa_level(float_of_rank(mid), levels, max_abs_tanh) >= level + 1.0f) {
+      if (detail::dorefa_weight_level(float_of_rank(mid), levels, max_abs_tanh) >= level + 1.0f) {
         at_or_above = mid;
       } else {
         below = mid;

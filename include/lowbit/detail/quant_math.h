@@ -252,11 +252,22 @@ LOWBIT_HD T dorefa_tanh(T x) {
   }
 }
 
+// dorefa's weights mode in two steps: the rounded level half_even((tanh(x) / (2M) + 0.5) * n), then
+// the output 2 * level / n - 1 (the kernels' thresholds step through the levels).
+template <class T>
+LOWBIT_HD T dorefa_weight_level(T x, T levels, T max_abs_tanh) {
+  const T p = max_abs_tanh == T(0) ? T(0.5) : dorefa_tanh(x) / (T(2) * max_abs_tanh) + T(0.5);
+  return std::nearbyint(p * levels);
+}
+template <class T>
+LOWBIT_HD T dorefa_weight_of_level(T level, T levels) {
+  return T(2) * level / levels - T(1);
+}
+
 // Larq's dorefa, weights: 2 * half_even((tanh(x) / (2M) + 0.5) * n) / n - 1, M = max|tanh(x)|.
 template <class T>
 LOWBIT_HD T dorefa_weight(T x, T levels, T max_abs_tanh) {
-  const T p = max_abs_tanh == T(0) ? T(0.5) : dorefa_tanh(x) / (T(2) * max_abs_tanh) + T(0.5);
-  return T(2) * std::nearbyint(p * levels) / levels - T(1);
+  return dorefa_weight_of_level(dorefa_weight_level(x, levels, max_abs_tanh), levels);
 }
 
 template <class T>
