@@ -118,6 +118,28 @@ void register_all() {
             })
             ->Arg(n);
       }
+      // dorefa's weights mode, 2 bits (3 levels): the forward by thresholds, the backward's tanh.
+      const float m = k::ref::max_abs_tanh(Data(16).x.data(), 16);
+      benchmark::RegisterBenchmark(("dorefa_weights/" + isa).c_str(), [set, n,
+                                                                       m](benchmark::State& s) {
+        Data d(static_cast<size_t>(n));
+        for (auto _ : s) {
+          set->dorefa_weights(d.x.data(), d.y.data(), n, 3.0f, m);
+          benchmark::DoNotOptimize(d.y.data());
+        }
+        s.SetBytesProcessed(s.iterations() * n * 8);
+      })->Arg(n);
+      benchmark::RegisterBenchmark(("dorefa_weights_grad/" + isa).c_str(),
+                                   [set, n, m](benchmark::State& s) {
+                                     Data d(static_cast<size_t>(n));
+                                     for (auto _ : s) {
+                                       set->dorefa_weights_grad(d.g.data(), d.x.data(), d.y.data(),
+                                                                n, m);
+                                       benchmark::DoNotOptimize(d.y.data());
+                                     }
+                                     s.SetBytesProcessed(s.iterations() * n * 12);
+                                   })
+          ->Arg(n);
       benchmark::RegisterBenchmark(("sign/" + isa).c_str(), [set, n](benchmark::State& s) {
         Data d(static_cast<size_t>(n));
         for (auto _ : s) {

@@ -153,6 +153,41 @@ TEST_P(WeightKernels, DorefaWeightsModeMatchesReference) {
   }
 }
 
+// The vector forms of tanh_poly and exp_neg_poly (tanh_abs_vec, tanh_vec, exp_neg_vec) against
+// the reference over the whole float line: every 4099th bit pattern of both signs (NaNs, infinities
+// and subnormals among them) and every float within 2^12 ulp of a branch point (2^-12, 0.625, the
+// cap of 2|x| and of |beta x|), through the kernels that use them: dorefa's weights gradient (which
+// uses |tanh| squared), its forward by the formula (31 levels, M = 1e-3: more than 16 steps), and
+// swish_sign's gradient.
+TEST_P(WeightKernels, TanhAndExpKernelsMatchReferenceAcrossFloats) {
+  std::vector<float> x;
+  for (uint64_t u = 0; u <= 0xffffffffu; u += 4099)
+    x.push_back(float_from_bits(static_cast<uint32_t>(u)));
+  const float beta = 5.0f;
+  for (float b : {0.000244140625f, 0.625f, detail::kExpNegMax / 2.0f, detail::kExpNegMax / beta}) {
+    for (int32_t d = -(1 << 12); d <= (1 << 12); ++d) {
+      const float v = float_from_bits(static_cast<uint32_t>(static_cast<int64_t>(bits_of(b)) + d));
+      x.push_back(v);
+      x.push_back(-v);
+    }
+  }
+  const int64_t n = static_cast<int64_t>(x.size());
+  const auto g = inputs(n, 43, gradient_specials());
+  std::vector<float> want(x.size()), got(x.size());
+  for (float m : {0.75f, 1.0f}) {
+    ref().dorefa_weights_grad(g.data(), x.data(), want.data(), n, m);
+    k().dorefa_weights_grad(g.data(), x.data(), got.data(), n, m);
+    expect_bitwise(want, got, x,
+                   std::string(k().isa) + " dorefa_weights_grad, M = " + std::to_string(m));
+  }
+  ref().dorefa_weights(x.data(), want.data(), n, 31.0f, 1e-3f);
+  k().dorefa_weights(x.data(), got.data(), n, 31.0f, 1e-3f);
+  expect_bitwise(want, got, x, std::string(k().isa) + " dorefa_weights by the formula");
+  ref().swish_sign_grad(g.data(), x.data(), want.data(), n, beta);
+  k().swish_sign_grad(g.data(), x.data(), got.data(), n, beta);
+  expect_bitwise(want, got, x, std::string(k().isa) + " swish_sign_grad");
+}
+
 // Large calls with few output levels run by thresholds (src/kernels/dorefa_steps.h): bit for bit
 // the reference, on random values, the specials, and the floats at and beside every point where the
 // reference's output changes (found here by bisection on the reference itself). Levels and M with

@@ -32,6 +32,9 @@ struct V {
   static reg fma(reg a, reg b, reg c) {
     return _mm256_fmadd_ps(a, b, c);
   }  // a * b + c, one rounding
+  // -(a * b) + c and a * b - c, one rounding: fma(-a, b, c) and fma(a, b, -c) without the negation.
+  static reg fnma(reg a, reg b, reg c) { return _mm256_fnmadd_ps(a, b, c); }
+  static reg fms(reg a, reg b, reg c) { return _mm256_fmsub_ps(a, b, c); }
   static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
   static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }

@@ -498,12 +498,13 @@ void linear_mid_tread(const float* x, float* y, int64_t n, float levels, float m
       [&](int64_t i) { y[i] = detail::linear_mid_tread(x[i], levels, max_value); });
 }
 
-// detail::exp_neg_poly, the same operations in vectors (the power of 2 by V::pow2).
+// detail::exp_neg_poly, the same operations in vectors (the power of 2 by V::pow2). Its t = -a
+// enters fused multiply-adds only, whose single rounding of the exact value makes fma(-a, b, c) =
+// fnma(a, b, c) and fma(n, c, -a) = fms(n, c, a): one negation less.
 template <class V>
 inline typename V::reg exp_neg_vec(typename V::reg a) {
-  const auto t = V::neg(a);
-  const auto n = V::floor(V::fma(t, V::set1(1.44269504f), V::set1(0.5f)));
-  const auto r = V::fma(n, V::set1(2.12194440e-4f), V::fma(n, V::set1(-0.693359375f), t));
+  const auto n = V::floor(V::fnma(a, V::set1(1.44269504f), V::set1(0.5f)));
+  const auto r = V::fma(n, V::set1(2.12194440e-4f), V::fms(n, V::set1(-0.693359375f), a));
   auto p = V::set1(1.9875691500e-4f);
   p = V::fma(p, r, V::set1(1.3981999507e-3f));
   p = V::fma(p, r, V::set1(8.3334519073e-3f));
@@ -514,22 +515,31 @@ inline typename V::reg exp_neg_vec(typename V::reg a) {
   return V::mul(p, V::pow2(n));
 }
 
-// detail::tanh_poly, the same operations in vectors (both branches, then a select).
+// detail::tanh_poly's branches for a = |x| >= 2^-12, in vectors (both, then a select): that is
+// |tanh_poly(x)|, since the odd polynomial's fma(p z, x, x) is fma(p z, a, a) with the sign of x.
+// Below 2^-12, where tanh_poly gives x, this gives a exactly: |p z| < 2^-25.5, less than half an
+// ulp of a relative to a, so the fused multiply-add rounds back to a (and +0 for x = -0). NaN
+// lanes give some NaN. min(cap, b) is tanh_poly's cap < b ? cap : b, as V::min is.
 template <class V>
-inline typename V::reg tanh_vec(typename V::reg x) {
+inline typename V::reg tanh_abs_vec(typename V::reg x) {
   const auto one = V::set1(1.0f), z = V::mul(x, x), a = V::abs(x);
   auto p = V::set1(-5.70498872745e-3f);
   p = V::fma(p, z, V::set1(2.06390887954e-2f));
   p = V::fma(p, z, V::set1(-5.37397155531e-2f));
   p = V::fma(p, z, V::set1(1.33314422036e-1f));
   p = V::fma(p, z, V::set1(-3.33332819422e-1f));
-  const auto small = V::fma(V::mul(p, z), x, x);
-  const auto b = V::add(a, a), cap = V::set1(detail::kExpNegMax);
-  const auto e = exp_neg_vec<V>(V::select(V::lt(cap, b), cap, b));
+  const auto small = V::fma(V::mul(p, z), a, a);
+  const auto e = exp_neg_vec<V>(V::min(V::set1(detail::kExpNegMax), V::add(a, a)));
   const auto big = V::div(V::sub(one, e), V::add(one, e));
-  const auto t = V::select(V::lt(a, V::set1(0.000244140625f)), x,
-                           V::select(V::lt(a, V::set1(0.625f)), small,
-                                     V::select(V::lt(x, V::zero()), V::neg(big), big)));
+  return V::select(V::lt(a, V::set1(0.625f)), small, big);
+}
+
+// detail::tanh_poly: the sign of x put on tanh_abs_vec, x itself below 2^-12 and for NaN.
+template <class V>
+inline typename V::reg tanh_vec(typename V::reg x) {
+  const auto ta = tanh_abs_vec<V>(x);
+  const auto t = V::select(V::lt(V::abs(x), V::set1(0.000244140625f)), x,
+                           V::select(V::lt(x, V::zero()), V::neg(ta), ta));
   return V::select(V::eq(x, x), t, x);
 }
 
@@ -585,7 +595,9 @@ void dorefa_weights_grad(const float* g, const float* x, float* dx, int64_t n, f
       [&](int64_t i) {
         const auto gv = V::load(g + i);
         if (zero) return V::mul(gv, z);
-        const auto t = tanh_vec<V>(V::load(x + i));
+        // t enters squared: |tanh_poly(x)| does (tanh_abs_vec), NaN lanes take x as tanh_poly.
+        const auto xv = V::load(x + i);
+        const auto t = V::select(V::eq(xv, xv), tanh_abs_vec<V>(xv), xv);
         return V::div(V::mul(gv, V::sub(one, V::mul(t, t))), m);
       },
       [&](int64_t i) { dx[i] = detail::dorefa_weight_grad(g[i], x[i], max_abs_tanh); });
@@ -600,11 +612,11 @@ void swish_sign_grad(const float* g, const float* x, float* dx, int64_t n, float
       [&](int64_t i) {
         const auto xv = V::load(x + i), gv = V::load(g + i);
         const auto ab = V::abs(V::mul(vb, xv));
-        // min(cap, |bx|): a NaN lane stays NaN here, then gets g * x below.
-        const auto a = V::select(V::lt(cap, ab), cap, ab);
+        // cap < |bx| ? cap : |bx| (V::min): a NaN lane stays NaN here, then gets g * x below.
+        const auto a = V::min(cap, ab);
         const auto e = exp_neg_vec<V>(a);
         const auto r = V::div(one, V::add(one, e));
-        const auto num = V::fma(V::neg(a), V::mul(V::sub(one, e), r), two);
+        const auto num = V::fnma(a, V::mul(V::sub(one, e), r), two);
         const auto d = V::mul(gv, V::mul(V::mul(vb, num), V::mul(V::mul(two, e), V::mul(r, r))));
         return V::select(V::eq(xv, xv), d, V::mul(gv, xv));
       },
