@@ -287,6 +287,35 @@ def test_dorefa_float64():
     assert_close(dx, ref.dorefa_grad(g, x, 3, "weights"), 1e-12, 1e-14, x)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_dorefa_weights_backward_from_the_saved_max(dtype):
+    """Autograd's weights mode saves M = max|tanh(x)| in the forward (_dorefa_weights_with_max) and
+    its backward reads x once (_dorefa_weights_backward): the same bits as the backward that
+    computes M again from x."""
+    ops = torch.ops.lowbit
+    x = (torch.randn(3000, generator=gen(21)) * 1.5).to(dtype)
+    g = normal((3000,), seed=22).to(dtype)
+    y, m = ops._dorefa_weights_with_max(x, 3)
+    compute = torch.float64 if dtype == F64 else F32
+    assert m.dtype == compute and m.dim() == 0
+    assert_close(m, ref.dorefa_max_abs_tanh(x).to(compute), 1e-6, 0.0, x)
+    assert_exact(y, lowbit.dorefa(x, 3, "weights"), x)
+    want = ops._dorefa_backward(g, x, 3, "weights")
+    assert_exact(ops._dorefa_weights_backward(g, x, m), want, x)
+    _, dx, _ = autograd(lambda v: lowbit.dorefa(v, k_bit=3, mode="weights"), x, g)
+    assert_exact(dx, want, x)
+    # The given M is the one used: twice M halves every gradient (exactly, a power of 2, where
+    # the result's type has no subnormals in the way: float16's start at 6e-5).
+    if dtype != torch.float16:
+        assert_exact(ops._dorefa_weights_backward(g, x, m * 2), want / 2, x)
+    with pytest.raises(TypeError, match="max_abs_tanh must have the compute type"):
+        ops._dorefa_weights_backward(g, x, m.to(torch.float64 if compute == F32 else F32))
+    with pytest.raises(ValueError, match="max_abs_tanh must be a 0-dim or 1-element"):
+        ops._dorefa_weights_backward(g, x, m.repeat(2))
+    with pytest.raises(ValueError, match="k_bit"):
+        ops._dorefa_weights_with_max(x, 0)
+
+
 @pytest.mark.parametrize("dtype,values,index", [
     (torch.float16, [-1.0341796875, -1.2275390625, -0.70458984375, -0.1407470703125, 0.9541015625,
                      -0.4482421875, -2.158203125, 0.744140625, -0.8779296875, -1.6884765625,

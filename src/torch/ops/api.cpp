@@ -195,6 +195,20 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
   return op.call(grad, x, k_bit, c10::string_view(mode));
 }
 
+std::tuple<at::Tensor, at::Tensor> dorefa_weights_with_max(const at::Tensor& x, int64_t k_bit) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, int64_t)>(
+      "lowbit::_dorefa_weights_with_max");
+  return op.call(x, k_bit);
+}
+
+at::Tensor dorefa_weights_backward(const at::Tensor& grad, const at::Tensor& x,
+                                   const at::Tensor& max_abs_tanh) {
+  static const auto op =
+      handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>(
+          "lowbit::_dorefa_weights_backward");
+  return op.call(grad, x, max_abs_tanh);
+}
+
 at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit,
                                           double max_value) {
   static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, double)>(

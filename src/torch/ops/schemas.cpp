@@ -57,6 +57,9 @@ TORCH_LIBRARY(lowbit, m) {
       "Tensor");
   m.def("_swish_sign_backward(Tensor grad, Tensor x, float beta) -> Tensor");
   m.def("_dorefa_backward(Tensor grad, Tensor x, int k_bit, str mode) -> Tensor");
+  // dorefa's weights mode with M = max|tanh(x)| (1 element, compute type) for its backward.
+  m.def("_dorefa_weights_with_max(Tensor x, int k_bit) -> (Tensor, Tensor)");
+  m.def("_dorefa_weights_backward(Tensor grad, Tensor x, Tensor max_abs_tanh) -> Tensor");
   m.def(
       "_linear_mid_tread_half_backward(Tensor grad, Tensor x, int bit, float max_value) -> Tensor");
   // Forwards that also return the window codes of x (uint8), and the backward from those codes.

@@ -195,20 +195,30 @@ struct SteTern : Function<SteTern> {
   }
 };
 
+// The weights mode saves M = max|tanh(x)| beside x, so the backward reads x only once.
 struct Dorefa : Function<Dorefa> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t k_bit,
                             c10::string_view mode) {
-    ctx->save_for_backward({x});
+    const std::string m(mode.data(), mode.size());
     ctx->saved_data["k_bit"] = k_bit;
-    ctx->saved_data["mode"] = std::string(mode.data(), mode.size());
+    ctx->saved_data["mode"] = m;
     Below guard;
-    return dorefa(x, k_bit, std::string(mode.data(), mode.size()));
+    if (m != "weights") {
+      ctx->save_for_backward({x});
+      return dorefa(x, k_bit, m);
+    }
+    auto [y, max_abs_tanh] = internal::dorefa_weights_with_max(x, k_bit);
+    ctx->save_for_backward({x, max_abs_tanh});
+    return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    return grad_x_only(
-        internal::dorefa_backward(g[0], saved_x(ctx), ctx->saved_data["k_bit"].toInt(),
-                                  ctx->saved_data["mode"].toStringRef()),
-        2);
+    const auto saved = ctx->get_saved_variables();
+    if (saved.size() == 2) {
+      return grad_x_only(internal::dorefa_weights_backward(g[0], saved[0], saved[1]), 2);
+    }
+    return grad_x_only(internal::dorefa_backward(g[0], saved[0], ctx->saved_data["k_bit"].toInt(),
+                                                 ctx->saved_data["mode"].toStringRef()),
+                       2);
   }
 };
 

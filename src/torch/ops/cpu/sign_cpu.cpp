@@ -170,6 +170,28 @@ at::Tensor ste_tern(const at::Tensor& x, double threshold_value, bool ternary_we
   });
 }
 
+// dorefa's weights mode, y in x's dtype and M = max|tanh(x)| (0-dim, compute type).
+std::tuple<at::Tensor, at::Tensor> dorefa_weights_with_max(const at::Tensor& x, int64_t k_bit) {
+  check_dorefa(k_bit, "weights");
+  check_floating(x, "x");
+  const auto ct = compute_type(x.scalar_type());
+  const at::Tensor xc = to_compute(x, ct);
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  at::Tensor max_abs_tanh = at::empty({}, xc.options());
+  with_compute_type(ct, [&](auto tag) {
+    using T = decltype(tag);
+    const T m = max_abs_tanh_all<T>(xc.data_ptr<T>(), xc.numel());
+    *max_abs_tanh.data_ptr<T>() = m;
+    const T* xp = xc.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    const Kernels<T> kern(xc.numel());
+    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
+      kern.dorefa_weights(xp + b, yp + b, e - b, dorefa_levels<T>(k_bit), m);
+    });
+  });
+  return {y.to(x.scalar_type()), max_abs_tanh};
+}
+
 at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view) {
   const std::string mode(mode_view.data(), mode_view.size());
   check_dorefa(k_bit, mode);
@@ -180,20 +202,7 @@ at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view
       kern.dorefa_activations(xp, yp, n, dorefa_levels<T>(k_bit));
     });
   }
-  const auto ct = compute_type(x.scalar_type());
-  const at::Tensor xc = to_compute(x, ct);
-  at::Tensor y = at::empty(xc.sizes(), xc.options());
-  with_compute_type(ct, [&](auto tag) {
-    using T = decltype(tag);
-    const T m = max_abs_tanh_all<T>(xc.data_ptr<T>(), xc.numel());
-    const T* xp = xc.data_ptr<T>();
-    T* yp = y.data_ptr<T>();
-    const Kernels<T> kern(xc.numel());
-    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t b, int64_t e) {
-      kern.dorefa_weights(xp + b, yp + b, e - b, dorefa_levels<T>(k_bit), m);
-    });
-  });
-  return y.to(x.scalar_type());
+  return std::get<0>(dorefa_weights_with_max(x, k_bit));
 }
 
 // ---- Blueoil -----------------------------------------------------------------------------------
@@ -350,6 +359,15 @@ at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, doub
                          });
 }
 
+// g * (1 - tanh(x)^2) / m, m a value of x's compute type.
+at::Tensor dorefa_weights_grad_of(const at::Tensor& grad, const at::Tensor& x, double m) {
+  return map_binary_grad(grad, x,
+                         [&](const auto& kern, const auto* g, const auto* xp, auto* dx, int64_t n) {
+                           using T = elem_t<decltype(xp)>;
+                           kern.dorefa_weights_grad(g, xp, dx, n, static_cast<T>(m));
+                         });
+}
+
 at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit,
                            c10::string_view mode_view) {
   const std::string mode(mode_view.data(), mode_view.size());
@@ -369,11 +387,19 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
     using T = decltype(tag);
     m = static_cast<double>(max_abs_tanh_all<T>(xc.data_ptr<T>(), xc.numel()));
   });
-  return map_binary_grad(grad, x,
-                         [&](const auto& kern, const auto* g, const auto* xp, auto* dx, int64_t n) {
-                           using T = elem_t<decltype(xp)>;
-                           kern.dorefa_weights_grad(g, xp, dx, n, static_cast<T>(m));
-                         });
+  return dorefa_weights_grad_of(grad, x, m);
+}
+
+// The weights mode's backward from the forward's M: a value of x's compute type, as
+// _dorefa_weights_with_max gives it (a float32 M for float64 x would not be the reference's).
+at::Tensor dorefa_weights_backward(const at::Tensor& grad, const at::Tensor& x,
+                                   const at::Tensor& max_abs_tanh) {
+  check_floating(x, "x");
+  const double m = scalar_arg(max_abs_tanh, "max_abs_tanh");
+  TORCH_CHECK_TYPE(max_abs_tanh.scalar_type() == compute_type(x.scalar_type()),
+                   "max_abs_tanh must have the compute type of x (", compute_type(x.scalar_type()),
+                   "), got ", max_abs_tanh.scalar_type());
+  return dorefa_weights_grad_of(grad, x, m);
 }
 
 at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit,
@@ -438,6 +464,8 @@ TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
   m.impl("_magnitude_aware_sign_backward", magnitude_aware_sign_backward);
   m.impl("_swish_sign_backward", swish_sign_backward);
   m.impl("_dorefa_backward", dorefa_backward);
+  m.impl("_dorefa_weights_with_max", dorefa_weights_with_max);
+  m.impl("_dorefa_weights_backward", dorefa_weights_backward);
   m.impl("_linear_mid_tread_half_backward", linear_mid_tread_half_backward);
   m.impl("_ttq_weight_backward", ttq_weight_backward);
 }

@@ -479,6 +479,19 @@ at::Tensor device_max(const at::Tensor& xc, bool of_tanh, const char* op) {
   return m;
 }
 
+// dorefa's weights mode, y in x's dtype and M = max|tanh(x)| (0-dim, compute type, on the device).
+std::tuple<at::Tensor, at::Tensor> dorefa_weights_with_max(const at::Tensor& x, int64_t k_bit) {
+  check_dorefa(k_bit, "weights");
+  check_input(x, "x", x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor m = device_max(to_compute(x, compute_type(x.scalar_type())), true, "dorefa");
+  at::Tensor y = map_unary(x, "dorefa", [&](auto tag, const auto* xp, auto* yp, int64_t n) {
+    using T = decltype(tag);
+    return kc::dorefa_weights<T>(xp, yp, n, dorefa_levels<T>(k_bit), ptr<T>(m), stream());
+  });
+  return {y, m.reshape({})};
+}
+
 at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view) {
   const std::string mode(mode_view.data(), mode_view.size());
   check_dorefa(k_bit, mode);
@@ -488,13 +501,7 @@ at::Tensor dorefa(const at::Tensor& x, int64_t k_bit, c10::string_view mode_view
       return kc::dorefa_activations<T>(xp, yp, n, dorefa_levels<T>(k_bit), stream());
     });
   }
-  check_input(x, "x", x);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor m = device_max(to_compute(x, compute_type(x.scalar_type())), true, "dorefa");
-  return map_unary(x, "dorefa", [&](auto tag, const auto* xp, auto* yp, int64_t n) {
-    using T = decltype(tag);
-    return kc::dorefa_weights<T>(xp, yp, n, dorefa_levels<T>(k_bit), ptr<T>(m), stream());
-  });
+  return std::get<0>(dorefa_weights_with_max(x, k_bit));
 }
 
 // ---- Blueoil ------------------------------------------------------------------------------------
@@ -605,6 +612,16 @@ at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, doub
                   });
 }
 
+// g * (1 - tanh(x)^2) / m, m 1 element of x's compute type on the device.
+at::Tensor dorefa_weights_grad_of(const at::Tensor& grad, const at::Tensor& x,
+                                  const at::Tensor& m) {
+  return map_grad(grad, x, "_dorefa_backward",
+                  [&](auto tag, const auto* g, const auto* xp, auto* dx, int64_t n) {
+                    using T = decltype(tag);
+                    return kc::dorefa_weights_grad<T>(g, xp, dx, n, ptr<T>(m), stream());
+                  });
+}
+
 at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit,
                            c10::string_view mode_view) {
   const std::string mode(mode_view.data(), mode_view.size());
@@ -619,11 +636,19 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
   check_input(x, "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor m = device_max(to_compute(x, compute_type(x.scalar_type())), true, "dorefa");
-  return map_grad(grad, x, "_dorefa_backward",
-                  [&](auto tag, const auto* g, const auto* xp, auto* dx, int64_t n) {
-                    using T = decltype(tag);
-                    return kc::dorefa_weights_grad<T>(g, xp, dx, n, ptr<T>(m), stream());
-                  });
+  return dorefa_weights_grad_of(grad, x, m);
+}
+
+// The weights mode's backward from the forward's M: 1 element of x's compute type on x's device.
+at::Tensor dorefa_weights_backward(const at::Tensor& grad, const at::Tensor& x,
+                                   const at::Tensor& max_abs_tanh) {
+  check_input(x, "x", x);
+  const auto ct = compute_type(x.scalar_type());
+  TORCH_CHECK_TYPE(max_abs_tanh.scalar_type() == ct,
+                   "max_abs_tanh must have the compute type of x (", ct, "), got ",
+                   max_abs_tanh.scalar_type());
+  const c10::cuda::CUDAGuard guard(x.device());
+  return dorefa_weights_grad_of(grad, x, scalar_arg(max_abs_tanh, "max_abs_tanh", x, ct));
 }
 
 at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit,
@@ -700,6 +725,8 @@ TORCH_LIBRARY_IMPL(lowbit, CUDA, m) {
   m.impl("_magnitude_aware_sign_backward", magnitude_aware_sign_backward);
   m.impl("_swish_sign_backward", swish_sign_backward);
   m.impl("_dorefa_backward", dorefa_backward);
+  m.impl("_dorefa_weights_with_max", dorefa_weights_with_max);
+  m.impl("_dorefa_weights_backward", dorefa_weights_backward);
   m.impl("_linear_mid_tread_half_backward", linear_mid_tread_half_backward);
   m.impl("_ttq_weight_backward", ttq_weight_backward);
 }
