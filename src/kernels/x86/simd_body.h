@@ -515,23 +515,28 @@ inline typename V::reg exp_neg_vec(typename V::reg a) {
   return V::mul(p, V::pow2(n));
 }
 
-// detail::tanh_poly's branches for a = |x| >= 2^-12, in vectors (both, then a select): that is
-// |tanh_poly(x)|, since the odd polynomial's fma(p z, x, x) is fma(p z, a, a) with the sign of x.
-// Below 2^-12, where tanh_poly gives x, this gives a exactly: |p z| < 2^-25.5, less than half an
-// ulp of a relative to a, so the fused multiply-add rounds back to a (and +0 for x = -0). NaN
-// lanes give some NaN. min(cap, b) is tanh_poly's cap < b ? cap : b, as V::min is.
+// detail::tanh_poly's branches for a = |x| >= 2^-12, in vectors: that is |tanh_poly(x)|, since the
+// odd polynomial's fma(p z, x, x) is fma(p z, a, a) with the sign of x. Below 2^-12, where
+// tanh_poly gives x, this gives a exactly: |p z| < 2^-25.5, less than half an ulp of a relative to
+// a, so the fused multiply-add rounds back to a (and +0 for x = -0). NaN lanes give some NaN.
+// Where every lane is below 0.625 (weights mostly are) the exponential and its division are
+// skipped; otherwise both branches, then a select. min(cap, b) is tanh_poly's cap < b ? cap : b,
+// as V::min is.
 template <class V>
 inline typename V::reg tanh_abs_vec(typename V::reg x) {
-  const auto one = V::set1(1.0f), z = V::mul(x, x), a = V::abs(x);
+  const auto z = V::mul(x, x), a = V::abs(x);
   auto p = V::set1(-5.70498872745e-3f);
   p = V::fma(p, z, V::set1(2.06390887954e-2f));
   p = V::fma(p, z, V::set1(-5.37397155531e-2f));
   p = V::fma(p, z, V::set1(1.33314422036e-1f));
   p = V::fma(p, z, V::set1(-3.33332819422e-1f));
   const auto small = V::fma(V::mul(p, z), a, a);
+  const auto in_small = V::lt(a, V::set1(0.625f));
+  if (V::bits(in_small) == (1u << V::W) - 1) return small;
+  const auto one = V::set1(1.0f);
   const auto e = exp_neg_vec<V>(V::min(V::set1(detail::kExpNegMax), V::add(a, a)));
   const auto big = V::div(V::sub(one, e), V::add(one, e));
-  return V::select(V::lt(a, V::set1(0.625f)), small, big);
+  return V::select(in_small, small, big);
 }
 
 // detail::tanh_poly: the sign of x put on tanh_abs_vec, x itself below 2^-12 and for NaN.
