@@ -75,6 +75,13 @@ at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
 at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x);
 at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tensor& x,
                                          c10::optional<double> clip_value, int64_t axis);
+// magnitude_aware_sign with its scales s = mean(|x|) along `axis` (x's compute type), and the
+// backward from those s, so that autograd's backward does not read x once more for them.
+std::tuple<at::Tensor, at::Tensor> magnitude_aware_sign_with_scale(const at::Tensor& x,
+                                                                   int64_t axis);
+at::Tensor magnitude_aware_sign_backward_scaled(const at::Tensor& grad, const at::Tensor& x,
+                                                const at::Tensor& scale,
+                                                c10::optional<double> clip_value, int64_t axis);
 at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, double beta);
 at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit,
                            const std::string& mode);
@@ -91,6 +98,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Ten
                                                                    const at::Tensor& positive,
                                                                    const at::Tensor& negative,
                                                                    double threshold);
+// ttq_weight with max|x| (0-dim, x's compute type), and the backward from it: D = threshold *
+// max|x| without a pass over x.
+std::tuple<at::Tensor, at::Tensor> ttq_weight_with_max(const at::Tensor& x,
+                                                       const at::Tensor& positive,
+                                                       const at::Tensor& negative,
+                                                       double threshold);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward_from_max(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& positive,
+    const at::Tensor& negative, double threshold, const at::Tensor& max_abs);
 // Forwards that also return the window codes of x (uint8, see detail::window_code), and the
 // backward from them: (dx, sum of grad below the window, sum above), sums as float64 tensors. On
 // the CPU the per-tensor codes are packed (kernels::packed_code_bytes(numel) bytes, 2 bits per

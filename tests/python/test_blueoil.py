@@ -228,3 +228,35 @@ def test_ttq_weight_dtypes(dtype):
     assert_exact(dx, edx, x)
     assert_exact(dp, edp)
     assert_exact(dn, edn)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64, torch.float16], ids=str)
+def test_ttq_weight_backward_from_the_saved_max(dtype):
+    """Autograd saves max|x| in the forward (_ttq_weight_with_max) and its backward reads x once
+    (_ttq_weight_backward_from_max): the same bits as the backward that computes it again."""
+    ops = torch.ops.lowbit
+    x = torch.randn(3000, generator=gen(22), dtype=F64).to(dtype)
+    pos, neg = torch.tensor(1.25, dtype=dtype), torch.tensor(0.5, dtype=dtype)
+    g = normal((3000,), seed=23).to(dtype)
+    y, m = ops._ttq_weight_with_max(x, pos, neg, 0.3)
+    compute = F64 if dtype == F64 else F32
+    assert m.dtype == compute and m.dim() == 0
+    assert float(m) == float(x.abs().max())
+    assert_exact(y, lowbit.ttq_weight(x, pos, neg, threshold=0.3), x)
+    want = ops._ttq_weight_backward(g, x, pos, neg, 0.3)
+    got = ops._ttq_weight_backward_from_max(g, x, pos, neg, 0.3, m)
+    for w, o in zip(want, got):
+        assert_exact(o, w, x)
+    _, dx, (dp, dn) = autograd(lambda v, p, n: lowbit.ttq_weight(v, p, n, threshold=0.3), x, g,
+                               (pos, neg))
+    assert_exact(dx, want[0], x)
+    assert_exact(dp, want[1])
+    assert_exact(dn, want[2])
+    # The given maximum is the one used: with max/2 the threshold halves, elements between move out
+    # of the zero band and get the scales' gradients.
+    half = ops._ttq_weight_backward_from_max(g, x, pos, neg, 0.3, m / 2)
+    assert_exact(half[0], ops._ttq_weight_backward(g, x, pos, neg, 0.15)[0], x)
+    with pytest.raises(TypeError, match="max_abs must have the compute type"):
+        ops._ttq_weight_backward_from_max(g, x, pos, neg, 0.3, m.to(F64 if compute == F32 else F32))
+    with pytest.raises(ValueError, match="max_abs must have 1 element"):
+        ops._ttq_weight_backward_from_max(g, x, pos, neg, 0.3, m.repeat(2))

@@ -152,6 +152,39 @@ def test_magnitude_aware_sign_axis_exact(axis):
     assert_exact(dx, s * (g * (x.abs() <= 1.0).to(F32)), x, f"axis {axis} grad")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("shape,axis", [((3, 5, 17), 1), ((40, 33), -1), ((6,), 0)], ids=str)
+def test_magnitude_aware_sign_backward_from_the_saved_scale(dtype, shape, axis):
+    """Autograd saves the scales mean(|x|) in the forward (_magnitude_aware_sign_with_scale) and
+    its backward reads x once (_magnitude_aware_sign_backward_scaled): the same bits as the
+    backward that computes the scales again."""
+    ops = torch.ops.lowbit
+    x = (torch.randn(shape, generator=gen(23)) * 0.9).to(dtype)
+    g = normal(shape, seed=24).to(dtype)
+    y, s = ops._magnitude_aware_sign_with_scale(x, axis)
+    compute = torch.float64 if dtype == F64 else F32
+    assert s.dtype == compute and s.numel() == shape[axis]
+    assert_close(s.reshape(-1), ref.magnitude_aware_sign_scale(x, axis).to(compute).reshape(-1),
+                 1e-6, 0.0, x)
+    assert_exact(y, lowbit.magnitude_aware_sign(x, axis=axis), x)
+    for clip in (1.0, None):
+        want = ops._magnitude_aware_sign_backward(g, x, clip, axis)
+        assert_exact(ops._magnitude_aware_sign_backward_scaled(g, x, s, clip, axis), want, x)
+        _, dx, _ = autograd(lambda v: lowbit.magnitude_aware_sign(v, clip_value=clip, axis=axis),
+                            x, g)
+        assert_exact(dx, want, x)
+    # The given scales are the ones used: twice them doubles every gradient (a power of 2).
+    if dtype != torch.float16:
+        assert_exact(ops._magnitude_aware_sign_backward_scaled(g, x, s * 2, None, axis), want * 2, x)
+    with pytest.raises(TypeError, match="scale must have the compute type"):
+        ops._magnitude_aware_sign_backward_scaled(g, x, s.to(torch.float64 if compute == F32
+                                                               else F32), 1.0, axis)
+    with pytest.raises(ValueError, match=f"scale must have {shape[axis]} element"):
+        ops._magnitude_aware_sign_backward_scaled(g, x, s.repeat(2), 1.0, axis)
+    with pytest.raises(ValueError, match="clip_value"):
+        ops._magnitude_aware_sign_backward_scaled(g, x, s, -1.0, axis)
+
+
 @pytest.mark.parametrize("shape,axis", [(s, a) for s in [(7,), (4, 9), (3, 5, 17), (2, 3, 3, 8)]
                                         for a in [-1, 0, 1, -2] if -len(s) <= a < len(s)], ids=str)
 def test_magnitude_aware_sign_random(shape, axis):
@@ -310,7 +343,7 @@ def test_dorefa_weights_backward_from_the_saved_max(dtype):
         assert_exact(ops._dorefa_weights_backward(g, x, m * 2), want / 2, x)
     with pytest.raises(TypeError, match="max_abs_tanh must have the compute type"):
         ops._dorefa_weights_backward(g, x, m.to(torch.float64 if compute == F32 else F32))
-    with pytest.raises(ValueError, match="max_abs_tanh must be a 0-dim or 1-element"):
+    with pytest.raises(ValueError, match="max_abs_tanh must have 1 element"):
         ops._dorefa_weights_backward(g, x, m.repeat(2))
     with pytest.raises(ValueError, match="k_bit"):
         ops._dorefa_weights_with_max(x, 0)

@@ -181,6 +181,22 @@ at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tenso
   return op.call(grad, x, clip_value, axis);
 }
 
+std::tuple<at::Tensor, at::Tensor> magnitude_aware_sign_with_scale(const at::Tensor& x,
+                                                                   int64_t axis) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, int64_t)>(
+      "lowbit::_magnitude_aware_sign_with_scale");
+  return op.call(x, axis);
+}
+
+at::Tensor magnitude_aware_sign_backward_scaled(const at::Tensor& grad, const at::Tensor& x,
+                                                const at::Tensor& scale,
+                                                c10::optional<double> clip_value, int64_t axis) {
+  static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                           c10::optional<double>, int64_t)>(
+      "lowbit::_magnitude_aware_sign_backward_scaled");
+  return op.call(grad, x, scale, clip_value, axis);
+}
+
 at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, double beta) {
   static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, double)>(
       "lowbit::_swish_sign_backward");
@@ -225,6 +241,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Ten
       const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>(
       "lowbit::_ttq_weight_backward");
   return op.call(grad, x, positive, negative, threshold);
+}
+
+std::tuple<at::Tensor, at::Tensor> ttq_weight_with_max(const at::Tensor& x,
+                                                       const at::Tensor& positive,
+                                                       const at::Tensor& negative,
+                                                       double threshold) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>(
+      "lowbit::_ttq_weight_with_max");
+  return op.call(x, positive, negative, threshold);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward_from_max(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& positive,
+    const at::Tensor& negative, double threshold, const at::Tensor& max_abs) {
+  static const auto op = handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
+      const at::Tensor&)>("lowbit::_ttq_weight_backward_from_max");
+  return op.call(grad, x, positive, negative, threshold, max_abs);
 }
 
 std::tuple<at::Tensor, at::Tensor> fake_quant_with_min_max_args_coded(const at::Tensor& inputs,

@@ -33,6 +33,20 @@ inline at::Tensor to_compute(const at::Tensor& t, at::ScalarType ct) {
   return t.to(ct).contiguous();
 }
 
+// A statistic of x that a forward returned for its backward (dorefa's M, magnitude_aware_sign's
+// scales): `count` values of x's compute type on x's device. Another dtype would not be the value
+// the forward computed.
+inline void check_saved_statistic(const at::Tensor& s, const char* name, const at::Tensor& x,
+                                  int64_t count) {
+  const at::ScalarType ct = compute_type(x.scalar_type());
+  TORCH_CHECK_TYPE(s.scalar_type() == ct, name, " must have the compute type of x (", ct, "), got ",
+                   s.scalar_type());
+  TORCH_CHECK_VALUE(s.numel() == count, name, " must have ", count, " element(s), got shape ",
+                    s.sizes());
+  TORCH_CHECK_VALUE(s.device() == x.device(), name, " must be on ", x.device(), " like x, got ",
+                    s.device());
+}
+
 // Calls f(T{}) with T the compute type of `t` (float or double).
 template <class F>
 void with_compute_type(at::ScalarType ct, F&& f) {

@@ -55,6 +55,12 @@ TORCH_LIBRARY(lowbit, m) {
   m.def(
       "_magnitude_aware_sign_backward(Tensor grad, Tensor x, float? clip_value, int axis) -> "
       "Tensor");
+  // magnitude_aware_sign with its scales mean(|x|) along axis (compute type), and the backward
+  // from them.
+  m.def("_magnitude_aware_sign_with_scale(Tensor x, int axis) -> (Tensor, Tensor)");
+  m.def(
+      "_magnitude_aware_sign_backward_scaled(Tensor grad, Tensor x, Tensor scale, float? "
+      "clip_value, int axis) -> Tensor");
   m.def("_swish_sign_backward(Tensor grad, Tensor x, float beta) -> Tensor");
   m.def("_dorefa_backward(Tensor grad, Tensor x, int k_bit, str mode) -> Tensor");
   // dorefa's weights mode with M = max|tanh(x)| (1 element, compute type) for its backward.
@@ -78,4 +84,11 @@ TORCH_LIBRARY(lowbit, m) {
   m.def(
       "_ttq_weight_backward(Tensor grad, Tensor x, Tensor positive, Tensor negative, "
       "float threshold) -> (Tensor, Tensor, Tensor)");
+  // ttq_weight with max|x| (0-dim, compute type), and the backward from it.
+  m.def(
+      "_ttq_weight_with_max(Tensor x, Tensor positive, Tensor negative, float threshold) -> "
+      "(Tensor, Tensor)");
+  m.def(
+      "_ttq_weight_backward_from_max(Tensor grad, Tensor x, Tensor positive, Tensor negative, "
+      "float threshold, Tensor max_abs) -> (Tensor, Tensor, Tensor)");
 }

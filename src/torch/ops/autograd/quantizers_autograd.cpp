@@ -161,19 +161,22 @@ struct SteHeaviside : Function<SteHeaviside> {
   }
 };
 
+// Saves the scales mean(|x|) beside x, so the backward reads x only once.
 struct MagnitudeAwareSign : Function<MagnitudeAwareSign> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> clip,
                             int64_t axis) {
     ops::check_clip_value(clip);
-    ctx->save_for_backward({x});
     ctx->saved_data["clip"] = clip;
     ctx->saved_data["axis"] = axis;
     Below guard;
-    return magnitude_aware_sign(x, clip, axis);
+    auto [y, scale] = internal::magnitude_aware_sign_with_scale(x, axis);
+    ctx->save_for_backward({x, scale});
+    return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    return grad_x_only(internal::magnitude_aware_sign_backward(
-                           g[0], saved_x(ctx), ctx->saved_data["clip"].toOptional<double>(),
+    const auto s = ctx->get_saved_variables();
+    return grad_x_only(internal::magnitude_aware_sign_backward_scaled(
+                           g[0], s[0], s[1], ctx->saved_data["clip"].toOptional<double>(),
                            ctx->saved_data["axis"].toInt()),
                        2);
   }
@@ -266,18 +269,20 @@ struct LinearMidTreadHalf : Function<LinearMidTreadHalf> {
   }
 };
 
+// Saves max|x| beside x, so the backward reads x only once.
 struct TtqWeight : Function<TtqWeight> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& positive,
                             const at::Tensor& negative, double threshold) {
-    ctx->save_for_backward({x, positive, negative});
     ctx->saved_data["threshold"] = threshold;
     Below guard;
-    return ttq_weight(x, positive, negative, threshold);
+    auto [y, max_abs] = internal::ttq_weight_with_max(x, positive, negative, threshold);
+    ctx->save_for_backward({x, positive, negative, max_abs});
+    return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
     const auto s = ctx->get_saved_variables();
-    auto [dx, dp, dn] = internal::ttq_weight_backward(g[0], s[0], s[1], s[2],
-                                                      ctx->saved_data["threshold"].toDouble());
+    auto [dx, dp, dn] = internal::ttq_weight_backward_from_max(
+        g[0], s[0], s[1], s[2], ctx->saved_data["threshold"].toDouble(), s[3]);
     return {dx, dp, dn, at::Tensor()};
   }
 };

@@ -148,6 +148,14 @@ at::Tensor magnitude_aware_sign(const at::Tensor& x, c10::optional<double>, int6
                        axis);
 }
 
+// magnitude_aware_sign and its scale mean(|x|) along `axis` (compute type), for the backward.
+std::tuple<at::Tensor, at::Tensor> magnitude_aware_sign_with_scale(const at::Tensor& x,
+                                                                   int64_t axis) {
+  check_floating(x, "x");
+  at::Tensor s = mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), axis);
+  return {sign_per_axis(x, s, axis), s};
+}
+
 at::Tensor ste_tern(const at::Tensor& x, double threshold_value, bool ternary_weight_networks,
                     c10::optional<double>) {
   check_floating(x, "x");
@@ -254,22 +262,22 @@ at::Tensor twn_weight(const at::Tensor& x, double threshold) {
   return y.to(x.scalar_type());
 }
 
-// D = threshold * max|x|, in the compute type.
-template <class T>
-T ttq_threshold(const at::Tensor& xc, double threshold) {
-  return static_cast<T>(threshold) * max_abs_all<T>(xc.data_ptr<T>(), xc.numel());
-}
-
-at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative,
-                      double threshold) {
+// ttq_weight and max|x| (0-dim, compute type), whose D = threshold * max|x| its backward needs.
+std::tuple<at::Tensor, at::Tensor> ttq_weight_with_max(const at::Tensor& x,
+                                                       const at::Tensor& positive,
+                                                       const at::Tensor& negative,
+                                                       double threshold) {
   check_floating(x, "x");
   const double wp = scalar_arg(positive, "positive"), wn = scalar_arg(negative, "negative");
   const auto ct = compute_type(x.scalar_type());
   const at::Tensor xc = to_compute(x, ct);
   at::Tensor y = at::empty(xc.sizes(), xc.options());
+  at::Tensor max_abs = at::empty({}, xc.options());
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
-    const T d = ttq_threshold<T>(xc, threshold);
+    const T m = max_abs_all<T>(xc.data_ptr<T>(), xc.numel());
+    *max_abs.data_ptr<T>() = m;
+    const T d = static_cast<T>(threshold) * m;
     const T* xp = xc.data_ptr<T>();
     T* yp = y.data_ptr<T>();
     const Kernels<T> kern(xc.numel());
@@ -277,7 +285,12 @@ at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at:
       kern.ttq(xp + b, yp + b, e - b, static_cast<T>(wp), static_cast<T>(wn), d);
     });
   });
-  return y.to(x.scalar_type());
+  return {y.to(x.scalar_type()), max_abs};
+}
+
+at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative,
+                      double threshold) {
+  return std::get<0>(ttq_weight_with_max(x, positive, negative, threshold));
 }
 
 // ---- backward passes ---------------------------------------------------------------------------
@@ -299,16 +312,14 @@ at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
                          });
 }
 
-// s * clipped STE, with s = mean(|x|) along `axis` (no gradient through s), in the compute type.
-at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tensor& x,
-                                         c10::optional<double> clip_value, int64_t axis) {
-  check_floating(x, "x");
-  check_same_size(grad, x);
+// s * clipped STE, with s the scale of each channel along `axis` (no gradient through s):
+// l.channels values of x's compute type, contiguous.
+at::Tensor magnitude_aware_sign_grad_of(const at::Tensor& grad, const at::Tensor& x,
+                                        const at::Tensor& s, c10::optional<double> clip_value,
+                                        int64_t axis) {
   const auto ct = compute_type(x.scalar_type());
   const at::Tensor xc = to_compute(x, ct);
   const ChannelLayout l = channel_layout(xc, axis);
-  check_clip_value(clip_value);
-  const at::Tensor s = mean_abs_compute(xc, axis);
   const at::Tensor gc = to_compute(grad, ct);
   at::Tensor dx = at::empty(xc.sizes(), xc.options());
   with_compute_type(ct, [&](auto tag) {
@@ -342,6 +353,28 @@ at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tenso
     }
   });
   return dx.to(x.scalar_type());
+}
+
+// s * clipped STE, with s = mean(|x|) along `axis`, in the compute type.
+at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tensor& x,
+                                         c10::optional<double> clip_value, int64_t axis) {
+  check_floating(x, "x");
+  check_same_size(grad, x);
+  check_clip_value(clip_value);
+  const at::Tensor s = mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), axis);
+  return magnitude_aware_sign_grad_of(grad, x, s, clip_value, axis);
+}
+
+// The same from the forward's scale (_magnitude_aware_sign_with_scale), without a pass over x for
+// it.
+at::Tensor magnitude_aware_sign_backward_scaled(const at::Tensor& grad, const at::Tensor& x,
+                                                const at::Tensor& scale,
+                                                c10::optional<double> clip_value, int64_t axis) {
+  check_floating(x, "x");
+  check_same_size(grad, x);
+  check_clip_value(clip_value);
+  check_saved_statistic(scale, "scale", x, channel_layout(x, axis).channels);
+  return magnitude_aware_sign_grad_of(grad, x, scale.contiguous(), clip_value, axis);
 }
 
 at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x) {
@@ -395,11 +428,8 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
 at::Tensor dorefa_weights_backward(const at::Tensor& grad, const at::Tensor& x,
                                    const at::Tensor& max_abs_tanh) {
   check_floating(x, "x");
-  const double m = scalar_arg(max_abs_tanh, "max_abs_tanh");
-  TORCH_CHECK_TYPE(max_abs_tanh.scalar_type() == compute_type(x.scalar_type()),
-                   "max_abs_tanh must have the compute type of x (", compute_type(x.scalar_type()),
-                   "), got ", max_abs_tanh.scalar_type());
-  return dorefa_weights_grad_of(grad, x, m);
+  check_saved_statistic(max_abs_tanh, "max_abs_tanh", x, 1);
+  return dorefa_weights_grad_of(grad, x, max_abs_tanh.item<double>());
 }
 
 at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit,
@@ -413,22 +443,24 @@ at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tens
                          });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Tensor& grad,
-                                                                   const at::Tensor& x,
-                                                                   const at::Tensor& positive,
-                                                                   const at::Tensor& negative,
-                                                                   double threshold) {
+// TTQ's gradients with D = threshold * m, m = max|x| as a value of x's compute type (or NaN: none
+// given, computed here).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_grad_of(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& positive,
+    const at::Tensor& negative, double threshold, const c10::optional<at::Tensor>& max_abs) {
   check_floating(grad, "gradients");
   check_floating(x, "x");
   check_same_size(grad, x);
   const double wp = scalar_arg(positive, "positive"), wn = scalar_arg(negative, "negative");
+  if (max_abs) check_saved_statistic(*max_abs, "max_abs", x, 1);
   const auto ct = compute_type(x.scalar_type());
   const at::Tensor gc = to_compute(grad, ct), xc = to_compute(x, ct);
   at::Tensor dx = at::empty(xc.sizes(), xc.options());
   double dp = 0, dn = 0;
   with_compute_type(ct, [&](auto tag) {
     using T = decltype(tag);
-    const T d = ttq_threshold<T>(xc, threshold);
+    const T m = max_abs ? max_abs->item<T>() : max_abs_all<T>(xc.data_ptr<T>(), xc.numel());
+    const T d = static_cast<T>(threshold) * m;
     const T* gp = gc.data_ptr<T>();
     const T* xp = xc.data_ptr<T>();
     T* dxp = dx.data_ptr<T>();
@@ -440,6 +472,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Ten
   });
   return {dx.to(x.scalar_type()), at::full_like(positive, dp, at::MemoryFormat::Contiguous),
           at::full_like(negative, dn, at::MemoryFormat::Contiguous)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Tensor& grad,
+                                                                   const at::Tensor& x,
+                                                                   const at::Tensor& positive,
+                                                                   const at::Tensor& negative,
+                                                                   double threshold) {
+  return ttq_weight_grad_of(grad, x, positive, negative, threshold, c10::nullopt);
+}
+
+// The same from the forward's max|x| (_ttq_weight_with_max), without a pass over x for it.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward_from_max(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& positive,
+    const at::Tensor& negative, double threshold, const at::Tensor& max_abs) {
+  return ttq_weight_grad_of(grad, x, positive, negative, threshold, max_abs);
 }
 
 }  // namespace
@@ -462,12 +509,16 @@ TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
   m.impl("_clipped_ste_backward", clipped_ste_backward);
   m.impl("_approx_sign_backward", approx_sign_backward);
   m.impl("_magnitude_aware_sign_backward", magnitude_aware_sign_backward);
+  m.impl("_magnitude_aware_sign_with_scale", magnitude_aware_sign_with_scale);
+  m.impl("_magnitude_aware_sign_backward_scaled", magnitude_aware_sign_backward_scaled);
   m.impl("_swish_sign_backward", swish_sign_backward);
   m.impl("_dorefa_backward", dorefa_backward);
   m.impl("_dorefa_weights_with_max", dorefa_weights_with_max);
   m.impl("_dorefa_weights_backward", dorefa_weights_backward);
   m.impl("_linear_mid_tread_half_backward", linear_mid_tread_half_backward);
   m.impl("_ttq_weight_backward", ttq_weight_backward);
+  m.impl("_ttq_weight_with_max", ttq_weight_with_max);
+  m.impl("_ttq_weight_backward_from_max", ttq_weight_backward_from_max);
 }
 
 }  // namespace cpu

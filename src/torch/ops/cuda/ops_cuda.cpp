@@ -426,7 +426,9 @@ at::Tensor ste_heaviside(const at::Tensor& x, c10::optional<double>) {
 }
 
 // y = sign0(x) * mean|x| along every index of `axis`.
-at::Tensor sign_by_axis_mean(const at::Tensor& x, int64_t axis, const char* op) {
+// sign(x) * mean(|x|) along `axis`, and those means (compute type, on the device).
+std::tuple<at::Tensor, at::Tensor> sign_by_axis_mean(const at::Tensor& x, int64_t axis,
+                                                     const char* op) {
   check_input(x, "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto ct = compute_type(x.scalar_type());
@@ -440,10 +442,15 @@ at::Tensor sign_by_axis_mean(const at::Tensor& x, int64_t axis, const char* op) 
                             stream()),
        op);
   });
-  return y.to(x.scalar_type());
+  return {y.to(x.scalar_type()), s};
 }
 
 at::Tensor magnitude_aware_sign(const at::Tensor& x, c10::optional<double>, int64_t axis) {
+  return std::get<0>(sign_by_axis_mean(x, axis, "magnitude_aware_sign"));
+}
+
+std::tuple<at::Tensor, at::Tensor> magnitude_aware_sign_with_scale(const at::Tensor& x,
+                                                                   int64_t axis) {
   return sign_by_axis_mean(x, axis, "magnitude_aware_sign");
 }
 
@@ -517,7 +524,7 @@ at::Tensor binary_mean_scaling(const at::Tensor& x) {
 }
 
 at::Tensor binary_channel_wise_mean_scaling(const at::Tensor& x, int64_t axis) {
-  return sign_by_axis_mean(x, axis, "binary_channel_wise_mean_scaling");
+  return std::get<0>(sign_by_axis_mean(x, axis, "binary_channel_wise_mean_scaling"));
 }
 
 at::Tensor linear_mid_tread_half(const at::Tensor& x, int64_t bit, double max_value) {
@@ -540,19 +547,28 @@ at::Tensor twn_weight(const at::Tensor& x, double threshold) {
   });
 }
 
-at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative,
-                      double threshold) {
+// ttq_weight and max|x| (0-dim, compute type, on the device) for its backward.
+std::tuple<at::Tensor, at::Tensor> ttq_weight_with_max(const at::Tensor& x,
+                                                       const at::Tensor& positive,
+                                                       const at::Tensor& negative,
+                                                       double threshold) {
   check_input(x, "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto ct = compute_type(x.scalar_type());
   const at::Tensor wp = scalar_arg(positive, "positive", x, ct);
   const at::Tensor wn = scalar_arg(negative, "negative", x, ct);
   const at::Tensor m = device_max(to_compute(x, ct), false, "ttq_weight");
-  return map_unary(x, "ttq_weight", [&](auto tag, const auto* xp, auto* yp, int64_t n) {
+  at::Tensor y = map_unary(x, "ttq_weight", [&](auto tag, const auto* xp, auto* yp, int64_t n) {
     using T = decltype(tag);
     return kc::ttq_weight<T>(xp, yp, n, ptr<T>(wp), ptr<T>(wn), static_cast<T>(threshold),
                              ptr<T>(m), stream());
   });
+  return {y, m.reshape({})};
+}
+
+at::Tensor ttq_weight(const at::Tensor& x, const at::Tensor& positive, const at::Tensor& negative,
+                      double threshold) {
+  return std::get<0>(ttq_weight_with_max(x, positive, negative, threshold));
 }
 
 at::Tensor mean_abs(const at::Tensor& x, c10::optional<int64_t> axis) {
@@ -581,12 +597,11 @@ at::Tensor clipped_ste_backward(const at::Tensor& grad, const at::Tensor& x,
                   });
 }
 
-at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tensor& x,
-                                         c10::optional<double> clip_value, int64_t axis) {
-  check_input(x, "x", x);
-  const c10::cuda::CUDAGuard guard(x.device());
+// s * clipped STE with s the scales of the channels along `axis` (compute type, on the device).
+at::Tensor magnitude_aware_sign_grad_of(const at::Tensor& grad, const at::Tensor& x,
+                                        const at::Tensor& s, c10::optional<double> clip_value,
+                                        int64_t axis) {
   const ChannelLayout l = channel_layout(x, axis);
-  const at::Tensor s = mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), axis);
   return map_grad(grad, x, "_magnitude_aware_sign_backward",
                   [&](auto tag, const auto* g, const auto* xp, auto* dx, int64_t) {
                     using T = decltype(tag);
@@ -594,6 +609,27 @@ at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tenso
                         g, xp, dx, l.outer, l.channels, l.inner, ptr<T>(s), clip_value.has_value(),
                         static_cast<T>(clip_value.value_or(0.0)), stream());
                   });
+}
+
+at::Tensor magnitude_aware_sign_backward(const at::Tensor& grad, const at::Tensor& x,
+                                         c10::optional<double> clip_value, int64_t axis) {
+  check_input(x, "x", x);
+  check_clip_value(clip_value);
+  const c10::cuda::CUDAGuard guard(x.device());
+  channel_layout(x, axis);  // the axis checked before the reduction
+  const at::Tensor s = mean_abs_compute(to_compute(x, compute_type(x.scalar_type())), axis);
+  return magnitude_aware_sign_grad_of(grad, x, s, clip_value, axis);
+}
+
+// The same from the forward's scales (_magnitude_aware_sign_with_scale).
+at::Tensor magnitude_aware_sign_backward_scaled(const at::Tensor& grad, const at::Tensor& x,
+                                                const at::Tensor& scale,
+                                                c10::optional<double> clip_value, int64_t axis) {
+  check_input(x, "x", x);
+  check_clip_value(clip_value);
+  check_saved_statistic(scale, "scale", x, channel_layout(x, axis).channels);
+  const c10::cuda::CUDAGuard guard(x.device());
+  return magnitude_aware_sign_grad_of(grad, x, scale.contiguous(), clip_value, axis);
 }
 
 at::Tensor approx_sign_backward(const at::Tensor& grad, const at::Tensor& x) {
@@ -643,12 +679,9 @@ at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t 
 at::Tensor dorefa_weights_backward(const at::Tensor& grad, const at::Tensor& x,
                                    const at::Tensor& max_abs_tanh) {
   check_input(x, "x", x);
-  const auto ct = compute_type(x.scalar_type());
-  TORCH_CHECK_TYPE(max_abs_tanh.scalar_type() == ct,
-                   "max_abs_tanh must have the compute type of x (", ct, "), got ",
-                   max_abs_tanh.scalar_type());
+  check_saved_statistic(max_abs_tanh, "max_abs_tanh", x, 1);
   const c10::cuda::CUDAGuard guard(x.device());
-  return dorefa_weights_grad_of(grad, x, scalar_arg(max_abs_tanh, "max_abs_tanh", x, ct));
+  return dorefa_weights_grad_of(grad, x, max_abs_tanh.contiguous());
 }
 
 at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tensor& x, int64_t bit,
@@ -662,20 +695,21 @@ at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tens
                   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Tensor& grad,
-                                                                   const at::Tensor& x,
-                                                                   const at::Tensor& positive,
-                                                                   const at::Tensor& negative,
-                                                                   double threshold) {
+// TTQ's gradients with D = threshold * max|x|: the forward's max|x| when given, else computed here.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_grad_of(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& positive,
+    const at::Tensor& negative, double threshold, const c10::optional<at::Tensor>& max_abs) {
   check_input(x, "x", x);
   check_input(grad, "gradients", x);
   check_same_size(grad, x);
+  if (max_abs) check_saved_statistic(*max_abs, "max_abs", x, 1);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto ct = compute_type(x.scalar_type());
   const at::Tensor wp = scalar_arg(positive, "positive", x, ct);
   const at::Tensor wn = scalar_arg(negative, "negative", x, ct);
   const at::Tensor gc = to_compute(grad, ct), xc = to_compute(x, ct);
-  const at::Tensor m = device_max(xc, false, "_ttq_weight_backward");
+  const at::Tensor m =
+      max_abs ? max_abs->contiguous() : device_max(xc, false, "_ttq_weight_backward");
   at::Tensor dx = at::empty(xc.sizes(), xc.options());
   at::Tensor sums = at::empty({2}, xc.options().dtype(at::kDouble));
   at::Tensor ws = bytes(kc::reduce_workspace_bytes(xc.numel()), xc);
@@ -688,6 +722,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Ten
   });
   return {dx.to(x.scalar_type()), sum_like(sums.narrow(0, 0, 1), positive),
           sum_like(sums.narrow(0, 1, 1), negative)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward(const at::Tensor& grad,
+                                                                   const at::Tensor& x,
+                                                                   const at::Tensor& positive,
+                                                                   const at::Tensor& negative,
+                                                                   double threshold) {
+  return ttq_weight_grad_of(grad, x, positive, negative, threshold, c10::nullopt);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward_from_max(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& positive,
+    const at::Tensor& negative, double threshold, const at::Tensor& max_abs) {
+  return ttq_weight_grad_of(grad, x, positive, negative, threshold, max_abs);
 }
 
 }  // namespace
@@ -723,12 +771,16 @@ TORCH_LIBRARY_IMPL(lowbit, CUDA, m) {
   m.impl("_clipped_ste_backward", clipped_ste_backward);
   m.impl("_approx_sign_backward", approx_sign_backward);
   m.impl("_magnitude_aware_sign_backward", magnitude_aware_sign_backward);
+  m.impl("_magnitude_aware_sign_with_scale", magnitude_aware_sign_with_scale);
+  m.impl("_magnitude_aware_sign_backward_scaled", magnitude_aware_sign_backward_scaled);
   m.impl("_swish_sign_backward", swish_sign_backward);
   m.impl("_dorefa_backward", dorefa_backward);
   m.impl("_dorefa_weights_with_max", dorefa_weights_with_max);
   m.impl("_dorefa_weights_backward", dorefa_weights_backward);
   m.impl("_linear_mid_tread_half_backward", linear_mid_tread_half_backward);
   m.impl("_ttq_weight_backward", ttq_weight_backward);
+  m.impl("_ttq_weight_with_max", ttq_weight_with_max);
+  m.impl("_ttq_weight_backward_from_max", ttq_weight_backward_from_max);
 }
 
 }  // namespace cuda_ops
