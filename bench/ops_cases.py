@@ -20,12 +20,14 @@ DEPTH = 256  # channels of the per-channel and per-axis cases ([n / DEPTH, DEPTH
 
 
 class Tensors:
-    """The inputs of one size: x (and its [rows, DEPTH] view), gradients, ranges."""
+    """The inputs of one size: x ~ N(0, 2) (and its [rows, DEPTH] view), weights w ~ N(0, 0.05)
+    (the magnitudes of a trained network's weights), gradients, ranges."""
 
     def __init__(self, n):
         gen = torch.Generator().manual_seed(0)
         self.x = torch.randn(n, generator=gen) * 2
         self.g = torch.randn(n, generator=gen)
+        self.w = self.x * 0.025
         self.x2 = self.x.view(-1, DEPTH)
         self.g2 = self.g.view(-1, DEPTH)
         self.lo, self.hi = torch.tensor(FQ_MIN), torch.tensor(FQ_MAX)
@@ -110,19 +112,22 @@ class Case:
     """One operator: name, its torch counterpart, bytes per element of each pass, and f(t, lib)
     giving the function of (x, *params) for lib "ours" or "torch". params: the names (in Tensors) of
     the differentiable arguments besides x, ours then torch's (learnable ranges, TTQ's scales);
-    passes: those measured (a learnable range changes only the backward); same_params: whether
-    both sides' parameters are the same (torch's learnable fake quant learns a scale and a zero point
+    passes: those measured (a learnable range changes only the backward); weights: x is w (trained
+    weights' magnitudes) instead of N(0, 2); same_params: whether both sides' parameters are the same (torch's learnable fake quant learns a scale and a zero point
     where ours learns min and max: their gradients differ by design)."""
 
     def __init__(self, name, theirs, fwd_bytes, fwd_bwd_bytes, f, flat=True, params=((), ()),
-                 passes=("fwd", "fwd_bwd"), same_params=True):
+                 passes=("fwd", "fwd_bwd"), same_params=True, weights=False):
         self.name, self.theirs = name, theirs
+        self.weights = weights
         self.bytes = {"fwd": fwd_bytes, "fwd_bwd": fwd_bwd_bytes}
         self.f, self.flat, self.params, self.passes = f, flat, params, passes
         self.same_params = same_params
 
     def make(self, pass_, t):
         x, g = (t.x, t.g) if self.flat else (t.x2, t.g2)
+        if self.weights:
+            x = t.w
         po, pt = ([getattr(t, p) for p in names] for names in self.params)
         ours, theirs = self.f(t, "ours"), self.f(t, "torch")
         if pass_ == "fwd":
@@ -194,6 +199,11 @@ CASES = [
     Case("dorefa (weights)", "tanh, max, round, detach trick", 12, 24,
          lambda t, lib: (lambda x: lowbit.dorefa(x, 2, "weights")) if lib == "ours" else
          _torch_dorefa_weights),
+    # The same on weights of a trained network's magnitude, |x| mostly below 0.625, where tanh is
+    # its polynomial alone (the case above is compute-bound by the exponential).
+    Case("dorefa (weights, w ~ N(0, 0.05))", "tanh, max, round, detach trick", 12, 24,
+         lambda t, lib: (lambda x: lowbit.dorefa(x, 2, "weights")) if lib == "ours" else
+         _torch_dorefa_weights, weights=True),
     Case("binary_mean_scaling", "mean(|x|) * sign, detach trick", 12, 12,
          lambda t, lib: lowbit.binary_mean_scaling if lib == "ours" else
          (lambda x: _ste(x.abs().mean() * _sign0(x), x))),

@@ -4,6 +4,7 @@
 // reference against the formulas of the spec written out here.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -239,6 +240,34 @@ TEST_P(WeightKernels, DorefaWeightsByStepsMatchReference) {
                          ", M " + std::to_string(m) + ", change points " +
                          std::to_string((at - 100) / 3));
       if (HasFailure()) return;
+    }
+  }
+}
+
+// As the operators call it: M = max|tanh(x)| of the input itself, here weights of a trained
+// network's magnitude (|x| <= 0.2), so that every element lies in the range of the steps (the
+// vectors never take the formula) and a small M gives many levels beyond that range (which the
+// steps skip). Bit for bit the reference, at the extremes of the input (x = +-max|x|, p = 0 and 1)
+// and beside them.
+TEST_P(WeightKernels, DorefaWeightsByStepsOnTheirOwnMaximum) {
+  const int64_t n = 40000;
+  for (float scale : {0.05f, 1e-3f}) {
+    auto x = inputs(n, 59, {0.0f, -0.0f});
+    for (float& v : x) v = std::max(-0.2f, std::min(0.2f, v * scale));
+    x[7] = 4.0f * scale;  // the maximum, on a lane of its own, and its neighbours
+    x[8] = -x[7];
+    x[9] = std::nextafter(x[7], 0.0f);
+    x[10] = std::nextafter(x[8], 0.0f);
+    const float m = ref().max_abs_tanh(x.data(), n);
+    for (float levels : {1.0f, 3.0f, 7.0f, 15.0f}) {
+      std::vector<float> want(x.size()), got(x.size(), -7.0f);
+      ref().dorefa_weights(x.data(), want.data(), n, levels, m);
+      k().dorefa_weights(x.data(), got.data(), n, levels, m);
+      expect_bitwise(want, got, x,
+                     std::string(k().isa) + " dorefa_weights, levels " + std::to_string(levels) +
+                         ", M of the input " + std::to_string(m));
+      EXPECT_EQ(*std::min_element(want.begin(), want.end()), -1.0f);
+      EXPECT_EQ(*std::max_element(want.begin(), want.end()), 1.0f);
     }
   }
 }

@@ -558,20 +558,31 @@ float max_abs_tanh(const float* x, int64_t n) {
 }
 
 // With few output levels and a large call, by the thresholds of dorefa_steps.h: a compare and a
-// select per step; NaN lanes give x + 0, the quiet NaN the formula's operations give.
+// select per step; NaN lanes give x + 0, the quiet NaN the formula's operations give. A vector
+// with a lane outside [-x_max, x_max] (not from the operators, whose M is their input's) takes the
+// formula.
 template <class V, bool kS>
 void dorefa_weights(const float* x, float* y, int64_t n, float levels, float max_abs_tanh) {
   const auto scalar = [&](int64_t i) { y[i] = detail::dorefa_weight(x[i], levels, max_abs_tanh); };
+  const auto lv = V::set1(levels), two = V::set1(2.0f), one = V::set1(1.0f), half = V::set1(0.5f),
+             m2 = V::set1(2.0f * max_abs_tanh);
+  const bool zero = max_abs_tanh == 0.0f;
+  const auto formula = [&](typename V::reg v) {
+    const auto p = zero ? half : V::add(V::div(tanh_vec<V>(v), m2), half);
+    return V::sub(V::div(V::mul(two, V::nearbyint(V::mul(p, lv))), lv), one);
+  };
   const DorefaSteps steps =
       n >= kDorefaStepsFrom ? dorefa_steps(levels, max_abs_tanh) : DorefaSteps{};
   if (steps.count >= 0) {
     typename V::reg t[kMaxDorefaSteps], out[kMaxDorefaSteps + 1];
     for (int j = 0; j < steps.count; ++j) t[j] = V::set1(steps.threshold[j]);
     for (int j = 0; j <= steps.count; ++j) out[j] = V::set1(steps.output[j]);
+    const auto hi = V::set1(steps.x_max), lo = V::set1(-steps.x_max);
     map_flat<V, kS>(
         y, n,
         [&](int64_t i) {
           const auto v = V::load(x + i);
+          if (V::bits(V::lt(v, lo)) | V::bits(V::lt(hi, v))) return formula(v);
           auto r = out[0];
           for (int j = 0; j < steps.count; ++j) r = V::select(V::le(t[j], v), out[j + 1], r);
           return V::select(V::eq(v, v), r, V::add(v, V::zero()));
@@ -579,16 +590,8 @@ void dorefa_weights(const float* x, float* y, int64_t n, float levels, float max
         scalar);
     return;
   }
-  const auto lv = V::set1(levels), two = V::set1(2.0f), one = V::set1(1.0f), half = V::set1(0.5f),
-             m2 = V::set1(2.0f * max_abs_tanh);
-  const bool zero = max_abs_tanh == 0.0f;
   map_flat<V, kS>(
-      y, n,
-      [&](int64_t i) {
-        const auto p = zero ? half : V::add(V::div(tanh_vec<V>(V::load(x + i)), m2), half);
-        return V::sub(V::div(V::mul(two, V::nearbyint(V::mul(p, lv))), lv), one);
-      },
-      scalar);
+      y, n, [&](int64_t i) { return formula(V::load(x + i)); }, scalar);
 }
 
 template <class V, bool kS>
