@@ -85,7 +85,7 @@ at::Tensor magnitude_aware_sign_backward_scaled(const at::Tensor& grad, const at
 at::Tensor swish_sign_backward(const at::Tensor& grad, const at::Tensor& x, double beta);
 at::Tensor dorefa_backward(const at::Tensor& grad, const at::Tensor& x, int64_t k_bit,
                            const std::string& mode);
-// dorefa's weights mode: (y, M) with M = max|tanh(x)| as a 1-element tensor in x's compute type
+// dorefa's weights mode: (y, M) with M = max|tanh(x)| as a 0-dim tensor in x's compute type
 // (float64 for float64 x, else float32), and the backward from that M, so that autograd's backward
 // does not read x once more for it.
 std::tuple<at::Tensor, at::Tensor> dorefa_weights_with_max(const at::Tensor& x, int64_t k_bit);

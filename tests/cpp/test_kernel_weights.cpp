@@ -245,10 +245,10 @@ TEST_P(WeightKernels, DorefaWeightsByStepsMatchReference) {
 }
 
 // As the operators call it: M = max|tanh(x)| of the input itself, here weights of a trained
-// network's magnitude (|x| <= 0.2), so that every element lies in the range of the steps (the
-// vectors never take the formula) and a small M gives many levels beyond that range (which the
-// steps skip). Bit for bit the reference, at the extremes of the input (x = +-max|x|, p = 0 and 1)
-// and beside them.
+// network's magnitude (|x| <= 0.2), so that every element lies in the range of the steps and a
+// small M gives many levels beyond that range (which the steps skip; that the vectors then never
+// take the formula is a matter of speed, seen in the benchmarks, not of results). Bit for bit the
+// reference, at the extremes of the input (x = +-max|x|, p = 0 and 1) and beside them.
 TEST_P(WeightKernels, DorefaWeightsByStepsOnTheirOwnMaximum) {
   const int64_t n = 40000;
   for (float scale : {0.05f, 1e-3f}) {

@@ -1,6 +1,7 @@
 // The Autograd kernels of every differentiable operator: forward below autograd, backward through
-// the private `_..._backward` ops (so each backend supplies both passes). x is saved, never a mask:
-// the backward recomputes what it needs from x in one pass.
+// the private `_..._backward` ops (so each backend supplies both passes). The backward reads x (or
+// the fake quant forwards' window codes) in one pass; a statistic of the whole of x that it needs
+// (dorefa's M, magnitude_aware_sign's scales, TTQ's max|x|) is saved by the forward beside x.
 #include <torch/autograd.h>
 #include <torch/library.h>
 

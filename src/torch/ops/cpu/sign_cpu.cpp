@@ -443,8 +443,8 @@ at::Tensor linear_mid_tread_half_backward(const at::Tensor& grad, const at::Tens
                          });
 }
 
-// TTQ's gradients with D = threshold * m, m = max|x| as a value of x's compute type (or NaN: none
-// given, computed here).
+// TTQ's gradients with D = threshold * m, m = max|x|: the forward's (0-dim, x's compute type) when
+// given, else computed here.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_grad_of(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& positive,
     const at::Tensor& negative, double threshold, const c10::optional<at::Tensor>& max_abs) {
