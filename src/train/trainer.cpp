@@ -502,11 +502,12 @@ TrainResult train_in(const Recipe& recipe, const TrainOptions& opts, const torch
     }
     s.history.push_back(row);
     if (!writer) continue;
-    // The checkpoint first, then the log (each atomically): a run killed in between repeats the
-    // epoch on resume, and read_metrics drops the line it may have left.
-    write_checkpoint(out / "checkpoint.pt", recipe, opts, s, epoch + 1);
+    // The log first, then the checkpoint (each atomically): a run killed in between repeats the
+    // epoch on resume, and read_metrics drops the line it left (the checkpoint does not hold that
+    // epoch). The other order lost the epoch's line: the checkpoint held it, so no resume re-ran it.
     s.metrics_log += json_line(row, recipe.name) + "\n";
     write_file_atomically((out / "metrics.jsonl").string(), s.metrics_log);
+    write_checkpoint(out / "checkpoint.pt", recipe, opts, s, epoch + 1);
   }
 
   TrainResult result;
