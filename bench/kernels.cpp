@@ -91,31 +91,33 @@ void register_all() {
                                      })
             ->Arg(n);
         benchmark::RegisterBenchmark(
-            ("fake_quant_per_channel_coded_256/" + isa).c_str(),
+            ("fake_quant_per_channel_packed_256/" + isa).c_str(),
             [set, n, pc, lo, hi, channels](benchmark::State& s) {
               Data d(static_cast<size_t>(n));
-              std::vector<uint8_t> code(static_cast<size_t>(n));
+              std::vector<uint8_t> code(static_cast<size_t>(k::packed_code_bytes(n)));
               for (auto _ : s) {
-                set->fake_quant_per_channel_coded(
+                set->fake_quant_per_channel_packed(
                     d.x.data(), d.y.data(), code.data(), n / channels, channels, pc.data(),
                     k::FakeQuantRounding::kMulInvScale, lo.data(), hi.data());
                 benchmark::DoNotOptimize(d.y.data());
               }
-              s.SetBytesProcessed(s.iterations() * n * 9);
+              s.SetBytesProcessed(s.iterations() * (n * 8 + k::packed_code_bytes(n)));
             })
             ->Arg(n);
         benchmark::RegisterBenchmark(
-            ("coded_grad_per_channel_256/" + isa).c_str(),
+            ("packed_grad_per_channel_256/" + isa).c_str(),
             [set, n, channels](benchmark::State& s) {
               Data d(static_cast<size_t>(n));
-              std::vector<uint8_t> code(static_cast<size_t>(n), 1);
+              // Every element in its window: plane 0 set, plane 1 clear.
+              std::vector<uint8_t> code(static_cast<size_t>(k::packed_code_bytes(n)));
+              for (size_t i = 0; i < code.size(); ++i) code[i] = i % 4 < 2 ? 0xff : 0x00;
               std::vector<float> below(static_cast<size_t>(channels)), above(below);
               for (auto _ : s) {
-                set->coded_grad_per_channel(d.g.data(), code.data(), d.y.data(), n / channels,
-                                            channels, below.data(), above.data());
+                set->packed_grad_per_channel(d.g.data(), code.data(), d.y.data(), n / channels,
+                                             channels, below.data(), above.data());
                 benchmark::DoNotOptimize(d.y.data());
               }
-              s.SetBytesProcessed(s.iterations() * n * 9);
+              s.SetBytesProcessed(s.iterations() * (n * 8 + k::packed_code_bytes(n)));
             })
             ->Arg(n);
       }

@@ -5,9 +5,9 @@ the detach trick for the straight-through gradient), and the bytes per element e
 Bytes per element (float32 = 4):
 - forward: x in, y out (8); +4 for each extra pass over x that a statistic of the whole tensor or of
   a channel needs (a mean or maximum of |x|), since at 2^24 elements x does not stay in cache.
-- forward + backward (training mode, as autograd runs it): the forward, +1 where it saves a 1-byte
-  window code for the backward, then the backward: g in, the code (1) or x (4) in, dx out (4); the
-  identity gradient of the Blueoil weight quantizers costs nothing (autograd hands g on).
+- forward + backward (training mode, as autograd runs it): the forward, +0.25 where it saves a
+  2-bit window code for the backward, then the backward: g in, the code (0.25) or x (4) in, dx out
+  (4); the identity gradient of the Blueoil weight quantizers costs nothing (autograd hands g on).
 Each case is make(pass_, t) -> (ours, theirs), two zero-argument callables; `t` holds the tensors.
 """
 import torch
@@ -135,8 +135,8 @@ class Case:
         return _grad(ours, x, g, *po), _grad(theirs, x, g, *pt)
 
 
-# fwd+bwd of the per-tensor ops that save packed window codes: x in, y and 2 bits of code out; g and
-# the code in, dx out (per channel the code is a byte: 18).
+# fwd+bwd of the ops that save packed window codes (fake quant per tensor and per channel,
+# ste_sign): x in, y and 2 bits of code out; g and the code in, dx out.
 PACKED = 16.5
 
 
@@ -159,13 +159,14 @@ CASES = [
          (lambda x, a, b: torch._fake_quantize_learnable_per_tensor_affine(x, a, b, 0, 255, 1.0)),
          params=(("lo", "hi"), ("scale", "zero")), passes=("fwd_bwd",),
          same_params=False),
-    Case("fake_quant_with_min_max_vars_per_channel", "torch.fake_quantize_per_channel_affine", 8, 18,
+    Case("fake_quant_with_min_max_vars_per_channel", "torch.fake_quantize_per_channel_affine", 8,
+         PACKED,
          lambda t, lib: (lambda x: lowbit.fake_quant_with_min_max_vars_per_channel(x, t.clo, t.chi))
          if lib == "ours" else
          (lambda x: torch.fake_quantize_per_channel_affine(x, t.cscale, t.czero, 1, 0, 255)),
          flat=False),
     Case("fake_quant_with_min_max_vars_per_channel (learnable range)",
-         "torch._fake_quantize_learnable_per_channel_affine", 8, 18,
+         "torch._fake_quantize_learnable_per_channel_affine", 8, PACKED,
          lambda t, lib: (lambda x, a, b: lowbit.fake_quant_with_min_max_vars_per_channel(x, a, b))
          if lib == "ours" else
          (lambda x, a, b: torch._fake_quantize_learnable_per_channel_affine(x, a, b, 1, 0, 255,

@@ -52,20 +52,21 @@ struct F32Kernels {
   void (*approx_sign_grad)(const float* g, const float* x, float* dx, int64_t n);
   // Forwards that also write each element's window code for [lo, hi] (detail::window_code; a null
   // code array writes none), and the backward from those codes: the same dx and sums as
-  // masked_grad with the closed window. Per tensor the codes are packed, 2 bits per element (see
-  // packed_code_bytes below); per channel they are one byte per element.
+  // masked_grad with the closed window. The codes are packed, 2 bits per element (see
+  // packed_code_bytes below), per channel too: element (row, c) of a call is its element
+  // row * channels + c, so a call's first row starts a group.
   void (*fake_quant_packed)(const float* x, float* y, uint8_t* code, int64_t n,
                             const FakeQuantParams<float>& p, FakeQuantRounding r, float lo,
                             float hi);
-  void (*fake_quant_per_channel_coded)(const float* x, float* y, uint8_t* code, int64_t rows,
-                                       int64_t channels, const FakeQuantParams<float>* p,
-                                       FakeQuantRounding r, const float* lo, const float* hi);
+  void (*fake_quant_per_channel_packed)(const float* x, float* y, uint8_t* code, int64_t rows,
+                                        int64_t channels, const FakeQuantParams<float>* p,
+                                        FakeQuantRounding r, const float* lo, const float* hi);
   void (*sign_packed)(const float* x, float* y, uint8_t* code, int64_t n, float scale, float lo,
                       float hi);
   void (*packed_grad)(const float* g, const uint8_t* code, float* dx, int64_t n, double* below,
                       double* above);
-  void (*coded_grad_per_channel)(const float* g, const uint8_t* code, float* dx, int64_t rows,
-                                 int64_t channels, float* below, float* above);
+  void (*packed_grad_per_channel)(const float* g, const uint8_t* code, float* dx, int64_t rows,
+                                  int64_t channels, float* below, float* above);
   // Reductions of |x| (src/kernels/reduce_body.h: the same lanes in every set, so the same result):
   // the sum in double; per channel of a [rows, channels] block, acc[c] += the rows' sum; the
   // maximum (the default quiet NaN when any element is NaN); the sum and count of the elements with
@@ -111,14 +112,14 @@ inline uint8_t packed_code(const uint8_t* code, int64_t i) {
   const bool p0 = ((h[0] >> (i % 8)) & 1) != 0, p1 = ((h[2] >> (i % 8)) & 1) != 0;
   return p0 ? (p1 ? detail::kCodeAbove : detail::kCodeIn) : (p1 ? detail::kCodeBelow : 0);
 }
-// Writes the packed window codes of [lo, hi] of the elements [from, n) of x (from % 8 == 0), and
-// zeros to the end of the last group.
-template <class T>
-inline void pack_window_codes(const T* x, int64_t from, int64_t n, T lo, T hi, uint8_t* code) {
+// Writes the packed window codes code_of(i) (detail::window_code values) of the elements [from, n)
+// (from % 8 == 0), and zeros to the end of the last group.
+template <class CodeOf>
+inline void pack_codes(int64_t from, int64_t n, CodeOf&& code_of, uint8_t* code) {
   for (int64_t i = from; i < (n + 15) / 16 * 16; i += 8) {
     unsigned p0 = 0, p1 = 0;
     for (int64_t k = 0; k < 8 && i + k < n; ++k) {
-      const uint8_t c = detail::window_code(x[i + k], lo, hi);
+      const uint8_t c = code_of(i + k);
       p0 |= ((c & (detail::kCodeIn | detail::kCodeAbove)) != 0 ? 1u : 0u) << k;
       p1 |= ((c & (detail::kCodeBelow | detail::kCodeAbove)) != 0 ? 1u : 0u) << k;
     }
@@ -126,6 +127,12 @@ inline void pack_window_codes(const T* x, int64_t from, int64_t n, T lo, T hi, u
     h[0] = static_cast<uint8_t>(p0);
     h[2] = static_cast<uint8_t>(p1);
   }
+}
+// The packed window codes of [lo, hi] of the elements [from, n) of x, as pack_codes.
+template <class T>
+inline void pack_window_codes(const T* x, int64_t from, int64_t n, T lo, T hi, uint8_t* code) {
+  pack_codes(
+      from, n, [&](int64_t i) { return detail::window_code(x[i], lo, hi); }, code);
 }
 
 // Every kernel set this CPU can run, the scalar reference first; each SIMD set is followed by its
@@ -173,6 +180,12 @@ template <class T>
 void fake_quant_packed(const T* x, T* y, uint8_t* code, int64_t n, const FakeQuantParams<T>& p,
                        FakeQuantRounding r, T lo, T hi);
 template <class T>
+void fake_quant_per_channel_packed(const T* x, T* y, uint8_t* code, int64_t rows, int64_t channels,
+                                   const FakeQuantParams<T>* p, FakeQuantRounding r, const T* lo,
+                                   const T* hi);
+// The same with one byte of window code per element: the layout of the CUDA kernels, whose tests
+// take it as their reference.
+template <class T>
 void fake_quant_per_channel_coded(const T* x, T* y, uint8_t* code, int64_t rows, int64_t channels,
                                   const FakeQuantParams<T>* p, FakeQuantRounding r, const T* lo,
                                   const T* hi);
@@ -181,8 +194,8 @@ void sign_packed(const T* x, T* y, uint8_t* code, int64_t n, T scale, T lo, T hi
 template <class T>
 void packed_grad(const T* g, const uint8_t* code, T* dx, int64_t n, double* below, double* above);
 template <class T>
-void coded_grad_per_channel(const T* g, const uint8_t* code, T* dx, int64_t rows, int64_t channels,
-                            T* below, T* above);
+void packed_grad_per_channel(const T* g, const uint8_t* code, T* dx, int64_t rows, int64_t channels,
+                             T* below, T* above);
 
 // Scalar-only kernels (transcendentals or whole-tensor statistics of weights).
 template <class T>

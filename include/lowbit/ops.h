@@ -109,8 +109,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttq_weight_backward_from_max(
     const at::Tensor& negative, double threshold, const at::Tensor& max_abs);
 // Forwards that also return the window codes of x (uint8, see detail::window_code), and the
 // backward from them: (dx, sum of grad below the window, sum above), sums as float64 tensors. On
-// the CPU the per-tensor codes are packed (kernels::packed_code_bytes(numel) bytes, 2 bits per
-// element); per channel and on CUDA they are one byte per element, in the shape of x. Codes are
+// the CPU the codes are packed, per tensor and per channel (kernels::packed_code_bytes(numel)
+// bytes, 2 bits per element); on CUDA they are one byte per element, in the shape of x. Codes are
 // for the backward of the device whose forward wrote them.
 std::tuple<at::Tensor, at::Tensor> fake_quant_with_min_max_args_coded(const at::Tensor& inputs,
                                                                       double min, double max,

@@ -1,6 +1,6 @@
 // The window codes the coded forwards save for their backward: the packed layout of kernels.h
-// written out and checked bit by bit, every kernel set's packed and per-channel byte codes against
-// detail::window_code, and the backward from codes against masked_grad from x.
+// written out and checked bit by bit, every kernel set's packed codes (per tensor and per channel)
+// against detail::window_code, and the backward from codes against masked_grad from x.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -28,17 +29,6 @@ class CodedKernelSet : public F32KernelSet {};
 // ---- the coded forwards and the backward from window codes
 // ---------------------------------------
 
-::testing::AssertionResult SameCodes(const std::vector<uint8_t>& want,
-                                     const std::vector<uint8_t>& got, const float* x) {
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (want[i] != got[i]) {
-      return ::testing::AssertionFailure() << "code " << i << " differs for input " << show(x[i])
-                                           << ": ref " << int{want[i]} << ", got " << int{got[i]};
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
 // The byte and bit of element i's plane 0 in packed window codes, by the layout of kernels.h
 // written out here (plane 1 is the byte 2 further).
 size_t packed_byte(int64_t i) { return static_cast<size_t>(4 * (i / 16) + (i % 16) / 8); }
@@ -49,12 +39,27 @@ uint8_t decode_packed(const std::vector<uint8_t>& code, int64_t i) {
   return p0 && p1 ? detail::kCodeAbove : (p0 ? detail::kCodeIn : (p1 ? detail::kCodeBelow : 0));
 }
 
-// The codes of x by the layout written out; the bits past n in the last group set ("above"), which
-// a backward must not read.
-std::vector<uint8_t> encode_packed(const float* x, int64_t n, float lo, float hi) {
+// Element i's window code (detail::window_code) for its window: one for all, or its channel's.
+using CodeOf = std::function<uint8_t(int64_t)>;
+
+CodeOf window_of(const float* x, float lo, float hi) {
+  return [=](int64_t i) { return detail::window_code(x[i], lo, hi); };
+}
+
+CodeOf channel_windows_of(const float* x, int64_t channels, const std::vector<float>& lo,
+                          const std::vector<float>& hi) {
+  return [=](int64_t i) {
+    return detail::window_code(x[i], lo[static_cast<size_t>(i % channels)],
+                               hi[static_cast<size_t>(i % channels)]);
+  };
+}
+
+// The codes code_of(i) by the layout written out; the bits past n in the last group set ("above"),
+// which a backward must not read.
+std::vector<uint8_t> encode_packed(int64_t n, const CodeOf& code_of) {
   std::vector<uint8_t> code(static_cast<size_t>(packed_code_bytes(n)), 0);
   for (int64_t i = 0; i < (n + 15) / 16 * 16; ++i) {
-    const uint8_t c = i < n ? detail::window_code(x[i], lo, hi) : detail::kCodeAbove;
+    const uint8_t c = i < n ? code_of(i) : detail::kCodeAbove;
     const auto bit = static_cast<uint8_t>(1u << (i % 8));
     if (c == detail::kCodeIn || c == detail::kCodeAbove) code[packed_byte(i)] |= bit;
     if (c == detail::kCodeBelow || c == detail::kCodeAbove) code[packed_byte(i) + 2] |= bit;
@@ -65,12 +70,12 @@ std::vector<uint8_t> encode_packed(const float* x, int64_t n, float lo, float hi
 // Packed codes that say each element's window code, with every bit past n in the last group 0
 // (the call that begins a group writes all of it).
 ::testing::AssertionResult PackedCodesAre(const std::vector<uint8_t>& code, const float* x,
-                                          int64_t n, float lo, float hi) {
+                                          int64_t n, const CodeOf& code_of) {
   if (static_cast<int64_t>(code.size()) != packed_code_bytes(n) || code.size() % 4 != 0) {
     return ::testing::AssertionFailure() << code.size() << " bytes of codes for " << n;
   }
   for (int64_t i = 0; i < n; ++i) {
-    const uint8_t want = detail::window_code(x[i], lo, hi), got = decode_packed(code, i);
+    const uint8_t want = code_of(i), got = decode_packed(code, i);
     if (want != got) {
       return ::testing::AssertionFailure() << "code " << i << " of input " << show(x[i])
                                            << ": want " << int{want} << ", got " << int{got};
@@ -82,6 +87,11 @@ std::vector<uint8_t> encode_packed(const float* x, int64_t n, float lo, float hi
     }
   }
   return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult PackedCodesAre(const std::vector<uint8_t>& code, const float* x,
+                                          int64_t n, float lo, float hi) {
+  return PackedCodesAre(code, x, n, window_of(x, lo, hi));
 }
 
 TEST(PackedCodes, LayoutAndSizes) {
@@ -178,29 +188,43 @@ TEST_P(CodedKernelSet, CodedForwardsMatchReference) {
       const int64_t n = rows * channels;
       const Array x = in.per_channel(rows, channels, specials, 1);
       Array want(n, false, kRefFill), got(n, false, kGotFill);
-      std::vector<uint8_t> want_code(static_cast<size_t>(n), 0xee),
-          got_code(want_code.size(), 0xdd);
-      ref().fake_quant_per_channel_coded(x.data(), want.data(), want_code.data(), rows, channels,
-                                         p.data(), FakeQuantRounding::kMulInvScale, lo.data(),
-                                         hi.data());
-      k().fake_quant_per_channel_coded(x.data(), got.data(), got_code.data(), rows, channels,
-                                       p.data(), FakeQuantRounding::kMulInvScale, lo.data(),
-                                       hi.data());
+      std::vector<uint8_t> got_code(static_cast<size_t>(packed_code_bytes(n)), 0xdd);
+      ref().fake_quant_per_channel(x.data(), want.data(), rows, channels, p.data(),
+                                   FakeQuantRounding::kMulInvScale);
+      k().fake_quant_per_channel_packed(x.data(), got.data(), got_code.data(), rows, channels,
+                                        p.data(), FakeQuantRounding::kMulInvScale, lo.data(),
+                                        hi.data());
       SCOPED_TRACE("rows " + std::to_string(rows) + ", channels " + std::to_string(channels));
       ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data(), channels));
-      ASSERT_TRUE(SameCodes(want_code, got_code, x.data()));
+      ASSERT_TRUE(
+          PackedCodesAre(got_code, x.data(), n, channel_windows_of(x.data(), channels, lo, hi)));
       // Empty windows (lo > hi) in every channel: below wins over above, as in the reference.
-      ref().fake_quant_per_channel_coded(x.data(), want.data(), want_code.data(), rows, channels,
-                                         p.data(), FakeQuantRounding::kMulInvScale, hi.data(),
-                                         lo.data());
-      k().fake_quant_per_channel_coded(x.data(), got.data(), got_code.data(), rows, channels,
-                                       p.data(), FakeQuantRounding::kMulInvScale, hi.data(),
-                                       lo.data());
-      ASSERT_TRUE(SameCodes(want_code, got_code, x.data()));
+      std::fill(got_code.begin(), got_code.end(), 0xdd);
+      k().fake_quant_per_channel_packed(x.data(), got.data(), got_code.data(), rows, channels,
+                                        p.data(), FakeQuantRounding::kMulInvScale, hi.data(),
+                                        lo.data());
+      ASSERT_TRUE(
+          PackedCodesAre(got_code, x.data(), n, channel_windows_of(x.data(), channels, hi, lo)));
+      // In calls over blocks of rows that start at multiples of 16 elements (as the operators'
+      // tasks do), each into its own groups of codes: the same.
+      const int64_t unit = 16 / std::gcd<int64_t>(channels, 16);
+      std::fill(got_code.begin(), got_code.end(), 0xdd);
+      std::fill(got.data(), got.data() + n, kGotFill);
+      for (int64_t row = 0; row < rows; row += 3 * unit) {
+        const int64_t start = row * channels;
+        k().fake_quant_per_channel_packed(x.data() + start, got.data() + start,
+                                          got_code.data() + packed_code_bytes(start),
+                                          std::min(3 * unit, rows - row), channels, p.data(),
+                                          FakeQuantRounding::kMulInvScale, lo.data(), hi.data());
+      }
+      ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data(), channels));
+      ASSERT_TRUE(
+          PackedCodesAre(got_code, x.data(), n, channel_windows_of(x.data(), channels, lo, hi)));
       // Without a code array the same outputs, and nothing else written.
       Array no_codes(n, false, kGotFill);
-      k().fake_quant_per_channel_coded(x.data(), no_codes.data(), nullptr, rows, channels, p.data(),
-                                       FakeQuantRounding::kMulInvScale, lo.data(), hi.data());
+      k().fake_quant_per_channel_packed(x.data(), no_codes.data(), nullptr, rows, channels,
+                                        p.data(), FakeQuantRounding::kMulInvScale, lo.data(),
+                                        hi.data());
       ASSERT_TRUE(BitwiseEqual(want.data(), no_codes.data(), n, x.data(), channels));
     }
   }
@@ -219,7 +243,7 @@ TEST_P(CodedKernelSet, CodedGradEqualsMaskedGradFromX) {
       SCOPED_TRACE("n " + std::to_string(n) + ", trial " + std::to_string(trial));
       const Array x = in.flat(n, specials, trial);
       const Array g = in.flat(n, gradient_specials(), trial == 1 ? 0 : trial);
-      const std::vector<uint8_t> code = encode_packed(x.data(), n, lo, hi);
+      const std::vector<uint8_t> code = encode_packed(n, window_of(x.data(), lo, hi));
       Array want(n, false, kRefFill), got(n, false, kGotFill);
       double want_below = 0.5, want_above = -2.0, got_below = 0.5, got_above = -2.0;
       ref().masked_grad(g.data(), x.data(), want.data(), n, lo, hi, Interval::kClosed, &want_below,
@@ -254,22 +278,34 @@ TEST_P(CodedKernelSet, CodedGradEqualsMaskedGradFromX) {
       const int64_t n = rows * channels;
       const Array x = in.per_channel(rows, channels, cspecials, 1);
       const Array g = in.flat(n, gradient_specials(), 0);
-      std::vector<uint8_t> code(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) {
-        code[static_cast<size_t>(i)] =
-            detail::window_code(x.data()[i], clo[i % channels], chi[i % channels]);
-      }
+      const std::vector<uint8_t> code =
+          encode_packed(n, channel_windows_of(x.data(), channels, clo, chi));
       Array want(n, false, kRefFill), got(n, false, kGotFill);
       std::vector<float> want_below(channels, 1.0f), want_above(channels, -1.0f);
       std::vector<float> got_below = want_below, got_above = want_above;
       ref().masked_grad_per_channel(g.data(), x.data(), want.data(), rows, channels, clo.data(),
                                     chi.data(), want_below.data(), want_above.data());
-      k().coded_grad_per_channel(g.data(), code.data(), got.data(), rows, channels,
-                                 got_below.data(), got_above.data());
+      k().packed_grad_per_channel(g.data(), code.data(), got.data(), rows, channels,
+                                  got_below.data(), got_above.data());
       SCOPED_TRACE("rows " + std::to_string(rows) + ", channels " + std::to_string(channels));
       ASSERT_TRUE(BitwiseEqual(want.data(), got.data(), n, x.data(), channels));
       ASSERT_TRUE(SameSums(want_below.data(), got_below.data(), channels)) << "below";
       ASSERT_TRUE(SameSums(want_above.data(), got_above.data(), channels)) << "above";
+      // In calls over blocks of rows that start at multiples of 16 elements, each from its own
+      // groups of codes, summing in row order into the same arrays: the same dx and sums.
+      const int64_t unit = 16 / std::gcd<int64_t>(channels, 16);
+      Array parts(n, false, kGotFill);
+      got_below.assign(channels, 1.0f);
+      got_above.assign(channels, -1.0f);
+      for (int64_t row = 0; row < rows; row += 2 * unit) {
+        const int64_t start = row * channels;
+        k().packed_grad_per_channel(g.data() + start, code.data() + packed_code_bytes(start),
+                                    parts.data() + start, std::min(2 * unit, rows - row), channels,
+                                    got_below.data(), got_above.data());
+      }
+      ASSERT_TRUE(BitwiseEqual(want.data(), parts.data(), n, x.data(), channels));
+      ASSERT_TRUE(SameSums(want_below.data(), got_below.data(), channels)) << "below, in blocks";
+      ASSERT_TRUE(SameSums(want_above.data(), got_above.data(), channels)) << "above, in blocks";
     }
   }
 }

@@ -46,10 +46,10 @@ TEST_P(F32KernelSet, EveryKernelIsPresent) {
   EXPECT_NE(s.linear_mid_tread, nullptr);
   EXPECT_NE(s.approx_sign_grad, nullptr);
   EXPECT_NE(s.fake_quant_packed, nullptr);
-  EXPECT_NE(s.fake_quant_per_channel_coded, nullptr);
+  EXPECT_NE(s.fake_quant_per_channel_packed, nullptr);
   EXPECT_NE(s.sign_packed, nullptr);
   EXPECT_NE(s.packed_grad, nullptr);
-  EXPECT_NE(s.coded_grad_per_channel, nullptr);
+  EXPECT_NE(s.packed_grad_per_channel, nullptr);
   EXPECT_NE(s.sum_abs, nullptr);
   EXPECT_NE(s.sum_abs_rows, nullptr);
   EXPECT_NE(s.max_abs, nullptr);

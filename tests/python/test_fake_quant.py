@@ -568,6 +568,44 @@ def test_per_channel_random_gradient_sums_many_rows(rows, channels):
     assert_sum_close(gdmax, edmax, (g.double().abs() * (x > p.nudged_max)).sum(0), F32, "d/dmax")
 
 
+@pytest.mark.parametrize("rows,channels", [(37, 5), (3, 16), (2049, 3), (1, 1)])
+def test_per_channel_cpu_codes_are_packed(rows, channels):
+    """The CPU per-channel forward saves 2 bits per element for its backward, in the packed layout
+    of kernels.h by flat element index (group i // 16: plane 0 "in or above" at byte (i % 16) // 8,
+    plane 1 "below or above" 2 bytes further, bit i % 8; bits past the end 0); its backward reads
+    them back (dx = g inside the channel's closed nudged window) and refuses codes of another
+    size."""
+    x = torch.randn(rows, channels, generator=gen(60)) * 3
+    x.view(-1)[::11] = float("nan")
+    mins = -torch.rand(channels, generator=gen(61)) * 2 - 0.1
+    maxs = torch.rand(channels, generator=gen(62)) * 2 + 0.1
+    y, code = torch.ops.lowbit._fake_quant_with_min_max_vars_per_channel_coded(
+        x, mins, maxs, 8, False)
+    n = x.numel()
+    assert code.dtype == torch.uint8 and tuple(code.shape) == ((n + 15) // 16 * 4,)
+    i = torch.arange((n + 15) // 16 * 16)
+    byte, bit = 4 * (i // 16) + (i % 16) // 8, i % 8
+    plane0 = (code.long()[byte] >> bit) & 1
+    plane1 = (code.long()[byte + 2] >> bit) & 1
+    p = ref.nudge(mins, maxs, 8, False)
+    lo, hi = p.nudged_min.repeat(rows), p.nudged_max.repeat(rows)
+    xf = x.reshape(-1)
+    inside, below = (lo <= xf) & (xf <= hi), xf < lo
+    above = (xf > hi) & ~below
+    assert torch.equal(plane0[:n], (inside | above).long())
+    assert torch.equal(plane1[:n], (below | above).long())
+    assert not plane0[n:].any() and not plane1[n:].any()
+    g = normal(x.shape, seed=63)
+    dx, dmin, dmax = torch.ops.lowbit._coded_backward_per_channel(g, code)
+    assert torch.equal(dx, torch.where(inside.view(x.shape), g, torch.zeros_like(g)))
+    want_min = torch.where(below.view(x.shape), g.double(), torch.zeros_like(g.double())).sum(0)
+    want_max = torch.where(above.view(x.shape), g.double(), torch.zeros_like(g.double())).sum(0)
+    torch.testing.assert_close(dmin, want_min, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(dmax, want_max, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="code must hold the packed window codes"):
+        torch.ops.lowbit._coded_backward_per_channel(g, torch.zeros(n, dtype=torch.uint8))
+
+
 def test_vars_backward_survives_in_place_updates_of_min_and_max():
     """Observers update min/max buffers in place after the forward (moving averages): the backward
     must not need their old values, and the range used is the forward's."""

@@ -171,6 +171,18 @@ void fake_quant_per_channel_coded(const T* x, T* y, uint8_t* code, int64_t rows,
 }
 
 template <class T>
+void fake_quant_per_channel_packed(const T* x, T* y, uint8_t* code, int64_t rows, int64_t channels,
+                                   const FakeQuantParams<T>* p, FakeQuantRounding r, const T* lo,
+                                   const T* hi) {
+  fake_quant_per_channel(x, y, rows, channels, p, r);
+  if (code == nullptr) return;
+  pack_codes(
+      0, rows * channels,
+      [&](int64_t k) { return detail::window_code(x[k], lo[k % channels], hi[k % channels]); },
+      code);
+}
+
+template <class T>
 void sign_packed(const T* x, T* y, uint8_t* code, int64_t n, T scale, T lo, T hi) {
   sign(x, y, n, scale);
   if (code != nullptr) pack_window_codes(x, 0, n, lo, hi, code);
@@ -193,14 +205,15 @@ void packed_grad(const T* g, const uint8_t* code, T* dx, int64_t n, double* belo
 }
 
 template <class T>
-void coded_grad_per_channel(const T* g, const uint8_t* code, T* dx, int64_t rows, int64_t channels,
-                            T* below, T* above) {
+void packed_grad_per_channel(const T* g, const uint8_t* code, T* dx, int64_t rows, int64_t channels,
+                             T* below, T* above) {
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t c = 0; c < channels; ++c) {
       const int64_t k = i * channels + c;
-      dx[k] = detail::coded_grad(g[k], code[k]);
-      below[c] += g[k] * ((code[k] & detail::kCodeBelow) ? T(1) : T(0));
-      above[c] += g[k] * ((code[k] & detail::kCodeAbove) ? T(1) : T(0));
+      const uint8_t ck = packed_code(code, k);
+      dx[k] = detail::coded_grad(g[k], ck);
+      below[c] += g[k] * ((ck & detail::kCodeBelow) ? T(1) : T(0));
+      above[c] += g[k] * ((ck & detail::kCodeAbove) ? T(1) : T(0));
     }
   }
 }
@@ -340,9 +353,13 @@ void clipped_grad_scaled_rows(const T* g, const T* x, T* dx, int64_t rows, int64
   template void fake_quant_per_channel_coded<T>(const T*, T*, uint8_t*, int64_t, int64_t,          \
                                                 const FakeQuantParams<T>*, FakeQuantRounding,      \
                                                 const T*, const T*);                               \
+  template void fake_quant_per_channel_packed<T>(const T*, T*, uint8_t*, int64_t, int64_t,         \
+                                                 const FakeQuantParams<T>*, FakeQuantRounding,     \
+                                                 const T*, const T*);                              \
   template void sign_packed<T>(const T*, T*, uint8_t*, int64_t, T, T, T);                          \
   template void packed_grad<T>(const T*, const uint8_t*, T*, int64_t, double*, double*);           \
-  template void coded_grad_per_channel<T>(const T*, const uint8_t*, T*, int64_t, int64_t, T*, T*); \
+  template void packed_grad_per_channel<T>(const T*, const uint8_t*, T*, int64_t, int64_t, T*,     \
+                                           T*);                                                    \
   template void swish_sign_grad<T>(const T*, const T*, T*, int64_t, T);                            \
   template void dorefa_weights<T>(const T*, T*, int64_t, T, T);                                    \
   template void dorefa_weights_grad<T>(const T*, const T*, T*, int64_t, T);                        \

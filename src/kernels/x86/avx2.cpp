@@ -62,23 +62,6 @@ struct V {
   }
   static reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
   static reg one_if(mask m) { return _mm256_and_ps(m, _mm256_set1_ps(1.0f)); }
-  // Window codes: one byte per lane.
-  using codes = __m256i;
-  static void store_codes(uint8_t* p, mask in, mask below, mask above) {
-    const __m256i c = _mm256_or_si256(
-        _mm256_or_si256(_mm256_and_si256(_mm256_castps_si256(in), _mm256_set1_epi32(1)),
-                        _mm256_and_si256(_mm256_castps_si256(below), _mm256_set1_epi32(2))),
-        _mm256_and_si256(_mm256_castps_si256(above), _mm256_set1_epi32(4)));
-    const __m128i c16 = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(c16, c16));
-  }
-  static codes load_codes(const uint8_t* p) {
-    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-  }
-  static mask code_has(codes c, int bit) {
-    const __m256i b = _mm256_set1_epi32(bit);
-    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(c, b), b));
-  }
 };
 
 #include "simd_body.h"

@@ -57,20 +57,6 @@ struct V {
   static mask from_bits(uint32_t b) { return static_cast<mask>(b); }
   static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }
   static reg one_if(mask m) { return _mm512_maskz_mov_ps(m, _mm512_set1_ps(1.0f)); }
-  // Window codes: one byte per lane, set and tested straight from the compare masks (AVX512BW+VL).
-  using codes = __m128i;
-  static void store_codes(uint8_t* p, mask in, mask below, mask above) {
-    __m128i c = _mm_maskz_mov_epi8(in, _mm_set1_epi8(1));
-    c = _mm_mask_mov_epi8(c, below, _mm_set1_epi8(2));
-    c = _mm_mask_mov_epi8(c, above, _mm_set1_epi8(4));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), c);
-  }
-  static codes load_codes(const uint8_t* p) {
-    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  }
-  static mask code_has(codes c, int bit) {
-    return _mm_test_epi8_mask(c, _mm_set1_epi8(static_cast<char>(bit)));
-  }
 };
 
 #include "simd_body.h"

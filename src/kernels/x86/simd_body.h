@@ -98,23 +98,40 @@ inline typename V::reg tfsign_vec(typename V::reg x) {
                    V::select(V::lt(x, z), V::set1(-1.0f), V::select(V::eq(x, z), z, x)));
 }
 
+// The two planes (lowbit::kernels::packed_code_offset) of the window codes of [lo, hi] of a vector
+// x, element k at bit k: plane 0 = in or above, plane 1 = below or above.
 template <class V>
-inline void store_window_codes(uint8_t* code, typename V::reg x, typename V::reg lo,
-                               typename V::reg hi) {
-  // "above" only where not below (lo <= x), as detail::window_code decides when lo > hi.
-  V::store_codes(code, V::and_mask(V::le(lo, x), V::le(x, hi)), V::lt(x, lo),
-                 V::and_mask(V::lt(hi, x), V::le(lo, x)));
-}
-
-// The packed window codes (lowbit::kernels::packed_code_offset) of the vector of elements from i
-// (i % V::W == 0: whole bytes of 8 elements): plane 0 = in or above, plane 1 = below or above.
-template <class V>
-inline void store_packed_codes(uint8_t* code, int64_t i, typename V::reg x, typename V::reg lo,
-                               typename V::reg hi) {
+inline void packed_planes(typename V::reg x, typename V::reg lo, typename V::reg hi, uint32_t* p0,
+                          uint32_t* p1) {
   const uint32_t in = V::bits(V::and_mask(V::le(lo, x), V::le(x, hi)));
   const uint32_t below = V::bits(V::lt(x, lo));
   const uint32_t above = V::bits(V::and_mask(V::lt(hi, x), V::le(lo, x)));  // not below, as above
-  const uint32_t p0 = in | above, p1 = below | above;
+  *p0 = in | above;
+  *p1 = below | above;
+}
+
+// The planes of one element's window code (detail::window_code), at bit 0.
+inline void code_planes(uint8_t c, uint32_t* p0, uint32_t* p1) {
+  *p0 = (c & (detail::kCodeIn | detail::kCodeAbove)) != 0 ? 1u : 0u;
+  *p1 = (c & (detail::kCodeBelow | detail::kCodeAbove)) != 0 ? 1u : 0u;
+}
+
+// The masks of a vector's elements from the planes of their packed codes.
+template <class V>
+inline void masks_from_planes(uint32_t p0, uint32_t p1, typename V::mask* in,
+                              typename V::mask* below, typename V::mask* above) {
+  *in = V::from_bits(p0 & ~p1);
+  *below = V::from_bits(p1 & ~p0);
+  *above = V::from_bits(p0 & p1);
+}
+
+// The packed window codes of the vector of elements from i (i % V::W == 0: whole bytes of 8
+// elements).
+template <class V>
+inline void store_packed_codes(uint8_t* code, int64_t i, typename V::reg x, typename V::reg lo,
+                               typename V::reg hi) {
+  uint32_t p0, p1;
+  packed_planes<V>(x, lo, hi, &p0, &p1);
   if constexpr (V::W == 16) {  // a whole group: one little-endian word (x86)
     const uint32_t w = p0 | (p1 << 16);
     std::memcpy(code + 4 * (i / 16), &w, sizeof w);
@@ -144,10 +161,73 @@ inline void load_packed_masks(const uint8_t* code, int64_t i, typename V::mask* 
       p1 |= static_cast<uint32_t>(h[2]) << (8 * k);
     }
   }
-  *in = V::from_bits(p0 & ~p1);
-  *below = V::from_bits(p1 & ~p0);
-  *above = V::from_bits(p0 & p1);
+  masks_from_planes<V>(p0, p1, in, below, above);
 }
+
+// Packed window codes written in element order, a vector's or one element's bits at a time (the
+// per-channel kernels walk rows of any length: their vectors need not start a byte of codes). Each
+// group's 4 bytes are stored as one little-endian word (x86) once its 16 elements are in; finish()
+// stores the group begun last, its bits past the end 0.
+class PackedCodeWriter {
+ public:
+  explicit PackedCodeWriter(uint8_t* code) : code_(code) {}
+  // The planes of the next `bits` elements (bits <= 16; no bit set at or above `bits`).
+  void put(uint32_t p0, uint32_t p1, int bits) {
+    p0_ |= static_cast<uint64_t>(p0) << n_;
+    p1_ |= static_cast<uint64_t>(p1) << n_;
+    n_ += bits;
+    while (n_ >= 16) {
+      store();
+      n_ -= 16;
+    }
+  }
+  void finish() {
+    if (n_ > 0) store();
+    n_ = 0;
+  }
+
+ private:
+  void store() {
+    const uint32_t w = static_cast<uint32_t>(p0_ & 0xffffu) | static_cast<uint32_t>(p1_ & 0xffffu)
+                                                                  << 16;
+    std::memcpy(code_, &w, sizeof w);
+    code_ += 4;
+    p0_ >>= 16;
+    p1_ >>= 16;
+  }
+  uint8_t* code_;
+  uint64_t p0_ = 0, p1_ = 0;
+  int n_ = 0;  // elements held, < 16 between calls
+};
+
+// Packed window codes read in element order, as PackedCodeWriter writes them; never reads past the
+// group of the last element taken.
+class PackedCodeReader {
+ public:
+  explicit PackedCodeReader(const uint8_t* code) : code_(code) {}
+  // The planes of the next `bits` elements (bits <= 16), element k at bit k.
+  void take(int bits, uint32_t* p0, uint32_t* p1) {
+    if (n_ < bits) {  // one group is enough: n_ + 16 >= bits
+      uint32_t w;
+      std::memcpy(&w, code_, sizeof w);
+      code_ += 4;
+      p0_ |= static_cast<uint64_t>(w & 0xffffu) << n_;
+      p1_ |= static_cast<uint64_t>(w >> 16) << n_;
+      n_ += 16;
+    }
+    const uint64_t m = (uint64_t{1} << bits) - 1;
+    *p0 = static_cast<uint32_t>(p0_ & m);
+    *p1 = static_cast<uint32_t>(p1_ & m);
+    p0_ >>= bits;
+    p1_ >>= bits;
+    n_ -= bits;
+  }
+
+ private:
+  const uint8_t* code_;
+  uint64_t p0_ = 0, p1_ = 0;
+  int n_ = 0;
+};
 
 // ---- fake quant ---------------------------------------------------------------------------------
 
@@ -197,26 +277,64 @@ void fake_quant(const float* x, float* y, int64_t n, const FakeQuantParams<float
   fake_quant_packed<V, kS>(x, y, nullptr, n, p, r, 0.0f, 0.0f);
 }
 
-// Per channel; with a code array it also writes the window codes of [lo[c], hi[c]].
-template <class V, bool kS>
-void fake_quant_per_channel_coded(const float* x, float* y, uint8_t* code, int64_t rows,
-                                  int64_t channels, const FakeQuantParams<float>* p,
-                                  FakeQuantRounding r, const float* lo, const float* hi) {
-  const bool div = r == FakeQuantRounding::kDivScale;
-  // Structure of arrays so that a vector of channels loads its parameters with plain loads.
-  std::vector<float> soa(static_cast<size_t>(channels) * 5);
-  float* nmin = soa.data();
-  float* nmax = nmin + channels;
-  float* scale = nmax + channels;
-  float* inv = scale + channels;
-  float* qz = inv + channels;
-  for (int64_t c = 0; c < channels; ++c) {
-    nmin[c] = p[c].nudged_min;
-    nmax[c] = p[c].nudged_max;
-    scale[c] = p[c].scale;
-    inv[c] = p[c].inv_scale;
-    qz[c] = p[c].quant_zero;
+// Where the per-channel forward puts its window codes: nowhere, in place (every row is whole
+// vectors, so each vector starts a byte of codes, as per tensor), or through the writer in element
+// order (rows of any length).
+template <class V>
+struct NoCodes {
+  static constexpr bool kWrites = false;
+  void vec(int64_t, typename V::reg, typename V::reg, typename V::reg) {}
+  void one(uint8_t) {}
+  void done(int64_t) {}
+};
+
+template <class V>
+struct InPlaceCodes {
+  static constexpr bool kWrites = true;
+  uint8_t* code;
+  void vec(int64_t k, typename V::reg x, typename V::reg lo, typename V::reg hi) {
+    store_packed_codes<V>(code, k, x, lo, hi);
   }
+  void one(uint8_t) {}    // never called: no row has a scalar tail
+  void done(int64_t n) {  // the rest of a group begun by the last vector (8 lanes), written as 0
+    for (int64_t i = n; i % 16 != 0; i += 8) {
+      uint8_t* h = code + lowbit::kernels::packed_code_offset(i);
+      h[0] = 0;
+      h[2] = 0;
+    }
+  }
+};
+
+template <class V>
+struct StreamedCodes {
+  static constexpr bool kWrites = true;
+  PackedCodeWriter writer;
+  void vec(int64_t, typename V::reg x, typename V::reg lo, typename V::reg hi) {
+    uint32_t p0, p1;
+    packed_planes<V>(x, lo, hi, &p0, &p1);
+    writer.put(p0, p1, V::W);
+  }
+  void one(uint8_t c) {
+    uint32_t p0, p1;
+    code_planes(c, &p0, &p1);
+    writer.put(p0, p1, 1);
+  }
+  void done(int64_t) { writer.finish(); }
+};
+
+// The per-channel forward over rows with one rounding and one code sink (each its own loop: a
+// run-time choice inside it cost registers and doubled the time in cache). `soa` holds the
+// channels' nudged_min, nudged_max, scale, inv_scale and quant_zero, one array after the other, so
+// that a vector of channels loads its parameters with plain loads.
+template <class V, bool kS, bool kDiv, class Codes>
+void fake_quant_rows(const float* x, float* y, int64_t rows, int64_t channels, const float* soa,
+                     const FakeQuantParams<float>* p, const float* lo, const float* hi,
+                     Codes codes) {
+  const float* nmin = soa;
+  const float* nmax = nmin + channels;
+  const float* scale = nmax + channels;
+  const float* inv = scale + channels;
+  const float* qz = inv + channels;
   // One row at a time: blocks of rows sharing each parameter load were faster with hot caches but
   // 1.5-2x slower streaming from memory, where more interleaved streams defeat the prefetchers.
   for (int64_t row = 0; row < rows; ++row) {
@@ -227,23 +345,52 @@ void fake_quant_per_channel_coded(const float* x, float* y, uint8_t* code, int64
       const auto v = V::load(x + k);
       const auto a = V::load(nmin + c), b = V::load(nmax + c), s = V::load(scale + c);
       const auto iv = V::load(inv + c), q = V::load(qz + c);
-      put<V, kS>(y + k, div ? fake_quant_vec<V, true>(v, a, b, s, iv, q)
-                            : fake_quant_vec<V, false>(v, a, b, s, iv, q));
-      if (code) store_window_codes<V>(code + k, v, V::load(lo + c), V::load(hi + c));
+      put<V, kS>(y + k, fake_quant_vec<V, kDiv>(v, a, b, s, iv, q));
+      if constexpr (Codes::kWrites) codes.vec(k, v, V::load(lo + c), V::load(hi + c));
     }
     for (; c < channels; ++c) {
       const int64_t k = base + c;
-      y[k] = div ? detail::fake_quant_div(x[k], p[c]) : detail::fake_quant_mul(x[k], p[c]);
-      if (code) code[k] = detail::window_code(x[k], lo[c], hi[c]);
+      y[k] = kDiv ? detail::fake_quant_div(x[k], p[c]) : detail::fake_quant_mul(x[k], p[c]);
+      if constexpr (Codes::kWrites) codes.one(detail::window_code(x[k], lo[c], hi[c]));
     }
   }
+  codes.done(rows * channels);
   finish<V, kS>();
+}
+
+// Per channel; with a code array it also writes the packed window codes of [lo[c], hi[c]].
+template <class V, bool kS>
+void fake_quant_per_channel_packed(const float* x, float* y, uint8_t* code, int64_t rows,
+                                   int64_t channels, const FakeQuantParams<float>* p,
+                                   FakeQuantRounding r, const float* lo, const float* hi) {
+  std::vector<float> soa(static_cast<size_t>(channels) * 5);
+  for (int64_t c = 0; c < channels; ++c) {
+    soa[static_cast<size_t>(c)] = p[c].nudged_min;
+    soa[static_cast<size_t>(channels + c)] = p[c].nudged_max;
+    soa[static_cast<size_t>(2 * channels + c)] = p[c].scale;
+    soa[static_cast<size_t>(3 * channels + c)] = p[c].inv_scale;
+    soa[static_cast<size_t>(4 * channels + c)] = p[c].quant_zero;
+  }
+  const auto run = [&](auto codes) {
+    if (r == FakeQuantRounding::kDivScale) {
+      fake_quant_rows<V, kS, true>(x, y, rows, channels, soa.data(), p, lo, hi, codes);
+    } else {
+      fake_quant_rows<V, kS, false>(x, y, rows, channels, soa.data(), p, lo, hi, codes);
+    }
+  };
+  if (code == nullptr) {
+    run(NoCodes<V>{});
+  } else if (channels % V::W == 0) {
+    run(InPlaceCodes<V>{code});
+  } else {
+    run(StreamedCodes<V>{PackedCodeWriter(code)});
+  }
 }
 
 template <class V, bool kS>
 void fake_quant_per_channel(const float* x, float* y, int64_t rows, int64_t channels,
                             const FakeQuantParams<float>* p, FakeQuantRounding r) {
-  fake_quant_per_channel_coded<V, kS>(x, y, nullptr, rows, channels, p, r, nullptr, nullptr);
+  fake_quant_per_channel_packed<V, kS>(x, y, nullptr, rows, channels, p, r, nullptr, nullptr);
 }
 
 // ---- straight-through gradients with sums -------------------------------------------------------
@@ -387,21 +534,36 @@ void masked_grad_per_channel(const float* g, const float* x, float* dx, int64_t 
       });
 }
 
+// With whole vectors per row the masks are read in place, as per tensor; else in element order
+// through the reader: grad_with_sums_per_channel asks for every element's masks in that order (a
+// row's vectors, then its scalar tail).
 template <class V, bool kS>
-void coded_grad_per_channel(const float* g, const uint8_t* code, float* dx, int64_t rows,
-                            int64_t channels, float* below, float* above) {
+void packed_grad_per_channel(const float* g, const uint8_t* code, float* dx, int64_t rows,
+                             int64_t channels, float* below, float* above) {
+  using M = typename V::mask;
+  if (channels % V::W == 0) {
+    grad_with_sums_per_channel<V, kS>(
+        g, dx, rows, channels, below, above,
+        [&](int64_t base, int64_t c, M* in, M* b, M* a) {
+          load_packed_masks<V>(code, base + c, in, b, a);
+        },
+        [&](int64_t, int64_t, bool*, bool*, bool*) {});  // no scalar tail
+    return;
+  }
+  PackedCodeReader codes(code);
   grad_with_sums_per_channel<V, kS>(
       g, dx, rows, channels, below, above,
-      [&](int64_t base, int64_t c, typename V::mask* in, typename V::mask* b, typename V::mask* a) {
-        const auto cv = V::load_codes(code + base + c);
-        *in = V::code_has(cv, detail::kCodeIn);
-        *b = V::code_has(cv, detail::kCodeBelow);
-        *a = V::code_has(cv, detail::kCodeAbove);
+      [&](int64_t, int64_t, M* in, M* b, M* a) {
+        uint32_t p0, p1;
+        codes.take(V::W, &p0, &p1);
+        masks_from_planes<V>(p0, p1, in, b, a);
       },
-      [&](int64_t k, int64_t, bool* in, bool* b, bool* a) {
-        *in = (code[k] & detail::kCodeIn) != 0;
-        *b = (code[k] & detail::kCodeBelow) != 0;
-        *a = (code[k] & detail::kCodeAbove) != 0;
+      [&](int64_t, int64_t, bool* in, bool* b, bool* a) {
+        uint32_t p0, p1;
+        codes.take(1, &p0, &p1);
+        *in = p0 != 0 && p1 == 0;
+        *b = p1 != 0 && p0 == 0;
+        *a = p0 != 0 && p1 != 0;
       });
 }
 
@@ -738,10 +900,10 @@ constexpr lowbit::kernels::F32Kernels make_kernel_set(const char* isa) {
                                      &linear_mid_tread<V, kS>,
                                      &approx_sign_grad<V, kS>,
                                      &fake_quant_packed<V, kS>,
-                                     &fake_quant_per_channel_coded<V, kS>,
+                                     &fake_quant_per_channel_packed<V, kS>,
                                      &sign_packed<V, kS>,
                                      &packed_grad<V, kS>,
-                                     &coded_grad_per_channel<V, kS>,
+                                     &packed_grad_per_channel<V, kS>,
                                      &sum_abs_lanes<float>,
                                      &sum_abs_rows<float>,
                                      &max_abs_lanes<float>,

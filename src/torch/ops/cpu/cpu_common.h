@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -36,6 +37,24 @@ void parallel_blocks(int64_t numel, F&& f) {
     const int64_t start = b * kGrain;
     f(start, std::min(e * kGrain, numel) - start);
   });
+}
+
+// Rows of a [rows, depth] matrix per block whose first element starts a group of packed window
+// codes: the blocks' codes then begin at code + packed_code_bytes(row * depth), each in its own
+// bytes.
+inline int64_t packed_row_unit(int64_t depth) {
+  return depth <= 0 ? 1 : k::kPackedCodeGroup / std::gcd(depth, k::kPackedCodeGroup);
+}
+
+// f(row, nrows) over the rows of a [rows, depth] matrix in parallel, each task about kGrain
+// elements of whole packed_row_unit(depth) blocks.
+template <class F>
+void parallel_row_blocks(int64_t rows, int64_t depth, F&& f) {
+  const int64_t unit = packed_row_unit(depth);
+  const int64_t units = (rows + unit - 1) / unit;
+  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, depth * unit));
+  at::parallel_for(0, units, grain,
+                   [&](int64_t b, int64_t e) { f(b * unit, std::min(e * unit, rows) - b * unit); });
 }
 
 // The CPU forwards' packed window codes of x: uint8, k::packed_code_bytes(x.numel()) of them.
@@ -116,8 +135,8 @@ struct Kernels<double> {
     k::ref::fake_quant_packed<double>(a...);
   }
   template <class... A>
-  void fake_quant_per_channel_coded(A... a) const {
-    k::ref::fake_quant_per_channel_coded<double>(a...);
+  void fake_quant_per_channel_packed(A... a) const {
+    k::ref::fake_quant_per_channel_packed<double>(a...);
   }
   template <class... A>
   void sign_packed(A... a) const {
@@ -128,8 +147,8 @@ struct Kernels<double> {
     k::ref::packed_grad<double>(a...);
   }
   template <class... A>
-  void coded_grad_per_channel(A... a) const {
-    k::ref::coded_grad_per_channel<double>(a...);
+  void packed_grad_per_channel(A... a) const {
+    k::ref::packed_grad_per_channel<double>(a...);
   }
   template <class... A>
   void twn(A... a) const {
@@ -227,8 +246,8 @@ struct Kernels<float> {
     set->fake_quant_packed(a...);
   }
   template <class... A>
-  void fake_quant_per_channel_coded(A... a) const {
-    set->fake_quant_per_channel_coded(a...);
+  void fake_quant_per_channel_packed(A... a) const {
+    set->fake_quant_per_channel_packed(a...);
   }
   template <class... A>
   void sign_packed(A... a) const {
@@ -239,8 +258,8 @@ struct Kernels<float> {
     set->packed_grad(a...);
   }
   template <class... A>
-  void coded_grad_per_channel(A... a) const {
-    set->coded_grad_per_channel(a...);
+  void packed_grad_per_channel(A... a) const {
+    set->packed_grad_per_channel(a...);
   }
   template <class... A>
   void twn(A... a) const {
@@ -351,7 +370,9 @@ template <class T, class F>
 std::pair<at::Tensor, at::Tensor> channel_span_sums(int64_t rows, int64_t depth, F&& f) {
   at::Tensor below = at::zeros({depth}, at::kDouble), above = at::zeros({depth}, at::kDouble);
   if (rows == 0 || depth == 0) return {below, above};
-  const int64_t span_rows = std::max<int64_t>(1, kSumSpan / depth);
+  // Whole packed_row_unit blocks per span, so that each span's packed codes are its own bytes.
+  const int64_t unit = packed_row_unit(depth);
+  const int64_t span_rows = (std::max<int64_t>(1, kSumSpan / depth) + unit - 1) / unit * unit;
   const int64_t spans = (rows + span_rows - 1) / span_rows;
   std::vector<T> partial(static_cast<size_t>(spans * depth * 2), T(0));
   at::parallel_for(0, spans, 1, [&](int64_t b, int64_t e) {

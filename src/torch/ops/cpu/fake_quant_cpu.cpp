@@ -188,8 +188,7 @@ std::tuple<at::Tensor, at::Tensor> per_channel_forward(const at::Tensor& inputs,
   const auto ct = compute_type(inputs.scalar_type());
   const at::Tensor xc = to_compute(inputs, ct);
   at::Tensor y = at::empty(xc.sizes(), xc.options());
-  at::Tensor code =
-      with_codes ? at::empty(xc.sizes(), xc.options().dtype(at::kByte)) : at::Tensor();
+  at::Tensor code = with_codes ? empty_packed_codes(xc) : at::Tensor();
   if (depth == 0 || xc.numel() == 0) return {y.to(inputs.scalar_type()), code};
   const int64_t rows = xc.numel() / depth;
   with_compute_type(ct, [&](auto tag) {
@@ -201,10 +200,10 @@ std::tuple<at::Tensor, at::Tensor> per_channel_forward(const at::Tensor& inputs,
     T* yp = y.data_ptr<T>();
     uint8_t* cp = with_codes ? code.data_ptr<uint8_t>() : nullptr;
     const Kernels<T> kern(xc.numel());
-    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / depth), [&](int64_t b, int64_t e) {
-      kern.fake_quant_per_channel_coded(xp + b * depth, yp + b * depth,
-                                        cp ? cp + b * depth : nullptr, e - b, depth, r.get(T{}),
-                                        Rounding::kMulInvScale, lo, hi);
+    parallel_row_blocks(rows, depth, [&](int64_t row, int64_t nrows) {
+      kern.fake_quant_per_channel_packed(xp + row * depth, yp + row * depth,
+                                         cp ? cp + k::packed_code_bytes(row * depth) : nullptr,
+                                         nrows, depth, r.get(T{}), Rounding::kMulInvScale, lo, hi);
     });
   });
   return {y.to(inputs.scalar_type()), code};
@@ -287,7 +286,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward(const at::Tensor& 
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward_per_channel(const at::Tensor& grad,
                                                                           const at::Tensor& code) {
-  check_codes(grad, code);
+  check_packed_codes(grad, code);
   TORCH_CHECK_VALUE(grad.dim() >= 1, "grad must have rank >= 1 for the per-channel backward");
   const int64_t depth = grad.size(-1);
   const auto ct = compute_type(grad.scalar_type());
@@ -302,8 +301,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> coded_backward_per_channel(const 
     T* dp = dx.data_ptr<T>();
     const Kernels<T> kern(gc.numel());
     sums = channel_span_sums<T>(rows, depth, [&](int64_t row, int64_t nrows, T* below, T* above) {
-      kern.coded_grad_per_channel(gp + row * depth, cp + row * depth, dp + row * depth, nrows,
-                                  depth, below, above);
+      kern.packed_grad_per_channel(gp + row * depth, cp + k::packed_code_bytes(row * depth),
+                                   dp + row * depth, nrows, depth, below, above);
     });
   });
   return {dx.to(grad.scalar_type()), sums.first, sums.second};
