@@ -113,7 +113,8 @@ inline uint8_t packed_code(const uint8_t* code, int64_t i) {
   return p0 ? (p1 ? detail::kCodeAbove : detail::kCodeIn) : (p1 ? detail::kCodeBelow : 0);
 }
 // Writes the packed window codes code_of(i) (detail::window_code values) of the elements [from, n)
-// (from % 8 == 0), and zeros to the end of the last group.
+// (from % 8 == 0), and zeros to the end of the last group. code_of is called once per element, in
+// increasing order of i.
 template <class CodeOf>
 inline void pack_codes(int64_t from, int64_t n, CodeOf&& code_of, uint8_t* code) {
   for (int64_t i = from; i < (n + 15) / 16 * 16; i += 8) {

@@ -176,9 +176,15 @@ void fake_quant_per_channel_packed(const T* x, T* y, uint8_t* code, int64_t rows
                                    const T* hi) {
   fake_quant_per_channel(x, y, rows, channels, p, r);
   if (code == nullptr) return;
+  // pack_codes asks for the elements in order, so the channel follows without a division.
+  int64_t c = 0;
   pack_codes(
       0, rows * channels,
-      [&](int64_t k) { return detail::window_code(x[k], lo[k % channels], hi[k % channels]); },
+      [&](int64_t k) {
+        const uint8_t w = detail::window_code(x[k], lo[c], hi[c]);
+        c = c + 1 == channels ? 0 : c + 1;
+        return w;
+      },
       code);
 }
 
