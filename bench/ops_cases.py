@@ -136,7 +136,8 @@ class Case:
 
 
 # fwd+bwd of the ops that save packed window codes (fake quant per tensor and per channel,
-# ste_sign): x in, y and 2 bits of code out; g and the code in, dx out.
+# ste_sign): x in, y and 2 bits of code out; g and the code in, dx out. (On CUDA the codes are a
+# byte, 18 bytes in all; the CUDA figures count 16.5 too.)
 PACKED = 16.5
 
 

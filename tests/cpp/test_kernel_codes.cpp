@@ -206,11 +206,13 @@ TEST_P(CodedKernelSet, CodedForwardsMatchReference) {
       ASSERT_TRUE(
           PackedCodesAre(got_code, x.data(), n, channel_windows_of(x.data(), channels, hi, lo)));
       // In calls over blocks of rows that start at multiples of 16 elements (as the operators'
-      // tasks do), each into its own groups of codes: the same.
+      // tasks do), each into its own groups of codes: the same. The last block first, so that a
+      // block writing into its successor's groups would not be overwritten by it.
       const int64_t unit = 16 / std::gcd<int64_t>(channels, 16);
       std::fill(got_code.begin(), got_code.end(), 0xdd);
       std::fill(got.data(), got.data() + n, kGotFill);
-      for (int64_t row = 0; row < rows; row += 3 * unit) {
+      for (int64_t row = (rows - 1) / (3 * unit) * (3 * unit); rows > 0 && row >= 0;
+           row -= 3 * unit) {
         const int64_t start = row * channels;
         k().fake_quant_per_channel_packed(x.data() + start, got.data() + start,
                                           got_code.data() + packed_code_bytes(start),

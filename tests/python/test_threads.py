@@ -89,3 +89,34 @@ def test_same_result_for_every_thread_count():
     for r in results[1:]:
         for a, b in zip(results[0], r):
             assert_exact(a, b, what="thread count changed a reduction")
+
+
+@pytest.mark.parametrize("rows,channels", [(200003, 5), (3, 100001), (4099, 33)])
+def test_per_channel_sums_same_for_every_thread_count_and_path(rows, channels):
+    """Per-channel fake quant with channels not a multiple of 16 (tasks and sum spans of whole
+    blocks of 16 / gcd(channels, 16) rows, codes packed by flat index): autograd's d/dx, d/dmin and
+    d/dmax, from the saved codes, equal the gradient op's, from x, bit for bit, and neither changes
+    with the thread count."""
+    x = torch.randn(rows, channels, generator=gen(9)) * 2
+    g = normal(x.shape, seed=10)
+    mins = -torch.rand(channels, generator=gen(11)) * 2 - 0.1
+    maxs = torch.rand(channels, generator=gen(12)) * 2 + 0.1
+    results = []
+    old = torch.get_num_threads()
+    try:
+        for k in (1, 2, 4):
+            torch.set_num_threads(k)
+            _, dx, (dmin, dmax) = autograd(
+                lambda v, a, b: lowbit.fake_quant_with_min_max_vars_per_channel(v, a, b), x, g,
+                (mins, maxs))
+            gdx, gdmin, gdmax = lowbit.fake_quant_with_min_max_vars_per_channel_gradient(
+                g, x, mins, maxs)
+            assert_exact(dx, gdx, x, "d/dx, codes against x")
+            assert_exact(dmin, gdmin, what="d/dmin, codes against x")
+            assert_exact(dmax, gdmax, what="d/dmax, codes against x")
+            results.append((dx, dmin, dmax))
+    finally:
+        torch.set_num_threads(old)
+    for r in results[1:]:
+        for a, b in zip(results[0], r):
+            assert_exact(a, b, what="thread count changed a per-channel result")

@@ -27,8 +27,8 @@ variable_list grad_x_only(at::Tensor dx, size_t n_other) {
 
 // ---- TF fake quant -----------------------------------------------------------------------------
 
-// The fake quant forwards save window codes, not x (on the CPU 2 bits per element per tensor, else
-// a byte): the backward then reads those instead of a float per element.
+// The fake quant forwards save window codes, not x (on the CPU 2 bits per element, per tensor and
+// per channel; on CUDA a byte): the backward then reads those instead of a float per element.
 struct FakeQuantArgs : Function<FakeQuantArgs> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double min, double max,
                             int64_t num_bits, bool narrow_range) {
