@@ -96,7 +96,7 @@ def test_per_channel_sums_same_for_every_thread_count_and_path(rows, channels):
     """Per-channel fake quant with channels not a multiple of 16 (tasks and sum spans of whole
     blocks of 16 / gcd(channels, 16) rows, codes packed by flat index): autograd's d/dx, d/dmin and
     d/dmax, from the saved codes, equal the gradient op's, from x, bit for bit, and neither changes
-    with the thread count."""
+    with the thread count; the forward without codes gives the same y."""
     x = torch.randn(rows, channels, generator=gen(9)) * 2
     g = normal(x.shape, seed=10)
     mins = -torch.rand(channels, generator=gen(11)) * 2 - 0.1
@@ -106,9 +106,13 @@ def test_per_channel_sums_same_for_every_thread_count_and_path(rows, channels):
     try:
         for k in (1, 2, 4):
             torch.set_num_threads(k)
-            _, dx, (dmin, dmax) = autograd(
+            y, dx, (dmin, dmax) = autograd(
                 lambda v, a, b: lowbit.fake_quant_with_min_max_vars_per_channel(v, a, b), x, g,
                 (mins, maxs))
+            # The forward without codes (no gradient needed) splits rows freely: the same y.
+            assert_exact(lowbit.fake_quant_with_min_max_vars_per_channel(x, mins, maxs), y, x,
+                         "forward without codes")
+            assert_exact(y, ref.fake_quant_with_min_max_vars_per_channel(x, mins, maxs), x)
             gdx, gdmin, gdmax = lowbit.fake_quant_with_min_max_vars_per_channel_gradient(
                 g, x, mins, maxs)
             assert_exact(dx, gdx, x, "d/dx, codes against x")

@@ -47,10 +47,9 @@ inline int64_t packed_row_unit(int64_t depth) {
 }
 
 // f(row, nrows) over the rows of a [rows, depth] matrix in parallel, each task about kGrain
-// elements of whole packed_row_unit(depth) blocks.
+// elements of whole blocks of `unit` rows (packed_row_unit(depth) where tasks write packed codes).
 template <class F>
-void parallel_row_blocks(int64_t rows, int64_t depth, F&& f) {
-  const int64_t unit = packed_row_unit(depth);
+void parallel_row_blocks(int64_t rows, int64_t depth, int64_t unit, F&& f) {
   const int64_t units = (rows + unit - 1) / unit;
   const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, depth * unit));
   at::parallel_for(0, units, grain,

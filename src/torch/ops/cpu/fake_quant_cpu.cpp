@@ -200,7 +200,9 @@ std::tuple<at::Tensor, at::Tensor> per_channel_forward(const at::Tensor& inputs,
     T* yp = y.data_ptr<T>();
     uint8_t* cp = with_codes ? code.data_ptr<uint8_t>() : nullptr;
     const Kernels<T> kern(xc.numel());
-    parallel_row_blocks(rows, depth, [&](int64_t row, int64_t nrows) {
+    // Without codes any row may start a task (few long rows of an odd length still split).
+    const int64_t unit = cp ? packed_row_unit(depth) : 1;
+    parallel_row_blocks(rows, depth, unit, [&](int64_t row, int64_t nrows) {
       kern.fake_quant_per_channel_packed(xp + row * depth, yp + row * depth,
                                          cp ? cp + k::packed_code_bytes(row * depth) : nullptr,
                                          nrows, depth, r.get(T{}), Rounding::kMulInvScale, lo, hi);
